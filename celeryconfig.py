@@ -1,0 +1,48 @@
+"""Celery settings, read once from the environment (see workers/settings.py and the README)."""
+
+from kombu import Queue
+
+from workers.settings import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {"visibility_timeout": 3600}  # no task here waits anywhere near this
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True
+
+# Work must survive a killed worker: ack after the task ran, one task reserved at a time.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+# Flower sees tasks from the moment they are sent, and every retry.
+task_send_sent_event = True
+worker_send_task_events = True
+task_track_started = True
+
+enable_utc = True
+timezone = str(_settings.window.zone)
+
+FETCH_QUEUE = "esms.fetch"  # producers' submissions and beat's releases: short tasks
+DRAIN_QUEUE = "esms.drain"  # the drain loops: long, rate-limited tasks
+task_default_queue = FETCH_QUEUE
+task_queues = (Queue(FETCH_QUEUE), Queue(DRAIN_QUEUE))
+task_routes = {
+    "esms.fetch_callbacks": {"queue": FETCH_QUEUE},
+    "esms.release": {"queue": FETCH_QUEUE},
+    "esms.drain": {"queue": DRAIN_QUEUE},
+}
+
+beat_schedule = {
+    "esms-release": {
+        "task": "esms.release",
+        "schedule": _settings.release_every_s,
+        # A release nobody took in time is useless: the next one is coming.
+        "options": {"expires": max(10.0, _settings.release_every_s * 5)},
+    },
+}

@@ -1,0 +1,71 @@
+"""Faults the simulator can inject into its next requests, one request each, in order.
+
+    http500   HTTP 500 with a plain-text body
+    slow      wait `delay_s` seconds, then answer normally (the answer is decided on receipt)
+    badjson   HTTP 200, JSON content type, body cut off mid-object
+    html      HTTP 200 with an HTML error page (text/html), as a proxy or IIS would send
+    code      HTTP 200 with {"Code": code, "Message": message}, e.g. 160, 105, 101, 103
+    reset     no answer at all: the connection is aborted
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeGuard, get_args
+
+FaultKind = Literal["http500", "slow", "badjson", "html", "code", "reset"]
+FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
+
+# Messages for the codes DESIGN.md lists; other codes get a neutral text rather than a guess.
+CODE_MESSAGES: dict[int, str] = {
+    99: "Invalid request",
+    101: "Authorize Failed: wrong ApiKey or SecretKey",
+    103: "Balance not enough",
+    105: "SMSID not found",
+    140: "IP is not in the whitelist",
+    143: "Account is locked",
+    160: "Request rate exceeded, please try again later",
+}
+_ALLOWED_PARAMS: dict[str, frozenset[str]] = {
+    "http500": frozenset(),
+    "slow": frozenset({"delay_s"}),
+    "badjson": frozenset(),
+    "html": frozenset(),
+    "code": frozenset({"code", "message"}),
+    "reset": frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    delay_s: float = 0.0
+    code: int = 0
+    message: str = ""
+
+
+def is_fault_kind(value: object) -> TypeGuard[FaultKind]:
+    return isinstance(value, str) and value in FAULT_KINDS
+
+
+def make_fault(kind: object, **params: object) -> Fault:
+    """Build a fault from a kind and its parameters; raise ValueError naming the problem."""
+    if not is_fault_kind(kind):
+        raise ValueError(f"unknown fault kind {kind!r}; use one of {sorted(FAULT_KINDS)}")
+    unknown = set(params) - _ALLOWED_PARAMS[kind]
+    if unknown:
+        raise ValueError(f"fault {kind!r} takes no parameter(s) {sorted(unknown)}")
+    if kind == "slow":
+        delay_s = params.get("delay_s", 1.0)
+        if isinstance(delay_s, bool) or not isinstance(delay_s, int | float) or delay_s < 0:
+            raise ValueError("fault 'slow' needs delay_s, a number of seconds >= 0")
+        return Fault(kind, delay_s=float(delay_s))
+    if kind == "code":
+        code = params.get("code")
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise ValueError("fault 'code' needs code, an integer such as 160 or 105")
+        message = params.get("message", CODE_MESSAGES.get(code, "Simulated error"))
+        if not isinstance(message, str):
+            raise ValueError("fault 'code' takes message as a string")
+        return Fault(kind, code=code, message=message)
+    return Fault(kind)

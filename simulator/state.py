@@ -1,0 +1,258 @@
+"""The simulator's configuration, state and request log, and how one GetCallback is answered.
+
+Checks run in this order, each answering HTTP 200 with eSMS's `Code` (a JSON number):
+body not a JSON object -> 99; wrong ApiKey/SecretKey -> 101; closer than `rate_interval_s` to
+the account's previous request -> 160; window closed -> 99 (eSMS does not document its code for
+this; 99 is the simulator's choice); ListRefid not a non-empty list of strings or OAId not a
+non-empty string -> 99; otherwise 100 with one record per known RefId among the first `max_refs`.
+
+Every request that carries the account's credentials moves the rate clock, whatever it is
+answered (160 and faults included), because eSMS counts what it receives, not what it serves.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+
+from simulator.faults import Fault, make_fault
+from simulator.outcomes import Outcome, Policy, ScriptBook, build_record, parse_policy
+
+WindowCheck = Callable[[], bool]
+
+_FAULT_HTTP_STATUS = {"http500": 500, "slow": 200, "badjson": 200, "html": 200, "code": 200}
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One GetCallback request as received. Never holds the ApiKey or SecretKey."""
+
+    received_at_s: float  # time.time() at receipt
+    received_monotonic_s: float  # time.monotonic() at receipt, for gaps
+    api_key_ok: bool  # both ApiKey and SecretKey matched
+    oa_id: str | None
+    ref_count_sent: int  # len(ListRefid) as received
+    ref_count_answered: int  # RefIds looked up: at most max_refs
+    record_count: int  # records in Data_callback
+    code: int | None  # eSMS Code answered; None when the fault sent no JSON
+    http_status: int | None  # None when the connection was aborted
+    fault: str | None  # the fault kind applied, if any
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the HTTP layer should send: a JSON payload, shaped or replaced by a fault."""
+
+    payload: dict[str, object]
+    fault: Fault | None = None
+
+
+@dataclass(frozen=True)
+class _Request:
+    body: dict[str, object] | None
+    credentials_ok: bool
+    too_soon: bool
+
+
+class Simulator:
+    """Configuration, scripts, faults and the request log of one simulated eSMS account.
+
+    Safe to script from any thread while the app serves on another.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "sim-api-key",
+        secret_key: str = "sim-secret-key",
+        max_refs: int = 100,
+        rate_interval_s: float = 1.0,
+        is_open: WindowCheck | None = None,
+        policy: Policy = "mixed",
+    ) -> None:
+        self.api_key = api_key
+        self.secret_key = secret_key
+        self.max_refs = max_refs
+        self.rate_interval_s = rate_interval_s
+        self.is_open = is_open
+        self.requests: list[LoggedRequest] = []
+        self._book = ScriptBook(parse_policy(policy))
+        self._faults: deque[Fault] = deque()
+        self._last_request_monotonic_s: float | None = None
+        self._lock = threading.Lock()
+        self.configure(max_refs=max_refs, rate_interval_s=rate_interval_s)
+
+    @property
+    def policy(self) -> Policy:
+        return self._book.policy
+
+    def script(self, ref_id: str, outcomes: list[Outcome] | tuple[Outcome, ...]) -> None:
+        """Make the next asks of `ref_id` follow `outcomes`; the last one sticks."""
+        with self._lock:
+            self._book.script(ref_id, outcomes)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Choose the default script of RefIds without one: "sent" or "mixed"."""
+        with self._lock:
+            self._book.policy = parse_policy(policy)
+
+    def add_fault(self, kind: str, count: int = 1, **params: object) -> None:
+        """Make the next `count` requests fail as `kind` (see simulator.faults)."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError("fault count must be an integer >= 1")
+        fault = make_fault(kind, **params)
+        with self._lock:
+            self._faults.extend([fault] * count)
+
+    def configure(
+        self, *, rate_interval_s: float | None = None, max_refs: int | None = None
+    ) -> None:
+        """Change limits while serving; raise ValueError on a value eSMS could not have."""
+        if rate_interval_s is not None:
+            if isinstance(rate_interval_s, bool) or not isinstance(rate_interval_s, int | float):
+                raise ValueError("rate_interval_s must be a number of seconds")
+            if rate_interval_s < 0:
+                raise ValueError("rate_interval_s must be >= 0 (0 disables the rate check)")
+            self.rate_interval_s = float(rate_interval_s)
+        if max_refs is not None:
+            if isinstance(max_refs, bool) or not isinstance(max_refs, int) or max_refs < 1:
+                raise ValueError("max_refs must be an integer >= 1")
+            self.max_refs = max_refs
+
+    def reset(self) -> None:
+        """Forget the log, scripts, pending faults, ask counts and the rate clock."""
+        with self._lock:
+            self.requests.clear()
+            self._book.clear()
+            self._faults.clear()
+            self._last_request_monotonic_s = None
+
+    def asked(self, ref_id: str) -> int:
+        """Return how many times `ref_id` was looked up."""
+        with self._lock:
+            return self._book.asked(ref_id)
+
+    def pending_faults(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    def stats(self) -> dict[str, object]:
+        """Summarise the log: counts, the smallest gap between requests, codes seen."""
+        with self._lock:
+            log = sorted(self.requests, key=lambda r: r.received_monotonic_s)
+        gaps = [b.received_monotonic_s - a.received_monotonic_s for a, b in pairwise(log)]
+        return {
+            "requests": len(log),
+            "min_gap_s": min(gaps) if gaps else None,
+            "refs_sent": sum(r.ref_count_sent for r in log),
+            "refs_answered": sum(r.ref_count_answered for r in log),
+            "records_returned": sum(r.record_count for r in log),
+            "codes": dict(Counter(str(r.code) for r in log)),
+            "http_statuses": dict(Counter(str(r.http_status) for r in log)),
+            "faults": dict(Counter(r.fault for r in log if r.fault)),
+        }
+
+    def receive(self, raw: bytes, received_at_s: float, received_monotonic_s: float) -> Answer:
+        """Decide the answer to one GetCallback body received at the given times, and log it."""
+        with self._lock:
+            request = self._read(raw, received_monotonic_s)
+            fault = self._faults.popleft() if self._faults else None
+            if fault is not None and fault.kind != "slow":
+                payload: dict[str, object] = {"Code": fault.code, "Message": fault.message}
+                self._log(request, received_at_s, received_monotonic_s, fault, payload)
+                return Answer(payload, fault)
+            payload = self._answer(request)
+            self._log(request, received_at_s, received_monotonic_s, fault, payload)
+            return Answer(payload, fault)
+
+    def _read(self, raw: bytes, received_monotonic_s: float) -> _Request:
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        body = parsed if isinstance(parsed, dict) else None
+        credentials_ok = (
+            body is not None
+            and _same(body.get("ApiKey"), self.api_key)
+            and _same(body.get("SecretKey"), self.secret_key)
+        )
+        too_soon = False
+        if credentials_ok:
+            last_s = self._last_request_monotonic_s
+            # abs(): two handlers may reach this point out of receipt order.
+            too_soon = (
+                self.rate_interval_s > 0
+                and last_s is not None
+                and abs(received_monotonic_s - last_s) < self.rate_interval_s
+            )
+            self._last_request_monotonic_s = max(received_monotonic_s, last_s or 0.0)
+        return _Request(body, credentials_ok, too_soon)
+
+    def _answer(self, request: _Request) -> dict[str, object]:
+        body = request.body
+        if body is None:
+            return _error(99, "Request body is not a JSON object")
+        if not request.credentials_ok:
+            return _error(101, "Authorize Failed: wrong ApiKey or SecretKey")
+        if request.too_soon:
+            return _error(160, f"Too many requests: at most one every {self.rate_interval_s} s")
+        if self.is_open is not None and not self.is_open():
+            return _error(99, "Outside the allowed time window for GetCallback")
+        ref_ids, oa_id = body.get("ListRefid"), body.get("OAId")
+        if not isinstance(ref_ids, list) or not ref_ids:
+            return _error(99, "ListRefid must be a non-empty list of RefId strings")
+        if not all(isinstance(ref_id, str) for ref_id in ref_ids):
+            return _error(99, "ListRefid must contain only strings")
+        if not isinstance(oa_id, str) or not oa_id:
+            return _error(99, "OAId is required")
+        records = []
+        for ref_id in ref_ids[: self.max_refs]:  # eSMS silently ignores the rest
+            record = build_record(ref_id, oa_id, self._book.next_outcome(ref_id))
+            if record is not None:
+                records.append(record)
+        return {"Code": 100, "Message": "Success", "Data_callback": records}
+
+    def _log(
+        self,
+        request: _Request,
+        received_at_s: float,
+        received_monotonic_s: float,
+        fault: Fault | None,
+        payload: dict[str, object],
+    ) -> None:
+        body = request.body or {}
+        oa_id, ref_ids, records = body.get("OAId"), body.get("ListRefid"), payload.get("Data_callback")
+        answered = "Data_callback" in payload  # only a real success looked RefIds up
+        code = payload.get("Code") if fault is None or fault.kind in ("code", "slow") else None
+        http_status = 200 if fault is None else _FAULT_HTTP_STATUS.get(fault.kind)
+        ref_count_sent = len(ref_ids) if isinstance(ref_ids, list) else 0
+        self.requests.append(
+            LoggedRequest(
+                received_at_s=received_at_s,
+                received_monotonic_s=received_monotonic_s,
+                api_key_ok=request.credentials_ok,
+                oa_id=oa_id if isinstance(oa_id, str) else None,
+                ref_count_sent=ref_count_sent,
+                ref_count_answered=min(ref_count_sent, self.max_refs) if answered else 0,
+                record_count=len(records) if isinstance(records, list) else 0,
+                code=code if isinstance(code, int) else None,
+                http_status=http_status,
+                fault=fault.kind if fault is not None else None,
+            )
+        )
+
+
+def _same(given: object, expected: str) -> bool:
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _error(code: int, message: str) -> dict[str, object]:
+    return {"Code": code, "Message": message}

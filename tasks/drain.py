@@ -1,0 +1,90 @@
+"""esms.drain (send requests while RefIds are due) and esms.release (beat's heartbeat)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from celery import Task
+
+from tasks.app import app
+from workers.capacity import coming_window, describe_shortfall
+from workers.clock import as_datetime
+from workers.drainer import Retry
+from workers.runtime import Runtime, get_runtime
+
+log = logging.getLogger(__name__)
+
+# A drain task gives its worker slot back this often, so restarts and deploys are prompt;
+# if work remains it asks for a successor.
+DRAIN_BUDGET_S = 60.0
+CAPACITY_WARNING_EVERY_S = 600
+
+
+@app.task(name="esms.drain", bind=True, acks_late=True)
+def drain(self: Task) -> dict[str, object]:
+    """Send full requests at the global rate while the window is open and RefIds are due."""
+    runtime = get_runtime()
+    settings = runtime.settings
+    if not settings.has_credentials:
+        log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
+        return {"stopped": "no credentials"}
+    slots = runtime.drainer_slots
+    token = slots.acquire(runtime.clock.now_s())
+    if token is None:
+        return {"stopped": f"{slots.limit} drainers already running"}
+    retries = self.request.retries
+    try:
+        report = runtime.drainer(retries).drain(
+            DRAIN_BUDGET_S, on_step=lambda: slots.acquire(runtime.clock.now_s(), token))
+    except Retry as exc:
+        if retries >= settings.max_retries:
+            log.warning("eSMS still failing after %d retries (%s); the RefIds wait and are "
+                        "asked again by a later drain", retries, exc.cause)
+            return {"stopped": f"gave up after {retries} retries: {exc.cause}"}
+        log.warning("eSMS request failed (%s); retry %d/%d in %.1fs", exc.cause, retries + 1,
+                    settings.max_retries, exc.after_s)
+        raise self.retry(exc=exc.cause, countdown=exc.after_s,
+                         max_retries=settings.max_retries) from None
+    finally:
+        slots.release(token)
+    if report.stopped == "budget used":
+        request_drainers(runtime, runtime.clock.now_s(), force=True)
+    if report.requests:
+        log.info("drain: %d requests, %d RefIds asked, %d events %s; stopped: %s",
+                 report.requests, report.refs_asked, report.events, report.by_status,
+                 report.stopped)
+    return asdict(report)
+
+
+@app.task(name="esms.release", ignore_result=True)
+def release() -> None:
+    """Start drainers when the window is open and RefIds are due; warn about capacity."""
+    runtime = get_runtime()
+    now_s = runtime.clock.now_s()
+    check_capacity(runtime, now_s)
+    if runtime.settings.window.is_open(as_datetime(now_s)) and runtime.backlog.next_due_oa(now_s):
+        request_drainers(runtime, now_s)
+
+
+def request_drainers(runtime: Runtime, now_s: float, force: bool = False) -> int:
+    """Queue drain tasks up to the configured number of drainers; return how many."""
+    keys = runtime.keys
+    # Many producers may ask at once; one asking per second is enough.
+    if not force and not runtime.redis.set(keys.spawn_lock, 1, nx=True, px=1000):
+        return 0
+    missing = runtime.settings.drainers - runtime.drainer_slots.holders(now_s)
+    for _ in range(max(0, missing)):
+        drain.apply_async(expires=60)
+    return max(0, missing)
+
+
+def check_capacity(runtime: Runtime, now_s: float) -> None:
+    """Warn (at most every ten minutes) when the backlog exceeds the coming window."""
+    waiting = sum(oa.waiting + oa.leased for oa in runtime.backlog.per_oa(now_s))
+    capacity = coming_window(runtime.settings, now_s)
+    if capacity.fits(waiting):
+        return
+    if runtime.redis.set(runtime.keys.capacity_warned, 1, nx=True,
+                         ex=CAPACITY_WARNING_EVERY_S):
+        log.warning(describe_shortfall(capacity, waiting))

@@ -1,0 +1,70 @@
+"""esms.fetch_callbacks: accept RefIds from producers and park them to be asked."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+
+from tasks.app import app
+from tasks.drain import check_capacity, request_drainers
+from workers.clock import as_datetime
+from workers.errors import InvalidSubmission
+from workers.runtime import get_runtime
+from workers.validation import validate_submission
+
+log = logging.getLogger(__name__)
+ARG_NAMES = ("ref_ids", "oa_id")
+
+
+class ValidatingTask(Task):  # type: ignore[misc]
+    """Reject bad arguments at the producer, before anything is queued."""
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, *rest: Any,
+                    **options: Any) -> Any:
+        ref_ids, oa_id, unknown = bind_arguments(args, kwargs)
+        validate_submission(ref_ids, oa_id, unknown)
+        return super().apply_async(args, kwargs, *rest, **options)
+
+
+def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, object]]:
+    """Map positional and keyword arguments onto (ref_ids, oa_id, unknown)."""
+    args = list(args or ())
+    kwargs = dict(kwargs or {})
+    if len(args) > len(ARG_NAMES):
+        raise InvalidSubmission(f"fetch_callbacks takes 2 positional arguments (ref_ids, "
+                                f"oa_id), {len(args)} given")
+    for name, value in zip(ARG_NAMES, args, strict=False):
+        if name in kwargs:
+            raise InvalidSubmission(f"{name} given both by position and by name")
+        kwargs[name] = value
+    ref_ids, oa_id = kwargs.pop("ref_ids", None), kwargs.pop("oa_id", None)
+    return ref_ids, oa_id, kwargs
+
+
+@app.task(name="esms.fetch_callbacks", base=ValidatingTask, acks_late=True)
+def fetch_callbacks(ref_ids: object = None, oa_id: object = None,
+                    **unknown: object) -> dict[str, object]:
+    """Park RefIds of one OA to be asked from eSMS; each will end in one terminal event."""
+    try:
+        submission = validate_submission(ref_ids, oa_id, unknown)
+    except InvalidSubmission as exc:
+        log.error("rejected a submission: %s", exc)
+        raise
+    runtime = get_runtime()
+    now_s = runtime.clock.now_s()
+    added = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s)
+    log.info("accepted %d RefIds for OA %s (%d new, %d already waiting)",
+             len(submission.ref_ids), submission.oa_id, added, len(submission.ref_ids) - added)
+    if runtime.settings.window.is_open(as_datetime(now_s)):
+        request_drainers(runtime, now_s)
+    else:
+        check_capacity(runtime, now_s)
+    return {
+        "oa_id": submission.oa_id,
+        "accepted": len(submission.ref_ids),
+        "new": added,
+        "already_waiting": len(submission.ref_ids) - added,
+        "duplicates_in_call": submission.duplicates,
+    }

@@ -1,0 +1,198 @@
+"""The waiting RefIds of an account, per OA, durable in Redis.
+
+Life of a RefId: park -> due (waiting, scored by when to ask) -> lease (in a request, scored
+by lease expiry) -> settle: gone when terminal, or back to due for a later ask. A lease that
+expires (its worker died) puts the RefId back to due, so nothing held by a dead worker is
+lost. Every multi-key change is one Lua script on keys of one hash tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from workers.keys import AccountKeys
+
+# KEYS[1] due, KEYS[2] submitted, KEYS[3] oas. ARGV[1] now (ms), ARGV[2] OA id, ARGV[3..] RefIds.
+# A RefId already known (waiting or leased) is left as it is. Returns how many were added.
+PARK_LUA = """
+local added = 0
+for i = 3, #ARGV do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[1]) == 1 then
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+    added = added + 1
+  end
+end
+if added > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
+return added
+"""
+
+# KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state.
+# ARGV[1] now (ms), ARGV[2] lease expiry (ms), ARGV[3] most RefIds to lease.
+# Puts expired leases back to due, then leases the RefIds due longest ago.
+# Returns a flat list: RefId, submitted (ms), last state key ('' if none), for each.
+LEASE_LUA = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, ref in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], ref)
+  redis.call('ZADD', KEYS[1], ARGV[1], ref)
+end
+local refs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, ref in ipairs(refs) do
+  redis.call('ZREM', KEYS[1], ref)
+  redis.call('ZADD', KEYS[2], ARGV[2], ref)
+  out[#out + 1] = ref
+  out[#out + 1] = redis.call('HGET', KEYS[3], ref) or '0'
+  out[#out + 1] = redis.call('HGET', KEYS[4], ref) or ''
+end
+return out
+"""
+
+# KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas.
+# ARGV[1] OA id, ARGV[2] n finished, ARGV[3..2+n] finished RefIds (forgotten entirely),
+# then triples RefId, due (ms), state key for RefIds to ask again (only if still known).
+SETTLE_LUA = """
+local n = tonumber(ARGV[2])
+for i = 3, 2 + n do
+  local ref = ARGV[i]
+  redis.call('ZREM', KEYS[1], ref)
+  redis.call('ZREM', KEYS[2], ref)
+  redis.call('HDEL', KEYS[3], ref)
+  redis.call('HDEL', KEYS[4], ref)
+end
+for i = 3 + n, #ARGV, 3 do
+  local ref = ARGV[i]
+  if redis.call('HEXISTS', KEYS[3], ref) == 1 then
+    redis.call('ZREM', KEYS[2], ref)
+    redis.call('ZADD', KEYS[1], ARGV[i + 1], ref)
+    if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[4], ref, ARGV[i + 2]) end
+  end
+end
+if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[5], ARGV[1])
+end
+return 1
+"""
+
+# KEYS[1] due, KEYS[2] leased. ARGV[1] due (ms), ARGV[2..] RefIds.
+# Hands leased RefIds back to wait, unchanged, e.g. after a failed request.
+UNLEASE_LUA = """
+for i = 2, #ARGV do
+  if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+  end
+end
+return 1
+"""
+
+PARK_CHUNK = 1000  # RefIds per script call, so one huge submission never blocks Redis long
+
+
+@dataclass(frozen=True)
+class Leased:
+    ref_id: str
+    submitted_s: float
+    state_key: str
+
+
+@dataclass(frozen=True)
+class Requeue:
+    ref_id: str
+    due_s: float
+    state_key: str
+
+
+@dataclass(frozen=True)
+class OaBacklog:
+    oa_id: str
+    waiting: int
+    due_now: int
+    leased: int
+    oldest_due_s: float | None
+
+
+class Backlog:
+    def __init__(self, client: redis.Redis, keys: AccountKeys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._park = client.register_script(PARK_LUA)
+        self._lease = client.register_script(LEASE_LUA)
+        self._settle = client.register_script(SETTLE_LUA)
+        self._unlease = client.register_script(UNLEASE_LUA)
+
+    def park(self, oa_id: str, ref_ids: Sequence[str], now_s: float) -> int:
+        """Add RefIds to wait, due now; return how many were new."""
+        k = self._keys
+        added = 0
+        for start in range(0, len(ref_ids), PARK_CHUNK):
+            chunk = ref_ids[start:start + PARK_CHUNK]
+            added += int(self._park(keys=[k.due(oa_id), k.submitted(oa_id), k.oas],
+                                    args=[_ms(now_s), oa_id, *chunk]))
+        return added
+
+    def lease(self, oa_id: str, now_s: float, max_refs: int, lease_s: float) -> list[Leased]:
+        """Take up to `max_refs` due RefIds of an OA for one request."""
+        k = self._keys
+        flat = self._lease(keys=[k.due(oa_id), k.leased(oa_id), k.submitted(oa_id),
+                                 k.state(oa_id)],
+                           args=[_ms(now_s), _ms(now_s + lease_s), max_refs])
+        items = [_text(x) for x in flat]
+        return [Leased(items[i], int(items[i + 1]) / 1000, items[i + 2])
+                for i in range(0, len(items), 3)]
+
+    def settle(self, oa_id: str, finished: Sequence[str], requeue: Sequence[Requeue]) -> None:
+        """Forget finished RefIds; put the others back to wait until their due time."""
+        k = self._keys
+        args: list[str | int] = [oa_id, len(finished), *finished]
+        for item in requeue:
+            args += [item.ref_id, _ms(item.due_s), item.state_key]
+        self._settle(keys=[k.due(oa_id), k.leased(oa_id), k.submitted(oa_id), k.state(oa_id),
+                           k.oas], args=args)
+
+    def unlease(self, oa_id: str, ref_ids: Iterable[str], due_s: float) -> None:
+        """Hand leased RefIds back to wait, due at `due_s`."""
+        refs = list(ref_ids)
+        if refs:
+            self._unlease(keys=[self._keys.due(oa_id), self._keys.leased(oa_id)],
+                          args=[_ms(due_s), *refs])
+
+    def oa_ids(self) -> list[str]:
+        return sorted(_text(x) for x in self._redis.smembers(self._keys.oas))
+
+    def next_due_oa(self, now_s: float) -> str | None:
+        """Return the OA whose RefId has been due longest (leases expired count as due)."""
+        best: tuple[float, str] | None = None
+        for oa in self.per_oa(now_s):
+            if oa.due_now and (best is None or (oa.oldest_due_s or 0) < best[0]):
+                best = (oa.oldest_due_s or 0, oa.oa_id)
+        return None if best is None else best[1]
+
+    def per_oa(self, now_s: float) -> list[OaBacklog]:
+        oa_ids = self.oa_ids()
+        pipe = self._redis.pipeline(transaction=False)
+        now_ms = _ms(now_s)
+        for oa in oa_ids:
+            pipe.zcard(self._keys.due(oa))
+            pipe.zcount(self._keys.due(oa), "-inf", now_ms)
+            pipe.zcard(self._keys.leased(oa))
+            pipe.zcount(self._keys.leased(oa), "-inf", now_ms)
+            pipe.zrange(self._keys.due(oa), 0, 0, withscores=True)
+        results = pipe.execute()
+        out = []
+        for i, oa in enumerate(oa_ids):
+            waiting, due_now, leased, lease_expired, oldest = results[i * 5:i * 5 + 5]
+            out.append(OaBacklog(oa, int(waiting) + int(lease_expired),
+                                 int(due_now) + int(lease_expired), int(leased) -
+                                 int(lease_expired), oldest[0][1] / 1000 if oldest else None))
+        return out
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

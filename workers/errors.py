@@ -1,0 +1,117 @@
+"""Every error the project raises, and whether it is worth retrying.
+
+    EsmsError                   something went wrong talking to eSMS
+    ├── TransientError          retry with backoff; the RefIds wait meanwhile
+    │   ├── TransportError      timeout, refused or reset connection
+    │   ├── ServerError         HTTP status other than 200 (5xx, 429, proxies)
+    │   ├── MalformedResponse   body is not JSON or not eSMS's shape
+    │   ├── RateLimited         Code 160: eSMS saw requests too close together
+    │   ├── NotReady            Code 105: SMSIDs not known yet
+    │   └── UnexpectedCode      a Code eSMS does not document; kept as given
+    ├── AccountError            retrying will not help until an operator acts
+    │   ├── AuthError           Code 101, 140, 143: credentials, IP whitelist, locked account
+    │   └── BalanceError        Code 103: not enough balance
+    └── RequestRejected         Code 99, 110, 204, 799, 851, 854: bad input or no data
+    InvalidSubmission           bad task arguments; raised at the producer and in the worker
+    ConfigError                 a malformed setting; names the environment variable
+
+Messages never contain credentials: the client never puts the request body in an error.
+"""
+
+from __future__ import annotations
+
+
+class EsmsError(Exception):
+    """An eSMS request failed; `code` and `esms_message` are eSMS's own when it answered."""
+
+    def __init__(self, message: str, *, code: int | None = None, esms_message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.esms_message = esms_message
+
+
+class TransientError(EsmsError):
+    """Worth retrying later with backoff."""
+
+
+class TransportError(TransientError):
+    pass
+
+
+class ServerError(TransientError):
+    pass
+
+
+class MalformedResponse(TransientError):
+    pass
+
+
+class RateLimited(TransientError):
+    pass
+
+
+class NotReady(TransientError):
+    pass
+
+
+class UnexpectedCode(TransientError):
+    pass
+
+
+class AccountError(EsmsError):
+    """The account cannot be served until an operator fixes it; pause, keep the RefIds."""
+
+
+class AuthError(AccountError):
+    pass
+
+
+class BalanceError(AccountError):
+    pass
+
+
+class RequestRejected(EsmsError):
+    """eSMS refused this request's input; asking again at once would get the same answer."""
+
+
+class InvalidSubmission(ValueError):
+    """Task arguments that cannot be accepted; the message names the problem."""
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the environment variable."""
+
+
+# eSMS result codes (from eSMS's public docs) and the error each one raises.
+SUCCESS_CODE = 100
+ERROR_BY_CODE: dict[int, type[EsmsError]] = {
+    101: AuthError,
+    140: AuthError,
+    143: AuthError,
+    103: BalanceError,
+    105: NotReady,
+    160: RateLimited,
+    99: RequestRejected,
+    110: RequestRejected,
+    204: RequestRejected,
+    799: RequestRejected,
+    851: RequestRejected,
+    854: RequestRejected,
+}
+CODE_MEANINGS: dict[int, str] = {
+    100: "success",
+    101: "wrong ApiKey or SecretKey",
+    103: "not enough balance",
+    105: "SMSID not found yet",
+    140: "IP address not whitelisted",
+    143: "account locked",
+    160: "request rate exceeded",
+}
+
+
+def error_for_code(code: int, esms_message: str) -> EsmsError:
+    """Build the error for a non-success eSMS Code, keeping eSMS's code and message."""
+    kind = ERROR_BY_CODE.get(code, UnexpectedCode)
+    meaning = CODE_MEANINGS.get(code, "undocumented code" if kind is UnexpectedCode else "refused")
+    return kind(f"eSMS answered Code {code} ({meaning}): {esms_message!r}",
+                code=code, esms_message=esms_message)

@@ -1,0 +1,110 @@
+"""The eSMS GetCallback client (aiohttp): one POST, one parsed answer, or one typed error."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from workers.errors import (
+    SUCCESS_CODE,
+    MalformedResponse,
+    ServerError,
+    TransportError,
+    error_for_code,
+)
+
+GET_CALLBACK_PATH = "/ZaloCallback/GetCallback"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """A successful answer: records keyed by SMSID, plus what was skipped and why."""
+
+    records: dict[str, dict[str, Any]]
+    skipped: list[str]
+
+
+class EsmsClient:
+    """Ask eSMS for callback records; one instance per event loop, reusing one session."""
+
+    def __init__(self, base_url: str, api_key: str, secret_key: str, timeout_s: float) -> None:
+        self._url = base_url.rstrip("/") + GET_CALLBACK_PATH
+        self._credentials = {"ApiKey": api_key, "SecretKey": secret_key}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0))
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"EsmsClient({self._url!r})"  # never the credentials
+
+    async def get_callback(self, ref_ids: list[str], oa_id: str) -> CallbackAnswer:
+        """POST GetCallback for `ref_ids`; raise an EsmsError subclass on any failure."""
+        body = {**self._credentials, "ListRefid": ref_ids, "OAId": oa_id}
+        session = await self._ensure_session()
+        try:
+            async with session.post(self._url, json=body) as response:
+                text = await response.text(errors="replace")
+                status = response.status
+        except TimeoutError:
+            raise TransportError(f"eSMS did not answer within {self._timeout.total}s") from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"eSMS connection failed: {type(exc).__name__}: {exc}") from None
+        if status != 200:
+            raise ServerError(f"eSMS answered HTTP {status}: {_snippet(text)}")
+        return parse_answer(text, set(ref_ids))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+
+def parse_answer(text: str, asked: set[str]) -> CallbackAnswer:
+    """Parse a GetCallback body; keep records of RefIds we asked for, skip the rest."""
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise MalformedResponse(f"eSMS answer is not JSON: {_snippet(text)}") from None
+    if not isinstance(payload, dict):
+        raise MalformedResponse(f"eSMS answer is not a JSON object: {_snippet(text)}")
+    code = payload.get("Code")
+    if isinstance(code, str) and code.strip().isdigit():
+        code = int(code)  # tolerate the send APIs' habit of string codes
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise MalformedResponse(f"eSMS answer has no numeric Code: {_snippet(text)}")
+    message = payload.get("Message")
+    message = message if isinstance(message, str) else ""
+    if code != SUCCESS_CODE:
+        raise error_for_code(code, message)
+    data = payload.get("Data_callback")
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise MalformedResponse("eSMS answer's Data_callback is not a list")
+    records: dict[str, dict[str, Any]] = {}
+    skipped: list[str] = []
+    for item in data:
+        ref_id = item.get("SMSID") if isinstance(item, dict) else None
+        if not isinstance(item, dict) or not isinstance(ref_id, str):
+            skipped.append(f"record without a string SMSID: {_snippet(repr(item))}")
+        elif ref_id not in asked:
+            skipped.append(f"record for a RefId not asked: {_snippet(ref_id)}")
+        else:
+            if ref_id in records:
+                skipped.append(f"duplicate record for {_snippet(ref_id)}; the last one wins")
+            records[ref_id] = item
+    return CallbackAnswer(records, skipped)
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,64 @@
+"""Every Redis key of the project, built in one place.
+
+All keys of one account share the hash tag `{account_id}` so each Lua script touches one
+Redis Cluster slot. RefIds and OA ids are never parsed back out of keys; RefIds are only
+ever members, so a RefId that looks like a key cannot reach another key.
+"""
+
+from __future__ import annotations
+
+
+class AccountKeys:
+    def __init__(self, account_id: str) -> None:
+        self.prefix = f"esms:{{{account_id}}}"
+
+    @property
+    def rate(self) -> str:
+        """Hash: `tat_us` (next free slot) and `last_us` (last request sent), Redis clock."""
+        return f"{self.prefix}:rate"
+
+    @property
+    def oas(self) -> str:
+        """Set: OA ids that have RefIds waiting or leased."""
+        return f"{self.prefix}:oas"
+
+    @property
+    def drainers(self) -> str:
+        """Sorted set: drainer tokens scored by lease expiry (ms)."""
+        return f"{self.prefix}:drainers"
+
+    @property
+    def spawn_lock(self) -> str:
+        """String with a short TTL: someone just asked for drainers."""
+        return f"{self.prefix}:spawn-lock"
+
+    @property
+    def paused(self) -> str:
+        """String with a TTL: the account is paused after an auth or balance error."""
+        return f"{self.prefix}:paused"
+
+    @property
+    def stats(self) -> str:
+        """Hash of counters: requests, refs asked, events by status, errors by code."""
+        return f"{self.prefix}:stats"
+
+    @property
+    def capacity_warned(self) -> str:
+        """String with a TTL: the backlog-exceeds-capacity warning was logged recently."""
+        return f"{self.prefix}:capacity-warned"
+
+    def due(self, oa_id: str) -> str:
+        """Sorted set: waiting RefIds of an OA scored by when to ask them (ms)."""
+        return f"{self.prefix}:oa:{oa_id}:due"
+
+    def leased(self, oa_id: str) -> str:
+        """Sorted set: RefIds in a request right now, scored by lease expiry (ms)."""
+        return f"{self.prefix}:oa:{oa_id}:leased"
+
+    def submitted(self, oa_id: str) -> str:
+        """Hash: RefId -> first submission time (ms); membership means 'not yet terminal'."""
+        return f"{self.prefix}:oa:{oa_id}:submitted"
+
+    def state(self, oa_id: str) -> str:
+        """Hash: RefId -> last published non-terminal state key."""
+        return f"{self.prefix}:oa:{oa_id}:state"

@@ -1,0 +1,99 @@
+"""The per-process objects a worker needs, built once from the settings."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from kombu import Connection
+
+from workers.backlog import Backlog
+from workers.bridge import run_sync
+from workers.clock import RedisClock
+from workers.drainer import Drainer
+from workers.esms_client import CallbackAnswer, EsmsClient
+from workers.events import EventPublisher
+from workers.keys import AccountKeys
+from workers.limiter import RateLimiter
+from workers.semaphore import LeaseSemaphore
+from workers.settings import Settings
+
+MAX_RETRY_DELAY_S = 300.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url, socket_timeout=10,
+                                    socket_connect_timeout=10, health_check_interval=30,
+                                    retry_on_timeout=True)
+
+    @cached_property
+    def keys(self) -> AccountKeys:
+        return AccountKeys(self.settings.account_id)
+
+    @cached_property
+    def clock(self) -> RedisClock:
+        return RedisClock(self.redis)
+
+    @cached_property
+    def backlog(self) -> Backlog:
+        return Backlog(self.redis, self.keys)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.redis, self.keys.rate, self.settings.spacing_s)
+
+    @cached_property
+    def drainer_slots(self) -> LeaseSemaphore:
+        return LeaseSemaphore(self.redis, self.keys.drainers, self.settings.drainers,
+                              lease_s=self.drainer().lease_s + 60.0)
+
+    @cached_property
+    def client(self) -> EsmsClient:
+        s = self.settings
+        return EsmsClient(s.base_url, s.api_key, s.secret_key, s.http_timeout_s)
+
+    @cached_property
+    def publisher(self) -> EventPublisher:
+        return EventPublisher(Connection(self.settings.broker_url), self.settings.status_queue)
+
+    def ask(self, ref_ids: list[str], oa_id: str) -> CallbackAnswer:
+        return run_sync(self.client.get_callback(ref_ids, oa_id),
+                        timeout_s=self.settings.http_timeout_s + 5)
+
+    def retry_delay_s(self, retries: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        ceiling = min(MAX_RETRY_DELAY_S, self.settings.retry_base_s * 2 ** retries)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def drainer(self, retries: int = 0) -> Drainer:
+        return Drainer(self.settings, self.redis, self.backlog, self.limiter, self.ask,
+                       self.publisher.publish, self.clock,
+                       retry_delay_s=lambda: self.retry_delay_s(retries))
+
+
+_runtime: tuple[int, Runtime] | None = None
+_settings_override: Settings | None = None
+
+
+def get_runtime() -> Runtime:
+    """Return this process's runtime (made anew after fork: sockets must not be shared)."""
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        settings = _settings_override or Settings.from_env()
+        _runtime = (os.getpid(), Runtime(settings))
+    return _runtime[1]
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Make this process use `settings` (tests, the runner); None goes back to the environment."""
+    global _runtime, _settings_override
+    _settings_override = settings
+    _runtime = None

@@ -1,0 +1,50 @@
+"""A Redis semaphore of leases: at most N holders, each lease expiring unless renewed.
+
+Used to cap how many worker processes drain one account at once, across every host; a holder
+that dies frees its place when its lease expires.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+# KEYS[1] holders zset. ARGV[1] now (ms), ARGV[2] expiry (ms), ARGV[3] limit, ARGV[4] token.
+# Returns 1 if the token holds a place (new or renewed), else 0.
+ACQUIRE_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class LeaseSemaphore:
+    def __init__(self, client: redis.Redis, key: str, limit: int, lease_s: float) -> None:
+        self._redis = client
+        self._key = key
+        self._limit = limit
+        self._lease_ms = int(lease_s * 1000)
+        self._acquire = client.register_script(ACQUIRE_LUA)
+
+    def acquire(self, now_s: float, token: str | None = None) -> str | None:
+        """Take (or renew) a place; return its token, or None when all places are held."""
+        token = token or uuid.uuid4().hex
+        now_ms = int(now_s * 1000)
+        held = self._acquire(keys=[self._key],
+                             args=[now_ms, now_ms + self._lease_ms, self._limit, token])
+        return token if int(held) else None
+
+    def release(self, token: str) -> None:
+        self._redis.zrem(self._key, token)
+
+    def holders(self, now_s: float) -> int:
+        return int(self._redis.zcount(self._key, int(now_s * 1000), "+inf"))
+
+    @property
+    def limit(self) -> int:
+        return self._limit

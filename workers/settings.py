@@ -1,0 +1,158 @@
+"""Settings: one typed object read from the environment at start-up.
+
+Every variable is documented in the README's configuration table. Malformed values raise
+ConfigError naming the variable; credentials never appear in repr().
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from workers.errors import ConfigError
+from workers.window import Window
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+DEFAULT_BASE_URL = "http://status-sms.esms.vn"
+ESMS_MAX_REFS_CEILING = 200  # eSMS's own table; past it RefIds are silently dropped
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str = DEFAULT_BROKER_URL
+    redis_url: str = DEFAULT_BROKER_URL
+    api_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    rate_interval_s: float = 1.0
+    # Extra spacing on top of rate_interval_s so that network jitter between our send and
+    # eSMS's receipt cannot bring two requests closer than rate_interval_s where eSMS sees them.
+    rate_margin_s: float = 0.02
+    max_refs_per_request: int = 100
+    window: Window = field(default_factory=lambda: Window.parse("01:00-02:00"))
+    status_queue: str = "esms.status"
+    http_timeout_s: float = 30.0
+    repoll_after_s: float = 900.0
+    max_age_s: float = 604800.0
+    drainers: int = 3
+    release_every_s: float = 2.0
+    max_retries: int = 5
+    retry_base_s: float = 2.0
+    account_pause_s: float = 300.0
+    account: str = ""
+    simulated: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every ESMS_* variable (and CELERY_BROKER_URL)."""
+        env = os.environ if env is None else env
+        read = _Reader(env)
+        broker_url = read.text("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
+        zone = read.parse("ESMS_TIMEZONE", "Asia/Ho_Chi_Minh", _zone)
+        settings = cls(
+            broker_url=broker_url,
+            redis_url=read.text("ESMS_REDIS_URL", broker_url),
+            api_key=read.text("ESMS_API_KEY", "", secret=True),
+            secret_key=read.text("ESMS_SECRET_KEY", "", secret=True),
+            base_url=read.parse("ESMS_BASE_URL", DEFAULT_BASE_URL, _http_url),
+            rate_interval_s=read.number("ESMS_RATE_INTERVAL", 1.0, minimum=0.001),
+            rate_margin_s=read.number("ESMS_RATE_MARGIN", 0.02, minimum=0.0),
+            max_refs_per_request=read.integer("ESMS_MAX_REFS", 100, 1, ESMS_MAX_REFS_CEILING),
+            window=read.parse("ESMS_WINDOW", "01:00-02:00", lambda s: Window.parse(s, zone)),
+            status_queue=read.text("ESMS_STATUS_QUEUE", "esms.status"),
+            http_timeout_s=read.number("ESMS_HTTP_TIMEOUT", 30.0, minimum=0.1),
+            repoll_after_s=read.number("ESMS_REPOLL_AFTER", 900.0, minimum=0.0),
+            max_age_s=read.number("ESMS_MAX_AGE", 604800.0, minimum=0.0),
+            drainers=int(read.integer("ESMS_DRAINERS", 3, 1, 100)),
+            release_every_s=read.number("ESMS_RELEASE_EVERY", 2.0, minimum=0.1),
+            max_retries=read.integer("ESMS_MAX_RETRIES", 5, 0, 100),
+            retry_base_s=read.number("ESMS_RETRY_BASE", 2.0, minimum=0.0),
+            account_pause_s=read.number("ESMS_ACCOUNT_PAUSE", 300.0, minimum=1.0),
+            account=read.text("ESMS_ACCOUNT", ""),
+            simulated=read.text("ESMS_SIMULATED", "") == "1",
+        )
+        return settings
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_key and self.secret_key)
+
+    @property
+    def account_id(self) -> str:
+        """Name the account in Redis keys and logs: ESMS_ACCOUNT, else a hash of the ApiKey."""
+        if self.account:
+            return self.account
+        return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
+
+    @property
+    def spacing_s(self) -> float:
+        """Seconds the limiter keeps between two requests of the account."""
+        return self.rate_interval_s + self.rate_margin_s
+
+    def window_capacity_refs(self, open_s: float) -> int:
+        """RefIds that `open_s` seconds of open window can carry at these limits."""
+        return math.floor(open_s / self.spacing_s) * self.max_refs_per_request
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def describe(self) -> dict[str, object]:
+        """Return the settings for display, credentials redacted."""
+        shown: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("api_key", "secret_key"):
+                value = "<set>" if value else "<unset>"
+            shown[f.name] = str(value) if isinstance(value, Window) else value
+        return shown
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str, *, secret: bool = False) -> str:
+        value = self.env.get(name, default).strip()
+        if any(c in value for c in "\r\n\0"):
+            shown = "it" if secret else repr(value)
+            raise ConfigError(f"{name}: {shown} contains a line break or NUL character")
+        return value
+
+    def parse(self, name: str, default: str, parse: Callable[[str], T]) -> T:
+        raw = self.text(name, default)
+        try:
+            return parse(raw)
+        except (ValueError, KeyError, ZoneInfoNotFoundError) as exc:
+            raise ConfigError(f"{name}={raw!r}: {exc}") from None
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        value = self.parse(name, str(default), float)
+        if not math.isfinite(value) or value < minimum:
+            raise ConfigError(f"{name}={value!r}: must be a number >= {minimum}")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        value = self.parse(name, str(default), int)
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
+        return value
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name)") from None
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return url.rstrip("/")
