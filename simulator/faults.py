@@ -1,11 +1,11 @@
 """Faults the simulator can inject into its next requests, one request each, in order.
 
-    http500   HTTP 500 with a plain-text body
-    slow      wait `delay_s` seconds, then answer normally (the answer is decided on receipt)
-    badjson   HTTP 200, JSON content type, body cut off mid-object
-    html      HTTP 200 with an HTML error page (text/html), as a proxy or IIS would send
-    code      HTTP 200 with {"Code": code, "Message": message}, e.g. 160, 105, 101, 103
-    reset     no answer at all: the connection is aborted
+http500   HTTP 500 with a plain-text body
+slow      wait `delay_s` seconds, then answer normally (the answer is decided on receipt)
+badjson   HTTP 200, JSON content type, body cut off mid-object
+html      HTTP 200 with an HTML error page (text/html), as a proxy or IIS would send
+code      HTTP 200 with {"Code": code, "Message": message}, e.g. 160, 105, 101, 103
+reset     no answer at all: the connection is aborted
 """
 
 from __future__ import annotations

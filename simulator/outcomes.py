@@ -133,7 +133,7 @@ class ScriptBook:
 
 
 def build_record(ref_id: str, oa_id: str, outcome: Outcome) -> dict[str, object] | None:
-    """Return the Data_callback record for one ask, shaped like eSMS's sample, or None if missing."""
+    """Return the Data_callback record for one ask, shaped like eSMS's sample; None if missing."""
     if outcome == "missing":
         return None
     type_id = 24 if _digest(ref_id, "type") % 3 == 0 else 25

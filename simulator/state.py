@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 
+from aiohttp import web
+
 from simulator.faults import Fault, make_fault
 from simulator.outcomes import Outcome, Policy, ScriptBook, build_record, parse_policy
 
@@ -115,16 +117,20 @@ class Simulator:
     def configure(
         self, *, rate_interval_s: float | None = None, max_refs: int | None = None
     ) -> None:
-        """Change limits while serving; raise ValueError on a value eSMS could not have."""
+        """Change limits while serving; raise ValueError, changing nothing, on a bad value."""
+        if rate_interval_s is not None and (
+            isinstance(rate_interval_s, bool)
+            or not isinstance(rate_interval_s, int | float)
+            or rate_interval_s < 0
+        ):
+            raise ValueError("rate_interval_s must be a number of seconds >= 0 (0 disables)")
+        if max_refs is not None and (
+            isinstance(max_refs, bool) or not isinstance(max_refs, int) or max_refs < 1
+        ):
+            raise ValueError("max_refs must be an integer >= 1")
         if rate_interval_s is not None:
-            if isinstance(rate_interval_s, bool) or not isinstance(rate_interval_s, int | float):
-                raise ValueError("rate_interval_s must be a number of seconds")
-            if rate_interval_s < 0:
-                raise ValueError("rate_interval_s must be >= 0 (0 disables the rate check)")
             self.rate_interval_s = float(rate_interval_s)
         if max_refs is not None:
-            if isinstance(max_refs, bool) or not isinstance(max_refs, int) or max_refs < 1:
-                raise ValueError("max_refs must be an integer >= 1")
             self.max_refs = max_refs
 
     def reset(self) -> None:
@@ -229,7 +235,11 @@ class Simulator:
         payload: dict[str, object],
     ) -> None:
         body = request.body or {}
-        oa_id, ref_ids, records = body.get("OAId"), body.get("ListRefid"), payload.get("Data_callback")
+        oa_id, ref_ids, records = (
+            body.get("OAId"),
+            body.get("ListRefid"),
+            payload.get("Data_callback"),
+        )
         answered = "Data_callback" in payload  # only a real success looked RefIds up
         code = payload.get("Code") if fault is None or fault.kind in ("code", "slow") else None
         http_status = 200 if fault is None else _FAULT_HTTP_STATUS.get(fault.kind)
@@ -256,3 +266,6 @@ def _same(given: object, expected: str) -> bool:
 
 def _error(code: int, message: str) -> dict[str, object]:
     return {"Code": code, "Message": message}
+
+
+SIM_KEY = web.AppKey("simulator", Simulator)

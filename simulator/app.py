@@ -1,0 +1,103 @@
+"""A faithful eSMS GetCallback simulator on aiohttp.web.
+
+eSMS endpoint (see ../shared/seeds/000_be810d55234dcadb.txt for eSMS's own sample):
+
+    POST /ZaloCallback/GetCallback
+    {"ApiKey": "...", "SecretKey": "...", "ListRefid": ["<SMSID>", ...], "OAId": "..."}
+    -> 200 {"Code": 100, "Message": "Success", "Data_callback": [record, ...]}
+
+Answers follow simulator.state (codes 99, 101, 160, 100; window closed is 99, the simulator's
+choice since eSMS does not document it), records follow simulator.outcomes, and injected faults
+follow simulator.faults.
+
+Control API, so a simulator in another process can be scripted (errors answer 400 {"error"}):
+
+    POST /_sim/script   {"ref_id": "...", "outcomes": ["pending7", "sent"]}  ("ref_ids": [...]
+                        scripts many RefIds alike)
+    POST /_sim/policy   {"policy": "sent" | "mixed"}
+    POST /_sim/fault    {"kind": "http500|slow|badjson|html|code|reset", "count": 1, ...params}
+                        (params: "delay_s" for slow; "code", "message" for code)
+    POST /_sim/reset    forget the log, scripts, faults, ask counts and the rate clock
+    POST /_sim/config   {"rate_interval_s": 1.0, "max_refs": 100,
+                         "window": "always" | "closed" | "HH:MM-HH:MM", "timezone": "Asia/..."}
+    GET  /_sim/config   the current limits and policy (never the credentials)
+    GET  /_sim/requests the request log as a JSON list (?since=N skips the first N entries)
+    GET  /_sim/stats    {"requests", "min_gap_s", "refs_sent", "refs_answered",
+                         "records_returned", "codes", "http_statuses", "faults"}
+    GET  /_sim/asked?ref_id=...   {"ref_id", "asked"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+
+from aiohttp import web
+
+from simulator.control import control_routes
+from simulator.faults import Fault
+from simulator.state import SIM_KEY, LoggedRequest, Simulator
+
+__all__ = ["GET_CALLBACK_PATH", "LoggedRequest", "Simulator", "make_app"]
+
+GET_CALLBACK_PATH = "/ZaloCallback/GetCallback"
+
+# What a response cut off mid-stream looks like: valid start, no end.
+_TRUNCATED_JSON = '{"Code":100,"Message":"Success","Data_callback":[{"SMSID":"4a496110-9fd3-48'
+# eSMS runs on ASP.NET/IIS; its error pages look like this rather than like JSON.
+_HTML_PAGE = """<!DOCTYPE html>
+<html><head><title>Runtime Error</title></head>
+<body><h1>Server Error in '/' Application.</h1>
+<h2><i>Runtime Error</i></h2>
+<p>An application error occurred on the server.</p></body></html>
+"""
+
+
+def make_app(sim: Simulator) -> web.Application:
+    """Build the aiohttp application serving GetCallback and the /_sim control API for `sim`."""
+    app = web.Application()
+    app[SIM_KEY] = sim
+    app.router.add_post(GET_CALLBACK_PATH, _get_callback)
+    app.router.add_routes(control_routes())
+    return app
+
+
+async def _get_callback(request: web.Request) -> web.StreamResponse:
+    # Receipt time is taken before reading the body: eSMS's rate clock sees arrival.
+    received_at_s, received_monotonic_s = time.time(), time.monotonic()
+    raw = await request.read()
+    answer = request.app[SIM_KEY].receive(raw, received_at_s, received_monotonic_s)
+    if answer.fault is None:
+        return web.json_response(answer.payload)
+    return await _faulted(request, answer.fault, answer.payload)
+
+
+async def _faulted(
+    request: web.Request, fault: Fault, payload: dict[str, object]
+) -> web.StreamResponse:
+    if fault.kind == "slow":
+        await asyncio.sleep(fault.delay_s)
+        return web.json_response(payload)
+    if fault.kind == "http500":
+        return web.Response(status=500, text="500 Internal Server Error\n")
+    if fault.kind == "badjson":
+        return web.Response(text=_TRUNCATED_JSON, content_type="application/json")
+    if fault.kind == "html":
+        return web.Response(text=_HTML_PAGE, content_type="text/html")
+    if fault.kind == "reset":
+        _abort_connection(request)
+        raise asyncio.CancelledError  # nothing may be written to the aborted connection
+    return web.json_response(payload)  # "code"
+
+
+def _abort_connection(request: web.Request) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Linger 0 turns close into an RST, so clients see "connection reset by peer".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

@@ -1,0 +1,148 @@
+"""The /_sim control API: script, fault and inspect a simulator over HTTP (see simulator.app)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from simulator.outcomes import parse_outcomes, parse_policy
+from simulator.state import SIM_KEY, Simulator
+from simulator.window_check import window_check
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def control_routes() -> list[web.RouteDef]:
+    return [
+        web.post("/_sim/script", _guarded(_script)),
+        web.post("/_sim/policy", _guarded(_policy)),
+        web.post("/_sim/fault", _guarded(_fault)),
+        web.post("/_sim/reset", _guarded(_reset)),
+        web.post("/_sim/config", _guarded(_set_config)),
+        web.get("/_sim/config", _guarded(_get_config)),
+        web.get("/_sim/requests", _guarded(_requests)),
+        web.get("/_sim/stats", _guarded(_stats)),
+        web.get("/_sim/asked", _guarded(_asked)),
+    ]
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Turn a ValueError from bad control input into 400 {"error": ...}."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+
+    return guarded
+
+
+async def _body(request: web.Request) -> dict[str, object]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"control body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValueError("control body must be a JSON object")
+    return body
+
+
+def _ok(**extra: object) -> web.Response:
+    return web.json_response({"ok": True, **extra})
+
+
+async def _script(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    ref_ids = body.get("ref_ids", [body.get("ref_id")])
+    if not isinstance(ref_ids, list) or not all(isinstance(r, str) and r for r in ref_ids):
+        raise ValueError('give "ref_id" (a string) or "ref_ids" (a list of strings)')
+    outcomes = parse_outcomes(body.get("outcomes"))
+    sim = request.app[SIM_KEY]
+    for ref_id in ref_ids:
+        sim.script(ref_id, outcomes)
+    return _ok(scripted=len(ref_ids))
+
+
+async def _policy(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    request.app[SIM_KEY].set_policy(parse_policy(body.get("policy")))
+    return _ok()
+
+
+async def _fault(request: web.Request) -> web.StreamResponse:
+    params = await _body(request)
+    kind = params.pop("kind", None)
+    count = params.pop("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ValueError('"count" must be an integer >= 1')
+    sim = request.app[SIM_KEY]
+    sim.add_fault(str(kind), count, **params)
+    return _ok(pending_faults=sim.pending_faults())
+
+
+async def _reset(request: web.Request) -> web.StreamResponse:
+    request.app[SIM_KEY].reset()
+    return _ok()
+
+
+async def _set_config(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    unknown = set(body) - {"rate_interval_s", "max_refs", "window", "timezone"}
+    if unknown:
+        raise ValueError(f"unknown config key(s) {sorted(unknown)}")
+    sim = request.app[SIM_KEY]
+    rate_interval_s, max_refs = body.get("rate_interval_s"), body.get("max_refs")
+    if rate_interval_s is not None and not isinstance(rate_interval_s, int | float):
+        raise ValueError('"rate_interval_s" must be a number of seconds')
+    if max_refs is not None and not isinstance(max_refs, int):
+        raise ValueError('"max_refs" must be an integer')
+    if "window" in body:
+        window, zone = body["window"], body.get("timezone", "Asia/Ho_Chi_Minh")
+        if not isinstance(window, str) or not isinstance(zone, str):
+            raise ValueError('"window" and "timezone" must be strings')
+        is_open = window_check(window, zone)
+    else:
+        is_open = sim.is_open
+    sim.configure(rate_interval_s=rate_interval_s, max_refs=max_refs)
+    sim.is_open = is_open
+    return web.json_response(_config(sim))
+
+
+async def _get_config(request: web.Request) -> web.StreamResponse:
+    return web.json_response(_config(request.app[SIM_KEY]))
+
+
+def _config(sim: Simulator) -> dict[str, object]:
+    return {
+        "rate_interval_s": sim.rate_interval_s,
+        "max_refs": sim.max_refs,
+        "policy": sim.policy,
+        "window_checked": sim.is_open is not None,
+        "window_open_now": sim.is_open is None or sim.is_open(),
+        "pending_faults": sim.pending_faults(),
+    }
+
+
+async def _requests(request: web.Request) -> web.StreamResponse:
+    since = request.query.get("since", "0")
+    if not since.isdigit():
+        raise ValueError('"since" must be a non-negative integer')
+    log = list(request.app[SIM_KEY].requests)[int(since) :]
+    return web.json_response([entry.to_json() for entry in log])
+
+
+async def _stats(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[SIM_KEY].stats())
+
+
+async def _asked(request: web.Request) -> web.StreamResponse:
+    ref_id = request.query.get("ref_id")
+    if not ref_id:
+        raise ValueError('give "ref_id" as a query parameter')
+    return web.json_response({"ref_id": ref_id, "asked": request.app[SIM_KEY].asked(ref_id)})

@@ -1,0 +1,118 @@
+"""Shared fixtures: real Redis (a test database), the simulator over real HTTP, settings.
+
+The Redis URL comes from ESMS_TEST_REDIS_URL (default: database 13 of the local server);
+every test gets its own account id and status queue, so tests never see each other's keys.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+TEST_REDIS_URL = os.environ.get("ESMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Set before the Celery app is imported: celeryconfig reads the environment once.
+os.environ["CELERY_BROKER_URL"] = TEST_REDIS_URL
+os.environ["ESMS_REDIS_URL"] = TEST_REDIS_URL
+
+from kombu import Connection  # noqa: E402
+
+from simulator.app import Simulator  # noqa: E402
+from simulator.server import serve_in_thread  # noqa: E402
+from workers.settings import Settings  # noqa: E402
+from workers.window import Window  # noqa: E402
+
+SIM_API_KEY = "sim-api-key-Zq81TESTONLY"
+SIM_SECRET_KEY = "sim-secret-key-Xk29TESTONLY"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.exit(f"no Redis at {TEST_REDIS_URL} ({exc}); run `make test`, which starts one")
+    client.flushdb()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def running_sim() -> Iterator[Any]:
+    sim = Simulator(api_key=SIM_API_KEY, secret_key=SIM_SECRET_KEY, rate_interval_s=0.0,
+                    policy="sent")
+    with serve_in_thread(sim) as running:
+        yield running
+
+
+@pytest.fixture
+def sim(running_sim: Any) -> Simulator:
+    """The session's simulator, reset: empty log, no scripts or faults, policy 'sent'."""
+    running_sim.sim.reset()
+    running_sim.sim.set_policy("sent")
+    running_sim.sim.rate_interval_s = 0.0
+    running_sim.sim.max_refs = 100
+    running_sim.sim.is_open = None
+    return running_sim.sim  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def make_settings(redis_url: str, running_sim: Any) -> Callable[..., Settings]:
+    """Settings for one test: its own account and status queue, small intervals."""
+    test_id = uuid.uuid4().hex[:12]
+
+    def make(**changes: Any) -> Settings:
+        base = Settings(
+            broker_url=redis_url,
+            redis_url=redis_url,
+            api_key=SIM_API_KEY,
+            secret_key=SIM_SECRET_KEY,
+            base_url=running_sim.base_url,
+            rate_interval_s=0.05,
+            rate_margin_s=0.005,
+            window=Window.parse("always"),
+            status_queue=f"esms.status.test-{test_id}",
+            http_timeout_s=5.0,
+            repoll_after_s=0.5,
+            max_retries=3,
+            retry_base_s=0.1,
+            account=f"test-{test_id}",
+        )
+        return base.with_changes(**changes)
+
+    return make
+
+
+def drain_events(broker_url: str, queue: str, want: int, timeout_s: float = 30.0,
+                 until: Callable[[list[dict[str, Any]]], bool] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Consume events from the status queue until `want` arrived (or `until` says so)."""
+    import time
+
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    done = until or (lambda got: len(got) >= want)
+    with Connection(broker_url) as conn:
+        q = conn.SimpleQueue(queue)
+        try:
+            while not done(events) and time.monotonic() < deadline:
+                try:
+                    message = q.get(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
+                except q.Empty:
+                    continue
+                events.append(message.payload)
+                message.ack()
+        finally:
+            q.close()
+    return events
