@@ -1,6 +1,6 @@
 """Celery settings, read once from the environment (see workers/settings.py and the README)."""
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from workers.settings import Settings
 
@@ -31,11 +31,16 @@ timezone = str(_settings.window.zone)
 FETCH_QUEUE = "esms.fetch"  # producers' submissions and beat's releases: short tasks
 DRAIN_QUEUE = "esms.drain"  # the drain loops: long, rate-limited tasks
 task_default_queue = FETCH_QUEUE
-task_queues = (Queue(FETCH_QUEUE), Queue(DRAIN_QUEUE))
+# Each queue its own exchange and routing key; a bare Queue(name) would be bound to the
+# default queue's routing key and receive the other queue's tasks.
+task_queues = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in (FETCH_QUEUE, DRAIN_QUEUE)
+)
 task_routes = {
-    "esms.fetch_callbacks": {"queue": FETCH_QUEUE},
-    "esms.release": {"queue": FETCH_QUEUE},
-    "esms.drain": {"queue": DRAIN_QUEUE},
+    "esms.fetch_callbacks": {"queue": FETCH_QUEUE, "routing_key": FETCH_QUEUE},
+    "esms.release": {"queue": FETCH_QUEUE, "routing_key": FETCH_QUEUE},
+    "esms.drain": {"queue": DRAIN_QUEUE, "routing_key": DRAIN_QUEUE},
 }
 
 beat_schedule = {

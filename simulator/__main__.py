@@ -17,7 +17,7 @@ import sys
 from aiohttp import web
 
 from simulator.app import GET_CALLBACK_PATH, make_app
-from simulator.outcomes import POLICIES, parse_policy
+from simulator.outcomes import POLICIES
 from simulator.state import Simulator
 from simulator.window_check import window_check
 
@@ -48,7 +48,7 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
         max_refs=args.max_refs,
         rate_interval_s=args.rate_interval,
         is_open=window_check(args.window, args.timezone),
-        policy=parse_policy(args.policy),
+        policy=args.policy,
     )
 
 

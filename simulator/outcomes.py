@@ -110,7 +110,7 @@ class ScriptBook:
         self._positions: dict[str, int] = {}
         self._asked: dict[str, int] = {}
 
-    def script(self, ref_id: str, outcomes: Sequence[Outcome]) -> None:
+    def script(self, ref_id: str, outcomes: Sequence[str]) -> None:
         """Give `ref_id` a script; its next ask uses the first outcome."""
         self._scripts[ref_id] = parse_outcomes(outcomes)
         self._positions[ref_id] = 0

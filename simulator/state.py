@@ -7,7 +7,8 @@ this; 99 is the simulator's choice); ListRefid not a non-empty list of strings o
 non-empty string -> 99; otherwise 100 with one record per known RefId among the first `max_refs`.
 
 Every request that carries the account's credentials moves the rate clock, whatever it is
-answered (160 and faults included), because eSMS counts what it receives, not what it serves.
+answered (160 and faults included): the simulator assumes eSMS counts what it receives, which
+is the strict reading, so a client that passes here passes there.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import hmac
 import json
 import threading
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 
 from aiohttp import web
 
 from simulator.faults import Fault, make_fault
-from simulator.outcomes import Outcome, Policy, ScriptBook, build_record, parse_policy
+from simulator.outcomes import Policy, ScriptBook, build_record, parse_policy
 
 WindowCheck = Callable[[], bool]
 
@@ -78,7 +79,7 @@ class Simulator:
         max_refs: int = 100,
         rate_interval_s: float = 1.0,
         is_open: WindowCheck | None = None,
-        policy: Policy = "mixed",
+        policy: str = "mixed",
     ) -> None:
         self.api_key = api_key
         self.secret_key = secret_key
@@ -96,12 +97,15 @@ class Simulator:
     def policy(self) -> Policy:
         return self._book.policy
 
-    def script(self, ref_id: str, outcomes: list[Outcome] | tuple[Outcome, ...]) -> None:
-        """Make the next asks of `ref_id` follow `outcomes`; the last one sticks."""
+    def script(self, ref_id: str, outcomes: Sequence[str]) -> None:
+        """Make the next asks of `ref_id` follow `outcomes`; the last one sticks.
+
+        Raise ValueError on an unknown outcome (see simulator.outcomes).
+        """
         with self._lock:
             self._book.script(ref_id, outcomes)
 
-    def set_policy(self, policy: Policy) -> None:
+    def set_policy(self, policy: str) -> None:
         """Choose the default script of RefIds without one: "sent" or "mixed"."""
         with self._lock:
             self._book.policy = parse_policy(policy)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfoNotFoundError
 
 from workers.window import Window
 
@@ -24,7 +25,10 @@ def window_check(
     """
     if spec.strip().lower() == "closed":
         return lambda: False
-    window = Window.parse(spec, zone)
+    try:
+        window = Window.parse(spec, zone)
+    except ZoneInfoNotFoundError as exc:  # a KeyError; callers expect ValueError for bad input
+        raise ValueError(f"unknown time zone {zone!r}") from exc
     if window.always:
         return None
     return lambda: window.is_open(now())

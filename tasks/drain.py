@@ -36,24 +36,40 @@ def drain(self: Task) -> dict[str, object]:
     retries = self.request.retries
     try:
         report = runtime.drainer(retries).drain(
-            DRAIN_BUDGET_S, on_step=lambda: slots.acquire(runtime.clock.now_s(), token))
+            DRAIN_BUDGET_S, on_step=lambda: slots.acquire(runtime.clock.now_s(), token)
+        )
     except Retry as exc:
         if retries >= settings.max_retries:
-            log.warning("eSMS still failing after %d retries (%s); the RefIds wait and are "
-                        "asked again by a later drain", retries, exc.cause)
+            log.warning(
+                "eSMS still failing after %d retries (%s); the RefIds wait and are "
+                "asked again by a later drain",
+                retries,
+                exc.cause,
+            )
             return {"stopped": f"gave up after {retries} retries: {exc.cause}"}
-        log.warning("eSMS request failed (%s); retry %d/%d in %.1fs", exc.cause, retries + 1,
-                    settings.max_retries, exc.after_s)
-        raise self.retry(exc=exc.cause, countdown=exc.after_s,
-                         max_retries=settings.max_retries) from None
+        log.warning(
+            "eSMS request failed (%s); retry %d/%d in %.1fs",
+            exc.cause,
+            retries + 1,
+            settings.max_retries,
+            exc.after_s,
+        )
+        raise self.retry(
+            exc=exc.cause, countdown=exc.after_s, max_retries=settings.max_retries
+        ) from None
     finally:
         slots.release(token)
     if report.stopped == "budget used":
         request_drainers(runtime, runtime.clock.now_s(), force=True)
     if report.requests:
-        log.info("drain: %d requests, %d RefIds asked, %d events %s; stopped: %s",
-                 report.requests, report.refs_asked, report.events, report.by_status,
-                 report.stopped)
+        log.info(
+            "drain: %d requests, %d RefIds asked, %d events %s; stopped: %s",
+            report.requests,
+            report.refs_asked,
+            report.events,
+            report.by_status,
+            report.stopped,
+        )
     return asdict(report)
 
 
@@ -85,6 +101,5 @@ def check_capacity(runtime: Runtime, now_s: float) -> None:
     capacity = coming_window(runtime.settings, now_s)
     if capacity.fits(waiting):
         return
-    if runtime.redis.set(runtime.keys.capacity_warned, 1, nx=True,
-                         ex=CAPACITY_WARNING_EVERY_S):
+    if runtime.redis.set(runtime.keys.capacity_warned, 1, nx=True, ex=CAPACITY_WARNING_EVERY_S):
         log.warning(describe_shortfall(capacity, waiting))

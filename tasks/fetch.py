@@ -21,8 +21,7 @@ ARG_NAMES = ("ref_ids", "oa_id")
 class ValidatingTask(Task):  # type: ignore[misc]
     """Reject bad arguments at the producer, before anything is queued."""
 
-    def apply_async(self, args: Any = None, kwargs: Any = None, *rest: Any,
-                    **options: Any) -> Any:
+    def apply_async(self, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any) -> Any:
         ref_ids, oa_id, unknown = bind_arguments(args, kwargs)
         validate_submission(ref_ids, oa_id, unknown)
         return super().apply_async(args, kwargs, *rest, **options)
@@ -33,8 +32,9 @@ def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, ob
     args = list(args or ())
     kwargs = dict(kwargs or {})
     if len(args) > len(ARG_NAMES):
-        raise InvalidSubmission(f"fetch_callbacks takes 2 positional arguments (ref_ids, "
-                                f"oa_id), {len(args)} given")
+        raise InvalidSubmission(
+            f"fetch_callbacks takes 2 positional arguments (ref_ids, oa_id), {len(args)} given"
+        )
     for name, value in zip(ARG_NAMES, args, strict=False):
         if name in kwargs:
             raise InvalidSubmission(f"{name} given both by position and by name")
@@ -44,8 +44,9 @@ def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, ob
 
 
 @app.task(name="esms.fetch_callbacks", base=ValidatingTask, acks_late=True)
-def fetch_callbacks(ref_ids: object = None, oa_id: object = None,
-                    **unknown: object) -> dict[str, object]:
+def fetch_callbacks(
+    ref_ids: object = None, oa_id: object = None, **unknown: object
+) -> dict[str, object]:
     """Park RefIds of one OA to be asked from eSMS; each will end in one terminal event."""
     try:
         submission = validate_submission(ref_ids, oa_id, unknown)
@@ -55,8 +56,13 @@ def fetch_callbacks(ref_ids: object = None, oa_id: object = None,
     runtime = get_runtime()
     now_s = runtime.clock.now_s()
     added = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s)
-    log.info("accepted %d RefIds for OA %s (%d new, %d already waiting)",
-             len(submission.ref_ids), submission.oa_id, added, len(submission.ref_ids) - added)
+    log.info(
+        "accepted %d RefIds for OA %s (%d new, %d already waiting)",
+        len(submission.ref_ids),
+        submission.oa_id,
+        added,
+        len(submission.ref_ids) - added,
+    )
     if runtime.settings.window.is_open(as_datetime(now_s)):
         request_drainers(runtime, now_s)
     else:

@@ -50,8 +50,9 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def running_sim() -> Iterator[Any]:
-    sim = Simulator(api_key=SIM_API_KEY, secret_key=SIM_SECRET_KEY, rate_interval_s=0.0,
-                    policy="sent")
+    sim = Simulator(
+        api_key=SIM_API_KEY, secret_key=SIM_SECRET_KEY, rate_interval_s=0.0, policy="sent"
+    )
     with serve_in_thread(sim) as running:
         yield running
 
@@ -94,9 +95,13 @@ def make_settings(redis_url: str, running_sim: Any) -> Callable[..., Settings]:
     return make
 
 
-def drain_events(broker_url: str, queue: str, want: int, timeout_s: float = 30.0,
-                 until: Callable[[list[dict[str, Any]]], bool] | None = None
-                 ) -> list[dict[str, Any]]:
+def drain_events(
+    broker_url: str,
+    queue: str,
+    want: int,
+    timeout_s: float = 30.0,
+    until: Callable[[list[dict[str, Any]]], bool] | None = None,
+) -> list[dict[str, Any]]:
     """Consume events from the status queue until `want` arrived (or `until` says so)."""
     import time
 

@@ -26,8 +26,16 @@ def drain_env(make_settings, sim):
         settings = make_settings(rate_interval_s=0.001, rate_margin_s=0.0, **changes)
         runtime = Runtime(settings)
         clock = ManualClock(T0)
-        drainer = Drainer(settings, runtime.redis, runtime.backlog, runtime.limiter, runtime.ask,
-                          published.extend, clock, retry_delay_s=lambda: 5.0)
+        drainer = Drainer(
+            settings,
+            runtime.redis,
+            runtime.backlog,
+            runtime.limiter,
+            runtime.ask,
+            published.extend,
+            clock,
+            retry_delay_s=lambda: 5.0,
+        )
         return drainer, runtime, clock, published
 
     return build
@@ -146,7 +154,7 @@ def test_auth_failure_pauses_the_account_and_keeps_the_refs(drain_env, sim, redi
 def test_closed_window_sends_nothing(drain_env, sim):
     from workers.window import Window
 
-    drainer, runtime, clock, events = drain_env(window=Window.parse("01:00-02:00", "UTC"))
+    drainer, runtime, clock, _events = drain_env(window=Window.parse("01:00-02:00", "UTC"))
     clock.now = 1_800_000_000.0 - (1_800_000_000 % 86400) + 3 * 3600  # 03:00 UTC
     runtime.backlog.park("oa1", ["w1"], clock.now_s())
     assert drainer.drain(budget_s=5).stopped == "window closed"

@@ -19,9 +19,15 @@ def worker(make_settings, sim) -> Iterator[object]:
     settings = make_settings()
     use_settings(settings)
     app.conf.broker_url = settings.broker_url
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                      queues=["esms.fetch", "esms.drain"], loglevel="WARNING",
-                      shutdown_timeout=30) as w:
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        queues=["esms.fetch", "esms.drain"],
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ):
         yield settings
     use_settings(None)
 
@@ -35,9 +41,13 @@ def test_250_refs_become_terminal_events_in_requests_of_at_most_100(worker, sim)
     fetch_callbacks.delay(ref_ids, "1090257973118325189")
 
     # expect every RefId to reach a terminal event
-    events = drain_events(settings.broker_url, settings.status_queue, want=0, timeout_s=60,
-                          until=lambda got: {e["ref_id"] for e in got if e["terminal"]}
-                          >= set(ref_ids))
+    events = drain_events(
+        settings.broker_url,
+        settings.status_queue,
+        want=0,
+        timeout_s=60,
+        until=lambda got: {e["ref_id"] for e in got if e["terminal"]} >= set(ref_ids),
+    )
     terminal = {e["ref_id"]: e for e in events if e["terminal"]}
     assert set(terminal) == set(ref_ids)
     # no eSMS request carried more than 100 RefIds, and the first three were full
@@ -45,8 +55,17 @@ def test_250_refs_become_terminal_events_in_requests_of_at_most_100(worker, sim)
     assert max(sent) <= 100
     assert sent[:3] == [100, 100, 50]
     # events carry the contract's keys, and ids are stable per state
-    required = {"event_id", "ref_id", "oa_id", "status", "terminal", "send_status", "error",
-                "observed_at", "record"}
+    required = {
+        "event_id",
+        "ref_id",
+        "oa_id",
+        "status",
+        "terminal",
+        "send_status",
+        "error",
+        "observed_at",
+        "record",
+    }
     assert all(required <= set(e) for e in events)
     assert {e["status"] for e in terminal.values()} <= {"sent", "failed", "expired"}
     by_state: dict[tuple[str, str], set[str]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -39,8 +40,9 @@ def test_requests_from_many_threads_are_spaced_on_the_redis_clock(redis_client):
     calls: list[int] = []
 
     def sender() -> None:
-        limiter = RateLimiter(redis.Redis(connection_pool=redis_client.connection_pool), key,
-                              spacing_s)
+        limiter = RateLimiter(
+            redis.Redis(connection_pool=redis_client.connection_pool), key, spacing_s
+        )
         for _ in range(5):
             calls.append(send_through(limiter, redis_client, sent_at))
 
@@ -53,7 +55,7 @@ def test_requests_from_many_threads_are_spaced_on_the_redis_clock(redis_client):
 
     # expect no two sends closer than the spacing, and the 20 sends in about 20 slots
     sent_at.sort()
-    gaps = [b - a for a, b in zip(sent_at, sent_at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(sent_at)]
     assert len(sent_at) == 20
     assert min(gaps) >= spacing_s * 0.999
     assert sent_at[-1] - sent_at[0] < spacing_s * 19 * 2

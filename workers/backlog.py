@@ -128,20 +128,26 @@ class Backlog:
         k = self._keys
         added = 0
         for start in range(0, len(ref_ids), PARK_CHUNK):
-            chunk = ref_ids[start:start + PARK_CHUNK]
-            added += int(self._park(keys=[k.due(oa_id), k.submitted(oa_id), k.oas],
-                                    args=[_ms(now_s), oa_id, *chunk]))
+            chunk = ref_ids[start : start + PARK_CHUNK]
+            added += int(
+                self._park(
+                    keys=[k.due(oa_id), k.submitted(oa_id), k.oas], args=[_ms(now_s), oa_id, *chunk]
+                )
+            )
         return added
 
     def lease(self, oa_id: str, now_s: float, max_refs: int, lease_s: float) -> list[Leased]:
         """Take up to `max_refs` due RefIds of an OA for one request."""
         k = self._keys
-        flat = self._lease(keys=[k.due(oa_id), k.leased(oa_id), k.submitted(oa_id),
-                                 k.state(oa_id)],
-                           args=[_ms(now_s), _ms(now_s + lease_s), max_refs])
+        flat = self._lease(
+            keys=[k.due(oa_id), k.leased(oa_id), k.submitted(oa_id), k.state(oa_id)],
+            args=[_ms(now_s), _ms(now_s + lease_s), max_refs],
+        )
         items = [_text(x) for x in flat]
-        return [Leased(items[i], int(items[i + 1]) / 1000, items[i + 2])
-                for i in range(0, len(items), 3)]
+        return [
+            Leased(items[i], int(items[i + 1]) / 1000, items[i + 2])
+            for i in range(0, len(items), 3)
+        ]
 
     def settle(self, oa_id: str, finished: Sequence[str], requeue: Sequence[Requeue]) -> None:
         """Forget finished RefIds; put the others back to wait until their due time."""
@@ -149,15 +155,18 @@ class Backlog:
         args: list[str | int] = [oa_id, len(finished), *finished]
         for item in requeue:
             args += [item.ref_id, _ms(item.due_s), item.state_key]
-        self._settle(keys=[k.due(oa_id), k.leased(oa_id), k.submitted(oa_id), k.state(oa_id),
-                           k.oas], args=args)
+        self._settle(
+            keys=[k.due(oa_id), k.leased(oa_id), k.submitted(oa_id), k.state(oa_id), k.oas],
+            args=args,
+        )
 
     def unlease(self, oa_id: str, ref_ids: Iterable[str], due_s: float) -> None:
         """Hand leased RefIds back to wait, due at `due_s`."""
         refs = list(ref_ids)
         if refs:
-            self._unlease(keys=[self._keys.due(oa_id), self._keys.leased(oa_id)],
-                          args=[_ms(due_s), *refs])
+            self._unlease(
+                keys=[self._keys.due(oa_id), self._keys.leased(oa_id)], args=[_ms(due_s), *refs]
+            )
 
     def oa_ids(self) -> list[str]:
         return sorted(_text(x) for x in self._redis.smembers(self._keys.oas))
@@ -183,10 +192,16 @@ class Backlog:
         results = pipe.execute()
         out = []
         for i, oa in enumerate(oa_ids):
-            waiting, due_now, leased, lease_expired, oldest = results[i * 5:i * 5 + 5]
-            out.append(OaBacklog(oa, int(waiting) + int(lease_expired),
-                                 int(due_now) + int(lease_expired), int(leased) -
-                                 int(lease_expired), oldest[0][1] / 1000 if oldest else None))
+            waiting, due_now, leased, lease_expired, oldest = results[i * 5 : i * 5 + 5]
+            out.append(
+                OaBacklog(
+                    oa,
+                    int(waiting) + int(lease_expired),
+                    int(due_now) + int(lease_expired),
+                    int(leased) - int(lease_expired),
+                    oldest[0][1] / 1000 if oldest else None,
+                )
+            )
         return out
 
 

@@ -36,6 +36,8 @@ def coming_window(settings: Settings, now_s: float) -> Capacity:
 
 def describe_shortfall(capacity: Capacity, backlog_refs: int) -> str:
     nights = -(-backlog_refs // max(1, capacity.refs))
-    return (f"backlog of {backlog_refs} RefIds exceeds the {capacity.refs} the coming window "
-            f"({capacity.window_opens_at.isoformat()}, {timedelta(seconds=int(capacity.open_s))}"
-            f" open) can carry at the current limits; about {nights} windows to clear it")
+    return (
+        f"backlog of {backlog_refs} RefIds exceeds the {capacity.refs} the coming window "
+        f"({capacity.window_opens_at.isoformat()}, {timedelta(seconds=int(capacity.open_s))}"
+        f" open) can carry at the current limits; about {nights} windows to clear it"
+    )

@@ -89,8 +89,9 @@ class Drainer:
         bounds = self.settings.window.bounds_at(as_datetime(now_s))
         if bounds is None:
             return "window closed"
-        window_s = None if self.settings.window.always else (bounds[0].timestamp(),
-                                                              bounds[1].timestamp())
+        window_s = (
+            None if self.settings.window.always else (bounds[0].timestamp(), bounds[1].timestamp())
+        )
         oa_id = self.backlog.next_due_oa(now_s)
         if oa_id is None:
             return "nothing due"
@@ -98,8 +99,9 @@ class Drainer:
         if wait_s is None:
             return "window closes before the next slot"
         self.clock.sleep(wait_s)
-        batch = self.backlog.lease(oa_id, self.clock.now_s(),
-                                   self.settings.max_refs_per_request, self.lease_s)
+        batch = self.backlog.lease(
+            oa_id, self.clock.now_s(), self.settings.max_refs_per_request, self.lease_s
+        )
         if not batch:
             return ""  # another drainer took them; the slot goes unused
         ref_ids = [item.ref_id for item in batch]
@@ -123,15 +125,24 @@ class Drainer:
             self._count(f"errors:{exc.code}", 1)
             self.redis.set(self.keys.paused, str(exc), px=int(self.settings.account_pause_s * 1000))
             self.backlog.unlease(oa_id, ref_ids, self.clock.now_s())
-            log.error("eSMS refused the account (%s); pausing requests for %.0fs, %d RefIds "
-                      "keep waiting. Fix the credentials, IP whitelist or balance.",
-                      exc, self.settings.account_pause_s, len(ref_ids))
+            log.error(
+                "eSMS refused the account (%s); pausing requests for %.0fs, %d RefIds "
+                "keep waiting. Fix the credentials, IP whitelist or balance.",
+                exc,
+                self.settings.account_pause_s,
+                len(ref_ids),
+            )
             return "account paused"
         except RequestRejected as exc:
             self._count(f"errors:{exc.code}", 1)
             due_s = self.clock.now_s() + self.settings.repoll_after_s
-            log.error("eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
-                      oa_id, exc, len(ref_ids), self.settings.repoll_after_s)
+            log.error(
+                "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
+                oa_id,
+                exc,
+                len(ref_ids),
+                self.settings.repoll_after_s,
+            )
             self.backlog.unlease(oa_id, ref_ids, due_s)
             return ""
         for problem in answer.skipped:
@@ -139,8 +150,9 @@ class Drainer:
         self._settle(oa_id, batch, answer, report)
         return ""
 
-    def _settle(self, oa_id: str, batch: list[Leased], answer: CallbackAnswer,
-                report: DrainReport) -> None:
+    def _settle(
+        self, oa_id: str, batch: list[Leased], answer: CallbackAnswer, report: DrainReport
+    ) -> None:
         now_s = self.clock.now_s()
         observed_at = as_datetime(now_s)
         events, finished, requeue = [], [], []
@@ -151,8 +163,11 @@ class Drainer:
             if not outcome.terminal and now_s >= expires_s:
                 outcome = EXPIRED_OUTCOME
             if outcome.terminal or outcome.state_key != item.state_key:
-                events.append(build_event(item.ref_id, oa_id, outcome, observed_at,
-                                          as_datetime(item.submitted_s)))
+                events.append(
+                    build_event(
+                        item.ref_id, oa_id, outcome, observed_at, as_datetime(item.submitted_s)
+                    )
+                )
                 report.by_status[outcome.status] = report.by_status.get(outcome.status, 0) + 1
             if outcome.terminal:
                 finished.append(item.ref_id)

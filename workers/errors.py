@@ -113,5 +113,8 @@ def error_for_code(code: int, esms_message: str) -> EsmsError:
     """Build the error for a non-success eSMS Code, keeping eSMS's code and message."""
     kind = ERROR_BY_CODE.get(code, UnexpectedCode)
     meaning = CODE_MEANINGS.get(code, "undocumented code" if kind is UnexpectedCode else "refused")
-    return kind(f"eSMS answered Code {code} ({meaning}): {esms_message!r}",
-                code=code, esms_message=esms_message)
+    return kind(
+        f"eSMS answered Code {code} ({meaning}): {esms_message!r}",
+        code=code,
+        esms_message=esms_message,
+    )

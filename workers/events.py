@@ -18,8 +18,7 @@ from workers.records import Outcome, decode
 EVENT_VERSION = 1
 # Broker hiccups are retried for about a minute, then the error surfaces and the RefIds stay
 # leased (and come back when the lease expires): an event is never silently dropped.
-RETRY_POLICY = {"max_retries": 20, "interval_start": 0.5, "interval_step": 1.0,
-                "interval_max": 5.0}
+RETRY_POLICY = {"max_retries": 20, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
 
 
 def event_id(ref_id: str, oa_id: str, state_key: str) -> str:
@@ -27,8 +26,13 @@ def event_id(ref_id: str, oa_id: str, state_key: str) -> str:
     return hashlib.sha256(f"{oa_id}\x1f{ref_id}\x1f{state_key}".encode()).hexdigest()[:32]
 
 
-def build_event(ref_id: str, oa_id: str, outcome: Outcome, observed_at: datetime,
-                submitted_at: datetime | None = None) -> dict[str, Any]:
+def build_event(
+    ref_id: str,
+    oa_id: str,
+    outcome: Outcome,
+    observed_at: datetime,
+    submitted_at: datetime | None = None,
+) -> dict[str, Any]:
     return {
         "event_id": event_id(ref_id, oa_id, outcome.state_key),
         "ref_id": ref_id,
@@ -46,8 +50,7 @@ def build_event(ref_id: str, oa_id: str, outcome: Outcome, observed_at: datetime
 
 
 def status_queue(name: str) -> Queue:
-    return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name,
-                 durable=True)
+    return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
 
 
 class EventPublisher:
@@ -63,7 +66,13 @@ class EventPublisher:
         # The pool keeps one connection per process (kombu resets pools after fork).
         with producers[self._connection].acquire(block=True, timeout=30) as producer:
             for event in events:
-                producer.publish(event, exchange=self._queue.exchange,
-                                 routing_key=self._queue.routing_key, declare=[self._queue],
-                                 serializer="json", delivery_mode=2, retry=True,
-                                 retry_policy=RETRY_POLICY)
+                producer.publish(
+                    event,
+                    exchange=self._queue.exchange,
+                    routing_key=self._queue.routing_key,
+                    declare=[self._queue],
+                    serializer="json",
+                    delivery_mode=2,
+                    retry=True,
+                    retry_policy=RETRY_POLICY,
+                )

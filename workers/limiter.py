@@ -69,8 +69,9 @@ class RateLimiter:
 
     def commit(self, window_s: tuple[float, float] | None = None) -> Commit:
         """Record a send now if spacing and the window (open, close epoch s) allow it."""
-        opens_us, closes_us = (0, 0) if window_s is None else (int(window_s[0] * 1e6),
-                                                               int(window_s[1] * 1e6))
+        opens_us, closes_us = (
+            (0, 0) if window_s is None else (int(window_s[0] * 1e6), int(window_s[1] * 1e6))
+        )
         result = int(self._commit(keys=[self._key], args=[self._spacing_us, opens_us, closes_us]))
         if result < 0:
             return Commit(go=False, closed=True)

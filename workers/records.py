@@ -107,8 +107,13 @@ def outcome_of(record: dict[str, Any]) -> Outcome:
     if status == FAILED:
         error = {
             "code": error_info.code if error_info else None,
-            "message": (error_info.message if error_info and error_info.message
-                        else "rejected" if send_status == 4 else "delivery failed"),
+            "message": (
+                error_info.message
+                if error_info and error_info.message
+                else "rejected"
+                if send_status == 4
+                else "delivery failed"
+            ),
         }
     return Outcome(status, send_status, error, record)
 

@@ -30,9 +30,13 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url, socket_timeout=10,
-                                    socket_connect_timeout=10, health_check_interval=30,
-                                    retry_on_timeout=True)
+        return redis.Redis.from_url(
+            self.settings.redis_url,
+            socket_timeout=10,
+            socket_connect_timeout=10,
+            health_check_interval=30,
+            retry_on_timeout=True,
+        )
 
     @cached_property
     def keys(self) -> AccountKeys:
@@ -52,8 +56,12 @@ class Runtime:
 
     @cached_property
     def drainer_slots(self) -> LeaseSemaphore:
-        return LeaseSemaphore(self.redis, self.keys.drainers, self.settings.drainers,
-                              lease_s=self.drainer().lease_s + 60.0)
+        return LeaseSemaphore(
+            self.redis,
+            self.keys.drainers,
+            self.settings.drainers,
+            lease_s=self.drainer().lease_s + 60.0,
+        )
 
     @cached_property
     def client(self) -> EsmsClient:
@@ -65,18 +73,26 @@ class Runtime:
         return EventPublisher(Connection(self.settings.broker_url), self.settings.status_queue)
 
     def ask(self, ref_ids: list[str], oa_id: str) -> CallbackAnswer:
-        return run_sync(self.client.get_callback(ref_ids, oa_id),
-                        timeout_s=self.settings.http_timeout_s + 5)
+        return run_sync(
+            self.client.get_callback(ref_ids, oa_id), timeout_s=self.settings.http_timeout_s + 5
+        )
 
     def retry_delay_s(self, retries: int) -> float:
         """Exponential backoff with full jitter, capped."""
-        ceiling = min(MAX_RETRY_DELAY_S, self.settings.retry_base_s * 2 ** retries)
+        ceiling = min(MAX_RETRY_DELAY_S, self.settings.retry_base_s * 2**retries)
         return random.uniform(ceiling / 2, ceiling)
 
     def drainer(self, retries: int = 0) -> Drainer:
-        return Drainer(self.settings, self.redis, self.backlog, self.limiter, self.ask,
-                       self.publisher.publish, self.clock,
-                       retry_delay_s=lambda: self.retry_delay_s(retries))
+        return Drainer(
+            self.settings,
+            self.redis,
+            self.backlog,
+            self.limiter,
+            self.ask,
+            self.publisher.publish,
+            self.clock,
+            retry_delay_s=lambda: self.retry_delay_s(retries),
+        )
 
 
 _runtime: tuple[int, Runtime] | None = None

@@ -35,8 +35,9 @@ class LeaseSemaphore:
         """Take (or renew) a place; return its token, or None when all places are held."""
         token = token or uuid.uuid4().hex
         now_ms = int(now_s * 1000)
-        held = self._acquire(keys=[self._key],
-                             args=[now_ms, now_ms + self._lease_ms, self._limit, token])
+        held = self._acquire(
+            keys=[self._key], args=[now_ms, now_ms + self._lease_ms, self._limit, token]
+        )
         return token if int(held) else None
 
     def release(self, token: str) -> None:

@@ -19,22 +19,28 @@ class Submission:
     duplicates: int
 
 
-def validate_submission(ref_ids: object, oa_id: object, unknown: dict[str, object] | None = None
-                        ) -> Submission:
+def validate_submission(
+    ref_ids: object, oa_id: object, unknown: dict[str, object] | None = None
+) -> Submission:
     """Return the cleaned submission or raise InvalidSubmission naming the problem."""
     if unknown:
         names = ", ".join(sorted(unknown))
-        raise InvalidSubmission(f"unexpected argument(s) {names}; fetch_callbacks takes "
-                                "ref_ids (a list of RefId strings) and oa_id (a string)")
+        raise InvalidSubmission(
+            f"unexpected argument(s) {names}; fetch_callbacks takes "
+            "ref_ids (a list of RefId strings) and oa_id (a string)"
+        )
     oa = _check_id(oa_id, "oa_id", MAX_OA_ID_CHARS)
     if isinstance(ref_ids, str | bytes) or not isinstance(ref_ids, list | tuple):
         raise InvalidSubmission(
-            f"ref_ids must be a list of RefId strings, not {type(ref_ids).__name__}")
+            f"ref_ids must be a list of RefId strings, not {type(ref_ids).__name__}"
+        )
     if not ref_ids:
         raise InvalidSubmission("ref_ids is empty; pass at least one RefId")
     if len(ref_ids) > MAX_REFS_PER_CALL:
-        raise InvalidSubmission(f"ref_ids has {len(ref_ids)} RefIds; pass at most "
-                                f"{MAX_REFS_PER_CALL} per call (split the list)")
+        raise InvalidSubmission(
+            f"ref_ids has {len(ref_ids)} RefIds; pass at most "
+            f"{MAX_REFS_PER_CALL} per call (split the list)"
+        )
     cleaned = [_check_id(ref, f"ref_ids[{i}]", MAX_REF_ID_CHARS) for i, ref in enumerate(ref_ids)]
     unique = list(dict.fromkeys(cleaned))
     return Submission(unique, oa, len(cleaned) - len(unique))
@@ -51,6 +57,7 @@ def _check_id(value: object, name: str, max_chars: int) -> str:
         raise InvalidSubmission(f"{name} is {len(value)} characters long; at most {max_chars}")
     bad = next((c for c in value if c not in _ALLOWED), None)
     if bad is not None:
-        raise InvalidSubmission(f"{name}={value[:40]!r} contains {bad!r}; eSMS ids are "
-                                "printable ASCII without spaces")
+        raise InvalidSubmission(
+            f"{name}={value[:40]!r} contains {bad!r}; eSMS ids are printable ASCII without spaces"
+        )
     return value

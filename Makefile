@@ -1,0 +1,38 @@
+# One entry point for everything: `make run` (the stack), `make check` (lint, types, tests).
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: setup redis run test lint types check bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+redis: setup
+	scripts/ensure-redis
+
+run: setup redis
+	$(BIN)/esms-callbacks run
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: setup
+	$(BIN)/mypy .
+
+test: setup
+	ESMS_TEST_REDIS_URL=$${ESMS_TEST_REDIS_URL:-redis://127.0.0.1:6379/13} scripts/ensure-redis
+	$(BIN)/pytest -q
+
+check: lint types test
+
+bench: setup redis
+	$(BIN)/python -m bench.rate_bench
+
+clean:
+	rm -rf $(VENV) .run build *.egg-info .pytest_cache .mypy_cache .ruff_cache

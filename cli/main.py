@@ -1,0 +1,255 @@
+"""esms-callbacks: run the stack, submit RefIds, show the state, tail status events."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
+
+from workers.errors import ConfigError, InvalidSubmission
+from workers.settings import Settings
+
+EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+        return result
+    except (ConfigError, InvalidSubmission) as exc:
+        print(f"esms-callbacks: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="esms-callbacks",
+        description="Fetch Zalo ZNS delivery statuses from eSMS under its limits and publish "
+        "them as status events. Settings come from the environment (see README).",
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run worker, beat and flower (and the simulator when no "
+        "eSMS credentials are set, with a demo submission)",
+    )
+    run.add_argument(
+        "--demo-refs",
+        type=int,
+        default=300,
+        help="RefIds the simulated demo submits (0: none); default 300",
+    )
+    run.add_argument("--no-flower", action="store_true", help="leave Flower out")
+    run.set_defaults(handler=cmd_run)
+
+    submit = sub.add_parser("submit", help="submit RefIds from a file or stdin")
+    submit.add_argument("oa_id", help="the OA id the messages were sent from")
+    submit.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        help="one RefId per line, or a CSV file (see --column); '-' for stdin",
+    )
+    submit.add_argument("--column", help="CSV column holding the RefIds (header name)")
+    submit.add_argument("--chunk", type=int, default=1000, help="RefIds per task (default 1000)")
+    submit.set_defaults(handler=cmd_submit)
+
+    status = sub.add_parser("status", help="waiting RefIds per OA, next window, capacity, counters")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=cmd_status)
+
+    tail = sub.add_parser(
+        "tail",
+        help="consume status events and print them (takes them off "
+        "the queue: use where no other consumer needs them)",
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON event per line")
+    tail.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
+    tail.set_defaults(handler=cmd_tail)
+
+    simulate = sub.add_parser(
+        "simulate", help="run the eSMS simulator (python -m simulator)", add_help=False
+    )
+    simulate.add_argument("rest", nargs=argparse.REMAINDER)
+    simulate.set_defaults(handler=cmd_simulate)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cli.stack import processes, stack_commands, stack_environment
+
+    settings = Settings.from_env()
+    env, simulated = stack_environment(settings, dict(os.environ))
+    if simulated:
+        print(
+            f"No eSMS credentials (ESMS_API_KEY, ESMS_SECRET_KEY): running against the bundled "
+            f"eSMS simulator at {env['ESMS_BASE_URL']}. Nothing reaches eSMS.",
+            flush=True,
+        )
+    else:
+        print(f"Running against eSMS at {settings.base_url}, window {settings.window}.", flush=True)
+    if not args.no_flower:
+        print(
+            f"Flower: http://127.0.0.1:{env.get('FLOWER_PORT', '5555')} "
+            f"(user:password from FLOWER_BASIC_AUTH={env['FLOWER_BASIC_AUTH']})",
+            flush=True,
+        )
+    os.environ.update(env)
+    with processes(stack_commands(simulated, env, not args.no_flower), env) as procs:
+        if simulated and args.demo_refs > 0:
+            run_demo(args.demo_refs, procs)
+        print("Stack running; Ctrl-C stops it.", flush=True)
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+        failed = [name for name, p in procs.items() if p.poll() not in (None, 0)]
+        print(f"esms-callbacks: process(es) exited: {', '.join(failed) or 'all'}", file=sys.stderr)
+        return EXIT_FAILED if failed else EXIT_OK
+
+
+def run_demo(count: int, procs: dict[str, Any]) -> None:
+    """Submit `count` demo RefIds in small groups and print events until all are terminal."""
+    from tasks import app, fetch_callbacks
+
+    settings = Settings.from_env()
+    wait_for_worker(app)
+    oa_id = "1090257973118325189"
+    ref_ids = [f"demo-{int(time.time())}-{i:05d}" for i in range(count)]
+    for group in groups(ref_ids, rng=random.Random(7)):
+        fetch_callbacks.delay(group, oa_id)
+    print(
+        f"Submitted {count} RefIds in small groups; watching {settings.status_queue}:", flush=True
+    )
+    terminal: Counter[str] = Counter()
+    for event in consume(settings, stop=lambda: len(terminal) and sum(terminal.values()) >= count):
+        print(format_event(event), flush=True)
+        if event["terminal"]:
+            terminal[event["status"]] += 1
+    print(f"All {count} RefIds terminal: {dict(terminal)}", flush=True)
+
+
+def wait_for_worker(app: Any, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if app.control.ping(timeout=1.0):
+            return
+    raise SystemExit("esms-callbacks: no worker answered within 60 s; see the worker's log above")
+
+
+def groups(items: list[str], rng: random.Random) -> Iterator[list[str]]:
+    start = 0
+    while start < len(items):
+        size = rng.randint(1, 12)
+        yield items[start : start + size]
+        start += size
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from tasks import fetch_callbacks
+
+    with sys.stdin if args.file == "-" else open(args.file, newline="") as source:
+        ref_ids = list(read_ref_ids(source, args.column))
+    if not ref_ids:
+        raise InvalidSubmission("no RefIds found in the input")
+    sent = 0
+    for start in range(0, len(ref_ids), args.chunk):
+        chunk = ref_ids[start : start + args.chunk]
+        fetch_callbacks.delay(chunk, args.oa_id)
+        sent += len(chunk)
+        print(f"\rsubmitted {sent}/{len(ref_ids)} RefIds", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return EXIT_OK
+
+
+def read_ref_ids(source: TextIO, column: str | None) -> Iterator[str]:
+    if column:
+        for row in csv.DictReader(source):
+            if column not in row:
+                raise InvalidSubmission(f"CSV has no column {column!r}")
+            value = (row[column] or "").strip()
+            if value:
+                yield value
+        return
+    for line in source:
+        value = line.strip()
+        if value and not value.startswith("#"):
+            yield value
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from workers.runtime import get_runtime
+    from workers.status import account_state
+
+    runtime = get_runtime()
+    state = account_state(runtime, runtime.clock.now_s())
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return EXIT_OK
+    for key, value in state.items():
+        if key != "per_oa":
+            print(f"{key:28} {value}")
+    for oa in state["per_oa"]:
+        print(
+            f"  OA {oa['oa_id']}: {oa['waiting']} waiting ({oa['due_now']} due now), "
+            f"{oa['leased']} in a request"
+        )
+    return EXIT_OK
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    for seen, event in enumerate(consume(settings, stop=lambda: False), start=1):
+        print(json.dumps(event) if args.json else format_event(event), flush=True)
+        if args.count and seen >= args.count:
+            break
+    return EXIT_OK
+
+
+def consume(settings: Settings, stop: Any) -> Iterable[dict[str, Any]]:
+    from kombu import Connection
+
+    from workers.events import status_queue
+
+    with Connection(settings.broker_url) as conn:
+        queue = conn.SimpleQueue(status_queue(settings.status_queue))
+        try:
+            while not stop():
+                try:
+                    message = queue.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                message.ack()
+                yield message.payload
+        finally:
+            queue.close()
+
+
+def format_event(event: dict[str, Any]) -> str:
+    error = event.get("error") or {}
+    detail = f"  error {error.get('code')}: {error.get('message')}" if error else ""
+    mark = "*" if event.get("terminal") else " "
+    return (
+        f"{event.get('observed_at', '')[:19]} {mark} {event.get('status', '?'):9} "
+        f"{event.get('ref_id')} (OA {event.get('oa_id')}){detail}"
+    )
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulator.__main__ import main as simulator_main
+
+    return simulator_main(args.rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
