@@ -16,7 +16,7 @@ import redis
 
 from workers.backlog import Backlog, Leased, Requeue
 from workers.clock import Clock, as_datetime
-from workers.errors import AccountError, RequestRejected, TransientError
+from workers.errors import AccountError, EsmsError, NotSent, TransientError
 from workers.esms_client import CallbackAnswer
 from workers.events import build_event
 from workers.keys import AccountKeys
@@ -26,7 +26,9 @@ from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
-AskEsms = Callable[[list[str], str], CallbackAnswer]
+# ask(ref_ids, oa_id, gate): gate() is called right before the request is written; False
+# means 'do not send' and the call raises NotSent.
+AskEsms = Callable[[list[str], str, Callable[[], bool]], CallbackAnswer]
 Publish = Callable[[list[dict[str, Any]]], None]
 
 
@@ -105,50 +107,66 @@ class Drainer:
         if not batch:
             return ""  # another drainer took them; the slot goes unused
         ref_ids = [item.ref_id for item in batch]
-        while not (commit := self.limiter.commit(window_s)).go:
-            if commit.closed:
-                self.backlog.unlease(oa_id, ref_ids, self.clock.now_s())
-                return "window closed"
-            self.clock.sleep(commit.wait_s)
-        self._count("requests", 1)
-        self._count("refs_asked", len(ref_ids))
-        report.requests += 1
-        report.refs_asked += len(ref_ids)
+
+        def gate() -> bool:
+            """Commit the slot at the last moment before the request is written."""
+            while not (commit := self.limiter.commit(window_s)).go:
+                if commit.closed:
+                    return False
+                self.clock.sleep(commit.wait_s)
+            return True
+
         try:
-            answer = self.ask(ref_ids, oa_id)
-        except TransientError as exc:
-            delay_s = self.retry_delay_s()
-            self._count(f"errors:{exc.code or type(exc).__name__}", 1)
-            self.backlog.unlease(oa_id, ref_ids, self.clock.now_s() + delay_s)
-            raise Retry(exc, delay_s) from exc
-        except AccountError as exc:
-            self._count(f"errors:{exc.code}", 1)
-            self.redis.set(self.keys.paused, str(exc), px=int(self.settings.account_pause_s * 1000))
+            answer = self.ask(ref_ids, oa_id, gate)
+        except NotSent:
             self.backlog.unlease(oa_id, ref_ids, self.clock.now_s())
-            log.error(
-                "eSMS refused the account (%s); pausing requests for %.0fs, %d RefIds "
-                "keep waiting. Fix the credentials, IP whitelist or balance.",
-                exc,
-                self.settings.account_pause_s,
-                len(ref_ids),
-            )
-            return "account paused"
-        except RequestRejected as exc:
-            self._count(f"errors:{exc.code}", 1)
-            due_s = self.clock.now_s() + self.settings.repoll_after_s
-            log.error(
-                "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
-                oa_id,
-                exc,
-                len(ref_ids),
-                self.settings.repoll_after_s,
-            )
-            self.backlog.unlease(oa_id, ref_ids, due_s)
-            return ""
+            return "window closed"
+        except EsmsError as exc:
+            self._count_request(report, len(ref_ids))
+            self._count(f"errors:{exc.code or type(exc).__name__}", 1)
+            return self._failed(oa_id, ref_ids, exc)
+        self._count_request(report, len(ref_ids))
         for problem in answer.skipped:
             log.warning("skipped part of an eSMS answer for OA %s: %s", oa_id, problem)
         self._settle(oa_id, batch, answer, report)
         return ""
+
+    def _failed(self, oa_id: str, ref_ids: list[str], exc: EsmsError) -> str:
+        """Put the RefIds back to wait as the error deserves; return why to stop, if so."""
+        now_s = self.clock.now_s()
+        if isinstance(exc, TransientError):
+            delay_s = self.retry_delay_s()
+            self.backlog.unlease(oa_id, ref_ids, now_s + delay_s)
+            raise Retry(exc, delay_s) from exc
+        if isinstance(exc, AccountError):
+            pause_s = self.settings.account_pause_s
+            self.redis.set(self.keys.paused, str(exc), px=int(pause_s * 1000))
+            self.backlog.unlease(oa_id, ref_ids, now_s)
+            log.error(
+                "eSMS refused the account (%s); pausing requests for %.0fs, %d RefIds keep "
+                "waiting. Fix the credentials, IP whitelist or balance.",
+                exc,
+                pause_s,
+                len(ref_ids),
+            )
+            return "account paused"
+        # RequestRejected: the same input would be refused again at once; ask later.
+        delay_s = self.settings.repoll_after_s
+        log.error(
+            "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
+            oa_id,
+            exc,
+            len(ref_ids),
+            delay_s,
+        )
+        self.backlog.unlease(oa_id, ref_ids, now_s + delay_s)
+        return ""
+
+    def _count_request(self, report: DrainReport, ref_count: int) -> None:
+        self._count("requests", 1)
+        self._count("refs_asked", ref_count)
+        report.requests += 1
+        report.refs_asked += ref_count
 
     def _settle(
         self, oa_id: str, batch: list[Leased], answer: CallbackAnswer, report: DrainReport

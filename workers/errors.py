@@ -12,6 +12,7 @@
     │   ├── AuthError           Code 101, 140, 143: credentials, IP whitelist, locked account
     │   └── BalanceError        Code 103: not enough balance
     └── RequestRejected         Code 99, 110, 204, 799, 851, 854: bad input or no data
+    NotSent                     the request was held back at the last moment (window closed)
     InvalidSubmission           bad task arguments; raised at the producer and in the worker
     ConfigError                 a malformed setting; names the environment variable
 
@@ -72,6 +73,10 @@ class BalanceError(AccountError):
 
 class RequestRejected(EsmsError):
     """eSMS refused this request's input; asking again at once would get the same answer."""
+
+
+class NotSent(Exception):
+    """The request was not sent: the gate before it said no (the window closed)."""
 
 
 class InvalidSubmission(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ import aiohttp
 from workers.errors import (
     SUCCESS_CODE,
     MalformedResponse,
+    NotSent,
     ServerError,
     TransportError,
     error_for_code,
@@ -41,10 +43,19 @@ class EsmsClient:
     def __repr__(self) -> str:
         return f"EsmsClient({self._url!r})"  # never the credentials
 
-    async def get_callback(self, ref_ids: list[str], oa_id: str) -> CallbackAnswer:
-        """POST GetCallback for `ref_ids`; raise an EsmsError subclass on any failure."""
+    async def get_callback(
+        self, ref_ids: list[str], oa_id: str, gate: Callable[[], bool] | None = None
+    ) -> CallbackAnswer:
+        """POST GetCallback for `ref_ids`; raise an EsmsError subclass on any failure.
+
+        `gate`, if given, is called right before the request is written (after the session is
+        ready), so the rate slot is committed as close as possible to the send; if it
+        returns False nothing is sent and NotSent is raised.
+        """
         body = {**self._credentials, "ListRefid": ref_ids, "OAId": oa_id}
         session = await self._ensure_session()
+        if gate is not None and not gate():
+            raise NotSent("the request was held back before sending")
         try:
             async with session.post(self._url, json=body) as response:
                 text = await response.text(errors="replace")
@@ -72,12 +83,12 @@ def parse_answer(text: str, asked: set[str]) -> CallbackAnswer:
     """Parse a GetCallback body; keep records of RefIds we asked for, skip the rest."""
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise MalformedResponse(f"eSMS answer is not JSON: {_snippet(text)}") from None
     if not isinstance(payload, dict):
         raise MalformedResponse(f"eSMS answer is not a JSON object: {_snippet(text)}")
     code = payload.get("Code")
-    if isinstance(code, str) and code.strip().isdigit():
+    if isinstance(code, str) and code.strip().isascii() and code.strip().isdigit():
         code = int(code)  # tolerate the send APIs' habit of string codes
     if not isinstance(code, int) or isinstance(code, bool):
         raise MalformedResponse(f"eSMS answer has no numeric Code: {_snippet(text)}")

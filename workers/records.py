@@ -7,8 +7,11 @@ to have the documented type.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: int() refuses other "digits"
 
 PENDING, SENT, FAILED, NOT_FOUND, EXPIRED = "pending", "sent", "failed", "not_found", "expired"
 TERMINAL_STATUSES = frozenset({SENT, FAILED, EXPIRED})
@@ -48,14 +51,20 @@ def parse_error_info(raw: object) -> ErrorInfo | None:
     """Parse ErrorInfo leniently; None when there is no error text at all. Never raises."""
     if raw is None:
         return None
-    text = raw if isinstance(raw, str) else json.dumps(raw)
-    text = text.strip()
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    if not isinstance(raw, str):
+        try:
+            raw = json.dumps(raw)
+        except (TypeError, ValueError):
+            raw = repr(raw)
+    text = raw.strip()
     if not text:
         return None
     if text.startswith("{"):
         try:
             obj, end = json.JSONDecoder().raw_decode(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj, end = None, 0
         if isinstance(obj, dict):
             code = obj.get("error")
@@ -139,6 +148,6 @@ def _int_or_none(value: object) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value.strip())
     return None

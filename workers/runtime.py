@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -72,10 +73,10 @@ class Runtime:
     def publisher(self) -> EventPublisher:
         return EventPublisher(Connection(self.settings.broker_url), self.settings.status_queue)
 
-    def ask(self, ref_ids: list[str], oa_id: str) -> CallbackAnswer:
-        return run_sync(
-            self.client.get_callback(ref_ids, oa_id), timeout_s=self.settings.http_timeout_s + 5
-        )
+    def ask(self, ref_ids: list[str], oa_id: str, gate: Callable[[], bool]) -> CallbackAnswer:
+        # No overall timeout here: the gate may wait out a slot; the client's own HTTP
+        # timeout bounds the request itself.
+        return run_sync(self.client.get_callback(ref_ids, oa_id, gate))
 
     def retry_delay_s(self, retries: int) -> float:
         """Exponential backoff with full jitter, capped."""

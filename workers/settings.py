@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from workers.errors import ConfigError
@@ -24,7 +25,7 @@ ESMS_MAX_REFS_CEILING = 200  # eSMS's own table; past it RefIds are silently dro
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     broker_url: str = DEFAULT_BROKER_URL
     redis_url: str = DEFAULT_BROKER_URL
@@ -104,14 +105,29 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, object]:
-        """Return the settings for display, credentials redacted."""
+        """Return the settings for display: credentials and URL passwords redacted."""
         shown: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in ("api_key", "secret_key"):
                 value = "<set>" if value else "<unset>"
+            elif f.name.endswith("_url"):
+                value = redact_url(value)
             shown[f.name] = str(value) if isinstance(value, Window) else value
         return shown
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())
+        return f"Settings({shown})"
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL such as redis://:password@host:6379/0."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class _Reader:

@@ -55,8 +55,8 @@ def _check_id(value: object, name: str, max_chars: int) -> str:
         raise InvalidSubmission(f"{name} is blank")
     if len(value) > max_chars:
         raise InvalidSubmission(f"{name} is {len(value)} characters long; at most {max_chars}")
-    bad = next((c for c in value if c not in _ALLOWED), None)
-    if bad is not None:
+    if not (value.isascii() and value.isprintable() and " " not in value):
+        bad = next(c for c in value if c not in _ALLOWED)
         raise InvalidSubmission(
             f"{name}={value[:40]!r} contains {bad!r}; eSMS ids are printable ASCII without spaces"
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 _ALWAYS = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
@@ -44,14 +44,14 @@ class Window:
         return self.opens is None
 
     def bounds_at(self, at: datetime) -> tuple[datetime, datetime] | None:
-        """Return (opened_at, closes_at) of the window open at `at`, or None if it is closed."""
-        if self.opens is None or self.closes is None:
+        """Return (opened_at, closes_at) in UTC of the window open at `at`, or None if closed."""
+        if self.always:
             return _ALWAYS
-        local = at.astimezone(self.zone)
+        instant = at.astimezone(UTC)
+        day = at.astimezone(self.zone).date()
         for day_offset in (0, -1):  # a window that crosses midnight may have opened yesterday
-            opened = self._at_day(local, day_offset, self.opens)
-            closes = opened + self._length
-            if opened <= local < closes:
+            opened, closes = self._bounds_on(day + timedelta(days=day_offset))
+            if opened <= instant < closes:
                 return opened, closes
         return None
 
@@ -62,16 +62,21 @@ class Window:
         """Return when the window is next open at or after `at` (`at` itself if open)."""
         if self.always or self.is_open(at):
             return at
-        assert self.opens is not None
-        local = at.astimezone(self.zone)
-        opened = self._at_day(local, 0, self.opens)
-        return opened if opened > local else self._at_day(local, 1, self.opens)
+        instant = at.astimezone(UTC)
+        day = at.astimezone(self.zone).date()
+        for day_offset in range(3):
+            opened, closes = self._bounds_on(day + timedelta(days=day_offset))
+            # A window wholly inside a daylight-saving gap does not happen that day.
+            if opened > instant and closes > opened:
+                return opened
+        raise AssertionError(f"window {self} never opens after {at}")  # unreachable
 
     def seconds_open_between(self, start: datetime, end: datetime) -> float:
         """Return how many seconds of [start, end) fall inside the window."""
         if self.always:
             return max(0.0, (end - start).total_seconds())
-        total, cursor = 0.0, start
+        total, cursor = 0.0, start.astimezone(UTC)
+        end = end.astimezone(UTC)
         while cursor < end:
             cursor = self.next_open(cursor)
             if cursor >= end:
@@ -83,15 +88,11 @@ class Window:
             cursor = stop
         return total
 
-    @property
-    def _length(self) -> timedelta:
+    def _bounds_on(self, day: date) -> tuple[datetime, datetime]:
+        """The window that opens on local `day`, as UTC instants (real elapsed time)."""
         assert self.opens is not None and self.closes is not None
-        length = _seconds(self.closes) - _seconds(self.opens)
-        return timedelta(seconds=length if length > 0 else length + 86400)
-
-    def _at_day(self, local: datetime, day_offset: int, moment: time) -> datetime:
-        day = (local + timedelta(days=day_offset)).date()
-        return datetime.combine(day, moment, tzinfo=self.zone)
+        close_day = day if self.closes > self.opens else day + timedelta(days=1)
+        return _instant(day, self.opens, self.zone), _instant(close_day, self.closes, self.zone)
 
     def __str__(self) -> str:
         if self.opens is None or self.closes is None:
@@ -106,5 +107,15 @@ def _time_of_day(parts: list[int], spec: str) -> time:
     return time(hours, minutes, seconds)
 
 
-def _seconds(moment: time) -> int:
-    return moment.hour * 3600 + moment.minute * 60 + moment.second
+def _instant(day: date, moment: time, zone: tzinfo) -> datetime:
+    """The UTC instant of wall time `moment` on `day`; in a DST gap, the end of the gap."""
+    wall = datetime.combine(day, moment, tzinfo=zone)
+    instant = wall.astimezone(UTC)
+    naive = wall.replace(tzinfo=None)
+    if instant.astimezone(zone).replace(tzinfo=None) == naive:
+        return instant
+    # Clocks jumped over `moment` that day: the first minute after the jump.
+    probe = min(instant, wall.replace(fold=1).astimezone(UTC))
+    while probe.astimezone(zone).replace(tzinfo=None) < naive:
+        probe += timedelta(minutes=1)
+    return probe

@@ -1,0 +1,91 @@
+"""A simulator in its own process, scripted over its /_sim control API.
+
+Tests and benchmarks that measure timing use this rather than a simulator thread, so the
+receipt times it logs are not skewed by the measuring process's own work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_LISTENING = re.compile(r"listening on (http://[^/\s]+)")
+
+
+class RemoteSimulator:
+    """Control a simulator over HTTP."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def requests(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/_sim/requests")
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/_sim/stats")
+        return result
+
+    def reset(self) -> None:
+        self._call("POST", "/_sim/reset", {})
+
+    def configure(self, **config: Any) -> None:
+        self._call("POST", "/_sim/config", config)
+
+    def set_policy(self, policy: str) -> None:
+        self._call("POST", "/_sim/policy", {"policy": policy})
+
+    def add_fault(self, kind: str, count: int = 1, **params: Any) -> None:
+        self._call("POST", "/_sim/fault", {"kind": kind, "count": count, **params})
+
+    def script(self, ref_ids: list[str], outcomes: list[str]) -> None:
+        self._call("POST", "/_sim/script", {"ref_ids": ref_ids, "outcomes": outcomes})
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+
+@contextmanager
+def simulator_process(*args: str, timeout_s: float = 20.0) -> Iterator[RemoteSimulator]:
+    """Run `python -m simulator --port 0 ARGS...`; yield a controller; stop it on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        seen = ""
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                raise RuntimeError(f"simulator exited: {seen}")
+            seen += line
+            match = _LISTENING.search(line)
+            if match:
+                yield RemoteSimulator(match.group(1))
+                return
+        raise TimeoutError(f"simulator did not start: {seen}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

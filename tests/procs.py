@@ -1,0 +1,134 @@
+"""Real `celery worker` and `celery beat` subprocesses for multi-process tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from workers.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a subprocess read `settings`."""
+    window = settings.window
+    env = dict(os.environ)
+    env.update(
+        {
+            "CELERY_BROKER_URL": settings.broker_url,
+            "ESMS_REDIS_URL": settings.redis_url,
+            "ESMS_API_KEY": settings.api_key,
+            "ESMS_SECRET_KEY": settings.secret_key,
+            "ESMS_BASE_URL": settings.base_url,
+            "ESMS_RATE_INTERVAL": repr(settings.rate_interval_s),
+            "ESMS_RATE_MARGIN": repr(settings.rate_margin_s),
+            "ESMS_MAX_REFS": str(settings.max_refs_per_request),
+            "ESMS_WINDOW": "always"
+            if window.always
+            else f"{window.opens:%H:%M:%S}-{window.closes:%H:%M:%S}",
+            "ESMS_TIMEZONE": str(window.zone),
+            "ESMS_STATUS_QUEUE": settings.status_queue,
+            "ESMS_HTTP_TIMEOUT": repr(settings.http_timeout_s),
+            "ESMS_REPOLL_AFTER": repr(settings.repoll_after_s),
+            "ESMS_MAX_AGE": repr(settings.max_age_s),
+            "ESMS_DRAINERS": str(settings.drainers),
+            "ESMS_RELEASE_EVERY": repr(settings.release_every_s),
+            "ESMS_MAX_RETRIES": str(settings.max_retries),
+            "ESMS_RETRY_BASE": repr(settings.retry_base_s),
+            "ESMS_ACCOUNT": settings.account,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Proc:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.log:
+                return
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not print {text!r}:\n{self.log[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the main process and its pool children."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+def start_worker(name: str, env: dict[str, str], log_dir: Path, concurrency: int = 2) -> Proc:
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks",
+        "worker",
+        "--queues",
+        "esms.fetch,esms.drain",
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"{name}@%h",
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    proc = Proc(name, argv, env, log_dir)
+    proc.wait_for("ready.")
+    return proc
+
+
+def start_beat(env: dict[str, str], log_dir: Path) -> Proc:
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(log_dir / "beat-schedule"),
+    ]
+    proc = Proc("beat", argv, env, log_dir)
+    proc.wait_for("beat: Starting")
+    return proc

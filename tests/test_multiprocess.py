@@ -1,0 +1,185 @@
+"""Several real `celery worker` processes sharing one account: the limit, the window, restarts.
+
+The simulator runs in this process and logs when each request reached it, so spacing is
+measured where "eSMS" receives the requests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from simulator.process import RemoteSimulator, simulator_process
+from tasks import app, fetch_callbacks
+from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY, drain_events
+from tests.procs import Proc, settings_env, start_beat, start_worker
+from workers.backlog import Backlog
+from workers.keys import AccountKeys
+from workers.window import Window
+
+pytestmark = pytest.mark.slow
+OA = "1090257973118325189"
+
+
+@pytest.fixture(scope="module")
+def remote_sim() -> Iterator[RemoteSimulator]:
+    """A simulator in its own process: receipt times free of this process's work."""
+    with simulator_process(
+        "--api-key",
+        SIM_API_KEY,
+        "--secret-key",
+        SIM_SECRET_KEY,
+        "--rate-interval",
+        "0.2",
+        "--policy",
+        "sent",
+    ) as sim:
+        yield sim
+
+
+@pytest.fixture
+def procs(tmp_path) -> Iterator[list[Proc]]:
+    app.control.purge()  # leftovers of other tests must not reach these workers
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+def submit_in_small_groups(ref_ids: list[str], size: int = 3) -> None:
+    for start in range(0, len(ref_ids), size):
+        fetch_callbacks.delay(ref_ids[start : start + size], OA)
+
+
+def gaps_s(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(sorted(times))]
+
+
+def test_three_workers_share_one_rate_limit_and_send_full_requests(
+    make_settings, remote_sim, procs, tmp_path
+):
+    # given a backlog of 2,400 RefIds from 800 small submissions (as after a closed window)
+    settings = make_settings(
+        rate_interval_s=0.2,
+        rate_margin_s=0.02,
+        drainers=4,
+        release_every_s=0.5,
+        base_url=remote_sim.base_url,
+    )
+    remote_sim.reset()
+    backlog = Backlog(redis.Redis.from_url(settings.redis_url), AccountKeys(settings.account))
+    ref_ids = [f"mp-{i:05d}" for i in range(2400)]
+    for start in range(0, len(ref_ids), 3):
+        backlog.park(OA, ref_ids[start : start + 3], time.time())
+
+    # when three worker processes (2 pool processes each) and beat drain it, eSMS enforcing
+    # 0.2 s between requests
+    env = settings_env(settings)
+    procs += [start_worker(f"w{i}", env, tmp_path) for i in range(3)]
+    procs.append(start_beat(env, tmp_path))
+    events = drain_events(
+        settings.broker_url,
+        settings.status_queue,
+        want=2400,
+        timeout_s=90,
+        until=lambda got: len({e["ref_id"] for e in got if e["terminal"]}) >= 2400,
+    )
+
+    # expect every RefId terminal, no request refused, none closer than the interval at eSMS
+    assert {e["ref_id"] for e in events if e["terminal"]} == set(ref_ids)
+    requests = remote_sim.requests()
+    gaps = sorted(gaps_s([r["received_at_s"] for r in requests]))
+    assert {r["code"] for r in requests} == {100}, gaps[:5]
+    assert gaps[0] >= 0.2, gaps[:5]
+    # and the backlog left in 24 full requests
+    assert [r["ref_count_sent"] for r in requests] == [100] * 24
+    # and the work really was spread over several worker processes
+    busy = [p.name for p in procs if "drain: " in p.log]
+    assert len(busy) >= 2, busy
+
+
+def test_window_opening_a_few_seconds_in_releases_refs_promptly_and_closes_on_time(
+    make_settings, remote_sim, procs, tmp_path, redis_client
+):
+    # given a window that opens 6 s from now and stays open 3 s, in UTC+7
+    zone = "Asia/Ho_Chi_Minh"
+    opens_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+    closes_at = opens_at + timedelta(seconds=3)
+    spec = f"{opens_at.astimezone(Window.parse('always', zone).zone):%H:%M:%S}-" + (
+        f"{closes_at.astimezone(Window.parse('always', zone).zone):%H:%M:%S}"
+    )
+    settings = make_settings(
+        rate_interval_s=0.2,
+        rate_margin_s=0.01,
+        window=Window.parse(spec, zone),
+        release_every_s=0.5,
+        base_url=remote_sim.base_url,
+    )
+    remote_sim.reset()
+    env = settings_env(settings)
+    procs.append(start_worker("w0", env, tmp_path))
+    procs.append(start_beat(env, tmp_path))
+
+    # when 3,000 RefIds are submitted while it is still closed (more than 3 s can carry)
+    ref_ids = [f"win-{i:05d}" for i in range(3000)]
+    submit_in_small_groups(ref_ids, size=50)
+    assert time.time() < opens_at.timestamp(), "setup took too long to test the opening"
+    time.sleep(max(0.0, closes_at.timestamp() - time.time()) + 2.0)
+
+    # expect nothing before it opened, the first request within 2 s of opening, none after close
+    requests = remote_sim.requests()
+    received = [r["received_at_s"] for r in requests]
+    assert received, "no request was sent while the window was open"
+    assert min(received) >= opens_at.timestamp()
+    assert min(received) - opens_at.timestamp() < 2.0
+    assert max(received) < closes_at.timestamp()
+    # and what the window could not carry is still waiting, none lost
+    backlog = Backlog(redis.Redis.from_url(settings.redis_url), AccountKeys(settings.account))
+    waiting = sum(oa.waiting + oa.leased for oa in backlog.per_oa(time.time()))
+    answered = sum(r["ref_count_sent"] for r in requests)
+    assert {r["code"] for r in requests} == {100}
+    assert all(r["ref_count_sent"] == 100 for r in requests)
+    assert waiting + answered == 3000
+    assert waiting > 0
+
+
+def test_waiting_refs_survive_a_killed_worker_and_go_out_after_restart(
+    make_settings, sim, procs, tmp_path
+):
+    # given a worker with the window closed
+    closed = make_settings(window=Window.parse("00:00:00-00:00:01", "UTC"))
+    if closed.window.is_open(datetime.now(UTC)):
+        pytest.skip("ran in the one second the 'closed' window is open")
+    worker = start_worker("closed", settings_env(closed), tmp_path)
+    procs.append(worker)
+
+    # when RefIds are parked, and the worker is killed outright
+    ref_ids = [f"surv-{i:04d}" for i in range(150)]
+    fetch_callbacks.delay(ref_ids, OA)
+    worker.wait_for("accepted 150 RefIds")
+    worker.kill()
+    assert sim.requests == []
+
+    # and a new worker starts with the window open
+    procs.append(
+        start_worker(
+            "open",
+            settings_env(closed.with_changes(window=Window.parse("always"), release_every_s=0.5)),
+            tmp_path,
+        )
+    )
+    procs.append(
+        start_beat(
+            settings_env(closed.with_changes(window=Window.parse("always"), release_every_s=0.5)),
+            tmp_path,
+        )
+    )
+
+    # expect every RefId to reach its terminal event
+    events = drain_events(closed.broker_url, closed.status_queue, want=150, timeout_s=60)
+    assert {e["ref_id"] for e in events if e["terminal"]} == set(ref_ids)

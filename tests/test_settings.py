@@ -1,0 +1,219 @@
+"""Settings from the environment: defaults, validation that names the variable, hidden keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+
+from workers.errors import ConfigError
+from workers.settings import Settings
+
+# Distinctive fake credentials: if either shows up anywhere, something printed a secret.
+FAKE_API_KEY = "FAKE-ApiKey-7f3c9e1d-NEVER-PRINT"
+FAKE_SECRET_KEY = "FAKE-Secret-b2a84c55-NEVER-PRINT"
+KEYS = {"ESMS_API_KEY": FAKE_API_KEY, "ESMS_SECRET_KEY": FAKE_SECRET_KEY}
+
+
+def assert_no_credentials(text: str) -> None:
+    assert FAKE_API_KEY not in text
+    assert FAKE_SECRET_KEY not in text
+    assert "7f3c9e1d" not in text and "b2a84c55" not in text  # not even a fragment
+
+
+# --- defaults and values ---------------------------------------------------------------------
+
+
+def test_defaults_follow_the_esms_page():
+    # given an empty environment; when settings are read
+    settings = Settings.from_env({})
+    # expect the documented defaults
+    assert settings.broker_url == "redis://localhost:6379/0"
+    assert settings.redis_url == settings.broker_url
+    assert settings.base_url == "http://status-sms.esms.vn"
+    assert settings.rate_interval_s == 1.0
+    assert settings.max_refs_per_request == 100
+    assert str(settings.window) == "01:00:00-02:00:00 Asia/Ho_Chi_Minh"
+    assert settings.status_queue == "esms.status"
+    assert settings.http_timeout_s == 30.0
+    assert settings.repoll_after_s == 900.0
+    assert settings.max_age_s == 604800.0
+    assert (settings.api_key, settings.secret_key, settings.has_credentials) == ("", "", False)
+    assert settings.simulated is False
+
+
+def test_redis_url_defaults_to_the_broker_url():
+    settings = Settings.from_env({"CELERY_BROKER_URL": "redis://broker.test:6380/2"})
+    assert settings.redis_url == "redis://broker.test:6380/2"
+    other = Settings.from_env(
+        {"CELERY_BROKER_URL": "redis://broker.test/2", "ESMS_REDIS_URL": "redis://state.test/5"}
+    )
+    assert (other.broker_url, other.redis_url) == ("redis://broker.test/2", "redis://state.test/5")
+
+
+def test_every_variable_is_read_and_trimmed():
+    # given the newer eSMS terms and a zone with daylight saving, with stray whitespace
+    env = {
+        **KEYS,
+        "ESMS_BASE_URL": " https://status-sms.esms.vn/ ",
+        "ESMS_RATE_INTERVAL": "0.05",
+        "ESMS_RATE_MARGIN": "0",
+        "ESMS_MAX_REFS": " 200 ",
+        "ESMS_WINDOW": "always",
+        "ESMS_TIMEZONE": "Europe/Berlin",
+        "ESMS_STATUS_QUEUE": "zns.events",
+        "ESMS_HTTP_TIMEOUT": "12.5",
+        "ESMS_REPOLL_AFTER": "60",
+        "ESMS_MAX_AGE": "86400",
+        "ESMS_DRAINERS": "7",
+        "ESMS_MAX_RETRIES": "0",
+        "ESMS_ACCOUNT": "shop-a",
+        "ESMS_SIMULATED": "1",
+    }
+    # when read
+    settings = Settings.from_env(env)
+    # expect each value, typed
+    assert settings.base_url == "https://status-sms.esms.vn"  # trailing slash dropped
+    assert settings.rate_interval_s == 0.05
+    assert settings.spacing_s == 0.05
+    assert settings.max_refs_per_request == 200
+    assert settings.window.always
+    assert settings.status_queue == "zns.events"
+    assert settings.http_timeout_s == 12.5
+    assert (settings.repoll_after_s, settings.max_age_s) == (60.0, 86400.0)
+    assert (settings.drainers, settings.max_retries) == (7, 0)
+    assert settings.account_id == "shop-a"
+    assert settings.simulated is True
+    assert settings.has_credentials
+    assert (settings.api_key, settings.secret_key) == (FAKE_API_KEY, FAKE_SECRET_KEY)
+
+
+def test_window_is_read_in_the_configured_zone():
+    settings = Settings.from_env(
+        {"ESMS_WINDOW": "23:30-00:30:15", "ESMS_TIMEZONE": "Europe/Berlin"}
+    )
+    assert str(settings.window) == "23:30:00-00:30:15 Europe/Berlin"
+
+
+@pytest.mark.parametrize("value", ["1", "100", "200"])
+def test_max_refs_accepts_one_to_200(value):
+    assert Settings.from_env({"ESMS_MAX_REFS": value}).max_refs_per_request == int(value)
+
+
+def test_from_env_without_a_mapping_reads_the_process_environment(monkeypatch):
+    monkeypatch.setenv("ESMS_MAX_REFS", "42")
+    assert Settings.from_env().max_refs_per_request == 42
+
+
+# --- malformed values ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("ESMS_MAX_REFS", "201", "between 1 and 200"),
+        ("ESMS_MAX_REFS", "0", "between 1 and 200"),
+        ("ESMS_MAX_REFS", "abc", "invalid literal"),
+        ("ESMS_MAX_REFS", "1.5", "invalid literal"),
+        ("ESMS_RATE_INTERVAL", "0", ">= 0.001"),
+        ("ESMS_RATE_INTERVAL", "-1", ">= 0.001"),
+        ("ESMS_RATE_INTERVAL", "nan", ">= 0.001"),
+        ("ESMS_RATE_INTERVAL", "inf", ">= 0.001"),
+        ("ESMS_RATE_INTERVAL", "fast", "could not convert"),
+        ("ESMS_RATE_INTERVAL", "", "could not convert"),
+        ("ESMS_HTTP_TIMEOUT", "0", ">= 0.1"),
+        ("ESMS_REPOLL_AFTER", "-5", ">= 0.0"),
+        ("ESMS_MAX_AGE", "forever", "could not convert"),
+        ("ESMS_DRAINERS", "0", "between 1 and 100"),
+        ("ESMS_MAX_RETRIES", "-1", "between 0 and 100"),
+        ("ESMS_WINDOW", "1am-2am", "is not HH:MM[:SS]-HH:MM[:SS]"),
+        ("ESMS_WINDOW", "01:00-01:00", "use 'always'"),
+        ("ESMS_WINDOW", "25:00-01:00", "out of range"),
+        ("ESMS_TIMEZONE", "Mars/Olympus_Mons", "unknown time zone"),
+        ("ESMS_TIMEZONE", "../../etc/passwd", "unknown time zone"),
+        ("ESMS_BASE_URL", "status-sms.esms.vn", "http:// or https://"),
+        ("ESMS_BASE_URL", "ftp://status-sms.esms.vn", "http:// or https://"),
+        ("ESMS_STATUS_QUEUE", "esms\nstatus", "line break or NUL"),
+    ],
+)
+def test_a_malformed_value_raises_config_error_naming_the_variable(name, value, problem):
+    # given one malformed variable; when settings are read
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    # expect an error that starts with the variable's name and says what is wrong
+    assert isinstance(caught.value, ValueError)
+    assert str(caught.value).startswith(name)
+    assert problem in str(caught.value)
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+
+def test_repr_str_and_describe_never_show_the_keys():
+    # given settings with both keys
+    settings = Settings.from_env(KEYS)
+    # when shown in every way a log or CLI might show them
+    shown = settings.describe()
+    # expect neither key, and describe saying only whether each is set
+    for text in (repr(settings), str(settings), repr(shown), str(shown)):
+        assert_no_credentials(text)
+    assert (shown["api_key"], shown["secret_key"]) == ("<set>", "<set>")
+    assert Settings.from_env({}).describe()["api_key"] == "<unset>"
+
+
+def test_changed_settings_still_hide_the_keys():
+    settings = Settings.from_env(KEYS).with_changes(max_refs_per_request=50)
+    assert settings.api_key == FAKE_API_KEY
+    assert_no_credentials(repr(settings))
+
+
+def test_account_id_is_a_short_hash_of_the_api_key_never_the_key():
+    # given keys and no ESMS_ACCOUNT; when the account is named
+    account_id = Settings.from_env(KEYS).account_id
+    # expect 16 hex digits of the key's SHA-256, stable, and different for another key
+    assert re.fullmatch(r"[0-9a-f]{16}", account_id)
+    assert account_id == hashlib.sha256(FAKE_API_KEY.encode()).hexdigest()[:16]
+    assert_no_credentials(account_id)
+    assert Settings.from_env(KEYS).account_id == account_id
+    other = Settings.from_env({**KEYS, "ESMS_API_KEY": FAKE_API_KEY + "2"})
+    assert other.account_id != account_id
+
+
+def test_esms_account_names_the_account_instead_of_the_hash():
+    assert Settings.from_env({**KEYS, "ESMS_ACCOUNT": "shop-a"}).account_id == "shop-a"
+
+
+@pytest.mark.parametrize(
+    ("api_key", "secret_key", "has_credentials"),
+    [
+        (FAKE_API_KEY, FAKE_SECRET_KEY, True),
+        (FAKE_API_KEY, "", False),
+        ("", FAKE_SECRET_KEY, False),
+    ],
+)
+def test_has_credentials_needs_both_keys(api_key, secret_key, has_credentials):
+    env = {"ESMS_API_KEY": api_key, "ESMS_SECRET_KEY": secret_key}
+    assert Settings.from_env(env).has_credentials is has_credentials
+
+
+@pytest.mark.parametrize("name", ["ESMS_API_KEY", "ESMS_SECRET_KEY"])
+@pytest.mark.parametrize("bad", ["\n", "\r", "\0"])
+def test_a_malformed_key_is_rejected_without_printing_it(name, bad):
+    # given a key with a line break or NUL in the middle
+    env = {**KEYS, name: KEYS[name][:20] + bad + KEYS[name][20:]}
+    # when read
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    # expect the variable named, the value not
+    assert str(caught.value).startswith(name)
+    assert_no_credentials(str(caught.value))
+    assert_no_credentials(repr(caught.value))
+    assert KEYS[name][:20] not in str(caught.value)
+
+
+def test_errors_about_other_variables_never_show_the_keys():
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**KEYS, "ESMS_MAX_REFS": "1000"})
+    assert_no_credentials(str(caught.value))
+    assert_no_credentials(repr(caught.value))
