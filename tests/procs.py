@@ -92,28 +92,18 @@ class Proc:
         self._log.close()
 
 
-def start_worker(name: str, env: dict[str, str], log_dir: Path, concurrency: int = 2) -> Proc:
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "tasks",
-        "worker",
-        "--queues",
-        "esms.fetch,esms.drain",
-        "--concurrency",
-        str(concurrency),
-        "--hostname",
-        f"{name}@%h",
-        "--loglevel",
-        "INFO",
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    proc = Proc(name, argv, env, log_dir)
-    proc.wait_for("ready.")
-    return proc
+def start_worker(
+    name: str,
+    env: dict[str, str],
+    log_dir: Path,
+    concurrency: int = 2,
+    app: str = "tasks",
+    queues: str = "esms.fetch,esms.drain",
+) -> Proc:
+    argv = [sys.executable, "-m", "celery", "-A", app, "worker", "--queues", queues]
+    argv += ["--concurrency", str(concurrency), "--hostname", f"{name}@%h"]
+    argv += ["--loglevel", env.get("LOG_LEVEL", "INFO"), "--without-mingle", "--without-gossip"]
+    return _started(Proc(name, argv, env, log_dir), "ready.")
 
 
 def start_beat(env: dict[str, str], log_dir: Path) -> Proc:
@@ -129,6 +119,14 @@ def start_beat(env: dict[str, str], log_dir: Path) -> Proc:
         "--schedule",
         str(log_dir / "beat-schedule"),
     ]
-    proc = Proc("beat", argv, env, log_dir)
-    proc.wait_for("beat: Starting")
+    return _started(Proc("beat", argv, env, log_dir), "beat: Starting")
+
+
+def _started(proc: Proc, text: str) -> Proc:
+    """Wait for `text` in the log; a process that never gets there is stopped, not orphaned."""
+    try:
+        proc.wait_for(text)
+    except BaseException:
+        proc.stop()
+        raise
     return proc
