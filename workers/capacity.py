@@ -31,7 +31,13 @@ def coming_window(settings: Settings, now_s: float) -> Capacity:
     assert bounds is not None
     closes_at = bounds[1]
     open_s = (closes_at - max(opens_at, now)).total_seconds()
-    return Capacity(opens_at, closes_at, open_s, settings.window_capacity_refs(open_s))
+    zone = window.zone  # operators read times in the window's own zone
+    return Capacity(
+        opens_at.astimezone(zone),
+        closes_at.astimezone(zone),
+        open_s,
+        settings.window_capacity_refs(open_s),
+    )
 
 
 def describe_shortfall(capacity: Capacity, backlog_refs: int) -> str:

@@ -37,7 +37,9 @@ class EsmsClient:
     def __init__(self, base_url: str, api_key: str, secret_key: str, timeout_s: float) -> None:
         self._url = base_url.rstrip("/") + GET_CALLBACK_PATH
         self._credentials = {"ApiKey": api_key, "SecretKey": secret_key}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0))
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout_s, connect=min(timeout_s, 10.0), sock_read=timeout_s
+        )
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
