@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,12 @@ class RemoteSimulator:
 
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/_sim/stats")
+        return result
+
+    def asked(self, ref_id: str) -> int:
+        """How many times `ref_id` was asked (faulted requests that answered nothing excluded)."""
+        query = urllib.parse.urlencode({"ref_id": ref_id})
+        result: int = self._call("GET", f"/_sim/asked?{query}")["asked"]
         return result
 
     def reset(self) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from dataclasses import asdict
 
 from celery import Task
+from redis.exceptions import RedisError
 
 from tasks.app import app
 from workers.capacity import coming_window, describe_shortfall
@@ -21,7 +23,15 @@ DRAIN_BUDGET_S = 60.0
 CAPACITY_WARNING_EVERY_S = 600
 
 
-@app.task(name="esms.drain", bind=True, acks_late=True)
+@app.task(
+    name="esms.drain",
+    bind=True,
+    acks_late=True,
+    autoretry_for=(RedisError,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    max_retries=5,
+)
 def drain(self: Task) -> dict[str, object]:
     """Send full requests at the global rate while the window is open and RefIds are due."""
     runtime = get_runtime()
@@ -58,7 +68,8 @@ def drain(self: Task) -> dict[str, object]:
             exc=exc.cause, countdown=exc.after_s, max_retries=settings.max_retries
         ) from None
     finally:
-        slots.release(token)
+        with suppress(RedisError):  # unreachable Redis: the place frees itself when it expires
+            slots.release(token)
     if report.stopped == "budget used":
         request_drainers(runtime, runtime.clock.now_s(), force=True)
     if report.requests:

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from celery import Task
+from redis.exceptions import RedisError
 
 from tasks.app import app
 from tasks.drain import check_capacity, request_drainers
@@ -43,7 +44,18 @@ def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, ob
     return ref_ids, oa_id, kwargs
 
 
-@app.task(name="esms.fetch_callbacks", base=ValidatingTask, acks_late=True)
+# Redis (the waiting set) unreachable: retry with backoff until it is back; the submission
+# stays in the broker meanwhile, so it is never dropped.
+@app.task(
+    name="esms.fetch_callbacks",
+    base=ValidatingTask,
+    acks_late=True,
+    autoretry_for=(RedisError,),
+    retry_backoff=1,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=None,
+)
 def fetch_callbacks(
     ref_ids: object = None, oa_id: object = None, **unknown: object
 ) -> dict[str, object]:

@@ -42,9 +42,10 @@ class DrainReport:
 
 
 class Retry(Exception):
-    """A transient eSMS failure: the RefIds are back to wait; retry the drain after `after_s`."""
+    """A transient failure (eSMS or broker): the RefIds are back to wait; retry the drain
+    after `after_s`."""
 
-    def __init__(self, cause: TransientError, after_s: float) -> None:
+    def __init__(self, cause: Exception, after_s: float) -> None:
         super().__init__(str(cause))
         self.cause = cause
         self.after_s = after_s
@@ -67,8 +68,9 @@ class Drainer:
 
     @property
     def lease_s(self) -> float:
-        """Long enough for one request and its slot wait, short enough to recover promptly."""
-        return self.settings.http_timeout_s + self.settings.spacing_s * 2 + 30.0
+        """Long enough for one request (the HTTP timeout) and publishing its events, short
+        enough that RefIds held by a dead worker are asked again promptly."""
+        return self.settings.http_timeout_s * 2 + self.settings.spacing_s * 2 + 5.0
 
     def drain(self, budget_s: float, on_step: Callable[[], object] = lambda: None) -> DrainReport:
         """Send requests until nothing is due, the window closes or `budget_s` runs out."""
@@ -193,7 +195,12 @@ class Drainer:
                 # One last ask at the moment of expiry, so no RefId expires unasked.
                 due_s = max(now_s, min(now_s + self.settings.repoll_after_s, expires_s))
                 requeue.append(Requeue(item.ref_id, due_s, outcome.state_key))
-        self.publish(events)  # before settling: a crash here re-asks, never loses
+        try:
+            self.publish(events)  # before settling: a crash here re-asks, never loses
+        except Exception as exc:  # the broker is down: hand the RefIds back, retry later
+            delay_s = self.retry_delay_s()
+            self.backlog.unlease(oa_id, [item.ref_id for item in batch], now_s + delay_s)
+            raise Retry(exc, delay_s) from exc
         self.backlog.settle(oa_id, finished, requeue)
         report.events += len(events)
         for event in events:
