@@ -159,3 +159,47 @@ def test_closed_window_sends_nothing(drain_env, sim):
     runtime.backlog.park("oa1", ["w1"], clock.now_s())
     assert drainer.drain(budget_s=5).stopped == "window closed"
     assert sim.requests == []
+
+
+def test_garbage_in_an_answer_is_skipped_and_harms_no_other_refid(drain_env, caplog):
+    # given eSMS answering with odd records around one good one
+    from workers.esms_client import parse_answer
+
+    drainer, runtime, clock, events = drain_env()
+    body = {
+        "Code": 100,
+        "Message": "Success",
+        "Data_callback": [
+            "not a record",
+            {"SendStatus": 5},  # no SMSID
+            {"SMSID": "never-asked", "SendStatus": 5},
+            {"SMSID": "odd", "SendStatus": "five", "SendFailed": None, "Extra": [1, 2]},
+            {"SMSID": "good", "SendStatus": 5, "SendFailed": 0, "TypeId": "25"},
+            {"SMSID": "good", "SendStatus": 5, "SendFailed": 0, "TypeId": "25"},
+        ],
+    }
+    import json
+
+    def ask(ref_ids, oa_id, gate):
+        assert gate()
+        return parse_answer(json.dumps(body), set(ref_ids))
+
+    drainer.ask = ask
+    runtime.backlog.park("oa1", ["good", "odd", "esms:{x}:oas", "*"], clock.now_s())
+
+    # when drained
+    drainer.drain(budget_s=5)
+
+    # expect the good one sent, the odd one pending (asked again), key-looking RefIds just
+    # not found yet, and each piece of garbage named in a log line
+    by_ref = {e["ref_id"]: e["status"] for e in events}
+    assert by_ref == {
+        "good": "sent",
+        "odd": "pending",
+        "esms:{x}:oas": "not_found",
+        "*": "not_found",
+    }
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 4, skipped
+    (oa,) = runtime.backlog.per_oa(clock.now_s())
+    assert oa.waiting == 3  # odd and the two key-looking ones wait to be asked again

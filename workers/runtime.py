@@ -83,6 +83,11 @@ class Runtime:
         ceiling = min(MAX_RETRY_DELAY_S, self.settings.retry_base_s * 2**retries)
         return random.uniform(ceiling / 2, ceiling)
 
+    def close(self) -> None:
+        """Close the HTTP session (if one was opened) on this process's loop."""
+        if "client" in self.__dict__:
+            run_sync(self.client.close(), timeout_s=5)
+
     def drainer(self, retries: int = 0) -> Drainer:
         return Drainer(
             self.settings,
@@ -111,6 +116,14 @@ def get_runtime() -> Runtime:
 
 def use_settings(settings: Settings | None) -> None:
     """Make this process use `settings` (tests, the runner); None goes back to the environment."""
-    global _runtime, _settings_override
+    global _settings_override
+    close_runtime()
     _settings_override = settings
+
+
+def close_runtime() -> None:
+    """Release this process's runtime (its HTTP session); the next use builds a new one."""
+    global _runtime
+    if _runtime is not None and _runtime[0] == os.getpid():
+        _runtime[1].close()
     _runtime = None
