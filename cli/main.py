@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
     tail.set_defaults(handler=cmd_tail)
 
+    metrics = sub.add_parser("metrics", help="serve Prometheus metrics on /metrics")
+    metrics.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    metrics.add_argument("--port", type=int, default=9808, help="port (default 9808)")
+    metrics.set_defaults(handler=cmd_metrics)
+
     simulate = sub.add_parser(
         "simulate", help="run the eSMS simulator (python -m simulator)", add_help=False
     )
@@ -243,6 +248,13 @@ def format_event(event: dict[str, Any]) -> str:
         f"{event.get('observed_at', '')[:19]} {mark} {event.get('status', '?'):9} "
         f"{event.get('ref_id')} (OA {event.get('oa_id')}){detail}"
     )
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from cli.metrics_server import serve
+
+    serve(args.host, args.port)
+    return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from workers.records import EXPIRED_OUTCOME, NOT_FOUND_OUTCOME, outcome_of
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
+RECENT_S = 300  # how far back the rate actually used is measured
 
 # ask(ref_ids, oa_id, gate): gate() is called right before the request is written; False
 # means 'do not send' and the call raises NotSent.
@@ -165,8 +166,13 @@ class Drainer:
         return ""
 
     def _count_request(self, report: DrainReport, ref_count: int) -> None:
-        self._count("requests", 1)
-        self._count("refs_asked", ref_count)
+        now_s = self.clock.now_s()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(self.keys.stats, "requests", 1)
+        pipe.hincrby(self.keys.stats, "refs_asked", ref_count)
+        pipe.zadd(self.keys.recent, {f"{now_s:.6f}:{ref_count}": now_s})
+        pipe.zremrangebyscore(self.keys.recent, "-inf", now_s - RECENT_S)
+        pipe.execute()
         report.requests += 1
         report.refs_asked += ref_count
 

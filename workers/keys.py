@@ -43,6 +43,11 @@ class AccountKeys:
         return f"{self.prefix}:stats"
 
     @property
+    def recent(self) -> str:
+        """Sorted set: the last minutes' requests (`time:RefIds`), scored by time (s)."""
+        return f"{self.prefix}:recent"
+
+    @property
     def capacity_warned(self) -> str:
         """String with a TTL: the backlog-exceeds-capacity warning was logged recently."""
         return f"{self.prefix}:capacity-warned"

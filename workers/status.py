@@ -9,6 +9,8 @@ from workers.capacity import coming_window
 from workers.clock import as_datetime
 from workers.runtime import Runtime
 
+RATE_WINDOW_S = 60.0  # "rate used" is measured over the last minute
+
 
 def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
     """Waiting RefIds per OA, the window, capacity against backlog, pause, counters."""
@@ -18,6 +20,11 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
     waiting = sum(oa.waiting + oa.leased for oa in per_oa)
     counters = {_text(k): int(v) for k, v in runtime.redis.hgetall(keys.stats).items()}
     paused = runtime.redis.get(keys.paused)
+    recent = [
+        int(_text(member).rsplit(":", 1)[1])  # RefIds in that request
+        for member in runtime.redis.zrangebyscore(keys.recent, now_s - RATE_WINDOW_S, "+inf")
+    ]
+    allowed = RATE_WINDOW_S / settings.rate_interval_s
     return {
         "account": settings.account_id,
         "window": str(settings.window),
@@ -32,9 +39,12 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
         "paused": _text(paused) if paused else None,
         "drainers": runtime.drainer_slots.holders(now_s),
         "per_oa": [asdict(oa) for oa in per_oa],
+        "requests_last_minute": len(recent),
+        "rate_used": round(len(recent) / allowed, 3),
+        "refs_per_request_last_minute": round(sum(recent) / len(recent), 1) if recent else None,
         "counters": counters,
     }
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
