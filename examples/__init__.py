@@ -1,0 +1,1 @@
+"""Runnable examples: a Django app, a Flask app, a producer by task name, an event consumer."""
