@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run test lint types check bench clean
+.PHONY: setup redis run demo test lint types check bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ redis: setup
 
 run: setup redis
 	$(BIN)/esms-callbacks run
+
+demo: setup redis
+	$(BIN)/esms-callbacks demo
 
 lint: setup
 	$(BIN)/ruff check .

@@ -54,6 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-flower", action="store_true", help="leave Flower out")
     run.set_defaults(handler=cmd_run)
 
+    demo = sub.add_parser(
+        "demo",
+        help="the whole stack against the simulator: a window opening a few seconds after "
+        "start, thousands of RefIds in small groups, live progress and a summary",
+    )
+    demo.add_argument("--refs", type=int, default=3000, help="RefIds to submit (default 3000)")
+    demo.add_argument(
+        "--opens-in", type=float, default=10.0, help="seconds until the window opens (default 10)"
+    )
+    demo.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between requests (default 1.0, eSMS's)"
+    )
+    demo.add_argument("--timeout", type=float, default=600.0, help="give up after (s)")
+    demo.set_defaults(handler=cmd_demo)
+
     submit = sub.add_parser("submit", help="submit RefIds from a file or stdin")
     submit.add_argument("oa_id", help="the OA id the messages were sent from")
     submit.add_argument(
@@ -248,6 +263,14 @@ def format_event(event: dict[str, Any]) -> str:
         f"{event.get('observed_at', '')[:19]} {mark} {event.get('status', '?'):9} "
         f"{event.get('ref_id')} (OA {event.get('oa_id')}){detail}"
     )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cli.demo import run_demo
+
+    if args.refs < 1 or args.opens_in < 0 or args.interval <= 0:
+        raise InvalidSubmission("--refs must be >= 1, --opens-in >= 0 and --interval > 0")
+    return run_demo(args.refs, args.opens_in, args.interval, args.timeout)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:

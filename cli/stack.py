@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 from workers.settings import Settings
 
@@ -43,13 +44,16 @@ def stack_environment(settings: Settings, env: dict[str, str]) -> tuple[dict[str
 
 @contextmanager
 def processes(
-    commands: dict[str, list[str]], env: dict[str, str]
+    commands: dict[str, list[str]], env: dict[str, str], log: IO[bytes] | None = None
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """Start named processes in the repository root; stop them all on exit."""
+    """Start named processes in the repository root (output to `log`, else the terminal);
+    stop them all on exit."""
     started: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name, argv in commands.items():
-            started[name] = subprocess.Popen(argv, cwd=ROOT, env=env)
+            started[name] = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT if log else None
+            )
         yield started
     finally:
         for proc in started.values():

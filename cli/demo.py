@@ -1,0 +1,170 @@
+"""`esms-callbacks demo`: the whole stack against the simulator, a window that opens a few
+seconds after start, a few thousand RefIds in small groups, a live progress line, a summary."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from cli.stack import ROOT, processes, stack_commands, stack_environment
+from workers.settings import Settings
+
+OA_ID = "1090257973118325189"
+ZONE = "Asia/Ho_Chi_Minh"
+
+
+def run_demo(refs: int, opens_in_s: float, interval_s: float, timeout_s: float) -> int:
+    stamp = datetime.now(UTC).strftime("%H%M%S")
+    opens_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=opens_in_s)
+    local = opens_at.astimezone(ZoneInfo(ZONE))
+    env = {k: v for k, v in os.environ.items() if k not in ("ESMS_API_KEY", "ESMS_SECRET_KEY")}
+    env.update(
+        {
+            "ESMS_SIM_PORT": str(_free_port()),
+            "ESMS_WINDOW": f"{local:%H:%M:%S}-{local + timedelta(hours=1):%H:%M:%S}",
+            "ESMS_TIMEZONE": ZONE,
+            "ESMS_RATE_INTERVAL": str(interval_s),
+            "ESMS_REPOLL_AFTER": "5",
+            "ESMS_RELEASE_EVERY": "1",
+            "ESMS_ACCOUNT": f"demo-{stamp}",
+            "ESMS_STATUS_QUEUE": f"esms.demo.{stamp}",
+        }
+    )
+    env, _ = stack_environment(Settings(), env)
+    os.environ.update(env)
+    settings = Settings.from_env()
+    log_path = ROOT / ".run" / "demo.log"
+    (ROOT / ".run").mkdir(exist_ok=True)
+    print(
+        f"Demo against the bundled eSMS simulator (nothing reaches eSMS). Window "
+        f"{settings.window}: opens in {opens_in_s:.0f}s. One request every "
+        f"{settings.spacing_s:g}s, up to {settings.max_refs_per_request} RefIds each. "
+        f"Process logs: {log_path}",
+        flush=True,
+    )
+    with log_path.open("ab") as log, processes(stack_commands(True, env, False), env, log):
+        from cli.main import wait_for_worker
+        from tasks import app
+
+        wait_for_worker(app)
+        ref_ids = [f"demo-{stamp}-{i:05d}" for i in range(refs)]
+        submit_in_groups(ref_ids)
+        outcomes = watch(settings, ref_ids, opens_at, timeout_s)
+        summarize(settings, ref_ids, outcomes, opens_at)
+    return 0 if sum(outcomes.values()) >= len(ref_ids) else 1
+
+
+def submit_in_groups(ref_ids: list[str]) -> None:
+    from tasks import fetch_callbacks
+
+    rng, start = random.Random(7), 0
+    while start < len(ref_ids):
+        size = rng.randint(1, 12)
+        fetch_callbacks.delay(ref_ids[start : start + size], OA_ID)
+        start += size
+        line(
+            f"submitting {bar(start, len(ref_ids))} {min(start, len(ref_ids))}/{len(ref_ids)} "
+            "RefIds in groups of 1-12"
+        )
+    line(f"submitted {len(ref_ids)} RefIds", end="\n")
+
+
+def watch(
+    settings: Settings, ref_ids: list[str], opens_at: datetime, timeout_s: float
+) -> Counter[str]:
+    """Consume events and redraw one progress line until every RefId is terminal."""
+    from kombu import Connection
+
+    from workers.events import status_queue
+    from workers.runtime import get_runtime
+    from workers.status import account_state
+
+    runtime = get_runtime()
+    terminal: Counter[str] = Counter()
+    latest: Counter[str] = Counter()
+    deadline = time.monotonic() + timeout_s
+    with Connection(settings.broker_url) as conn:
+        queue = conn.SimpleQueue(status_queue(settings.status_queue))
+        try:
+            while sum(terminal.values()) < len(ref_ids) and time.monotonic() < deadline:
+                try:
+                    message = queue.get(timeout=0.25)
+                    event = message.payload
+                    message.ack()
+                    latest[event["status"]] += 1
+                    if event["terminal"]:
+                        terminal[event["status"]] += 1
+                    continue
+                except queue.Empty:
+                    pass
+                state = account_state(runtime, runtime.clock.now_s())
+                wait_s = (opens_at - datetime.now(UTC)).total_seconds()
+                window = f"window opens in {wait_s:3.0f}s" if wait_s > 0 else "window open"
+                done = sum(terminal.values())
+                line(
+                    f"{window} | waiting {state['waiting_refs']:5} | requests "
+                    f"{state['counters'].get('requests', 0):4} | "
+                    + " ".join(f"{k} {v}" for k, v in sorted(latest.items()))
+                    + f" | done {bar(done, len(ref_ids))} {done}/{len(ref_ids)}"
+                )
+        finally:
+            queue.close()
+    line("", end="\n")
+    return terminal
+
+
+def summarize(
+    settings: Settings, ref_ids: list[str], outcomes: Counter[str], opens_at: datetime
+) -> None:
+    from simulator.process import RemoteSimulator
+
+    requests = RemoteSimulator(settings.base_url).requests()
+    answered = [r for r in requests if r["code"] == 100]
+    times = sorted(r["received_at_s"] for r in requests)
+    span_s = times[-1] - times[0] if len(times) > 1 else 0.0
+    rate = (len(times) - 1) / span_s * settings.rate_interval_s if span_s else float("nan")
+    print("\nSummary")
+    print(f"  RefIds submitted          {len(ref_ids)}")
+    print(f"  terminal                  {sum(outcomes.values())} {dict(outcomes)}")
+    print(f"  eSMS requests             {len(requests)} ({len(requests) - len(answered)} refused)")
+    if answered:
+        mean = sum(r["ref_count_sent"] for r in answered) / len(answered)
+        print(f"  RefIds per request        {mean:.1f} of {settings.max_refs_per_request}")
+        print(
+            f"  first request             {times[0] - opens_at.timestamp():.2f}s after the "
+            "window opened"
+        )
+    print(
+        f"  rate used                 {rate:.2f} of the allowed "
+        f"{1 / settings.rate_interval_s:g}/s (while requests were going out)"
+    )
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    filled = width * min(done, total) // max(1, total)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+_last_line_at = 0.0
+
+
+def line(text: str, end: str = "") -> None:
+    """Redraw the progress line on a terminal; elsewhere print one every two seconds."""
+    global _last_line_at
+    if sys.stdout.isatty():
+        print("\r" + text.ljust(110)[:160], end=end, flush=True)
+    elif end or time.monotonic() - _last_line_at > 2.0:
+        print(text, flush=True)
+        _last_line_at = time.monotonic()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
