@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import random
 import socket
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from cli.progress import bar, line
 from cli.stack import ROOT, processes, stack_commands, stack_environment
 from workers.settings import Settings
 
@@ -60,13 +60,14 @@ def run_demo(refs: int, opens_in_s: float, interval_s: float, timeout_s: float) 
     return 0 if sum(outcomes.values()) >= len(ref_ids) else 1
 
 
-def submit_in_groups(ref_ids: list[str]) -> None:
+def submit_in_groups(ref_ids: list[str], oa_id: str = OA_ID) -> None:
+    """Submit like many producers would: small groups of 1 to 12 RefIds."""
     from tasks import fetch_callbacks
 
     rng, start = random.Random(7), 0
     while start < len(ref_ids):
         size = rng.randint(1, 12)
-        fetch_callbacks.delay(ref_ids[start : start + size], OA_ID)
+        fetch_callbacks.delay(ref_ids[start : start + size], oa_id)
         start += size
         line(
             f"submitting {bar(start, len(ref_ids))} {min(start, len(ref_ids))}/{len(ref_ids)} "
@@ -144,24 +145,6 @@ def summarize(
         f"  rate used                 {rate:.2f} of the allowed "
         f"{1 / settings.rate_interval_s:g}/s (while requests were going out)"
     )
-
-
-def bar(done: int, total: int, width: int = 20) -> str:
-    filled = width * min(done, total) // max(1, total)
-    return "[" + "#" * filled + "." * (width - filled) + "]"
-
-
-_last_line_at = 0.0
-
-
-def line(text: str, end: str = "") -> None:
-    """Redraw the progress line on a terminal; elsewhere print one every two seconds."""
-    global _last_line_at
-    if sys.stdout.isatty():
-        print("\r" + text.ljust(110)[:160], end=end, flush=True)
-    elif end or time.monotonic() - _last_line_at > 2.0:
-        print(text, flush=True)
-        _last_line_at = time.monotonic()
 
 
 def _free_port() -> int:

@@ -6,15 +6,18 @@ import argparse
 import csv
 import json
 import os
-import random
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
 from workers.errors import ConfigError, InvalidSubmission
 from workers.settings import Settings
+from workers.validation import validate_submission
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
 
@@ -28,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InvalidSubmission) as exc:
         print(f"esms-callbacks: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (OSError, OperationalError, RedisError) as exc:  # no file, no broker, no Redis
+        print(f"esms-callbacks: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK
 
@@ -129,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.update(env)
     with processes(stack_commands(simulated, env, not args.no_flower), env) as procs:
         if simulated and args.demo_refs > 0:
-            run_demo(args.demo_refs, procs)
+            show_demo(args.demo_refs)
         print("Stack running; Ctrl-C stops it.", flush=True)
         while all(p.poll() is None for p in procs.values()):
             time.sleep(0.5)
@@ -138,21 +144,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED if failed else EXIT_OK
 
 
-def run_demo(count: int, procs: dict[str, Any]) -> None:
-    """Submit `count` demo RefIds in small groups and print events until all are terminal."""
-    from tasks import app, fetch_callbacks
+def show_demo(count: int) -> None:
+    """Submit `count` demo RefIds in small groups and print their events until all are terminal."""
+    from cli.demo import OA_ID, submit_in_groups
+    from tasks import app
 
     settings = Settings.from_env()
     wait_for_worker(app)
-    oa_id = "1090257973118325189"
     ref_ids = [f"demo-{int(time.time())}-{i:05d}" for i in range(count)]
-    for group in groups(ref_ids, rng=random.Random(7)):
-        fetch_callbacks.delay(group, oa_id)
-    print(
-        f"Submitted {count} RefIds in small groups; watching {settings.status_queue}:", flush=True
-    )
+    submit_in_groups(ref_ids, OA_ID)
+    print(f"watching {settings.status_queue} (* marks a terminal event):", flush=True)
     terminal: Counter[str] = Counter()
-    for event in consume(settings, stop=lambda: len(terminal) and sum(terminal.values()) >= count):
+    for event in consume(settings, stop=lambda: sum(terminal.values()) >= count):
         print(format_event(event), flush=True)
         if event["terminal"]:
             terminal[event["status"]] += 1
@@ -167,14 +170,6 @@ def wait_for_worker(app: Any, timeout_s: float = 60.0) -> None:
     raise SystemExit("esms-callbacks: no worker answered within 60 s; see the worker's log above")
 
 
-def groups(items: list[str], rng: random.Random) -> Iterator[list[str]]:
-    start = 0
-    while start < len(items):
-        size = rng.randint(1, 12)
-        yield items[start : start + size]
-        start += size
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
     from tasks import fetch_callbacks
 
@@ -182,13 +177,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
         ref_ids = list(read_ref_ids(source, args.column))
     if not ref_ids:
         raise InvalidSubmission("no RefIds found in the input")
+    from cli.progress import bar, line
+
+    if args.chunk < 1:
+        raise InvalidSubmission("--chunk must be at least 1")
+    chunks = [ref_ids[i : i + args.chunk] for i in range(0, len(ref_ids), args.chunk)]
+    for chunk in chunks:  # validate everything before queueing anything
+        validate_submission(chunk, args.oa_id)
     sent = 0
-    for start in range(0, len(ref_ids), args.chunk):
-        chunk = ref_ids[start : start + args.chunk]
+    for chunk in chunks:
         fetch_callbacks.delay(chunk, args.oa_id)
         sent += len(chunk)
-        print(f"\rsubmitted {sent}/{len(ref_ids)} RefIds", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+        line(
+            f"submitting {bar(sent, len(ref_ids))} {sent}/{len(ref_ids)} RefIds", stream=sys.stderr
+        )
+    line(
+        f"submitted {sent} RefIds for OA {args.oa_id} in {len(chunks)} tasks",
+        end="\n",
+        stream=sys.stderr,
+    )
     return EXIT_OK
 
 

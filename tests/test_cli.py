@@ -1,0 +1,118 @@
+"""The esms-callbacks command: submit, status, tail, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from kombu import Connection
+
+from cli.main import main
+from tasks import app
+from workers.events import EventPublisher, build_event
+from workers.records import outcome_of
+
+OA = "1090257973118325189"
+
+
+def queued_submissions(redis_url: str) -> list[list[object]]:
+    calls = []
+    with Connection(redis_url) as conn:
+        queue = conn.SimpleQueue("esms.fetch")
+        try:
+            while True:
+                try:
+                    message = queue.get(timeout=0.5)
+                except queue.Empty:
+                    return calls
+                calls.append(message.payload[0])
+                message.ack()
+        finally:
+            queue.close()
+
+
+@pytest.fixture
+def clean_fetch_queue(redis_url):
+    app.control.purge()
+    yield
+    app.control.purge()
+
+
+@pytest.fixture
+def cli_env(make_settings, monkeypatch):
+    settings = make_settings()
+    for name, value in {
+        "ESMS_ACCOUNT": settings.account,
+        "ESMS_STATUS_QUEUE": settings.status_queue,
+        "ESMS_API_KEY": settings.api_key,
+        "ESMS_SECRET_KEY": settings.secret_key,
+    }.items():
+        monkeypatch.setenv(name, value)
+    from workers.runtime import use_settings
+
+    use_settings(None)
+    yield settings
+    use_settings(None)
+
+
+def test_submit_reads_lines_and_chunks_them(tmp_path, redis_url, clean_fetch_queue, capsys):
+    source = tmp_path / "refs.txt"
+    source.write_text("# exported from the send log\nr1\n\nr2\nr3\n")
+    assert main(["submit", OA, str(source), "--chunk", "2"]) == 0
+    assert queued_submissions(redis_url) == [[["r1", "r2"], OA], [["r3"], OA]]
+    assert "submitted 3 RefIds" in capsys.readouterr().err
+
+
+def test_submit_reads_a_csv_column(tmp_path, redis_url, clean_fetch_queue):
+    source = tmp_path / "sent.csv"
+    source.write_text("phone,SMSID\n0909,a-1\n0908,a-2\n")
+    assert main(["submit", OA, str(source), "--column", "SMSID"]) == 0
+    assert queued_submissions(redis_url) == [[["a-1", "a-2"], OA]]
+
+
+def test_submit_refuses_bad_input_before_queueing_anything(
+    tmp_path, redis_url, clean_fetch_queue, capsys
+):
+    source = tmp_path / "refs.txt"
+    source.write_text("good-1\nbad ref with spaces\n")
+    assert main(["submit", OA, str(source), "--chunk", "1"]) == 2
+    assert "ref_ids[0]='bad ref with spaces' contains ' '" in capsys.readouterr().err
+    assert queued_submissions(redis_url) == []
+    assert main(["submit", OA, str(tmp_path / "missing.txt")]) == 1
+    assert "No such file" in capsys.readouterr().err
+    assert main(["submit", OA, str(source), "--column", "SMSID"]) == 2
+
+
+def test_status_json_shows_the_backlog(cli_env, capsys):
+    from workers.runtime import get_runtime
+
+    runtime = get_runtime()
+    runtime.backlog.park("oa-s", ["s1", "s2"], runtime.clock.now_s())
+    assert main(["status", "--json"]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["account"] == cli_env.account
+    assert state["waiting_refs"] == 2
+    assert [oa["oa_id"] for oa in state["per_oa"]] == ["oa-s"]
+    assert cli_env.secret_key not in json.dumps(state)
+
+
+def test_tail_prints_events_as_json(cli_env, capsys):
+    now = datetime.now(UTC)
+    events = [
+        build_event(f"t{i}", OA, outcome_of({"SMSID": f"t{i}", "SendStatus": 5}), now)
+        for i in range(2)
+    ]
+    EventPublisher(Connection(cli_env.broker_url), cli_env.status_queue).publish(events)
+    assert main(["tail", "--json", "--count", "2"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed == events
+
+
+def test_help_explains_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "demo", "submit", "status", "tail", "metrics", "simulate"):
+        assert f"    {command}" in out
