@@ -17,7 +17,7 @@ OA = "1090257973118325189"
 
 
 def queued_submissions(redis_url: str) -> list[list[object]]:
-    calls = []
+    calls: list[list[object]] = []
     with Connection(redis_url) as conn:
         queue = conn.SimpleQueue("esms.fetch")
         try:
