@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -121,3 +122,62 @@ def drain_events(
         finally:
             q.close()
     return events
+
+
+@contextmanager
+def in_process_worker(settings: Settings) -> Iterator[Settings]:
+    """A Celery worker in this process (threads pool) on both queues, using `settings`."""
+    from celery.contrib.testing.worker import start_worker
+
+    from tasks import app
+    from workers.runtime import use_settings
+
+    use_settings(settings)
+    app.conf.broker_url = settings.broker_url
+    try:
+        with start_worker(
+            app,
+            pool="threads",
+            concurrency=4,
+            perform_ping_check=False,
+            queues=["esms.fetch", "esms.drain"],
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ):
+            yield settings
+    finally:
+        use_settings(None)
+
+
+@pytest.fixture
+def fetch_queue(redis_url: str) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Read back (and remove) what producers queued on esms.fetch; empty at the start."""
+    from tasks import app
+
+    app.control.purge()
+
+    def queued() -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = []
+        with Connection(redis_url) as conn:
+            queue = conn.SimpleQueue("esms.fetch")
+            try:
+                while True:
+                    try:
+                        message = queue.get(timeout=0.5)
+                    except queue.Empty:
+                        return calls
+                    args, kwargs, _ = message.payload
+                    calls.append(
+                        {
+                            "task": message.headers["task"],
+                            "args": args,
+                            "kwargs": kwargs,
+                            "argsrepr": message.headers["argsrepr"],
+                        }
+                    )
+                    message.ack()
+            finally:
+                queue.close()
+
+    yield queued
+    app.control.purge()

@@ -4,39 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from kombu import Connection
 
 from cli.main import main
-from tasks import app
 from workers.events import EventPublisher, build_event
 from workers.records import outcome_of
 
 OA = "1090257973118325189"
 
 
-def queued_submissions(redis_url: str) -> list[list[object]]:
-    calls: list[list[object]] = []
-    with Connection(redis_url) as conn:
-        queue = conn.SimpleQueue("esms.fetch")
-        try:
-            while True:
-                try:
-                    message = queue.get(timeout=0.5)
-                except queue.Empty:
-                    return calls
-                calls.append(message.payload[0])
-                message.ack()
-        finally:
-            queue.close()
-
-
-@pytest.fixture
-def clean_fetch_queue(redis_url):
-    app.control.purge()
-    yield
-    app.control.purge()
+def args_of(calls: list[dict[str, Any]]) -> list[list[object]]:
+    return [call["args"] for call in calls]
 
 
 @pytest.fixture
@@ -56,29 +37,29 @@ def cli_env(make_settings, monkeypatch):
     use_settings(None)
 
 
-def test_submit_reads_lines_and_chunks_them(tmp_path, redis_url, clean_fetch_queue, capsys):
+def test_submit_reads_lines_and_chunks_them(tmp_path, redis_url, fetch_queue, capsys):
     source = tmp_path / "refs.txt"
     source.write_text("# exported from the send log\nr1\n\nr2\nr3\n")
     assert main(["submit", OA, str(source), "--chunk", "2"]) == 0
-    assert queued_submissions(redis_url) == [[["r1", "r2"], OA], [["r3"], OA]]
+    assert args_of(fetch_queue()) == [[["r1", "r2"], OA], [["r3"], OA]]
     assert "submitted 3 RefIds" in capsys.readouterr().err
 
 
-def test_submit_reads_a_csv_column(tmp_path, redis_url, clean_fetch_queue):
+def test_submit_reads_a_csv_column(tmp_path, redis_url, fetch_queue):
     source = tmp_path / "sent.csv"
     source.write_text("phone,SMSID\n0909,a-1\n0908,a-2\n")
     assert main(["submit", OA, str(source), "--column", "SMSID"]) == 0
-    assert queued_submissions(redis_url) == [[["a-1", "a-2"], OA]]
+    assert args_of(fetch_queue()) == [[["a-1", "a-2"], OA]]
 
 
 def test_submit_refuses_bad_input_before_queueing_anything(
-    tmp_path, redis_url, clean_fetch_queue, capsys
+    tmp_path, redis_url, fetch_queue, capsys
 ):
     source = tmp_path / "refs.txt"
     source.write_text("good-1\nbad ref with spaces\n")
     assert main(["submit", OA, str(source), "--chunk", "1"]) == 2
     assert "ref_ids[0]='bad ref with spaces' contains ' '" in capsys.readouterr().err
-    assert queued_submissions(redis_url) == []
+    assert args_of(fetch_queue()) == []
     assert main(["submit", OA, str(tmp_path / "missing.txt")]) == 1
     assert "No such file" in capsys.readouterr().err
     assert main(["submit", OA, str(source), "--column", "SMSID"]) == 2

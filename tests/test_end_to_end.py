@@ -5,31 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
 from tasks import app, fetch_callbacks
-from tests.conftest import drain_events
+from tests.conftest import drain_events, in_process_worker
 from workers.errors import InvalidSubmission
-from workers.runtime import use_settings
+from workers.settings import Settings
 
 
 @pytest.fixture
-def worker(make_settings, sim) -> Iterator[object]:
-    """An in-process worker (threads pool) consuming both queues, using this test's settings."""
-    settings = make_settings()
-    use_settings(settings)
-    app.conf.broker_url = settings.broker_url
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=4,
-        perform_ping_check=False,
-        queues=["esms.fetch", "esms.drain"],
-        loglevel="WARNING",
-        shutdown_timeout=30,
-    ):
+def worker(make_settings, sim) -> Iterator[Settings]:
+    with in_process_worker(make_settings()) as settings:
         yield settings
-    use_settings(None)
 
 
 def test_250_refs_become_terminal_events_in_requests_of_at_most_100(worker, sim):

@@ -8,46 +8,12 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from kombu import Connection
 
-from tasks import app as celery_app
 from workers.events import EventPublisher, build_event
 from workers.records import outcome_of
 
 OA = "1090257973118325189"
-
-
-@pytest.fixture
-def fetch_queue(redis_url):
-    """Read back what producers queued on esms.fetch (emptied first)."""
-    celery_app.control.purge()
-
-    def queued() -> list[dict[str, Any]]:
-        calls = []
-        with Connection(redis_url) as conn:
-            queue = conn.SimpleQueue("esms.fetch")
-            try:
-                while True:
-                    try:
-                        message = queue.get(timeout=0.5)
-                    except queue.Empty:
-                        break
-                    args, kwargs, _ = message.payload
-                    calls.append(
-                        {
-                            "task": message.headers["task"],
-                            "args": args,
-                            "kwargs": kwargs,
-                            "argsrepr": message.headers["argsrepr"],
-                        }
-                    )
-                    message.ack()
-            finally:
-                queue.close()
-        return calls
-
-    return queued
 
 
 def test_django_view_queues_the_sent_message(fetch_queue):

@@ -9,11 +9,9 @@ import time
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 
-from tasks import app, fetch_callbacks
-from tests.conftest import drain_events
-from workers.runtime import use_settings
+from tasks import fetch_callbacks
+from tests.conftest import drain_events, in_process_worker
 
 
 def free_port() -> int:
@@ -29,19 +27,9 @@ def test_submissions_survive_redis_being_down_and_go_out_when_it_is_back(
     # given a worker whose waiting-RefId Redis is down (the broker is up)
     port = free_port()
     settings = make_settings(redis_url=f"redis://127.0.0.1:{port}/0")
-    use_settings(settings)
-    app.conf.broker_url = settings.broker_url
     server = None
     try:
-        with start_worker(
-            app,
-            pool="threads",
-            concurrency=4,
-            perform_ping_check=False,
-            queues=["esms.fetch", "esms.drain"],
-            loglevel="WARNING",
-            shutdown_timeout=30,
-        ):
+        with in_process_worker(settings):
             # when RefIds are submitted, and Redis comes back two seconds later
             fetch_callbacks.delay(["outage-1", "outage-2"], "oa1")
             time.sleep(2.0)
@@ -73,7 +61,6 @@ def test_submissions_survive_redis_being_down_and_go_out_when_it_is_back(
             # expect the submission retried until it was parked, then fetched
             events = drain_events(settings.broker_url, settings.status_queue, want=2, timeout_s=30)
     finally:
-        use_settings(None)
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
