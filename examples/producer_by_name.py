@@ -15,7 +15,10 @@ QUEUE = "esms.fetch"
 
 
 def submit(broker_url: str, ref_ids: list[str], oa_id: str) -> str:
-    """Queue RefIds for status fetching; return the task id."""
+    """Queue RefIds for status fetching; return the task id.
+
+    Note: Celery uses the CELERY_BROKER_URL environment variable, when set, over `broker_url`.
+    """
     producer = Celery(broker=broker_url)
     result = producer.send_task(TASK_NAME, kwargs={"ref_ids": ref_ids, "oa_id": oa_id}, queue=QUEUE)
     return str(result.id)

@@ -1,0 +1,127 @@
+"""The broker (and Redis) restarting under running workers: they reconnect and carry on, and a
+producer gets a clear error while it is down instead of a silent drop."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from kombu.exceptions import OperationalError
+
+from examples.producer_by_name import submit
+from simulator.process import simulator_process
+from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY, drain_events
+from tests.procs import Proc, settings_env, start_beat, start_worker
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+]
+OA = "1090257973118325189"
+
+
+class RedisServer:
+    """A redis-server of our own, with an append-only file so a restart keeps its data."""
+
+    def __init__(self, data_dir: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.data_dir = data_dir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                str(self.data_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_workers_carry_on_after_the_broker_restarts(
+    make_settings, own_redis, tmp_path, monkeypatch
+):
+    # Celery prefers CELERY_BROKER_URL from the environment over a broker argument
+    monkeypatch.setenv("CELERY_BROKER_URL", own_redis.url)
+    with simulator_process(
+        "--api-key",
+        SIM_API_KEY,
+        "--secret-key",
+        SIM_SECRET_KEY,
+        "--rate-interval",
+        "0",
+        "--policy",
+        "sent",
+    ) as sim:
+        # given a worker and beat on a broker (and Redis) of their own
+        settings = make_settings(
+            broker_url=own_redis.url,
+            redis_url=own_redis.url,
+            base_url=sim.base_url,
+            release_every_s=0.5,
+        )
+        env = settings_env(settings)
+        procs: list[Proc] = []
+        try:
+            procs += [start_worker("w0", env, tmp_path), start_beat(env, tmp_path)]
+            submit(own_redis.url, [f"before-{i}" for i in range(50)], OA)
+            before = drain_events(own_redis.url, settings.status_queue, want=50, timeout_s=30)
+            assert len({e["ref_id"] for e in before if e["terminal"]}) == 50
+
+            # when the broker goes away: a producer gets an error, not a silent drop
+            own_redis.stop()
+            started = time.monotonic()
+            with pytest.raises(OperationalError):
+                submit(own_redis.url, ["lost?"], OA)
+            assert time.monotonic() - started < 30
+
+            # and when it is back, the same worker takes new work
+            time.sleep(1.0)
+            own_redis.start()
+            submit(own_redis.url, [f"after-{i}" for i in range(50)], OA)
+            after = drain_events(own_redis.url, settings.status_queue, want=50, timeout_s=60)
+        finally:
+            for proc in procs:
+                proc.stop()
+
+    assert {e["ref_id"] for e in after if e["terminal"]} == {f"after-{i}" for i in range(50)}
+    assert "Connection to broker lost" in procs[0].log
