@@ -1,11 +1,12 @@
 """The Celery app; configuration comes from celeryconfig.py."""
 
+import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_shutdown, worker_ready
 
-from workers.runtime import close_runtime
+from workers.runtime import close_runtime, get_runtime
 
 app = Celery("esms")
 app.config_from_object("celeryconfig")
@@ -14,3 +15,22 @@ app.config_from_object("celeryconfig")
 @worker_process_shutdown.connect
 def _close_runtime(**_: Any) -> None:
     close_runtime()  # a clean goodbye to eSMS's keep-alive connection
+
+
+@worker_ready.connect
+def _say_where(**_: Any) -> None:
+    """One line an operator reads first: which eSMS, which account, which limits."""
+    s = get_runtime().settings
+    where = "the bundled eSMS SIMULATOR" if s.simulated else "eSMS"
+    credentials = "set" if s.has_credentials else "NOT SET: nothing will be sent"
+    logging.getLogger("esms").warning(
+        "fetching from %s at %s for account %s (credentials %s); window %s, one request per "
+        "%gs, up to %d RefIds each",
+        where,
+        s.base_url,
+        s.account_id,
+        credentials,
+        s.window,
+        s.spacing_s,
+        s.max_refs_per_request,
+    )
