@@ -50,18 +50,21 @@ class EsmsClient:
     ) -> CallbackAnswer:
         """POST GetCallback for `ref_ids`; raise an EsmsError subclass on any failure.
 
-        `gate`, if given, is called right before the request is written (after the session is
-        ready), so the rate slot is committed as close as possible to the send; if it
-        returns False nothing is sent and NotSent is raised.
+        `gate`, if given, is called once a connection to eSMS is held (new or reused) and just
+        before the request is written, so the rate slot is committed after DNS, TCP and TLS,
+        as close to eSMS's receipt as we can; if it returns False nothing is sent and NotSent
+        is raised.
         """
         body = {**self._credentials, "ListRefid": ref_ids, "OAId": oa_id}
         session = await self._ensure_session()
-        if gate is not None and not gate():
-            raise NotSent("the request was held back before sending")
         try:
-            async with session.post(self._url, json=body) as response:
+            async with session.post(
+                self._url, json=body, trace_request_ctx=_Gate(gate)
+            ) as response:
                 text = await response.text(errors="replace")
                 status = response.status
+        except NotSent:
+            raise
         except TimeoutError:
             raise TransportError(f"eSMS did not answer within {self._timeout.total}s") from None
         except aiohttp.ClientError as exc:
@@ -77,8 +80,32 @@ class EsmsClient:
 
     async def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            trace = aiohttp.TraceConfig()
+            trace.on_connection_create_end.append(_open_gate)
+            trace.on_connection_reuseconn.append(_open_gate)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, trace_configs=[trace])
         return self._session
+
+
+class _Gate:
+    """A request's gate, passed through aiohttp's tracing; opened at most once."""
+
+    def __init__(self, gate: Callable[[], bool] | None) -> None:
+        self.gate = gate
+        self.opened = gate is None
+
+    def open(self) -> None:
+        if self.opened:
+            return
+        assert self.gate is not None
+        if not self.gate():
+            raise NotSent("the request was held back before sending")
+        self.opened = True
+
+
+async def _open_gate(_: aiohttp.ClientSession, context: Any, __: object) -> None:
+    if isinstance(context.trace_request_ctx, _Gate):
+        context.trace_request_ctx.open()
 
 
 def parse_answer(text: str, asked: set[str]) -> CallbackAnswer:

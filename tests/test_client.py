@@ -1,0 +1,62 @@
+"""The aiohttp client against the simulator over real HTTP: the gate, errors, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY
+from workers.errors import AuthError, MalformedResponse, NotSent, ServerError, TransportError
+from workers.esms_client import EsmsClient
+
+
+def ask(
+    base_url: str, gate=None, secret: str = SIM_SECRET_KEY, timeout_s: float = 5.0, ref_ids=("g1",)
+):
+    async def go():
+        client = EsmsClient(base_url, SIM_API_KEY, secret, timeout_s)
+        try:
+            return await client.get_callback(list(ref_ids), "oa1", gate)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def test_gate_runs_once_with_a_connection_held_and_before_the_request_arrives(running_sim, sim):
+    calls = []
+
+    def gate() -> bool:
+        calls.append(len(sim.requests))  # what eSMS had received when the slot was committed
+        return True
+
+    answer = ask(running_sim.base_url, gate)
+    assert calls == [0]
+    assert set(answer.records) == {"g1"}
+    assert len(sim.requests) == 1
+
+
+def test_a_closed_gate_sends_nothing(running_sim, sim):
+    with pytest.raises(NotSent):
+        ask(running_sim.base_url, lambda: False)
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "params", "error"),
+    [
+        ("http500", {}, ServerError),
+        ("html", {}, MalformedResponse),
+        ("badjson", {}, MalformedResponse),
+        ("reset", {}, TransportError),
+        ("slow", {"delay_s": 1.5}, TransportError),
+        ("code", {"code": 101}, AuthError),
+    ],
+)
+def test_faults_become_typed_errors_without_the_secret(running_sim, sim, fault, params, error):
+    sim.add_fault(fault, **params)
+    with pytest.raises(error) as caught:
+        ask(running_sim.base_url, timeout_s=1.0)
+    assert SIM_SECRET_KEY not in str(caught.value)
+    assert SIM_API_KEY not in str(caught.value) + repr(caught.value)
