@@ -46,7 +46,8 @@ def drain(self: Task) -> dict[str, object]:
     retries = self.request.retries
     try:
         report = runtime.drainer(retries).drain(
-            DRAIN_BUDGET_S, on_step=lambda: slots.acquire(runtime.clock.now_s(), token)
+            DRAIN_BUDGET_S,
+            keep_going=lambda: slots.acquire(runtime.clock.now_s(), token) is not None,
         )
     except Retry as exc:
         if retries >= settings.max_retries:
@@ -64,8 +65,9 @@ def drain(self: Task) -> dict[str, object]:
             settings.max_retries,
             exc.after_s,
         )
+        # expires=None: a retry must not inherit the first send's expiry and be revoked unrun.
         raise self.retry(
-            exc=exc.cause, countdown=exc.after_s, max_retries=settings.max_retries
+            exc=exc.cause, countdown=exc.after_s, max_retries=settings.max_retries, expires=None
         ) from None
     finally:
         with suppress(RedisError):  # unreachable Redis: the place frees itself when it expires

@@ -67,13 +67,14 @@ def fetch_callbacks(
         raise
     runtime = get_runtime()
     now_s = runtime.clock.now_s()
-    added = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s)
+    parked = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s)
     log.info(
-        "accepted %d RefIds for OA %s (%d new, %d already waiting)",
+        "accepted %d RefIds for OA %s (%d new, %d already waiting, %d already finished)",
         len(submission.ref_ids),
         submission.oa_id,
-        added,
-        len(submission.ref_ids) - added,
+        parked.added,
+        parked.already_waiting,
+        parked.already_finished,
     )
     if runtime.settings.window.is_open(as_datetime(now_s)):
         request_drainers(runtime, now_s)
@@ -82,7 +83,8 @@ def fetch_callbacks(
     return {
         "oa_id": submission.oa_id,
         "accepted": len(submission.ref_ids),
-        "new": added,
-        "already_waiting": len(submission.ref_ids) - added,
+        "new": parked.added,
+        "already_waiting": parked.already_waiting,
+        "already_finished": parked.already_finished,
         "duplicates_in_call": submission.duplicates,
     }

@@ -14,7 +14,7 @@ from workers.esms_client import EsmsClient
 def ask(
     base_url: str, gate=None, secret: str = SIM_SECRET_KEY, timeout_s: float = 5.0, ref_ids=("g1",)
 ):
-    async def go():
+    async def go() -> object:
         client = EsmsClient(base_url, SIM_API_KEY, secret, timeout_s)
         try:
             return await client.get_callback(list(ref_ids), "oa1", gate)

@@ -21,10 +21,12 @@ T0 = 1_800_000_000.0  # a fixed epoch second for the manual clock
 @pytest.fixture
 def drain_env(make_settings, sim):
     published: list[dict[str, Any]] = []
+    runtimes: list[Runtime] = []
 
     def build(**changes: Any) -> tuple[Drainer, Runtime, ManualClock, list[dict[str, Any]]]:
         settings = make_settings(rate_interval_s=0.001, rate_margin_s=0.0, **changes)
         runtime = Runtime(settings)
+        runtimes.append(runtime)
         clock = ManualClock(T0)
         drainer = Drainer(
             settings,
@@ -38,7 +40,9 @@ def drain_env(make_settings, sim):
         )
         return drainer, runtime, clock, published
 
-    return build
+    yield build
+    for runtime in runtimes:
+        runtime.close()
 
 
 def statuses(events: list[dict[str, Any]], ref_id: str) -> list[str]:
@@ -203,3 +207,60 @@ def test_garbage_in_an_answer_is_skipped_and_harms_no_other_refid(drain_env, cap
     assert len(skipped) == 4, skipped
     (oa,) = runtime.backlog.per_oa(clock.now_s())
     assert oa.waiting == 3  # odd and the two key-looking ones wait to be asked again
+
+
+def test_a_stale_lease_holder_publishes_nothing(drain_env, sim):
+    # given a request so slow that its lease expires and another drainer takes the RefId over
+    drainer, runtime, clock, events = drain_env(max_age_s=86400)
+    other, *_ = drain_env(max_age_s=86400)
+    other.clock = clock
+    sim.script("slow-1", ["pending7", "sent"])
+    runtime.backlog.park("oa1", ["slow-1"], clock.now_s())
+    ask = drainer.ask
+
+    def slow_ask(ref_ids, oa_id, gate):
+        answer = ask(ref_ids, oa_id, gate)  # eSMS says pending...
+        clock.advance(runtime.settings.lease_s + 1)  # ...but too late: the lease expired
+        other.drain(budget_s=5)  # the other drainer asks again and gets "sent"
+        return answer
+
+    drainer.ask = slow_ask
+
+    # when the slow holder finally handles its (stale) answer
+    drainer.drain(budget_s=5)
+
+    # expect only the current holder's event: one terminal, no "pending" after "sent"
+    assert [(e["ref_id"], e["status"]) for e in events] == [("slow-1", "sent")]
+    assert runtime.backlog.per_oa(clock.now_s()) == []
+
+
+def test_not_ready_backs_off_those_refs_and_expires_them_at_max_age(drain_env, sim):
+    from workers.errors import NotReady
+
+    drainer, runtime, clock, events = drain_env(max_age_s=100)
+    runtime.backlog.park("oa1", ["nr-1"], clock.now_s())
+    # Code 105 for the whole request: a retry later, no event yet
+    sim.add_fault("code", code=105)
+    with pytest.raises(Retry) as caught:
+        drainer.drain(budget_s=5)
+    assert isinstance(caught.value.cause, NotReady)
+    assert events == []
+    # past max age, the next 105 ends it: expired, once
+    clock.advance(101)
+    sim.add_fault("code", code=105)
+    drainer.drain(budget_s=5)
+    assert [(e["ref_id"], e["status"]) for e in events] == [("nr-1", "expired")]
+    assert runtime.backlog.per_oa(clock.now_s()) == []
+
+
+def test_a_refid_that_already_finished_is_not_asked_again(drain_env, sim):
+    drainer, runtime, clock, events = drain_env(done_ttl_s=3600)
+    runtime.backlog.park("oa1", ["once"], clock.now_s())
+    drainer.drain(budget_s=5)
+    assert [e["status"] for e in events] == ["sent"]
+    # resubmitted within the done memory: nothing waits, nothing is asked
+    parked = runtime.backlog.park("oa1", ["once", "new"], clock.now_s())
+    assert (parked.added, parked.already_finished) == (1, 1)
+    # after it, a resubmission is a new submission
+    clock.advance(3601)
+    assert runtime.backlog.park("oa1", ["once"], clock.now_s()).added == 1

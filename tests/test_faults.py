@@ -188,6 +188,7 @@ def test_no_refid_lost_under_faults_and_a_killed_worker(
     assert sum(faults.values()) == 1 + sum(count for _, _, count in FAULTS), faults
     assert task_events.seen["task-retried"] >= 5, dict(task_events.seen)
     assert task_events.seen["task-sent"] > 0, dict(task_events.seen)
+    assert task_events.seen["task-revoked"] == 0, dict(task_events.seen)  # no retry expired
 
     # and the secret never appears: logs, events, broker and Redis contents
     logs = "".join(p.log for p in procs)

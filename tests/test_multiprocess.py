@@ -72,7 +72,7 @@ def test_three_workers_share_one_rate_limit_and_send_full_requests(
         base_url=remote_sim.base_url,
     )
     remote_sim.reset()
-    backlog = Backlog(redis.Redis.from_url(settings.redis_url), AccountKeys(settings.account))
+    backlog = Backlog(redis.Redis.from_url(settings.redis_url), AccountKeys(settings.account), 3600)
     ref_ids = [f"mp-{i:05d}" for i in range(2400)]
     for start in range(0, len(ref_ids), 3):
         backlog.park(OA, ref_ids[start : start + 3], time.time())
@@ -141,7 +141,7 @@ def test_window_opening_a_few_seconds_in_releases_refs_promptly_and_closes_on_ti
     assert first_s < 2.0, f"first request {first_s:.3f}s after the window opened"
     assert last_s < 3.0, f"a request {last_s - 3:.3f}s after the window closed"
     # and what the window could not carry is still waiting, none lost
-    backlog = Backlog(redis.Redis.from_url(settings.redis_url), AccountKeys(settings.account))
+    backlog = Backlog(redis.Redis.from_url(settings.redis_url), AccountKeys(settings.account), 3600)
     waiting = sum(oa.waiting + oa.leased for oa in backlog.per_oa(time.time()))
     answered = sum(r["ref_count_sent"] for r in requests)
     assert {r["code"] for r in requests} == {100}

@@ -1,13 +1,15 @@
 """The drain loop: while the window is open and RefIds are due, send full requests at the rate.
 
-One step: pick the OA due longest, reserve a rate slot, sleep until it, lease a full batch,
-commit the slot (spacing and window checked on the Redis clock), ask eSMS, publish events,
-settle. Everything it touches is passed in, so tests can drive it with a manual clock.
+One step: pick the OA due longest, reserve a rate slot, sleep until it, lease a full batch
+under a fresh token, commit the slot once a connection is held (spacing and window checked on
+the Redis clock), ask eSMS, renew the leases still held, publish their events, settle them.
+Everything it touches is passed in, so tests can drive it with a manual clock.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +18,7 @@ import redis
 
 from workers.backlog import Backlog, Leased, Requeue
 from workers.clock import Clock, as_datetime
-from workers.errors import AccountError, EsmsError, NotSent, TransientError
+from workers.errors import AccountError, EsmsError, NotReady, NotSent, TransientError
 from workers.esms_client import CallbackAnswer
 from workers.events import build_event
 from workers.keys import AccountKeys
@@ -67,14 +69,9 @@ class Drainer:
     def keys(self) -> AccountKeys:
         return AccountKeys(self.settings.account_id)
 
-    @property
-    def lease_s(self) -> float:
-        """Long enough for one request (the HTTP timeout) and publishing its events, short
-        enough that RefIds held by a dead worker are asked again promptly."""
-        return self.settings.http_timeout_s * 2 + self.settings.spacing_s * 2 + 5.0
-
-    def drain(self, budget_s: float, on_step: Callable[[], object] = lambda: None) -> DrainReport:
-        """Send requests until nothing is due, the window closes or `budget_s` runs out."""
+    def drain(self, budget_s: float, keep_going: Callable[[], bool] = lambda: True) -> DrainReport:
+        """Send requests until nothing is due, the window closes, `budget_s` runs out or
+        `keep_going()` says no (this drainer lost its place)."""
         report = DrainReport()
         deadline_s = self.clock.now_s() + budget_s
         while self.clock.now_s() < deadline_s:
@@ -82,7 +79,9 @@ class Drainer:
             if stopped:
                 report.stopped = stopped
                 return report
-            on_step()
+            if not keep_going():
+                report.stopped = "lost its drainer place"
+                return report
         report.stopped = "budget used"
         return report
 
@@ -91,6 +90,9 @@ class Drainer:
         now_s = self.clock.now_s()
         if self.redis.exists(self.keys.paused):
             return "account paused"
+        backoff_until = self.redis.get(self.keys.backoff)
+        if backoff_until is not None and float(backoff_until) > now_s:
+            return "backing off after a failure"
         bounds = self.settings.window.bounds_at(as_datetime(now_s))
         if bounds is None:
             return "window closed"
@@ -104,8 +106,13 @@ class Drainer:
         if wait_s is None:
             return "window closes before the next slot"
         self.clock.sleep(wait_s)
+        token = uuid.uuid4().hex
         batch = self.backlog.lease(
-            oa_id, self.clock.now_s(), self.settings.max_refs_per_request, self.lease_s
+            oa_id,
+            self.clock.now_s(),
+            self.settings.max_refs_per_request,
+            self.settings.lease_s,
+            token,
         )
         if not batch:
             return ""  # another drainer took them; the slot goes unused
@@ -122,29 +129,44 @@ class Drainer:
         try:
             answer = self.ask(ref_ids, oa_id, gate)
         except NotSent:
-            self.backlog.unlease(oa_id, ref_ids, self.clock.now_s())
+            self.backlog.unlease(oa_id, token, ref_ids, self.clock.now_s())
             return "window closed"
         except EsmsError as exc:
-            self._count_request(report, len(ref_ids))
-            self._count(f"errors:{exc.code or type(exc).__name__}", 1)
-            return self._failed(oa_id, ref_ids, exc)
-        self._count_request(report, len(ref_ids))
+            self._count_request(report, len(ref_ids), error=str(exc.code or type(exc).__name__))
+            return self._failed(oa_id, token, batch, exc, report)
         for problem in answer.skipped:
             log.warning("skipped part of an eSMS answer for OA %s: %s", oa_id, problem)
-        self._settle(oa_id, batch, answer, report)
+        self._settle(oa_id, token, batch, answer.records, report)
+        self._count_request(report, len(ref_ids))
         return ""
 
-    def _failed(self, oa_id: str, ref_ids: list[str], exc: EsmsError) -> str:
+    def _failed(
+        self, oa_id: str, token: str, batch: list[Leased], exc: EsmsError, report: DrainReport
+    ) -> str:
         """Put the RefIds back to wait as the error deserves; return why to stop, if so."""
         now_s = self.clock.now_s()
-        if isinstance(exc, TransientError):
+        # RefIds past their age get their one last answer now: expired, whatever the failure.
+        expired = [item for item in batch if now_s >= self._expires_s(item)]
+        if expired:
+            self._settle(oa_id, token, expired, {}, report)
+        ref_ids = [item.ref_id for item in batch if item not in expired]
+        if not ref_ids:
+            return ""
+        if isinstance(exc, NotReady):
+            # Code 105, "SMSID not found yet", concerns these RefIds only: back off them alone.
             delay_s = self.retry_delay_s()
-            self.backlog.unlease(oa_id, ref_ids, now_s + delay_s)
+            self.backlog.unlease(oa_id, token, ref_ids, now_s + delay_s)
+            raise Retry(exc, delay_s) from exc
+        if isinstance(exc, TransientError):
+            # eSMS or the way to it is failing: the whole account backs off, not just this task.
+            delay_s = self.retry_delay_s()
+            self.redis.set(self.keys.backoff, repr(now_s + delay_s), px=int(delay_s * 1000) + 1000)
+            self.backlog.unlease(oa_id, token, ref_ids, now_s + delay_s)
             raise Retry(exc, delay_s) from exc
         if isinstance(exc, AccountError):
             pause_s = self.settings.account_pause_s
             self.redis.set(self.keys.paused, str(exc), px=int(pause_s * 1000))
-            self.backlog.unlease(oa_id, ref_ids, now_s)
+            self.backlog.unlease(oa_id, token, ref_ids, now_s)
             log.error(
                 "eSMS refused the account (%s); pausing requests for %.0fs, %d RefIds keep "
                 "waiting. Fix the credentials, IP whitelist or balance.",
@@ -162,31 +184,31 @@ class Drainer:
             len(ref_ids),
             delay_s,
         )
-        self.backlog.unlease(oa_id, ref_ids, now_s + delay_s)
+        self.backlog.unlease(oa_id, token, ref_ids, now_s + delay_s)
         return ""
 
-    def _count_request(self, report: DrainReport, ref_count: int) -> None:
-        now_s = self.clock.now_s()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(self.keys.stats, "requests", 1)
-        pipe.hincrby(self.keys.stats, "refs_asked", ref_count)
-        pipe.zadd(self.keys.recent, {f"{now_s:.6f}:{ref_count}": now_s})
-        pipe.zremrangebyscore(self.keys.recent, "-inf", now_s - RECENT_S)
-        pipe.execute()
-        report.requests += 1
-        report.refs_asked += ref_count
-
     def _settle(
-        self, oa_id: str, batch: list[Leased], answer: CallbackAnswer, report: DrainReport
+        self,
+        oa_id: str,
+        token: str,
+        batch: list[Leased],
+        records: dict[str, dict[str, Any]],
+        report: DrainReport,
     ) -> None:
+        """Publish the events of the RefIds still held, then settle them."""
         now_s = self.clock.now_s()
+        # A lease that expired while we waited on eSMS belongs to someone else now: leave it.
+        held = self.backlog.renew(
+            oa_id, token, (item.ref_id for item in batch), now_s + self.settings.lease_s
+        )
         observed_at = as_datetime(now_s)
         events, finished, requeue = [], [], []
         for item in batch:
-            record = answer.records.get(item.ref_id)
+            if item.ref_id not in held:
+                continue
+            record = records.get(item.ref_id)
             outcome = outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
-            expires_s = item.submitted_s + self.settings.max_age_s
-            if not outcome.terminal and now_s >= expires_s:
+            if not outcome.terminal and now_s >= self._expires_s(item):
                 outcome = EXPIRED_OUTCOME
             if outcome.terminal or outcome.state_key != item.state_key:
                 events.append(
@@ -194,23 +216,56 @@ class Drainer:
                         item.ref_id, oa_id, outcome, observed_at, as_datetime(item.submitted_s)
                     )
                 )
-                report.by_status[outcome.status] = report.by_status.get(outcome.status, 0) + 1
             if outcome.terminal:
                 finished.append(item.ref_id)
             else:
-                # One last ask at the moment of expiry, so no RefId expires unasked.
-                due_s = max(now_s, min(now_s + self.settings.repoll_after_s, expires_s))
-                requeue.append(Requeue(item.ref_id, due_s, outcome.state_key))
+                requeue.append(
+                    Requeue(item.ref_id, self._next_ask_s(item, now_s), outcome.state_key)
+                )
         try:
             self.publish(events)  # before settling: a crash here re-asks, never loses
         except Exception as exc:  # the broker is down: hand the RefIds back, retry later
             delay_s = self.retry_delay_s()
-            self.backlog.unlease(oa_id, [item.ref_id for item in batch], now_s + delay_s)
+            self.backlog.unlease(oa_id, token, held, now_s + delay_s)
             raise Retry(exc, delay_s) from exc
-        self.backlog.settle(oa_id, finished, requeue)
-        report.events += len(events)
-        for event in events:
-            self._count(f"events:{event['status']}", 1)
+        self.backlog.settle(oa_id, token, now_s, finished, requeue)
+        self._count_events(events, report)
 
-    def _count(self, name: str, amount: int) -> None:
-        self.redis.hincrby(self.keys.stats, name, amount)
+    def _expires_s(self, item: Leased) -> float:
+        return item.submitted_s + self.settings.max_age_s
+
+    def _next_ask_s(self, item: Leased, now_s: float) -> float:
+        # One last ask at the moment of expiry, so no RefId expires unasked.
+        return max(now_s, min(now_s + self.settings.repoll_after_s, self._expires_s(item)))
+
+    def _count_request(self, report: DrainReport, ref_count: int, error: str = "") -> None:
+        """Best effort: counters never stand between an answer and its events."""
+        report.requests += 1
+        report.refs_asked += ref_count
+        now_s = self.clock.now_s()
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hincrby(self.keys.stats, "requests", 1)
+            pipe.hincrby(self.keys.stats, "refs_asked", ref_count)
+            if error:
+                pipe.hincrby(self.keys.stats, f"errors:{error}", 1)
+            pipe.zadd(self.keys.recent, {f"{now_s:.6f}:{ref_count}": now_s})
+            pipe.zremrangebyscore(self.keys.recent, "-inf", now_s - RECENT_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not update request counters: %s", exc)
+
+    def _count_events(self, events: list[dict[str, Any]], report: DrainReport) -> None:
+        report.events += len(events)
+        by_status: dict[str, int] = {}
+        for event in events:
+            by_status[event["status"]] = by_status.get(event["status"], 0) + 1
+        for status, count in by_status.items():
+            report.by_status[status] = report.by_status.get(status, 0) + count
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for status, count in by_status.items():
+                pipe.hincrby(self.keys.stats, f"events:{status}", count)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not update event counters: %s", exc)

@@ -16,9 +16,9 @@ from kombu.pools import producers
 from workers.records import Outcome, decode
 
 EVENT_VERSION = 1
-# Broker hiccups are retried for about a minute, then the error surfaces and the RefIds stay
-# leased (and come back when the lease expires): an event is never silently dropped.
-RETRY_POLICY = {"max_retries": 20, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
+# Broker hiccups are retried for about 20 s (well inside a lease), then the error surfaces and
+# the RefIds go back to wait: an event is never silently dropped.
+RETRY_POLICY = {"max_retries": 6, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
 
 
 def event_id(ref_id: str, oa_id: str, state_key: str) -> str:

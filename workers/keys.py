@@ -38,6 +38,12 @@ class AccountKeys:
         return f"{self.prefix}:paused"
 
     @property
+    def backoff(self) -> str:
+        """String (until when, epoch s) with a TTL: eSMS just failed transiently; no request
+        before then."""
+        return f"{self.prefix}:backoff"
+
+    @property
     def stats(self) -> str:
         """Hash of counters: requests, refs asked, events by status, errors by code."""
         return f"{self.prefix}:stats"
@@ -63,6 +69,14 @@ class AccountKeys:
     def submitted(self, oa_id: str) -> str:
         """Hash: RefId -> first submission time (ms); membership means 'not yet terminal'."""
         return f"{self.prefix}:oa:{oa_id}:submitted"
+
+    def owner(self, oa_id: str) -> str:
+        """Hash: leased RefId -> token of the request holding it."""
+        return f"{self.prefix}:oa:{oa_id}:owner"
+
+    def done(self, oa_id: str) -> str:
+        """Sorted set: RefIds that had their terminal event, scored by when (ms)."""
+        return f"{self.prefix}:oa:{oa_id}:done"
 
     def state(self, oa_id: str) -> str:
         """Hash: RefId -> last published non-terminal state key."""

@@ -49,7 +49,7 @@ class Runtime:
 
     @cached_property
     def backlog(self) -> Backlog:
-        return Backlog(self.redis, self.keys)
+        return Backlog(self.redis, self.keys, self.settings.done_ttl_s)
 
     @cached_property
     def limiter(self) -> RateLimiter:
@@ -61,7 +61,7 @@ class Runtime:
             self.redis,
             self.keys.drainers,
             self.settings.drainers,
-            lease_s=self.drainer().lease_s + 60.0,
+            lease_s=self.settings.lease_s + 10.0,
         )
 
     @cached_property

@@ -42,6 +42,7 @@ class Settings:
     http_timeout_s: float = 30.0
     repoll_after_s: float = 900.0
     max_age_s: float = 604800.0
+    done_ttl_s: float = 172800.0
     drainers: int = 3
     release_every_s: float = 2.0
     max_retries: int = 5
@@ -71,6 +72,7 @@ class Settings:
             http_timeout_s=read.number("ESMS_HTTP_TIMEOUT", 30.0, minimum=0.1),
             repoll_after_s=read.number("ESMS_REPOLL_AFTER", 900.0, minimum=0.0),
             max_age_s=read.number("ESMS_MAX_AGE", 604800.0, minimum=0.0),
+            done_ttl_s=read.number("ESMS_DONE_TTL", 172800.0, minimum=0.0),
             drainers=int(read.integer("ESMS_DRAINERS", 3, 1, 100)),
             release_every_s=read.number("ESMS_RELEASE_EVERY", 2.0, minimum=0.1),
             max_retries=read.integer("ESMS_MAX_RETRIES", 5, 0, 100),
@@ -91,6 +93,12 @@ class Settings:
         if self.account:
             return self.account
         return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
+
+    @property
+    def lease_s(self) -> float:
+        """How long a request holds its RefIds: the HTTP timeout and publishing its events
+        with room to spare, short enough that RefIds of a dead worker are asked again soon."""
+        return self.http_timeout_s * 2 + self.spacing_s * 2 + 5.0
 
     @property
     def spacing_s(self) -> float:
