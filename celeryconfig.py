@@ -8,7 +8,9 @@ _settings = Settings.from_env()
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
-broker_transport_options = {"visibility_timeout": 3600}  # no task here waits anywhere near this
+# A dead worker's unacknowledged tasks come back after this long. No task here runs or waits
+# (retry countdowns are capped at 300 s) anywhere near it, and all of them are idempotent.
+broker_transport_options = {"visibility_timeout": 900}
 
 task_serializer = "json"
 result_serializer = "json"

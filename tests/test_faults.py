@@ -133,20 +133,28 @@ def test_no_refid_lost_under_faults_and_a_killed_worker(
     procs: list[Proc] = []
     try:
         with TaskEvents() as task_events:
-            # given one worker inside a request that eSMS is slow to answer
-            procs.append(start_worker("victim", env, tmp_path))
-            faulty_sim.add_fault("slow", delay_s=2.5)
+            # given one worker inside a request that eSMS is slow (2.8 s) to answer, once it
+            # has taken all its submissions (a dead worker's unacknowledged tasks come back
+            # only after the broker's visibility timeout, longer than this test)
+            victim = start_worker("victim", env, tmp_path)
+            procs.append(victim)
+            faulty_sim.add_fault("slow", delay_s=2.8)
             for start in range(0, 500, 10):
                 fetch_callbacks.delay(ref_ids[start : start + 10], OA)
             wait_until(
-                lambda: any(r["fault"] == "slow" for r in faulty_sim.requests()),
+                lambda: (
+                    victim.log.count("accepted 10 RefIds") == 50
+                    and any(r["fault"] == "slow" for r in faulty_sim.requests())
+                ),
                 30,
-                "the slow request never reached the simulator",
+                "the victim did not take its submissions and start the slow request",
             )
+            slow = next(r for r in faulty_sim.requests() if r["fault"] == "slow")
             broker_mid_run = redis_dump(redis_client)
 
             # when that worker is killed outright, mid-request
-            procs[0].kill()
+            victim.kill()
+            assert time.time() < slow["received_at_s"] + 2.8, "killed too late: not mid-request"
 
             # and others take over while eSMS misbehaves in every documented way
             for kind, params, count in FAULTS:
