@@ -264,3 +264,31 @@ def test_a_refid_that_already_finished_is_not_asked_again(drain_env, sim):
     # after it, a resubmission is a new submission
     clock.advance(3601)
     assert runtime.backlog.park("oa1", ["once"], clock.now_s()).added == 1
+
+
+def test_broker_failing_part_way_settles_what_went_out_and_hands_back_the_rest(drain_env, sim):
+    from workers.events import PublishFailed
+
+    # given three RefIds answered "sent", and a broker that takes only the first event
+    drainer, runtime, clock, events = drain_env()
+    runtime.backlog.park("oa1", ["p1", "p2", "p3"], clock.now_s())
+
+    def flaky_publish(batch):
+        events.extend(batch[:1])
+        raise PublishFailed(1, len(batch))
+
+    drainer.publish = flaky_publish
+
+    # when drained: a retry, one event out, that RefId done, the other two waiting again
+    with pytest.raises(Retry):
+        drainer.drain(budget_s=5)
+    assert [e["ref_id"] for e in events] == ["p1"]
+    (oa,) = runtime.backlog.per_oa(clock.now_s())
+    assert (oa.waiting, oa.leased) == (2, 0)
+
+    # and once the broker is back, the other two get their events, p1 is not asked again
+    drainer.publish = events.extend
+    clock.advance(5)
+    drainer.drain(budget_s=5)
+    assert sorted(e["ref_id"] for e in events) == ["p1", "p2", "p3"]
+    assert sim.asked("p1") == 1

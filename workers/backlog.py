@@ -75,12 +75,13 @@ return held
 """
 
 # KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas, KEYS[6] owner,
-# KEYS[7] done. ARGV[1] OA id, ARGV[2] token, ARGV[3] now (ms), ARGV[4] n finished,
-# ARGV[5..4+n] finished RefIds (forgotten, remembered as done), then triples RefId, due (ms),
-# state key for RefIds to ask again. Only RefIds `token` still holds are touched.
+# KEYS[7] done. ARGV[1] OA id, ARGV[2] token, ARGV[3] now (ms), ARGV[4] done memory (ms),
+# ARGV[5] n finished, ARGV[6..5+n] finished RefIds (forgotten, remembered as done), then
+# triples RefId, due (ms), state key for RefIds to ask again. Only RefIds `token` still holds
+# are touched.
 SETTLE_LUA = """
-local n = tonumber(ARGV[4])
-for i = 5, 4 + n do
+local n = tonumber(ARGV[5])
+for i = 6, 5 + n do
   local ref = ARGV[i]
   if redis.call('HGET', KEYS[6], ref) == ARGV[2] then
     redis.call('ZREM', KEYS[2], ref)
@@ -90,7 +91,11 @@ for i = 5, 4 + n do
     redis.call('ZADD', KEYS[7], ARGV[3], ref)
   end
 end
-for i = 5 + n, #ARGV, 3 do
+if n > 0 then  -- the memory of an OA nobody submits to any more fades by itself
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
+  redis.call('PEXPIRE', KEYS[7], math.max(1, tonumber(ARGV[4])))
+end
+for i = 6 + n, #ARGV, 3 do
   local ref = ARGV[i]
   if redis.call('HGET', KEYS[6], ref) == ARGV[2] then
     redis.call('ZREM', KEYS[2], ref)
@@ -218,7 +223,14 @@ class Backlog:
     ) -> None:
         """Forget finished RefIds; put the others back to wait until their due time."""
         k = self._keys
-        args: list[str | int] = [oa_id, token, _ms(now_s), len(finished), *finished]
+        args: list[str | int] = [
+            oa_id,
+            token,
+            _ms(now_s),
+            _ms(self._done_ttl_s),
+            len(finished),
+            *finished,
+        ]
         for item in requeue:
             args += [item.ref_id, _ms(item.due_s), item.state_key]
         self._settle(

@@ -20,10 +20,10 @@ from workers.backlog import Backlog, Leased, Requeue
 from workers.clock import Clock, as_datetime
 from workers.errors import AccountError, EsmsError, NotReady, NotSent, TransientError
 from workers.esms_client import CallbackAnswer
-from workers.events import build_event
+from workers.events import PublishFailed, build_event
 from workers.keys import AccountKeys
 from workers.limiter import RateLimiter
-from workers.records import EXPIRED_OUTCOME, NOT_FOUND_OUTCOME, outcome_of
+from workers.records import EXPIRED_OUTCOME, NOT_FOUND_OUTCOME, Outcome, outcome_of
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -143,27 +143,27 @@ class Drainer:
     def _failed(
         self, oa_id: str, token: str, batch: list[Leased], exc: EsmsError, report: DrainReport
     ) -> str:
-        """Put the RefIds back to wait as the error deserves; return why to stop, if so."""
+        """Put the RefIds back to wait as the error deserves; return why to stop, if so.
+
+        RefIds past their age get their one last answer now: expired, whatever the failure.
+        """
         now_s = self.clock.now_s()
-        # RefIds past their age get their one last answer now: expired, whatever the failure.
         expired = [item for item in batch if now_s >= self._expires_s(item)]
-        if expired:
-            self._settle(oa_id, token, expired, {}, report)
         ref_ids = [item.ref_id for item in batch if item not in expired]
-        if not ref_ids:
-            return ""
+        retry: Retry | None = None
+        stopped = ""
         if isinstance(exc, NotReady):
             # Code 105, "SMSID not found yet", concerns these RefIds only: back off them alone.
-            delay_s = self.retry_delay_s()
-            self.backlog.unlease(oa_id, token, ref_ids, now_s + delay_s)
-            raise Retry(exc, delay_s) from exc
-        if isinstance(exc, TransientError):
+            retry = Retry(exc, self.retry_delay_s())
+            self.backlog.unlease(oa_id, token, ref_ids, now_s + retry.after_s)
+        elif isinstance(exc, TransientError):
             # eSMS or the way to it is failing: the whole account backs off, not just this task.
-            delay_s = self.retry_delay_s()
-            self.redis.set(self.keys.backoff, repr(now_s + delay_s), px=int(delay_s * 1000) + 1000)
-            self.backlog.unlease(oa_id, token, ref_ids, now_s + delay_s)
-            raise Retry(exc, delay_s) from exc
-        if isinstance(exc, AccountError):
+            retry = Retry(exc, self.retry_delay_s())
+            self.redis.set(
+                self.keys.backoff, repr(now_s + retry.after_s), px=int(retry.after_s * 1000) + 1000
+            )
+            self.backlog.unlease(oa_id, token, ref_ids, now_s + retry.after_s)
+        elif isinstance(exc, AccountError):
             pause_s = self.settings.account_pause_s
             self.redis.set(self.keys.paused, str(exc), px=int(pause_s * 1000))
             self.backlog.unlease(oa_id, token, ref_ids, now_s)
@@ -174,18 +174,22 @@ class Drainer:
                 pause_s,
                 len(ref_ids),
             )
-            return "account paused"
-        # RequestRejected: the same input would be refused again at once; ask later.
-        delay_s = self.settings.repoll_after_s
-        log.error(
-            "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
-            oa_id,
-            exc,
-            len(ref_ids),
-            delay_s,
-        )
-        self.backlog.unlease(oa_id, token, ref_ids, now_s + delay_s)
-        return ""
+            stopped = "account paused"
+        else:  # RequestRejected: the same input would be refused again at once; ask later.
+            delay_s = self.settings.repoll_after_s
+            log.error(
+                "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
+                oa_id,
+                exc,
+                len(ref_ids),
+                delay_s,
+            )
+            self.backlog.unlease(oa_id, token, ref_ids, now_s + delay_s)
+        if expired:
+            self._settle(oa_id, token, expired, {}, report)
+        if retry is not None and ref_ids:
+            raise retry from exc
+        return stopped
 
     def _settle(
         self,
@@ -202,7 +206,7 @@ class Drainer:
             oa_id, token, (item.ref_id for item in batch), now_s + self.settings.lease_s
         )
         observed_at = as_datetime(now_s)
-        events, finished, requeue = [], [], []
+        plan: list[tuple[Leased, Outcome, dict[str, Any] | None]] = []
         for item in batch:
             if item.ref_id not in held:
                 continue
@@ -210,26 +214,37 @@ class Drainer:
             outcome = outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
             if not outcome.terminal and now_s >= self._expires_s(item):
                 outcome = EXPIRED_OUTCOME
+            event = None
             if outcome.terminal or outcome.state_key != item.state_key:
-                events.append(
-                    build_event(
-                        item.ref_id, oa_id, outcome, observed_at, as_datetime(item.submitted_s)
-                    )
+                event = build_event(
+                    item.ref_id, oa_id, outcome, observed_at, as_datetime(item.submitted_s)
                 )
-            if outcome.terminal:
-                finished.append(item.ref_id)
-            else:
-                requeue.append(
-                    Requeue(item.ref_id, self._next_ask_s(item, now_s), outcome.state_key)
-                )
+            plan.append((item, outcome, event))
+        # Items with an event first: if publishing stops part way, the prefix that went out is
+        # settled and only the rest is handed back.
+        plan.sort(key=lambda step: step[2] is None)
+        events = [event for _, _, event in plan if event is not None]
+        published, failure = len(events), None  # type: tuple[int, Exception | None]
         try:
             self.publish(events)  # before settling: a crash here re-asks, never loses
-        except Exception as exc:  # the broker is down: hand the RefIds back, retry later
-            delay_s = self.retry_delay_s()
-            self.backlog.unlease(oa_id, token, held, now_s + delay_s)
-            raise Retry(exc, delay_s) from exc
+        except PublishFailed as exc:  # the broker went away: settle what went out, retry later
+            published, failure = exc.published, exc
+        except Exception as exc:
+            published, failure = 0, exc
+        settled = plan if failure is None else plan[:published]
+        finished = [item.ref_id for item, outcome, _ in settled if outcome.terminal]
+        requeue = [
+            Requeue(item.ref_id, self._next_ask_s(item, now_s), outcome.state_key)
+            for item, outcome, _ in settled
+            if not outcome.terminal
+        ]
         self.backlog.settle(oa_id, token, now_s, finished, requeue)
-        self._count_events(events, report)
+        self._count_events(events[:published], report)
+        if failure is not None:
+            delay_s = self.retry_delay_s()
+            rest = [item.ref_id for item, _, _ in plan[published:]]
+            self.backlog.unlease(oa_id, token, rest, now_s + delay_s)
+            raise Retry(failure, delay_s) from failure
 
     def _expires_s(self, item: Leased) -> float:
         return item.submitted_s + self.settings.max_age_s

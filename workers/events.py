@@ -53,6 +53,14 @@ def status_queue(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
 
 
+class PublishFailed(Exception):
+    """The broker stopped taking events after the first `published` of them."""
+
+    def __init__(self, published: int, total: int) -> None:
+        super().__init__(f"published {published} of {total} status events, then the broker failed")
+        self.published = published
+
+
 class EventPublisher:
     """Publish events persistently; raise if the broker cannot take them (nothing is dropped)."""
 
@@ -61,18 +69,27 @@ class EventPublisher:
         self._queue = status_queue(queue_name)
 
     def publish(self, events: list[dict[str, Any]]) -> None:
+        """Publish in order; on failure raise PublishFailed saying how many went out."""
         if not events:
             return
-        # The pool keeps one connection per process (kombu resets pools after fork).
-        with producers[self._connection].acquire(block=True, timeout=30) as producer:
-            for event in events:
-                producer.publish(
-                    event,
-                    exchange=self._queue.exchange,
-                    routing_key=self._queue.routing_key,
-                    declare=[self._queue],
-                    serializer="json",
-                    delivery_mode=2,
-                    retry=True,
-                    retry_policy=RETRY_POLICY,
-                )
+        published = 0
+        try:
+            # The pool keeps one connection per process (kombu resets pools after fork).
+            with producers[self._connection].acquire(block=True, timeout=30) as producer:
+                for event in events:
+                    self._send(producer, event)
+                    published += 1
+        except Exception as exc:
+            raise PublishFailed(published, len(events)) from exc
+
+    def _send(self, producer: Any, event: dict[str, Any]) -> None:
+        producer.publish(
+            event,
+            exchange=self._queue.exchange,
+            routing_key=self._queue.routing_key,
+            declare=[self._queue],
+            serializer="json",
+            delivery_mode=2,
+            retry=True,
+            retry_policy=RETRY_POLICY,
+        )
