@@ -31,19 +31,19 @@ return slot - now
 """
 
 # KEYS[1]: rate hash. ARGV[1]: spacing (us). ARGV[2], ARGV[3]: window open and close (us; 0 0
-# = always open). Returns 0 and records the send, or the wait (us) still needed after the last
-# request sent, or -1 if the window is not open now.
+# = always open). Returns {0, now (us)} and records the send, or {1, wait (us)} still needed
+# after the last request sent, or {-1, 0} if the window is not open now.
 COMMIT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local opens, closes = tonumber(ARGV[2]), tonumber(ARGV[3])
-if closes > 0 and (now < opens or now >= closes) then return -1 end
+if closes > 0 and (now < opens or now >= closes) then return {-1, 0} end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_us') or '0')
 local ready = last + tonumber(ARGV[1])
-if now < ready then return math.max(1, ready - now) end
+if now < ready then return {1, string.format('%.0f', math.max(1, ready - now))} end
 redis.call('HSET', KEYS[1], 'last_us', string.format('%.0f', now))
 redis.call('PEXPIRE', KEYS[1], math.max(60000, math.ceil(tonumber(ARGV[1]) / 1000) * 10))
-return 0
+return {0, string.format('%.0f', now)}
 """
 
 
@@ -52,6 +52,7 @@ class Commit:
     go: bool
     wait_s: float = 0.0  # when not go and not closed: sleep this long, then commit again
     closed: bool = False
+    at_s: float = 0.0  # when go: the send's time on the Redis clock
 
 
 class RateLimiter:
@@ -72,9 +73,9 @@ class RateLimiter:
         opens_us, closes_us = (
             (0, 0) if window_s is None else (int(window_s[0] * 1e6), int(window_s[1] * 1e6))
         )
-        result = int(self._commit(keys=[self._key], args=[self._spacing_us, opens_us, closes_us]))
-        if result < 0:
+        status, value = self._commit(keys=[self._key], args=[self._spacing_us, opens_us, closes_us])
+        if int(status) < 0:
             return Commit(go=False, closed=True)
-        if result > 0:
-            return Commit(go=False, wait_s=result / 1e6)
-        return Commit(go=True)
+        if int(status) > 0:
+            return Commit(go=False, wait_s=int(value) / 1e6)
+        return Commit(go=True, at_s=int(value) / 1e6)
