@@ -6,8 +6,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_ready
 
+from tasks import broker_fix
 from workers.runtime import close_runtime, get_runtime
 
+broker_fix.install()
 app = Celery("esms")
 app.config_from_object("celeryconfig")
 

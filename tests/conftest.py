@@ -126,7 +126,8 @@ def drain_events(
 
 @contextmanager
 def in_process_worker(settings: Settings) -> Iterator[Settings]:
-    """A Celery worker in this process (threads pool) on both queues, using `settings`."""
+    """A Celery worker in this process (threads pool) on both queues, using `settings`, with
+    beat's part played by a thread: RefIds asked again later are only started by a release."""
     from celery.contrib.testing.worker import start_worker
 
     from tasks import app
@@ -135,18 +136,47 @@ def in_process_worker(settings: Settings) -> Iterator[Settings]:
     use_settings(settings)
     app.conf.broker_url = settings.broker_url
     try:
-        with start_worker(
-            app,
-            pool="threads",
-            concurrency=4,
-            perform_ping_check=False,
-            queues=["esms.fetch", "esms.drain"],
-            loglevel="WARNING",
-            shutdown_timeout=30,
+        with (
+            start_worker(
+                app,
+                pool="threads",
+                concurrency=4,
+                perform_ping_check=False,
+                queues=["esms.fetch", "esms.drain"],
+                loglevel="WARNING",
+                shutdown_timeout=30,
+            ),
+            releasing_every(settings.release_every_s),
         ):
             yield settings
     finally:
         use_settings(None)
+
+
+@contextmanager
+def releasing_every(interval_s: float) -> Iterator[None]:
+    """Send `esms.release` every `interval_s`, as `celery beat` does with celeryconfig's
+    schedule (a publish that fails is skipped, as beat skips it)."""
+    import threading
+
+    from tasks import app
+
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval_s):
+            try:
+                app.send_task("esms.release", expires=max(10.0, interval_s * 5))
+            except Exception:  # beat logs a failed publish and carries on; so do we
+                continue
+
+    thread = threading.Thread(target=run, name="beat-stand-in", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 @pytest.fixture

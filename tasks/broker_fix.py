@@ -1,0 +1,34 @@
+"""Keep workers alive when the Redis broker goes away while a task runs.
+
+With Celery 5.7.0 and kombu 5.7.0, a lost broker connection is collected by dropping the
+transport's client; channels of that connection are still used afterwards: closed a second
+time (giving back unacknowledged tasks) and asked to acknowledge a task that finishes after
+the reconnect. Both build a new Redis client from the dropped one and raise AttributeError,
+which Celery treats as unrecoverable: the worker exits instead of reconnecting, and a broker
+restart during a drain takes every busy worker down (tests/test_broker_outage.py).
+
+Raising the transport's own connection error instead lets Celery's handlers do what they do
+for a dead connection: log and carry on. Nothing is lost: the Redis transport keeps a
+delivered task in its `unacked` hash until it is acknowledged, and delivers it again after
+the visibility timeout (every task here is idempotent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from kombu.transport import redis as kombu_redis
+
+_connparams = kombu_redis.Channel._connparams
+
+
+def _connparams_of_a_live_connection(channel: Any, asynchronous: bool = False) -> Any:
+    if channel.connection is None or channel.connection.client is None:
+        raise redis.ConnectionError("this broker connection was lost and closed")
+    return _connparams(channel, asynchronous=asynchronous)
+
+
+def install() -> None:
+    """Patch kombu's Redis channel (idempotent; harmless where kombu already copes)."""
+    kombu_redis.Channel._connparams = _connparams_of_a_live_connection
