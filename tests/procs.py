@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,17 +79,18 @@ class Proc:
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the main process and its pool children."""
-        if self.popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
             os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
+        self.popen.wait(timeout=10)
 
     def stop(self) -> None:
+        """Warm shutdown: SIGTERM to the main process, which lets running tasks finish (as a
+        supervisor stopping one worker does); SIGKILL for the whole group after 20 s."""
         if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
+            self.popen.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            self.kill()  # pool children a dead main process left behind, if any
         self._log.close()
 
 

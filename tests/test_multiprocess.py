@@ -98,7 +98,10 @@ def test_three_workers_share_one_rate_limit_and_send_full_requests(
     assert gaps[0] >= 0.2, gaps[:5]
     # and the backlog left in 24 full requests
     assert [r["ref_count_sent"] for r in requests] == [100] * 24
-    # and the work really was spread over several worker processes
+    # and the work really was spread over several worker processes (a drain logs its summary
+    # when it ends: let them end)
+    for proc in procs:
+        proc.stop()
     busy = [p.name for p in procs if "drain: " in p.log]
     assert len(busy) >= 2, busy
 
