@@ -124,6 +124,17 @@ def drain_events(
     return events
 
 
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `predicate` every 50 ms; TimeoutError naming `what` after `timeout_s`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
 @contextmanager
 def in_process_worker(settings: Settings) -> Iterator[Settings]:
     """A Celery worker in this process (threads pool) on both queues, using `settings`, with

@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError
 
 from examples.producer_by_name import submit
 from simulator.process import simulator_process
-from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY, drain_events
+from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY, drain_events, wait_until
 from tests.procs import Proc, settings_env, start_beat, start_worker
 
 pytestmark = [
@@ -143,11 +143,3 @@ def test_workers_carry_on_after_the_broker_restarts_under_a_running_task(
     terminal = {e["ref_id"] for e in events if e["terminal"]}
     missing = sorted(wanted - terminal)
     assert not missing, f"{len(missing)} RefIds without an event, e.g. {missing[:5]}"
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)

@@ -17,7 +17,7 @@ import redis
 
 from simulator.process import RemoteSimulator, simulator_process
 from tasks import app, fetch_callbacks
-from tests.conftest import drain_events
+from tests.conftest import drain_events, wait_until
 from tests.procs import Proc, settings_env, start_beat, start_worker
 
 pytestmark = pytest.mark.slow
@@ -79,15 +79,6 @@ class TaskEvents:
         if self._receiver is not None:
             self._receiver.should_stop = True
         self._thread.join(timeout=5)
-
-
-def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(what)
 
 
 def redis_dump(client: redis.Redis) -> bytes:
