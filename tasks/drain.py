@@ -39,23 +39,23 @@ def drain(self: Task) -> dict[str, object]:
     if not settings.has_credentials:
         log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
         return {"stopped": "no credentials"}
-    slots = runtime.drainer_slots
-    token = slots.acquire(runtime.clock.now_s())
+    slots, wanted = runtime.drainer_slots, runtime.drainers_wanted()
+    token = slots.acquire(runtime.clock.now_s(), wanted)
     if token is None:
-        return {"stopped": f"{slots.limit} drainers already running"}
+        return {"stopped": f"{wanted} drainers already running"}
     retries = self.request.retries
     try:
-        report = runtime.drainer(retries).drain(
+        report = runtime.drainer().drain(
             DRAIN_BUDGET_S,
-            keep_going=lambda: slots.acquire(runtime.clock.now_s(), token) is not None,
+            keep_going=lambda: slots.acquire(runtime.clock.now_s(), wanted, token) is not None,
         )
     except Retry as exc:
         if retries >= settings.max_retries:
             log.warning(
-                "eSMS still failing after %d retries (%s); the RefIds wait and are "
-                "asked again by a later drain",
-                retries,
+                "eSMS request failed (%s) after %d retries of this drain; the RefIds wait "
+                "and a later drain asks them",
                 exc.cause,
+                retries,
             )
             return {"stopped": f"gave up after {retries} retries: {exc.cause}"}
         log.warning(
@@ -65,6 +65,8 @@ def drain(self: Task) -> dict[str, object]:
             settings.max_retries,
             exc.after_s,
         )
+        # The retry is what Flower shows as task-retried. The account's own backoff (the
+        # breaker) decides when requests go again, not this task's retry count.
         # expires=None: a retry must not inherit the first send's expiry and be revoked unrun.
         raise self.retry(
             exc=exc.cause, countdown=exc.after_s, max_retries=settings.max_retries, expires=None
@@ -92,17 +94,21 @@ def release() -> None:
     runtime = get_runtime()
     now_s = runtime.clock.now_s()
     check_capacity(runtime, now_s)
-    if runtime.settings.window.is_open(as_datetime(now_s)) and runtime.backlog.next_due_oa(now_s):
+    if (
+        runtime.settings.window.is_open(as_datetime(now_s))
+        and not runtime.account_blocked()
+        and runtime.backlog.next_due_oa(now_s)
+    ):
         request_drainers(runtime, now_s)
 
 
 def request_drainers(runtime: Runtime, now_s: float, force: bool = False) -> int:
-    """Queue drain tasks up to the configured number of drainers; return how many."""
+    """Queue drain tasks up to the number of drainers wanted; return how many."""
     keys = runtime.keys
     # Many producers may ask at once; one asking per second is enough.
     if not force and not runtime.redis.set(keys.spawn_lock, 1, nx=True, px=1000):
         return 0
-    missing = runtime.settings.drainers - runtime.drainer_slots.holders(now_s)
+    missing = runtime.drainers_wanted() - runtime.drainer_slots.holders(now_s)
     for _ in range(max(0, missing)):
         drain.apply_async(expires=60)
     return max(0, missing)

@@ -20,17 +20,17 @@ def at_vn(hour: int, minute: int = 0) -> float:
 
 
 def test_a_closed_window_carries_a_full_night_at_the_defaults():
-    # 3600 s / (1.0 s + 0.02 s margin) = 3529 requests of 100
+    # 3600 s / (1.0 s + 0.002 s margin) = 3592 requests of 100
     capacity = coming_window(Settings(), at_vn(0, 0))
     assert capacity.open_s == 3600
-    assert capacity.refs == 352_900
+    assert capacity.refs == 359_200
     assert capacity.window_opens_at == datetime(2026, 11, 28, 1, 0, tzinfo=VN)
 
 
 def test_an_open_window_carries_only_what_is_left_of_it():
     capacity = coming_window(Settings(), at_vn(1, 30))
     assert capacity.open_s == 1800
-    assert capacity.refs == 1764 * 100
+    assert capacity.refs == 1796 * 100  # 1800 s / 1.002 s
 
 
 def test_without_margin_the_design_figure_holds():

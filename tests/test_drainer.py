@@ -24,20 +24,14 @@ def drain_env(make_settings, sim):
     runtimes: list[Runtime] = []
 
     def build(**changes: Any) -> tuple[Drainer, Runtime, ManualClock, list[dict[str, Any]]]:
-        settings = make_settings(rate_interval_s=0.001, rate_margin_s=0.0, **changes)
+        settings = make_settings(
+            **{"rate_interval_s": 0.001, "rate_margin_s": 0.0, "retry_base_s": 5.0, **changes}
+        )
         runtime = Runtime(settings)
         runtimes.append(runtime)
         clock = ManualClock(T0)
-        drainer = Drainer(
-            settings,
-            runtime.redis,
-            runtime.backlog,
-            runtime.limiter,
-            runtime.ask,
-            published.extend,
-            clock,
-            retry_delay_s=lambda: 5.0,
-        )
+        drainer = runtime.drainer()
+        drainer.publish, drainer.clock = published.extend, clock
         return drainer, runtime, clock, published
 
     yield build
@@ -123,15 +117,17 @@ def test_transient_fault_puts_refs_back_and_asks_for_a_retry(drain_env, sim):
     sim.add_fault("http500")
     runtime.backlog.park("oa1", ["f1", "f2"], clock.now_s())
 
-    # when drained: a Retry after the backoff, nothing published, RefIds waiting again
+    # when drained: a Retry (Flower shows it) that comes back in about a slot, since one
+    # failure does not hold the account; nothing published; the RefIds wait ESMS_RETRY_BASE
     with pytest.raises(Retry) as caught:
         drainer.drain(budget_s=5)
-    assert isinstance(caught.value.cause, TransientError) and caught.value.after_s == 5.0
+    assert isinstance(caught.value.cause, TransientError)
+    assert caught.value.after_s == runtime.settings.spacing_s
     assert events == []
     (oa,) = runtime.backlog.per_oa(clock.now_s())
     assert (oa.waiting, oa.due_now, oa.leased) == (2, 0, 0)
 
-    # and after the backoff they are asked and sent
+    # and after that they are asked and sent
     clock.advance(5)
     drainer.drain(budget_s=5)
     assert sorted(e["ref_id"] for e in events if e["status"] == "sent") == ["f1", "f2"]
@@ -234,22 +230,32 @@ def test_a_stale_lease_holder_publishes_nothing(drain_env, sim):
     assert runtime.backlog.per_oa(clock.now_s()) == []
 
 
-def test_not_ready_backs_off_those_refs_and_expires_them_at_max_age(drain_env, sim):
-    from workers.errors import NotReady
-
-    drainer, runtime, clock, events = drain_env(max_age_s=100)
-    runtime.backlog.park("oa1", ["nr-1"], clock.now_s())
-    # Code 105 for the whole request: a retry later, no event yet
+def test_not_ready_makes_those_refs_not_found_asked_again_after_the_repoll_delay(drain_env, sim):
+    # given RefIds eSMS answers with Code 105 (SMSID not found yet), max age 2 h
+    drainer, runtime, clock, events = drain_env(repoll_after_s=900, max_age_s=7200)
+    runtime.backlog.park("oa1", ["nr-1", "nr-2"], clock.now_s())
     sim.add_fault("code", code=105)
-    with pytest.raises(Retry) as caught:
-        drainer.drain(budget_s=5)
-    assert isinstance(caught.value.cause, NotReady)
-    assert events == []
-    # past max age, the next 105 ends it: expired, once
-    clock.advance(101)
+
+    # when drained: no retry, each RefId not found (one event each), nothing due for 900 s
+    report = drainer.drain(budget_s=5)
+    assert report.stopped == "nothing due" and report.requests == 1
+    assert [(e["ref_id"], e["status"]) for e in events] == [
+        ("nr-1", "not_found"),
+        ("nr-2", "not_found"),
+    ]
+    clock.advance(899)
+    assert drainer.drain(budget_s=5).requests == 0
+    # after it: asked again (105 once more: the same state, no new event)
+    clock.advance(2)
+    sim.add_fault("code", code=105)
+    assert drainer.drain(budget_s=5).requests == 1
+    assert len(events) == 2
+    assert runtime.redis.hget(runtime.keys.stats, "errors:105") == b"2"
+    # past max age, the last ask ends it: expired, once each
+    clock.advance(7200)
     sim.add_fault("code", code=105)
     drainer.drain(budget_s=5)
-    assert [(e["ref_id"], e["status"]) for e in events] == [("nr-1", "expired")]
+    assert [e["status"] for e in events[2:]] == ["expired", "expired"]
     assert runtime.backlog.per_oa(clock.now_s()) == []
 
 
@@ -292,3 +298,134 @@ def test_broker_failing_part_way_settles_what_went_out_and_hands_back_the_rest(d
     drainer.drain(budget_s=5)
     assert sorted(e["ref_id"] for e in events) == ["p1", "p2", "p3"]
     assert sim.asked("p1") == 1
+
+
+class InterleavingClock(ManualClock):
+    """A manual clock that runs `meanwhile` once, the first time someone sleeps on it: what
+    other drainers do while this one sleeps toward its slot."""
+
+    def __init__(self, start_s: float, meanwhile: Any) -> None:
+        super().__init__(start_s)
+        self.meanwhile = meanwhile
+
+    def sleep(self, seconds: float) -> None:
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        super().sleep(seconds)
+
+
+def test_a_slot_carries_whichever_oa_is_due_longest_when_it_comes(drain_env, sim):
+    # given two OAs, and two drainers: the second takes its slot while the first one sleeps
+    # toward its own (the first chose nothing before sleeping)
+    first, runtime, _, events = drain_env()
+    second, *_ = drain_env()
+    runtime.backlog.park("oa-a", ["a1", "a2"], T0 - 20)
+    runtime.backlog.park("oa-b", ["b1"], T0 - 10)
+    clock = InterleavingClock(T0, lambda: second.step(DrainReport()))
+    first.clock = second.clock = clock
+
+    # when the first drainer's slot comes
+    stopped = first.step(DrainReport())
+
+    # expect it to carry the OA still due (the second drainer took the oldest), not nothing
+    assert stopped == ""
+    assert [(r.oa_id, r.ref_count_sent) for r in sim.requests] == [("oa-a", 2), ("oa-b", 1)]
+    assert sorted(e["ref_id"] for e in events) == ["a1", "a2", "b1"]
+
+
+def test_many_small_oas_each_get_one_full_request(drain_env, sim):
+    # given 12 OAs with 30 RefIds each
+    drainer, runtime, clock, events = drain_env()
+    for n in range(12):
+        runtime.backlog.park(f"oa-{n:02d}", [f"{n}-{i}" for i in range(30)], clock.now_s() - n)
+    # when drained: one request per OA, oldest OA first, no slot spent on nothing
+    report = drainer.drain(budget_s=5)
+    assert report.requests == 12 and report.stopped == "nothing due"
+    assert [r.oa_id for r in sim.requests] == [f"oa-{n:02d}" for n in reversed(range(12))]
+    assert {r.ref_count_sent for r in sim.requests} == {30}
+    assert len(events) == 360
+
+
+def test_a_pause_after_the_slot_was_reserved_stops_the_request(drain_env, sim, redis_client):
+    # given a drainer sleeping toward its slot when eSMS refuses the account elsewhere
+    drainer, runtime, _, _ = drain_env()
+    runtime.backlog.park("oa1", ["p1", "p2"], T0)
+
+    def refused_elsewhere() -> None:
+        redis_client.set(runtime.keys.paused, "Code 101", px=60_000)
+
+    drainer.clock = InterleavingClock(T0, refused_elsewhere)
+
+    # when its slot comes
+    stopped = drainer.step(DrainReport())
+
+    # expect nothing sent, the RefIds due again at once, the drain stopped
+    assert stopped == "account paused"
+    assert sim.requests == []
+    (oa,) = runtime.backlog.per_oa(drainer.clock.now_s())
+    assert (oa.due_now, oa.leased) == (2, 0)
+
+
+def test_a_160_holds_the_account_and_widens_the_margin(drain_env, sim):
+    drainer, runtime, clock, _ = drain_env(rate_interval_s=0.5)
+    runtime.backlog.park("oa1", ["r1"], clock.now_s())
+    sim.add_fault("code", code=160)
+
+    with pytest.raises(Retry):
+        drainer.drain(budget_s=5)
+
+    # expect the next commit held back (about one interval) and the spacing wider
+    commit = runtime.limiter.commit()
+    assert commit.backing_off and 0.4 < commit.wait_s <= 0.5
+    assert float(runtime.redis.hget(runtime.keys.rate, "extra_us")) >= 5000
+
+
+def test_a_failing_esms_backs_off_then_one_probe_and_its_success_recover(drain_env, sim):
+    # given eSMS failing three times in a row (the breaker opens at three)
+    drainer, runtime, clock, events = drain_env(breaker_after=3, backoff_max_s=60)
+    runtime.backlog.park("oa1", ["b1", "b2"], clock.now_s())
+    sim.add_fault("http500", count=3)
+    for _ in range(3):
+        with pytest.raises(Retry):
+            drainer.drain(budget_s=5)
+        clock.advance(5)  # the failed RefIds wait ESMS_RETRY_BASE
+
+    # when drained while the breaker is open: nothing goes out
+    assert drainer.drain(budget_s=5).stopped == "backing off after failures"
+    assert len(sim.requests) == 3
+
+    # when its time has passed: one probe goes; its success closes the breaker
+    runtime.redis.hset(runtime.keys.health, "open_until_us", 1)
+    drainer.drain(budget_s=5)
+    assert len(sim.requests) == 4
+    assert runtime.redis.exists(runtime.keys.health) == 0
+    assert sorted(e["ref_id"] for e in events) == ["b1", "b2"]
+
+
+def test_a_request_is_settled_and_counted_in_one_round_trip(drain_env, sim, monkeypatch):
+    drainer, runtime, clock, _ = drain_env()
+    runtime.backlog.park("oa1", ["c1", "c2", "c3"], clock.now_s())
+    scripts: list[str] = []
+    run = runtime.redis.evalsha
+
+    def counting_evalsha(sha: str, *args: Any) -> Any:
+        scripts.append(sha)
+        return run(sha, *args)
+
+    monkeypatch.setattr(runtime.redis, "evalsha", counting_evalsha)
+    monkeypatch.setattr(
+        runtime.redis, "pipeline", lambda *a, **k: pytest.fail("no extra round trip for counters")
+    )
+
+    drainer.drain(budget_s=5)
+
+    stats = {k.decode(): v.decode() for k, v in runtime.redis.hgetall(runtime.keys.stats).items()}
+    assert (stats["requests"], stats["refs_asked"], stats["events:sent"]) == ("1", "3", "3")
+    assert float(stats["request_time_s"]) >= 0
+    # the request: reserve, lease, commit, renew, settle (with the counters); then the next
+    # slot: reserve, lease (nothing due), hand back
+    assert len(scripts) == 5 + 3
+    (member,) = runtime.redis.zrange(runtime.keys.recent, 0, -1)
+    sent_at_s = float(member.decode().split(":")[0])
+    assert sim.requests[0].received_at_s - 1 < sent_at_s <= sim.requests[0].received_at_s

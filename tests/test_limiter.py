@@ -7,10 +7,16 @@ import threading
 import time
 import uuid
 
+import pytest
 import redis
 
 from workers.keys import AccountKeys
-from workers.limiter import RateLimiter
+from workers.limiter import MARGIN_HALF_LIFE_S, MARGIN_STEP_S, RateLimiter
+
+
+def make_limiter(client: redis.Redis, spacing_s: float, account: str = "") -> RateLimiter:
+    k = AccountKeys(account or f"t-{uuid.uuid4().hex}")
+    return RateLimiter(client, (k.rate, k.paused, k.health), spacing_s, margin_s=0.0)
 
 
 def redis_now_s(client: redis.Redis) -> float:
@@ -34,14 +40,14 @@ def send_through(limiter: RateLimiter, client: redis.Redis, sent_at: list[float]
 
 def test_requests_from_many_threads_are_spaced_on_the_redis_clock(redis_client):
     # given four senders sharing one account's limiter at 50 ms
-    key = AccountKeys(f"t-{uuid.uuid4().hex}").rate
+    account = f"t-{uuid.uuid4().hex}"
     spacing_s = 0.05
     sent_at: list[float] = []
     calls: list[int] = []
 
     def sender() -> None:
-        limiter = RateLimiter(
-            redis.Redis(connection_pool=redis_client.connection_pool), key, spacing_s
+        limiter = make_limiter(
+            redis.Redis(connection_pool=redis_client.connection_pool), spacing_s, account
         )
         for _ in range(5):
             calls.append(send_through(limiter, redis_client, sent_at))
@@ -65,7 +71,7 @@ def test_requests_from_many_threads_are_spaced_on_the_redis_clock(redis_client):
 
 def test_a_slot_past_the_window_close_is_not_reserved(redis_client):
     # given a limiter whose next slot is 1 s away
-    limiter = RateLimiter(redis_client, AccountKeys(f"t-{uuid.uuid4().hex}").rate, 1.0)
+    limiter = make_limiter(redis_client, 1.0)
     assert limiter.reserve() == 0.0
     now_s = redis_now_s(redis_client)
     # when the window closes in half a second
@@ -76,7 +82,7 @@ def test_a_slot_past_the_window_close_is_not_reserved(redis_client):
 
 
 def test_commit_refuses_outside_the_window(redis_client):
-    limiter = RateLimiter(redis_client, AccountKeys(f"t-{uuid.uuid4().hex}").rate, 0.01)
+    limiter = make_limiter(redis_client, 0.01)
     now_s = redis_now_s(redis_client)
     # a window that closed a second ago, and one that opens in a minute
     assert limiter.commit((now_s - 10, now_s - 1)).closed
@@ -87,10 +93,88 @@ def test_commit_refuses_outside_the_window(redis_client):
 
 def test_commit_waits_for_a_late_previous_send(redis_client):
     # given a send committed just now
-    limiter = RateLimiter(redis_client, AccountKeys(f"t-{uuid.uuid4().hex}").rate, 0.5)
+    limiter = make_limiter(redis_client, 0.5)
     assert limiter.commit().go
     # when the next one commits at once (its holder overslept nothing: it is simply early)
     commit = limiter.commit()
     # expect it told to wait the rest of the spacing
     assert not commit.go and not commit.closed
     assert 0.4 < commit.wait_s <= 0.5
+
+
+def test_a_handed_back_slot_goes_to_the_next_reserver(redis_client):
+    # given a send just committed and one waiter holding the next slot, a spacing away
+    limiter = make_limiter(redis_client, 1.0)
+    assert limiter.commit().go
+    first_wait_s = limiter.reserve()
+    assert first_wait_s is not None and 0.9 < first_wait_s <= 1.0
+    # when that waiter finds nothing to send and hands its slot back
+    limiter.hand_back()
+    # expect the next reserver to get that same slot, not the one after it
+    wait_s = limiter.reserve()
+    assert wait_s is not None and wait_s <= first_wait_s
+
+
+def test_a_hand_back_never_brings_a_slot_closer_than_the_spacing(redis_client):
+    # given a send just committed and nobody waiting
+    limiter = make_limiter(redis_client, 1.0)
+    assert limiter.commit().go
+    # when slots are handed back that nobody reserved
+    limiter.hand_back()
+    limiter.hand_back()
+    # expect the next slot still a spacing after the send
+    wait_s = limiter.reserve()
+    assert wait_s is not None and wait_s > 0.9
+
+
+def test_commit_refuses_a_reserved_slot_once_the_account_is_paused(redis_client):
+    # given a waiter that reserved its slot before eSMS refused the account
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(redis_client, 0.001, account)
+    assert limiter.reserve() is not None
+    redis_client.set(AccountKeys(account).paused, "Code 101", px=60_000)
+    # when it commits: refused as paused, and no send recorded
+    commit = limiter.commit()
+    assert (commit.go, commit.paused, commit.refused) == (False, True, "account paused")
+    assert redis_client.hget(AccountKeys(account).rate, "last_us") is None
+
+
+def test_commit_holds_back_while_the_breaker_is_open_then_lets_one_probe_through(redis_client):
+    account = f"t-{uuid.uuid4().hex}"
+    health = AccountKeys(account).health
+    limiter = make_limiter(redis_client, 0.001, account)
+    now_us = int(redis_now_s(redis_client) * 1e6)
+    # given a breaker open for another 30 s
+    redis_client.hset(health, mapping={"failures": 3, "open_until_us": now_us + 30_000_000})
+    commit = limiter.commit()
+    assert commit.backing_off and commit.refused and 29 < commit.wait_s <= 30
+    assert commit.failures == 3
+    # when its time has passed (half-open): one probe goes, the next is held behind it
+    redis_client.hset(health, "open_until_us", now_us - 1)
+    probe = limiter.commit()
+    assert probe.go and probe.failures == 3
+    time.sleep(0.002)  # past the 1 ms spacing, so only the probe can hold the second back
+    held = limiter.commit()
+    assert held.backing_off and not held.go
+    # and once the probe succeeded (the breaker closed), requests go at the rate again
+    redis_client.delete(health)
+    time.sleep(0.002)
+    assert limiter.commit().go
+
+
+def test_a_160_widens_the_spacing_and_the_widening_fades(redis_client):
+    # given a limiter at 100 ms with no margin, and a send just committed
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(redis_client, 0.1, account)
+    assert limiter.commit().go
+    # when eSMS answers 160 twice
+    first_s = limiter.widen_margin()
+    second_s = limiter.widen_margin()
+    # expect the extra margin to grow (at least one step, then doubling) and to apply
+    assert 0.005 <= first_s < second_s <= 0.1
+    wait_s = limiter.reserve()
+    assert wait_s is not None and wait_s > 0.1 + second_s - 0.01
+    # and expect it to fade: one half-life later a further 160 doubles half of it
+    redis_client.hincrby(AccountKeys(account).rate, "extra_at_us", -int(MARGIN_HALF_LIFE_S * 1e6))
+    faded_s = second_s / 2
+    assert limiter.widen_margin() == pytest.approx(faded_s * 2 + MARGIN_STEP_S, abs=0.0005)

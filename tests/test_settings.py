@@ -68,6 +68,8 @@ def test_every_variable_is_read_and_trimmed():
         "ESMS_MAX_AGE": "86400",
         "ESMS_DRAINERS": "7",
         "ESMS_MAX_RETRIES": "0",
+        "ESMS_BREAKER_AFTER": "5",
+        "ESMS_BACKOFF_MAX": "120",
         "ESMS_ACCOUNT": "shop-a",
         "ESMS_SIMULATED": "1",
     }
@@ -83,6 +85,7 @@ def test_every_variable_is_read_and_trimmed():
     assert settings.http_timeout_s == 12.5
     assert (settings.repoll_after_s, settings.max_age_s) == (60.0, 86400.0)
     assert (settings.drainers, settings.max_retries) == (7, 0)
+    assert (settings.breaker_after, settings.backoff_max_s) == (5, 120.0)
     assert settings.account_id == "shop-a"
     assert settings.simulated is True
     assert settings.has_credentials
@@ -217,3 +220,28 @@ def test_errors_about_other_variables_never_show_the_keys():
         Settings.from_env({**KEYS, "ESMS_MAX_REFS": "1000"})
     assert_no_credentials(str(caught.value))
     assert_no_credentials(repr(caught.value))
+
+
+@pytest.mark.parametrize("value", ["0", "101", "-1", "three", "2.5", ""])
+def test_drainers_must_be_auto_or_a_small_whole_number(value):
+    with pytest.raises(ConfigError, match="ESMS_DRAINERS"):
+        Settings.from_env({"ESMS_DRAINERS": value})
+
+
+@pytest.mark.parametrize(
+    ("interval_s", "request_time_s", "wanted"),
+    [
+        (1.0, None, 2),  # nothing measured yet: a quarter second assumed
+        (1.0, 0.3, 2),  # one sends while one waits for the next slot
+        (0.2, 0.3, 3),
+        (0.05, 0.06, 3),  # eSMS's current terms, a fast local eSMS
+        (0.05, 0.3, 6),  # ...a slow one: as many as the cap allows
+    ],
+)
+def test_auto_drainers_cover_the_request_time_at_the_interval(
+    interval_s, request_time_s, wanted
+):
+    settings = Settings(rate_interval_s=interval_s, rate_margin_s=0.0)
+    assert settings.drainers == 0  # auto is the default
+    assert settings.drainers_wanted(request_time_s) == wanted
+    assert settings.with_changes(drainers=4).drainers_wanted(request_time_s) == 4

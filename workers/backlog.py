@@ -11,7 +11,7 @@ keys of one hash tag.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -37,26 +37,45 @@ if added > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
 return {added, finished}
 """
 
-# KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] owner.
-# ARGV[1] now (ms), ARGV[2] lease expiry (ms), ARGV[3] most RefIds to lease, ARGV[4] token.
-# Puts expired leases back to due (their holder lost them), then leases the RefIds due longest
-# ago to `token`. Returns a flat list: RefId, submitted (ms), last state key ('' if none).
+# KEYS[1] oas. ARGV[1] per-OA key prefix (AccountKeys.oa_prefix), ARGV[2] now (ms), ARGV[3]
+# lease expiry (ms), ARGV[4] most RefIds to lease, ARGV[5] token.
+# Picks the OA whose RefId has been due longest (an expired lease counts as due since it
+# expired), puts that OA's expired leases back to due (their holder lost them), then leases its
+# RefIds due longest ago to `token`. Per-OA keys are built here from the prefix, for the OAs
+# listed in `oas`; all share the account's hash tag. Returns {} when nothing is due, else a
+# flat list: OA id, then RefId, submitted (ms), last state key ('' if none) per RefId.
 LEASE_LUA = """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-for _, ref in ipairs(expired) do
-  redis.call('ZREM', KEYS[2], ref)
-  redis.call('HDEL', KEYS[5], ref)
-  redis.call('ZADD', KEYS[1], ARGV[1], ref)
+local prefix, now = ARGV[1], tonumber(ARGV[2])
+local best, best_since = nil, nil
+for _, oa in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local since = nil
+  local head = redis.call('ZRANGE', prefix .. oa .. ':due', 0, 0, 'WITHSCORES')
+  if head[2] and tonumber(head[2]) <= now then since = tonumber(head[2]) end
+  local lost = redis.call('ZRANGEBYSCORE', prefix .. oa .. ':leased', '-inf', now,
+    'WITHSCORES', 'LIMIT', 0, 1)
+  if lost[2] and (since == nil or tonumber(lost[2]) < since) then since = tonumber(lost[2]) end
+  if since and (best == nil or since < best_since or (since == best_since and oa < best)) then
+    best, best_since = oa, since
+  end
 end
-local refs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {}
+if best == nil then return {} end
+local due, leased = prefix .. best .. ':due', prefix .. best .. ':leased'
+local submitted, state, owner = prefix .. best .. ':submitted', prefix .. best .. ':state',
+  prefix .. best .. ':owner'
+for _, ref in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now)) do
+  redis.call('ZREM', leased, ref)
+  redis.call('HDEL', owner, ref)
+  redis.call('ZADD', due, now, ref)
+end
+local refs = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {best}
 for _, ref in ipairs(refs) do
-  redis.call('ZREM', KEYS[1], ref)
-  redis.call('ZADD', KEYS[2], ARGV[2], ref)
-  redis.call('HSET', KEYS[5], ref, ARGV[4])
+  redis.call('ZREM', due, ref)
+  redis.call('ZADD', leased, ARGV[3], ref)
+  redis.call('HSET', owner, ref, ARGV[5])
   out[#out + 1] = ref
-  out[#out + 1] = redis.call('HGET', KEYS[3], ref) or '0'
-  out[#out + 1] = redis.call('HGET', KEYS[4], ref) or ''
+  out[#out + 1] = redis.call('HGET', submitted, ref) or '0'
+  out[#out + 1] = redis.call('HGET', state, ref) or ''
 end
 return out
 """
@@ -75,13 +94,19 @@ return held
 """
 
 # KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas, KEYS[6] owner,
-# KEYS[7] done. ARGV[1] OA id, ARGV[2] token, ARGV[3] now (ms), ARGV[4] done memory (ms),
-# ARGV[5] n finished, ARGV[6..5+n] finished RefIds (forgotten, remembered as done), then
-# triples RefId, due (ms), state key for RefIds to ask again. Only RefIds `token` still holds
-# are touched.
+# KEYS[7] done, KEYS[8] stats, KEYS[9] recent.
+# ARGV[1] OA id, ARGV[2] token, ARGV[3] now (ms), ARGV[4] done memory (ms), ARGV[5] n finished,
+# ARGV[6] n to ask again, ARGV[7] n counters, ARGV[8] n gauges, then: n finished RefIds
+# (forgotten, remembered as done); triples RefId, due (ms), state key for RefIds to ask again;
+# pairs field, increment for the stats hash; pairs field, value set in it; last, a member for
+# `recent` (scored now, s) and how long `recent` keeps members (s), or two empty strings.
+# Only RefIds `token` still holds are touched; the counters ride along so that a request
+# costs one round trip to settle.
 SETTLE_LUA = """
-local n = tonumber(ARGV[5])
-for i = 6, 5 + n do
+local n_finished, n_requeue = tonumber(ARGV[5]), tonumber(ARGV[6])
+local n_counters, n_gauges = tonumber(ARGV[7]), tonumber(ARGV[8])
+local i = 9
+for _ = 1, n_finished do
   local ref = ARGV[i]
   if redis.call('HGET', KEYS[6], ref) == ARGV[2] then
     redis.call('ZREM', KEYS[2], ref)
@@ -90,12 +115,13 @@ for i = 6, 5 + n do
     redis.call('HDEL', KEYS[6], ref)
     redis.call('ZADD', KEYS[7], ARGV[3], ref)
   end
+  i = i + 1
 end
-if n > 0 then  -- the memory of an OA nobody submits to any more fades by itself
+if n_finished > 0 then  -- the memory of an OA nobody submits to any more fades by itself
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
   redis.call('PEXPIRE', KEYS[7], math.max(1, tonumber(ARGV[4])))
 end
-for i = 6 + n, #ARGV, 3 do
+for _ = 1, n_requeue do
   local ref = ARGV[i]
   if redis.call('HGET', KEYS[6], ref) == ARGV[2] then
     redis.call('ZREM', KEYS[2], ref)
@@ -103,9 +129,23 @@ for i = 6 + n, #ARGV, 3 do
     redis.call('ZADD', KEYS[1], ARGV[i + 1], ref)
     if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[4], ref, ARGV[i + 2]) end
   end
+  i = i + 3
 end
 if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('SREM', KEYS[5], ARGV[1])
+end
+for _ = 1, n_counters do
+  redis.call('HINCRBY', KEYS[8], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for _ = 1, n_gauges do
+  redis.call('HSET', KEYS[8], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if ARGV[i] ~= '' then
+  local now_s = tonumber(ARGV[3]) / 1000
+  redis.call('ZADD', KEYS[9], now_s, ARGV[i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now_s - tonumber(ARGV[i + 1]))
 end
 return 1
 """
@@ -138,6 +178,17 @@ class Requeue:
     ref_id: str
     due_s: float
     state_key: str
+
+
+@dataclass
+class Tally:
+    """What a request adds to the account's stats hash (`counters` incremented, `gauges`
+    set) and its entry in the recent-requests log (`recent_member`, kept `recent_keep_s`)."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+    gauges: dict[str, str] = field(default_factory=dict)
+    recent_member: str = ""
+    recent_keep_s: int = 300
 
 
 @dataclass(frozen=True)
@@ -181,26 +232,23 @@ class Backlog:
             added, finished = added + int(new), finished + int(done)
         return Parked(added, len(ref_ids) - added - finished, finished)
 
-    def lease(
-        self, oa_id: str, now_s: float, max_refs: int, lease_s: float, token: str
-    ) -> list[Leased]:
-        """Take up to `max_refs` due RefIds of an OA for one request, held by `token`."""
-        k = self._keys
+    def lease_next(
+        self, now_s: float, max_refs: int, lease_s: float, token: str
+    ) -> tuple[str, list[Leased]] | None:
+        """Take up to `max_refs` RefIds of the OA due longest, for one request held by `token`;
+        return (OA id, RefIds), or None when nothing is due."""
         flat = self._lease(
-            keys=[
-                k.due(oa_id),
-                k.leased(oa_id),
-                k.submitted(oa_id),
-                k.state(oa_id),
-                k.owner(oa_id),
-            ],
-            args=[_ms(now_s), _ms(now_s + lease_s), max_refs, token],
+            keys=[self._keys.oas],
+            args=[self._keys.oa_prefix, _ms(now_s), _ms(now_s + lease_s), max_refs, token],
         )
-        items = [_text(x) for x in flat]
-        return [
+        if not flat:
+            return None
+        oa_id, *items = [_text(x) for x in flat]
+        leased = [
             Leased(items[i], int(items[i + 1]) / 1000, items[i + 2])
             for i in range(0, len(items), 3)
         ]
+        return oa_id, leased
 
     def renew(self, oa_id: str, token: str, ref_ids: Iterable[str], until_s: float) -> set[str]:
         """Extend the leases `token` still holds; return their RefIds."""
@@ -220,19 +268,30 @@ class Backlog:
         now_s: float,
         finished: Sequence[str],
         requeue: Sequence[Requeue],
+        tally: Tally | None = None,
     ) -> None:
-        """Forget finished RefIds; put the others back to wait until their due time."""
+        """Forget finished RefIds; put the others back to wait until their due time; count
+        the request's `tally` in the same round trip."""
         k = self._keys
+        tally = tally or Tally()
         args: list[str | int] = [
             oa_id,
             token,
             _ms(now_s),
             _ms(self._done_ttl_s),
             len(finished),
+            len(requeue),
+            len(tally.counters),
+            len(tally.gauges),
             *finished,
         ]
         for item in requeue:
             args += [item.ref_id, _ms(item.due_s), item.state_key]
+        for name, increment in tally.counters.items():
+            args += [name, increment]
+        for name, value in tally.gauges.items():
+            args += [name, value]
+        args += [tally.recent_member, tally.recent_keep_s] if tally.recent_member else ["", ""]
         self._settle(
             keys=[
                 k.due(oa_id),
@@ -242,6 +301,8 @@ class Backlog:
                 k.oas,
                 k.owner(oa_id),
                 k.done(oa_id),
+                k.stats,
+                k.recent,
             ],
             args=args,
         )

@@ -1,8 +1,10 @@
 """The drain loop: while the window is open and RefIds are due, send full requests at the rate.
 
-One step: pick the OA due longest, reserve a rate slot, sleep until it, lease a full batch
-under a fresh token, commit the slot once a connection is held (spacing and window checked on
-the Redis clock), ask eSMS, renew the leases still held, publish their events, settle them.
+One step: reserve a rate slot and sleep until it; then, at the moment of sending, lease a full
+batch of the OA due longest under a fresh token (nothing due: hand the slot back); commit the
+slot once a connection is held (pause, breaker, window and spacing checked atomically on the
+Redis clock); ask eSMS; renew the leases still held, publish their events in one batch and
+settle them with the request's counters in one round trip.
 Everything it touches is passed in, so tests can drive it with a manual clock.
 """
 
@@ -16,18 +18,27 @@ from typing import Any
 
 import redis
 
-from workers.backlog import Backlog, Leased, Requeue
+from workers.backlog import Backlog, Leased, Requeue, Tally
 from workers.clock import Clock, as_datetime
-from workers.errors import AccountError, EsmsError, NotReady, NotSent, TransientError
+from workers.errors import (
+    AccountError,
+    EsmsError,
+    NotReady,
+    NotSent,
+    RateLimited,
+    TransientError,
+)
 from workers.esms_client import CallbackAnswer
 from workers.events import PublishFailed, build_event
+from workers.health import Breaker
 from workers.keys import AccountKeys
-from workers.limiter import RateLimiter
+from workers.limiter import Commit, RateLimiter
 from workers.records import EXPIRED_OUTCOME, NOT_FOUND_OUTCOME, Outcome, outcome_of
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 RECENT_S = 300  # how far back the rate actually used is measured
+REQUEST_TIME_WEIGHT = 0.2  # weight of the newest request in the request-time average
 
 # ask(ref_ids, oa_id, gate): gate() is called right before the request is written; False
 # means 'do not send' and the call raises NotSent.
@@ -42,6 +53,13 @@ class DrainReport:
     events: int = 0
     stopped: str = ""
     by_status: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    started_s: float  # when its slot came (drainer clock)
+    sent_at_s: float  # when the limiter committed it (Redis clock)
+    error: str = ""  # the eSMS code, for an answer that is an error for every RefId (105)
 
 
 class Retry(Exception):
@@ -60,10 +78,11 @@ class Drainer:
     redis: redis.Redis
     backlog: Backlog
     limiter: RateLimiter
+    breaker: Breaker
     ask: AskEsms
     publish: Publish
     clock: Clock
-    retry_delay_s: Callable[[], float] = lambda: 2.0
+    request_time_s: float | None = None  # this drainer's running average, slot to settled
 
     @property
     def keys(self) -> AccountKeys:
@@ -87,57 +106,62 @@ class Drainer:
 
     def step(self, report: DrainReport) -> str:
         """Send at most one request; return why draining should stop, or '' to go on."""
-        now_s = self.clock.now_s()
-        if self.redis.exists(self.keys.paused):
-            return "account paused"
-        backoff_until = self.redis.get(self.keys.backoff)
-        if backoff_until is not None and float(backoff_until) > now_s:
-            return "backing off after a failure"
-        bounds = self.settings.window.bounds_at(as_datetime(now_s))
+        bounds = self.settings.window.bounds_at(as_datetime(self.clock.now_s()))
         if bounds is None:
             return "window closed"
         window_s = (
             None if self.settings.window.always else (bounds[0].timestamp(), bounds[1].timestamp())
         )
-        oa_id = self.backlog.next_due_oa(now_s)
-        if oa_id is None:
-            return "nothing due"
         wait_s = self.limiter.reserve(not_after_s=window_s[1] if window_s else None)
         if wait_s is None:
             return "window closes before the next slot"
         self.clock.sleep(wait_s)
+        # The batch is chosen now, at the slot, not before sleeping: whichever OA is due
+        # longest at the moment of sending gets it.
+        started_s = self.clock.now_s()
         token = uuid.uuid4().hex
-        batch = self.backlog.lease(
-            oa_id,
-            self.clock.now_s(),
-            self.settings.max_refs_per_request,
-            self.settings.lease_s,
-            token,
+        picked = self.backlog.lease_next(
+            started_s, self.settings.max_refs_per_request, self.settings.lease_s, token
         )
-        if not batch:
-            return ""  # another drainer took them; the slot goes unused
+        if picked is None:
+            self.limiter.hand_back()
+            return "nothing due"
+        oa_id, batch = picked
         ref_ids = [item.ref_id for item in batch]
+        commits: list[Commit] = []
 
         def gate() -> bool:
             """Commit the slot at the last moment before the request is written."""
-            while not (commit := self.limiter.commit(window_s)).go:
-                if commit.closed:
+            while True:
+                commit = self.limiter.commit(window_s)
+                commits.append(commit)
+                if commit.go:
+                    return True
+                if commit.refused:
                     return False
                 self.clock.sleep(commit.wait_s)
-            return True
 
         try:
             answer = self.ask(ref_ids, oa_id, gate)
         except NotSent:
             self.backlog.unlease(oa_id, token, ref_ids, self.clock.now_s())
-            return "window closed"
+            self.limiter.hand_back()
+            return commits[-1].refused if commits else "not sent"
+        except NotReady as exc:
+            # Code 105: eSMS knows none of these SMSIDs yet. Each is not found, like a RefId an
+            # answer leaves out, and asked again after ESMS_REPOLL_AFTER.
+            sent = SentRequest(started_s, _sent_at(commits, started_s), error=str(exc.code))
+            self._settle(oa_id, token, batch, {}, report, sent)
+            return ""
         except EsmsError as exc:
-            self._count_request(report, len(ref_ids), error=str(exc.code or type(exc).__name__))
+            self._count_failure(report, len(ref_ids), str(exc.code or type(exc).__name__))
             return self._failed(oa_id, token, batch, exc, report)
+        if commits and commits[-1].failures:
+            self.breaker.record_success()
         for problem in answer.skipped:
             log.warning("skipped part of an eSMS answer for OA %s: %s", oa_id, problem)
-        self._settle(oa_id, token, batch, answer.records, report)
-        self._count_request(report, len(ref_ids))
+        sent = SentRequest(started_s, _sent_at(commits, started_s))
+        self._settle(oa_id, token, batch, answer.records, report, sent)
         return ""
 
     def _failed(
@@ -152,17 +176,24 @@ class Drainer:
         ref_ids = [item.ref_id for item in batch if item not in expired]
         retry: Retry | None = None
         stopped = ""
-        if isinstance(exc, NotReady):
-            # Code 105, "SMSID not found yet", concerns these RefIds only: back off them alone.
-            retry = Retry(exc, self.retry_delay_s())
-            self.backlog.unlease(oa_id, token, ref_ids, now_s + retry.after_s)
-        elif isinstance(exc, TransientError):
-            # eSMS or the way to it is failing: the whole account backs off, not just this task.
-            retry = Retry(exc, self.retry_delay_s())
-            self.redis.set(
-                self.keys.backoff, repr(now_s + retry.after_s), px=int(retry.after_s * 1000) + 1000
-            )
-            self.backlog.unlease(oa_id, token, ref_ids, now_s + retry.after_s)
+        if isinstance(exc, TransientError):
+            hold_s = 0.0
+            if isinstance(exc, RateLimited):  # eSMS saw us too close: widen the margin
+                extra_s = self.limiter.widen_margin()
+                hold_s = self.settings.rate_interval_s
+                log.warning("eSMS answered 160; rate margin widened to +%.0f ms", extra_s * 1000)
+            failure = self.breaker.record_failure(hold_s)
+            if failure.wait_s:
+                log.warning(
+                    "eSMS failed %d times in a row (%s); no request for %.1fs, then one probe",
+                    failure.in_a_row,
+                    exc,
+                    failure.wait_s,
+                )
+            # The failed batch goes behind what is already due, so one bad batch cannot hold
+            # the account; a failing eSMS is the breaker's business.
+            self.backlog.unlease(oa_id, token, ref_ids, now_s + self.settings.retry_base_s)
+            retry = Retry(exc, max(failure.wait_s, self.settings.spacing_s))
         elif isinstance(exc, AccountError):
             pause_s = self.settings.account_pause_s
             self.redis.set(self.keys.paused, str(exc), px=int(pause_s * 1000))
@@ -186,7 +217,7 @@ class Drainer:
             )
             self.backlog.unlease(oa_id, token, ref_ids, now_s + delay_s)
         if expired:
-            self._settle(oa_id, token, expired, {}, report)
+            self._settle(oa_id, token, expired, {}, report, None)
         if retry is not None and ref_ids:
             raise retry from exc
         return stopped
@@ -198,8 +229,10 @@ class Drainer:
         batch: list[Leased],
         records: dict[str, dict[str, Any]],
         report: DrainReport,
+        sent: SentRequest | None,
     ) -> None:
-        """Publish the events of the RefIds still held, then settle them."""
+        """Publish the events of the RefIds still held, then settle them and count the
+        request (`sent`, if one was) in the same round trip."""
         now_s = self.clock.now_s()
         # A lease that expired while we waited on eSMS belongs to someone else now: leave it.
         held = self.backlog.renew(
@@ -238,10 +271,12 @@ class Drainer:
             for item, outcome, _ in settled
             if not outcome.terminal
         ]
-        self.backlog.settle(oa_id, token, now_s, finished, requeue)
-        self._count_events(events[:published], report)
+        tally = self._tally(events[:published], report)
+        if sent is not None:
+            self._count_request(tally, report, len(batch), now_s, sent)
+        self.backlog.settle(oa_id, token, now_s, finished, requeue, tally)
         if failure is not None:
-            delay_s = self.retry_delay_s()
+            delay_s = self.settings.retry_base_s
             rest = [item.ref_id for item, _, _ in plan[published:]]
             self.backlog.unlease(oa_id, token, rest, now_s + delay_s)
             raise Retry(failure, delay_s) from failure
@@ -253,8 +288,34 @@ class Drainer:
         # One last ask at the moment of expiry, so no RefId expires unasked.
         return max(now_s, min(now_s + self.settings.repoll_after_s, self._expires_s(item)))
 
-    def _count_request(self, report: DrainReport, ref_count: int, error: str = "") -> None:
-        """Best effort: counters never stand between an answer and its events."""
+    def _tally(self, events: list[dict[str, Any]], report: DrainReport) -> Tally:
+        """Count published events by status, in the report and for the account's stats."""
+        tally = Tally(recent_keep_s=RECENT_S)
+        report.events += len(events)
+        for event in events:
+            status = event["status"]
+            report.by_status[status] = report.by_status.get(status, 0) + 1
+            name = f"events:{status}"
+            tally.counters[name] = tally.counters.get(name, 0) + 1
+        return tally
+
+    def _count_request(
+        self, tally: Tally, report: DrainReport, ref_count: int, now_s: float, sent: SentRequest
+    ) -> None:
+        report.requests += 1
+        report.refs_asked += ref_count
+        tally.counters["requests"] = 1
+        tally.counters["refs_asked"] = ref_count
+        if sent.error:
+            tally.counters[f"errors:{sent.error}"] = 1
+        took_s = now_s - sent.started_s
+        previous_s = self.request_time_s if self.request_time_s is not None else took_s
+        self.request_time_s = previous_s + REQUEST_TIME_WEIGHT * (took_s - previous_s)
+        tally.gauges["request_time_s"] = f"{self.request_time_s:.6f}"
+        tally.recent_member = f"{sent.sent_at_s:.6f}:{ref_count}"
+
+    def _count_failure(self, report: DrainReport, ref_count: int, error: str) -> None:
+        """Best effort: counters never stand between a failure and its handling."""
         report.requests += 1
         report.refs_asked += ref_count
         now_s = self.clock.now_s()
@@ -262,25 +323,14 @@ class Drainer:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hincrby(self.keys.stats, "requests", 1)
             pipe.hincrby(self.keys.stats, "refs_asked", ref_count)
-            if error:
-                pipe.hincrby(self.keys.stats, f"errors:{error}", 1)
+            pipe.hincrby(self.keys.stats, f"errors:{error}", 1)
             pipe.zadd(self.keys.recent, {f"{now_s:.6f}:{ref_count}": now_s})
             pipe.zremrangebyscore(self.keys.recent, "-inf", now_s - RECENT_S)
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("could not update request counters: %s", exc)
 
-    def _count_events(self, events: list[dict[str, Any]], report: DrainReport) -> None:
-        report.events += len(events)
-        by_status: dict[str, int] = {}
-        for event in events:
-            by_status[event["status"]] = by_status.get(event["status"], 0) + 1
-        for status, count in by_status.items():
-            report.by_status[status] = report.by_status.get(status, 0) + count
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            for status, count in by_status.items():
-                pipe.hincrby(self.keys.stats, f"events:{status}", count)
-            pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("could not update event counters: %s", exc)
+
+def _sent_at(commits: list[Commit], default_s: float) -> float:
+    """The Redis time the request was committed at (an `ask` may skip the gate in tests)."""
+    return commits[-1].at_s if commits and commits[-1].go else default_s

@@ -7,18 +7,43 @@ declares the same queue (a direct exchange and a routing key of the same name).
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from kombu import Connection, Exchange, Queue
 from kombu.pools import producers
+from kombu.serialization import dumps as serialize
+from kombu.transport import redis as kombu_redis
+from kombu.utils.json import dumps as json_dumps
 
 from workers.records import Outcome, decode
 
+log = logging.getLogger(__name__)
+
 EVENT_VERSION = 1
+PERSISTENT = 2  # AMQP delivery_mode: the broker keeps the message across a restart
 # Broker hiccups are retried for about 20 s (well inside a lease), then the error surfaces and
 # the RefIds go back to wait: an event is never silently dropped.
-RETRY_POLICY = {"max_retries": 6, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 5.0}
+RETRY_POLICY: Mapping[str, float] = {
+    "max_retries": 6,
+    "interval_start": 0.5,
+    "interval_step": 1.0,
+    "interval_max": 5.0,
+}
+# What the Redis batch path calls on kombu's Redis channel: private methods, checked against
+# kombu 5.7.0. If one is missing, events go out one by one through the producer (slower, same
+# messages) and a warning says so once.
+KOMBU_REDIS_INTERNALS = (
+    "prepare_message",
+    "_inplace_augment_message",
+    "_lookup",
+    "_get_message_priority",
+    "_q_for_pri",
+    "conn_or_acquire",
+)
 
 
 def event_id(ref_id: str, oa_id: str, state_key: str) -> str:
@@ -62,11 +87,21 @@ class PublishFailed(Exception):
 
 
 class EventPublisher:
-    """Publish events persistently; raise if the broker cannot take them (nothing is dropped)."""
+    """Publish events persistently; raise if the broker cannot take them (nothing is dropped).
 
-    def __init__(self, connection: Connection, queue_name: str) -> None:
+    On kombu's Redis transport the events of one call go out in one MULTI/EXEC, all or nothing;
+    on any other transport (RabbitMQ) one by one through a kombu producer, in order.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        queue_name: str,
+        retry_policy: Mapping[str, float] = RETRY_POLICY,
+    ) -> None:
         self._connection = connection
         self._queue = status_queue(queue_name)
+        self._retry_policy = dict(retry_policy)
 
     def publish(self, events: list[dict[str, Any]]) -> None:
         """Publish in order; on failure raise PublishFailed saying how many went out."""
@@ -76,11 +111,41 @@ class EventPublisher:
         try:
             # The pool keeps one connection per process (kombu resets pools after fork).
             with producers[self._connection].acquire(block=True, timeout=30) as producer:
-                for event in events:
-                    self._send(producer, event)
-                    published += 1
+                if self._can_batch(producer.connection):
+                    self._push_batch_with_retry(producer, events)
+                    published = len(events)  # one transaction: all of them or none
+                else:
+                    for event in events:
+                        self._send(producer, event)
+                        published += 1
         except Exception as exc:
             raise PublishFailed(published, len(events)) from exc
+
+    def _can_batch(self, connection: Connection) -> bool:
+        """Whether the Redis batch path gives the same messages as `producer.publish` here."""
+        if not isinstance(connection.transport, kombu_redis.Transport):
+            return False  # RabbitMQ: a publish is one frame, no round trip; nothing to gain
+        # Fanout/topic routing and x-expires refreshes are left to kombu itself.
+        if self._queue.exchange.type != "direct" or self._queue.expires is not None:
+            return False
+        missing = [m for m in KOMBU_REDIS_INTERNALS if not hasattr(connection.transport.Channel, m)]
+        if missing:
+            _warn_once(f"kombu's Redis channel lacks {missing}: publishing events one by one")
+        return not missing
+
+    def _push_batch_with_retry(self, producer: Any, events: list[dict[str, Any]]) -> None:
+        # As Producer.publish(retry=True) does: reconnecting, the first connect included, obeys
+        # the policy; each attempt is a whole transaction, so a retry never half-repeats one.
+        producer.connection.transport_options.update(self._retry_policy)
+        push = producer.connection.ensure(producer, self._push_batch, **self._retry_policy)
+        push(producer, events)
+
+    def _push_batch(self, producer: Any, events: list[dict[str, Any]]) -> None:
+        channel = producer.channel  # after a reconnect, the revived one
+        producer.maybe_declare(self._queue)
+        exchange, routing_key = self._queue.exchange.name, self._queue.routing_key
+        messages = [redis_message(channel, event, exchange, routing_key) for event in events]
+        push_to_redis(channel, messages, bound_queues(channel, self._queue))
 
     def _send(self, producer: Any, event: dict[str, Any]) -> None:
         producer.publish(
@@ -89,7 +154,64 @@ class EventPublisher:
             routing_key=self._queue.routing_key,
             declare=[self._queue],
             serializer="json",
-            delivery_mode=2,
+            delivery_mode=PERSISTENT,
             retry=True,
-            retry_policy=RETRY_POLICY,
+            retry_policy=self._retry_policy,
         )
+
+
+# The Redis batch path: kombu's Redis channel internals (KOMBU_REDIS_INTERNALS) are used here only.
+
+
+def redis_message(channel: Any, event: dict[str, Any], exchange: str, routing_key: str) -> Any:
+    """The message `producer.publish(event, serializer="json", delivery_mode=2)` hands kombu's
+    virtual channel, after basic_publish adds body encoding, delivery tag and delivery_info."""
+    content_type, content_encoding, body = serialize(event, serializer="json")
+    message = channel.prepare_message(
+        body, 0, content_type, content_encoding, {}, {"delivery_mode": PERSISTENT}
+    )
+    channel._inplace_augment_message(message, exchange, routing_key)
+    return message
+
+
+def bound_queues(channel: Any, queue: Queue) -> list[str]:
+    """Every queue bound to `queue`'s exchange and routing key, as kombu routes a publish."""
+    exchange, routing_key = queue.exchange.name, queue.routing_key
+    queues: list[str] = channel._lookup(exchange, routing_key)
+    if not queues:
+        # Redis lost kombu's bindings (flushed, or restarted empty) while this process still
+        # remembers declaring them, so kombu would drop the events: bind again instead.
+        bound = queue.bind(channel)
+        bound.queue_unbind()
+        bound.queue_bind()
+        queues = channel._lookup(exchange, routing_key)
+    return queues
+
+
+def push_to_redis(channel: Any, messages: list[Any], queues: list[str]) -> None:
+    """Put every message on every queue as kombu's Redis `Channel._put` does (LPUSH to the
+    queue's list for the message's priority), all in one MULTI/EXEC: every event or none.
+
+    Redis does not roll back a command that fails inside EXEC (WRONGTYPE on a misused key);
+    execute() then raises and the call counts as not published: duplicates later, no loss.
+    """
+    lists: defaultdict[str, list[str]] = defaultdict(list)
+    for message in messages:
+        priority = channel._get_message_priority(message, reverse=False)
+        payload = json_dumps(message)
+        for queue in queues:
+            lists[channel._q_for_pri(queue, priority)].append(payload)
+    with channel.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
+        for key, payloads in lists.items():
+            # LPUSH k a b == LPUSH k a; LPUSH k b: consumers (BRPOP) still get `a` first.
+            pipe.lpush(key, *payloads)
+        pipe.execute()
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)

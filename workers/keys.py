@@ -14,7 +14,8 @@ class AccountKeys:
 
     @property
     def rate(self) -> str:
-        """Hash: `tat_us` (next free slot) and `last_us` (last request sent), Redis clock."""
+        """Hash: `tat_us` (next free slot), `last_us` (last request sent), `extra_us` and
+        `extra_at_us` (margin added after a Code 160, and when), Redis clock."""
         return f"{self.prefix}:rate"
 
     @property
@@ -38,10 +39,10 @@ class AccountKeys:
         return f"{self.prefix}:paused"
 
     @property
-    def backoff(self) -> str:
-        """String (until when, epoch s) with a TTL: eSMS just failed transiently; no request
-        before then."""
-        return f"{self.prefix}:backoff"
+    def health(self) -> str:
+        """Hash: the circuit breaker (workers.health): `failures` in a row, `open_until_us`,
+        `probe_until_us` (Redis clock)."""
+        return f"{self.prefix}:health"
 
     @property
     def stats(self) -> str:
@@ -58,26 +59,32 @@ class AccountKeys:
         """String with a TTL: the backlog-exceeds-capacity warning was logged recently."""
         return f"{self.prefix}:capacity-warned"
 
+    @property
+    def oa_prefix(self) -> str:
+        """What every per-OA key starts with: `{oa_prefix}{oa_id}:{due|leased|...}`. Only the
+        lease script builds keys from it, for the OAs it finds in `oas`."""
+        return f"{self.prefix}:oa:"
+
     def due(self, oa_id: str) -> str:
         """Sorted set: waiting RefIds of an OA scored by when to ask them (ms)."""
-        return f"{self.prefix}:oa:{oa_id}:due"
+        return f"{self.oa_prefix}{oa_id}:due"
 
     def leased(self, oa_id: str) -> str:
         """Sorted set: RefIds in a request right now, scored by lease expiry (ms)."""
-        return f"{self.prefix}:oa:{oa_id}:leased"
+        return f"{self.oa_prefix}{oa_id}:leased"
 
     def submitted(self, oa_id: str) -> str:
         """Hash: RefId -> first submission time (ms); membership means 'not yet terminal'."""
-        return f"{self.prefix}:oa:{oa_id}:submitted"
+        return f"{self.oa_prefix}{oa_id}:submitted"
 
     def owner(self, oa_id: str) -> str:
         """Hash: leased RefId -> token of the request holding it."""
-        return f"{self.prefix}:oa:{oa_id}:owner"
+        return f"{self.oa_prefix}{oa_id}:owner"
 
     def done(self, oa_id: str) -> str:
         """Sorted set: RefIds that had their terminal event, scored by when (ms)."""
-        return f"{self.prefix}:oa:{oa_id}:done"
+        return f"{self.oa_prefix}{oa_id}:done"
 
     def state(self, oa_id: str) -> str:
         """Hash: RefId -> last published non-terminal state key."""
-        return f"{self.prefix}:oa:{oa_id}:state"
+        return f"{self.oa_prefix}{oa_id}:state"

@@ -1,10 +1,19 @@
-"""The global rate limit: requests of one account spaced at least `spacing_s` apart.
+"""The account's gate: requests of one account spaced at least the interval apart, and none
+while the account is paused, backing off, or outside the window.
 
-Two steps, both atomic Lua on the Redis server's clock:
+Three steps, all atomic Lua on the Redis server's clock:
 - reserve: claim the next free slot (GCRA-style theoretical arrival time), so each waiter
   sleeps exactly until its own slot instead of polling Redis;
-- commit: right before sending, check against the last request actually sent (a waiter that
-  overslept must not squeeze the next one) and that the window is still open.
+- hand_back: a waiter that found nothing to send gives its slot back to the next reserver;
+- commit: right before sending, check everything that may forbid the send (pause, breaker,
+  window) and the spacing against the last request actually sent (a waiter that overslept
+  must not squeeze the next one), and record the send. Nothing but commit decides that a
+  request may go, so a slot reserved before eSMS refused the account is never used.
+
+Spacing = interval + margin. The margin absorbs the jitter between our commit and eSMS's
+receipt: a small base (ESMS_RATE_MARGIN) plus an extra part that each Code 160 raises and
+that halves every MARGIN_HALF_LIFE_S, so a network that really jitters pays for it and a
+quiet one does not.
 """
 
 from __future__ import annotations
@@ -13,69 +22,194 @@ from dataclasses import dataclass
 
 import redis
 
-# KEYS[1]: rate hash. ARGV[1]: spacing (us). ARGV[2]: latest slot start allowed (us, 0 = none).
-# Returns the wait (us) until the reserved slot, or -1 if the slot would start too late
-# (nothing is reserved then).
-RESERVE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local spacing = tonumber(ARGV[1])
-local tat = tonumber(redis.call('HGET', KEYS[1], 'tat_us') or '0')
-local last = tonumber(redis.call('HGET', KEYS[1], 'last_us') or '0')
-local slot = math.max(tat, now, last + spacing)
-local not_after = tonumber(ARGV[2])
-if not_after > 0 and slot >= not_after then return -1 end
-redis.call('HSET', KEYS[1], 'tat_us', string.format('%.0f', slot + spacing))
-redis.call('PEXPIRE', KEYS[1], math.max(60000, math.ceil((slot - now + spacing) / 1000) * 10))
-return slot - now
+MARGIN_HALF_LIFE_S = 600.0  # how fast the margin a 160 added fades again
+MARGIN_STEP_S = 0.005  # a 160 adds at least this to the margin (doubling what it adds)
+
+# Computes the spacing (us) now: interval + base margin + the decayed extra margin.
+# Expects `now` and KEYS[1] (the rate hash); ARGV[1] interval (us), ARGV[2] base margin (us).
+_SPACING_LUA = f"""
+local function extra_margin(now)
+  local extra = tonumber(redis.call('HGET', KEYS[1], 'extra_us') or '0')
+  if extra <= 0 then return 0 end
+  local since = now - tonumber(redis.call('HGET', KEYS[1], 'extra_at_us') or '0')
+  return extra * math.pow(0.5, math.max(0, since) / {int(MARGIN_HALF_LIFE_S * 1e6)})
+end
+local function spacing(now)
+  return tonumber(ARGV[1]) + tonumber(ARGV[2]) + extra_margin(now)
+end
+local function keep(spacing_us)
+  -- kept long enough for the margin to fade before it is forgotten
+  redis.call('PEXPIRE', KEYS[1], math.max({int(MARGIN_HALF_LIFE_S * 4000)},
+    math.ceil(spacing_us / 1000) * 10))
+end
 """
 
-# KEYS[1]: rate hash. ARGV[1]: spacing (us). ARGV[2], ARGV[3]: window open and close (us; 0 0
-# = always open). Returns {0, now (us)} and records the send, or {1, wait (us)} still needed
-# after the last request sent, or {-1, 0} if the window is not open now.
-COMMIT_LUA = """
+# KEYS[1]: rate hash. ARGV[1], ARGV[2]: see _SPACING_LUA. ARGV[3]: latest slot start allowed
+# (us, 0 = none). Returns the wait (us) until the reserved slot, or -1 if the slot would start
+# too late (nothing is reserved then).
+RESERVE_LUA = (
+    _SPACING_LUA
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local opens, closes = tonumber(ARGV[2]), tonumber(ARGV[3])
-if closes > 0 and (now < opens or now >= closes) then return {-1, 0} end
+local step = spacing(now)
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tat_us') or '0')
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_us') or '0')
-local ready = last + tonumber(ARGV[1])
-if now < ready then return {1, string.format('%.0f', math.max(1, ready - now))} end
-redis.call('HSET', KEYS[1], 'last_us', string.format('%.0f', now))
-redis.call('PEXPIRE', KEYS[1], math.max(60000, math.ceil(tonumber(ARGV[1]) / 1000) * 10))
-return {0, string.format('%.0f', now)}
+local slot = math.max(tat, now, last + step)
+local not_after = tonumber(ARGV[3])
+if not_after > 0 and slot >= not_after then return -1 end
+redis.call('HSET', KEYS[1], 'tat_us', string.format('%.0f', slot + step))
+keep(slot - now + step)
+return slot - now
 """
+)
+
+# KEYS[1]: rate hash. ARGV[1], ARGV[2]: see _SPACING_LUA. The next reserver may start one
+# spacing earlier, but never closer than a spacing after the last request sent.
+HAND_BACK_LUA = (
+    _SPACING_LUA
+    + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local step = spacing(now)
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tat_us') or '0')
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_us') or '0')
+if tat > 0 then
+  redis.call('HSET', KEYS[1], 'tat_us', string.format('%.0f', math.max(tat - step, last + step)))
+end
+return 1
+"""
+)
+
+# KEYS[1]: rate hash, KEYS[2]: paused, KEYS[3]: health hash (see workers.health).
+# ARGV[1], ARGV[2]: see _SPACING_LUA. ARGV[3], ARGV[4]: window open and close (us; 0 0 =
+# always open). ARGV[5]: how long a half-open probe may take before another one (us).
+# Returns {status, value, failures}: {0, now} the send is recorded; {1, wait} spacing still
+# needed; {2, wait} the account backs off (breaker open, or a probe is under way); {-1, 0}
+# window not open; {-2, 0} account paused. `failures` is the breaker's failure streak.
+COMMIT_LUA = (
+    _SPACING_LUA
+    + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-2, 0, 0} end
+local opens, closes = tonumber(ARGV[3]), tonumber(ARGV[4])
+if closes > 0 and (now < opens or now >= closes) then return {-1, 0, 0} end
+local health = redis.call('HMGET', KEYS[3], 'failures', 'open_until_us', 'probe_until_us')
+local failures = tonumber(health[1] or '0')
+local open_until = tonumber(health[2] or '0')
+local probe_until = tonumber(health[3] or '0')
+if now < open_until then
+  return {2, string.format('%.0f', open_until - now), failures}
+end
+local probing = open_until > 0  -- the breaker has opened and not closed since: half-open
+if probing and now < probe_until then
+  return {2, string.format('%.0f', probe_until - now), failures}
+end
+local step = spacing(now)
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_us') or '0')
+local ready = last + step
+if now < ready then return {1, string.format('%.0f', math.max(1, ready - now)), failures} end
+redis.call('HSET', KEYS[1], 'last_us', string.format('%.0f', now))
+keep(step)
+if probing then  -- one probe at a time until a success closes the breaker
+  redis.call('HSET', KEYS[3], 'probe_until_us', string.format('%.0f', now + tonumber(ARGV[5])))
+end
+return {0, string.format('%.0f', now), failures}
+"""
+)
+
+# KEYS[1]: rate hash. ARGV[1], ARGV[2]: see _SPACING_LUA. ARGV[3]: most extra margin (us).
+# eSMS saw two requests too close: widen the margin (double what was added, at least one
+# step more). Returns the new extra margin (us).
+WIDEN_LUA = (
+    _SPACING_LUA
+    + f"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local extra = math.min(tonumber(ARGV[3]), extra_margin(now) * 2 + {int(MARGIN_STEP_S * 1e6)})
+redis.call('HSET', KEYS[1], 'extra_us', string.format('%.0f', extra), 'extra_at_us',
+  string.format('%.0f', now))
+keep(spacing(now))
+return string.format('%.0f', extra)
+"""
+)
 
 
 @dataclass(frozen=True)
 class Commit:
     go: bool
-    wait_s: float = 0.0  # when not go and not closed: sleep this long, then commit again
-    closed: bool = False
+    wait_s: float = 0.0  # spacing or backoff: sleep this long, then commit again
+    closed: bool = False  # the window is not open
+    paused: bool = False  # eSMS refused the account
+    backing_off: bool = False  # the breaker holds requests back for `wait_s`
     at_s: float = 0.0  # when go: the send's time on the Redis clock
+    failures: int = 0  # the breaker's current failure streak
+
+    @property
+    def refused(self) -> str:
+        """Why this commit can never go by waiting a spacing, or '' if it can."""
+        if self.closed:
+            return "window closed"
+        if self.paused:
+            return "account paused"
+        return "backing off after failures" if self.backing_off else ""
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, key: str, spacing_s: float) -> None:
-        self._key = key
-        self._spacing_us = int(spacing_s * 1e6)
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: tuple[str, str, str],
+        interval_s: float,
+        margin_s: float,
+        probe_timeout_s: float = 60.0,
+    ) -> None:
+        """`keys`: the account's rate hash, paused flag and health hash."""
+        self._keys = list(keys)
+        self._interval_us = int(interval_s * 1e6)
+        self._margin_us = int(margin_s * 1e6)
+        self._probe_timeout_us = int(probe_timeout_s * 1e6)
         self._reserve = client.register_script(RESERVE_LUA)
+        self._hand_back = client.register_script(HAND_BACK_LUA)
         self._commit = client.register_script(COMMIT_LUA)
+        self._widen = client.register_script(WIDEN_LUA)
 
     def reserve(self, not_after_s: float | None = None) -> float | None:
         """Reserve the next slot; return seconds to wait for it, or None if it is too late."""
         limit_us = 0 if not_after_s is None else int(not_after_s * 1e6)
-        wait_us = int(self._reserve(keys=[self._key], args=[self._spacing_us, limit_us]))
+        wait_us = int(self._reserve(keys=self._keys[:1], args=[*self._spacing_args, limit_us]))
         return None if wait_us < 0 else wait_us / 1e6
 
+    def hand_back(self) -> None:
+        """Give back a reserved slot that was not used, so the next reserver can take it."""
+        self._hand_back(keys=self._keys[:1], args=self._spacing_args)
+
     def commit(self, window_s: tuple[float, float] | None = None) -> Commit:
-        """Record a send now if spacing and the window (open, close epoch s) allow it."""
+        """Record a send now if pause, breaker, window (open, close epoch s) and spacing allow."""
         opens_us, closes_us = (
             (0, 0) if window_s is None else (int(window_s[0] * 1e6), int(window_s[1] * 1e6))
         )
-        status, value = self._commit(keys=[self._key], args=[self._spacing_us, opens_us, closes_us])
-        if int(status) < 0:
-            return Commit(go=False, closed=True)
-        if int(status) > 0:
-            return Commit(go=False, wait_s=int(value) / 1e6)
-        return Commit(go=True, at_s=int(value) / 1e6)
+        status, value, failures = self._commit(
+            keys=self._keys,
+            args=[*self._spacing_args, opens_us, closes_us, self._probe_timeout_us],
+        )
+        status, failures = int(status), int(failures)
+        if status == -2:
+            return Commit(go=False, paused=True, failures=failures)
+        if status == -1:
+            return Commit(go=False, closed=True, failures=failures)
+        if status == 2:
+            return Commit(go=False, backing_off=True, wait_s=int(value) / 1e6, failures=failures)
+        if status == 1:
+            return Commit(go=False, wait_s=int(value) / 1e6, failures=failures)
+        return Commit(go=True, at_s=int(value) / 1e6, failures=failures)
+
+    def widen_margin(self) -> float:
+        """eSMS answered 160: widen the margin; return the extra margin now (s)."""
+        extra_us = self._widen(keys=self._keys[:1], args=[*self._spacing_args, self._interval_us])
+        return int(extra_us) / 1e6
+
+    @property
+    def _spacing_args(self) -> list[int]:
+        return [self._interval_us, self._margin_us]

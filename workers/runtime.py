@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,12 +16,11 @@ from workers.clock import RedisClock
 from workers.drainer import Drainer
 from workers.esms_client import CallbackAnswer, EsmsClient
 from workers.events import EventPublisher
+from workers.health import Breaker
 from workers.keys import AccountKeys
 from workers.limiter import RateLimiter
 from workers.semaphore import LeaseSemaphore
 from workers.settings import Settings
-
-MAX_RETRY_DELAY_S = 300.0
 
 
 @dataclass
@@ -53,16 +51,44 @@ class Runtime:
 
     @cached_property
     def limiter(self) -> RateLimiter:
-        return RateLimiter(self.redis, self.keys.rate, self.settings.spacing_s)
+        s, k = self.settings, self.keys
+        return RateLimiter(
+            self.redis,
+            (k.rate, k.paused, k.health),
+            s.rate_interval_s,
+            s.rate_margin_s,
+            probe_timeout_s=s.lease_s,
+        )
+
+    @cached_property
+    def breaker(self) -> Breaker:
+        s = self.settings
+        return Breaker(
+            self.redis, self.keys.health, s.breaker_after, s.retry_base_s, s.backoff_max_s
+        )
 
     @cached_property
     def drainer_slots(self) -> LeaseSemaphore:
-        return LeaseSemaphore(
-            self.redis,
-            self.keys.drainers,
-            self.settings.drainers,
-            lease_s=self.settings.lease_s + 10.0,
-        )
+        return LeaseSemaphore(self.redis, self.keys.drainers, lease_s=self.settings.lease_s + 10.0)
+
+    def drainers_wanted(self) -> int:
+        """How many drainers the account should have now (see Settings.drainers_wanted)."""
+        measured = self.redis.hget(self.keys.stats, "request_time_s")
+        return self.settings.drainers_wanted(None if measured is None else float(measured))
+
+    def account_blocked(self) -> str:
+        """Why no request may go for a while (paused, breaker open), or ''. A hint for
+        starting drainers; the limiter's commit is what enforces it."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(self.keys.paused)
+        pipe.hget(self.keys.health, "open_until_us")
+        pipe.time()
+        paused, open_until_us, (seconds, micros) = pipe.execute()
+        if paused:
+            return "account paused"
+        if open_until_us and float(open_until_us) > seconds * 1e6 + micros:
+            return "backing off after failures"
+        return ""
 
     @cached_property
     def client(self) -> EsmsClient:
@@ -78,26 +104,21 @@ class Runtime:
         # timeout bounds the request itself.
         return run_sync(self.client.get_callback(ref_ids, oa_id, gate))
 
-    def retry_delay_s(self, retries: int) -> float:
-        """Exponential backoff with full jitter, capped."""
-        ceiling = min(MAX_RETRY_DELAY_S, self.settings.retry_base_s * 2**retries)
-        return random.uniform(ceiling / 2, ceiling)
-
     def close(self) -> None:
         """Close the HTTP session (if one was opened) on this process's loop."""
         if "client" in self.__dict__:
             run_sync(self.client.close(), timeout_s=5)
 
-    def drainer(self, retries: int = 0) -> Drainer:
+    def drainer(self) -> Drainer:
         return Drainer(
             self.settings,
             self.redis,
             self.backlog,
             self.limiter,
+            self.breaker,
             self.ask,
             self.publisher.publish,
             self.clock,
-            retry_delay_s=lambda: self.retry_delay_s(retries),
         )
 
 

@@ -24,20 +24,18 @@ return 0
 
 
 class LeaseSemaphore:
-    def __init__(self, client: redis.Redis, key: str, limit: int, lease_s: float) -> None:
+    def __init__(self, client: redis.Redis, key: str, lease_s: float) -> None:
         self._redis = client
         self._key = key
-        self._limit = limit
         self._lease_ms = int(lease_s * 1000)
         self._acquire = client.register_script(ACQUIRE_LUA)
 
-    def acquire(self, now_s: float, token: str | None = None) -> str | None:
-        """Take (or renew) a place; return its token, or None when all places are held."""
+    def acquire(self, now_s: float, limit: int, token: str | None = None) -> str | None:
+        """Take (or renew) one of `limit` places; return its token, or None when all places
+        are held (a holder keeps its place when the limit drops below the holders)."""
         token = token or uuid.uuid4().hex
         now_ms = int(now_s * 1000)
-        held = self._acquire(
-            keys=[self._key], args=[now_ms, now_ms + self._lease_ms, self._limit, token]
-        )
+        held = self._acquire(keys=[self._key], args=[now_ms, now_ms + self._lease_ms, limit, token])
         return token if int(held) else None
 
     def release(self, token: str) -> None:
@@ -45,7 +43,3 @@ class LeaseSemaphore:
 
     def holders(self, now_s: float) -> int:
         return int(self._redis.zcount(self._key, int(now_s * 1000), "+inf"))
-
-    @property
-    def limit(self) -> int:
-        return self._limit

@@ -1,0 +1,51 @@
+"""The account's circuit breaker against real Redis: sporadic failures cost themselves, a
+streak backs off exponentially up to a cap, one success ends it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from workers.health import Breaker
+from workers.keys import AccountKeys
+
+
+@pytest.fixture
+def breaker(redis_client):
+    key = AccountKeys(f"t-{uuid.uuid4().hex}").health
+    return Breaker(redis_client, key, trip_after=3, base_s=2.0, max_s=60.0)
+
+
+def test_sporadic_failures_do_not_hold_the_account(breaker):
+    # given failures with successes between them
+    for _ in range(5):
+        assert breaker.record_failure().wait_s == 0
+        assert breaker.record_failure().wait_s == 0
+        breaker.record_success()
+    # expect no backoff at all: each failure cost only itself
+
+
+def test_a_streak_backs_off_doubling_up_to_the_cap(breaker):
+    # given failures in a row
+    waits = [breaker.record_failure().wait_s for _ in range(10)]
+    # expect nothing for the first two, then 2, 4, 8, 16, 32 s, then the 60 s cap
+    assert waits[:2] == [0, 0]
+    assert waits[2:7] == pytest.approx([2, 4, 8, 16, 32], abs=0.01)
+    assert waits[7:] == pytest.approx([60, 60, 60], abs=0.01)
+    assert breaker.state()["failures_in_a_row"] == 10
+
+
+def test_one_success_ends_the_backoff(breaker):
+    for _ in range(6):
+        breaker.record_failure()
+    breaker.record_success()
+    assert breaker.record_failure().wait_s == 0
+    assert breaker.state()["open_until_s"] == 0
+
+
+def test_a_hold_opens_the_breaker_on_a_first_failure(breaker):
+    # given a first failure that asks for a hold (eSMS said 160)
+    failure = breaker.record_failure(hold_s=1.0)
+    # expect the account held for that long, though the streak is short
+    assert failure.in_a_row == 1 and failure.wait_s == pytest.approx(1.0, abs=0.01)

@@ -1,0 +1,87 @@
+"""The account's circuit breaker: transient eSMS failures slow the account only when they
+come in a row, and one success ends the slowdown.
+
+closed     requests go at the full rate; a failure costs only itself (a Code 160 also holds
+           the account for one interval: eSMS asked us to slow down)
+open       after `trip_after` failures in a row: no request until `open_until`, which doubles
+           with each further failure from `base_s` up to `max_s`
+half-open  once `open_until` passed: exactly one probe request (the limiter's commit lets it
+           through and holds the others); its success closes the breaker, its failure opens
+           it again for twice as long. A probe that never reports frees the way after the
+           probe timeout.
+
+State lives in one Redis hash (`failures`, `open_until_us`, `probe_until_us`, Redis clock),
+shared by every drainer of the account; workers.limiter's commit reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+# KEYS[1]: health hash. ARGV[1]: failures in a row that open the breaker, ARGV[2]: first open
+# time (us), ARGV[3]: longest open time (us), ARGV[4]: open at least this long (us) whatever
+# the streak (0: only by the streak). Returns {failures in a row, wait (us) before the account
+# may send again (0 while the breaker stays closed)}.
+FAILURE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local trip_after = tonumber(ARGV[1])
+local wait = tonumber(ARGV[4])
+if failures >= trip_after then
+  wait = math.max(wait,
+    math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) * math.pow(2, failures - trip_after)))
+end
+if wait > 0 then
+  local until_before = tonumber(redis.call('HGET', KEYS[1], 'open_until_us') or '0')
+  local open_until = math.max(now + wait, until_before)
+  wait = open_until - now
+  redis.call('HSET', KEYS[1], 'open_until_us', string.format('%.0f', open_until),
+    'probe_until_us', '0')
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) / 1000) * 10)
+return {failures, string.format('%.0f', wait)}
+"""
+
+
+@dataclass(frozen=True)
+class Failure:
+    in_a_row: int  # failures in a row, this one included
+    wait_s: float  # before the account may send again; 0 while the breaker stays closed
+
+
+class Breaker:
+    def __init__(
+        self, client: redis.Redis, key: str, trip_after: int, base_s: float, max_s: float
+    ) -> None:
+        self._redis = client
+        self._key = key
+        self._args = [trip_after, int(base_s * 1e6), int(max_s * 1e6)]
+        self._failure = client.register_script(FAILURE_LUA)
+
+    def record_failure(self, hold_s: float = 0.0) -> Failure:
+        """Count a transient failure; return the streak and how long the account waits.
+
+        `hold_s` opens the breaker for at least that long even on a first failure (eSMS
+        said 160: the next slot would be refused too)."""
+        in_a_row, wait_us = self._failure(keys=[self._key], args=[*self._args, int(hold_s * 1e6)])
+        return Failure(int(in_a_row), int(wait_us) / 1e6)
+
+    def record_success(self) -> None:
+        """Close the breaker: the account is healthy again."""
+        self._redis.delete(self._key)
+
+    def state(self) -> dict[str, float]:
+        """The raw state, for status and metrics (times in epoch seconds, 0 if unset)."""
+        raw = self._redis.hgetall(self._key)
+        values = {_text(k): float(v) for k, v in raw.items()}
+        return {
+            "failures_in_a_row": values.get("failures", 0.0),
+            "open_until_s": values.get("open_until_us", 0.0) / 1e6,
+        }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
