@@ -49,3 +49,17 @@ def test_a_hold_opens_the_breaker_on_a_first_failure(breaker):
     failure = breaker.record_failure(hold_s=1.0)
     # expect the account held for that long, though the streak is short
     assert failure.in_a_row == 1 and failure.wait_s == pytest.approx(1.0, abs=0.01)
+
+
+def test_beat_starts_no_drainers_while_the_account_is_held(make_settings):
+    from workers.runtime import Runtime
+
+    runtime = Runtime(make_settings(breaker_after=2, retry_base_s=30.0))
+    assert runtime.account_blocked() == ""
+    runtime.breaker.record_failure()
+    assert runtime.account_blocked() == ""  # one failure holds nothing
+    runtime.breaker.record_failure()
+    assert runtime.account_blocked() == "backing off after failures"
+    runtime.breaker.record_success()
+    runtime.redis.set(runtime.keys.paused, "Code 101", px=60_000)
+    assert runtime.account_blocked() == "account paused"

@@ -15,7 +15,24 @@ GAUGES = [
     ),
     ("esms_backlog_fits", "1 if the backlog fits in the coming window", "backlog_fits"),
     ("esms_account_paused", "1 while eSMS refuses the account (auth, balance)", "paused"),
+    (
+        "esms_failures_in_a_row",
+        "transient eSMS failures since the last success",
+        "failures_in_a_row",
+    ),
+    (
+        "esms_backing_off_seconds",
+        "seconds the breaker still holds requests back",
+        "backing_off_for_s",
+    ),
+    (
+        "esms_rate_margin_extra_seconds",
+        "margin added after Code 160s (fades)",
+        "rate_margin_extra_s",
+    ),
     ("esms_drainers", "worker processes sending requests now", "drainers"),
+    ("esms_drainers_wanted", "drainers the interval and request time call for", "drainers_wanted"),
+    ("esms_request_seconds", "recent requests' time from slot to settled", "request_time_s"),
     ("esms_requests_last_minute", "requests sent in the last 60 s", "requests_last_minute"),
     ("esms_rate_used", "requests in the last 60 s / the allowed number", "rate_used"),
 ]

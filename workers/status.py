@@ -18,8 +18,12 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
     per_oa = runtime.backlog.per_oa(now_s)
     capacity = coming_window(settings, now_s)
     waiting = sum(oa.waiting + oa.leased for oa in per_oa)
-    counters = {_text(k): int(v) for k, v in runtime.redis.hgetall(keys.stats).items()}
+    stats = {_text(k): _text(v) for k, v in runtime.redis.hgetall(keys.stats).items()}
+    request_time_s = stats.pop("request_time_s", None)
+    counters = {name: int(value) for name, value in stats.items()}
     paused = runtime.redis.get(keys.paused)
+    breaker = runtime.breaker.state()
+    margin_extra_us = runtime.redis.hget(keys.rate, "extra_us")
     recent = [
         int(_text(member).rsplit(":", 1)[1])  # RefIds in that request
         for member in runtime.redis.zrangebyscore(keys.recent, now_s - RATE_WINDOW_S, "+inf")
@@ -37,7 +41,12 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
         "waiting_refs": waiting,
         "backlog_fits": capacity.fits(waiting),
         "paused": _text(paused) if paused else None,
+        "failures_in_a_row": int(breaker["failures_in_a_row"]),
+        "backing_off_for_s": round(max(0.0, breaker["open_until_s"] - now_s), 3),
+        "rate_margin_extra_s": round(float(margin_extra_us or 0) / 1e6, 6),
         "drainers": runtime.drainer_slots.holders(now_s),
+        "drainers_wanted": runtime.drainers_wanted(),
+        "request_time_s": float(request_time_s) if request_time_s else None,
         "per_oa": [asdict(oa) for oa in per_oa],
         "requests_last_minute": len(recent),
         "rate_used": round(len(recent) / allowed, 3),
