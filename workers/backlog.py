@@ -81,16 +81,18 @@ return out
 """
 
 # KEYS[1] leased, KEYS[2] owner. ARGV[1] token, ARGV[2] new lease expiry (ms), ARGV[3..] RefIds.
-# Extends the leases `token` still holds; returns those RefIds (the others were taken back).
+# Extends the leases `token` still holds; returns the RefIds it lost (taken back by another
+# request), usually none, so the answer stays small.
 RENEW_LUA = """
-local held = {}
+local lost = {}
 for i = 3, #ARGV do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
     redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
-    held[#held + 1] = ARGV[i]
+  else
+    lost[#lost + 1] = ARGV[i]
   end
 end
-return held
+return lost
 """
 
 # KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas, KEYS[6] owner,
@@ -255,11 +257,11 @@ class Backlog:
         refs = list(ref_ids)
         if not refs:
             return set()
-        held = self._renew(
+        lost = self._renew(
             keys=[self._keys.leased(oa_id), self._keys.owner(oa_id)],
             args=[token, _ms(until_s), *refs],
         )
-        return {_text(x) for x in held}
+        return set(refs) - {_text(x) for x in lost}
 
     def settle(
         self,
