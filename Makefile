@@ -35,7 +35,7 @@ test: setup
 check: lint types test
 
 bench: setup redis
-	$(BIN)/python -m bench.rate_bench
+	$(BIN)/python -m bench.perf_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,14 @@
+"""Benchmarks: `python -m bench.perf_bench` (`make bench`) prints the performance table;
+`python -m bench.rate_bench` is the older two-column comparison with Celery's rate_limit.
+
+    perf_bench.py    command line: which scenarios, extra environment, the table
+    scenarios.py     the scenarios and their targets
+    runner.py        one scenario: simulator, workers and beat, submission, waiting
+    naive.py         Celery's own rate_limit on the same terms (naive_app.py is its app)
+    procs.py         worker and beat subprocesses, their process groups' CPU time
+    env.py           their environment, from plain variables
+    submit.py        producers: groups of RefIds, a paced producer thread
+    status_queue.py  status events read straight from the broker's Redis list
+    measure.py       figures from the simulator's request log
+    outcome.py       one row; report.py renders the rows
+"""

@@ -2,9 +2,11 @@
 
     python -m simulator --host 127.0.0.1 --port 8077 --api-key KEY --secret-key SECRET \
         --rate-interval 1.0 --max-refs 100 --policy mixed --window always \
-        --timezone Asia/Ho_Chi_Minh
+        --timezone Asia/Ho_Chi_Minh [--fault-rate http500:0.1 ...] [--fault-seed 7]
 
-Prints one line saying where it listens, then serves until SIGINT or SIGTERM.
+`--fault-rate KIND:RATE[:NAME=VALUE,...]` makes a random share of requests fail as KIND (see
+simulator.faults; e.g. `code:0.05:code=160`, `slow:0.2:delay_s=3`); repeat it for several
+kinds. Prints one line saying where it listens, then serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -20,6 +23,42 @@ from simulator.app import GET_CALLBACK_PATH, make_app
 from simulator.outcomes import POLICIES
 from simulator.state import Simulator
 from simulator.window_check import window_check
+
+
+@dataclass(frozen=True)
+class FaultRate:
+    """One `--fault-rate KIND:RATE[:NAME=VALUE,...]` option."""
+
+    kind: str
+    rate: float
+    params: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> FaultRate:
+        kind, _, rest = text.partition(":")
+        rate_text, _, params_text = rest.partition(":")
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: give KIND:RATE[:NAME=VALUE,...], e.g. http500:0.1 or code:0.05:code=160"
+            ) from None
+        params: dict[str, object] = {}
+        for item in filter(None, params_text.split(",")):
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise argparse.ArgumentTypeError(f"{text!r}: parameter {item!r} is not NAME=VALUE")
+            params[name] = _number_or_text(value)
+        return cls(kind, rate, params)
+
+
+def _number_or_text(value: str) -> object:
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except ValueError:
+            continue
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,12 +76,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--policy", default="mixed", choices=sorted(POLICIES))
     parser.add_argument("--window", default="always", help="'always' or HH:MM[:SS]-HH:MM[:SS]")
     parser.add_argument("--timezone", default="Asia/Ho_Chi_Minh", help="zone of --window")
+    parser.add_argument(
+        "--fault-rate",
+        type=FaultRate.parse,
+        action="append",
+        default=[],
+        metavar="KIND:RATE[:NAME=VALUE,...]",
+        help="fail a random share of requests as KIND (repeatable), e.g. http500:0.1",
+    )
+    parser.add_argument("--fault-seed", type=int, help="seed of the random faults")
     return parser.parse_args(argv)
 
 
 def build_simulator(args: argparse.Namespace) -> Simulator:
     """Build the simulator the arguments describe; raise ValueError on a bad value."""
-    return Simulator(
+    sim = Simulator(
         api_key=args.api_key,
         secret_key=args.secret_key,
         max_refs=args.max_refs,
@@ -50,6 +98,11 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
         is_open=window_check(args.window, args.timezone),
         policy=args.policy,
     )
+    seed = args.fault_seed
+    for fault_rate in args.fault_rate:
+        sim.set_fault_rate(fault_rate.kind, fault_rate.rate, seed, **fault_rate.params)
+        seed = None  # seeded once, before the first draw
+    return sim
 
 
 async def serve(sim: Simulator, host: str, port: int, window: str) -> None:
@@ -62,7 +115,7 @@ async def serve(sim: Simulator, host: str, port: int, window: str) -> None:
         print(
             f"eSMS simulator listening on http://{bound[0]}:{bound[1]}{GET_CALLBACK_PATH} "
             f"(policy={sim.policy}, rate_interval_s={sim.rate_interval_s}, "
-            f"max_refs={sim.max_refs}, window={window})",
+            f"max_refs={sim.max_refs}, window={window}, fault_rates={sim.fault_rates()})",
             flush=True,
         )
         stop = asyncio.Event()

@@ -17,10 +17,20 @@ Control API, so a simulator in another process can be scripted (errors answer 40
     POST /_sim/policy   {"policy": "sent" | "mixed"}
     POST /_sim/fault    {"kind": "http500|slow|badjson|html|code|reset", "count": 1, ...params}
                         (params: "delay_s" for slow; "code", "message" for code)
-    POST /_sim/reset    forget the log, scripts, faults, ask counts and the rate clock
+    POST /_sim/fault_rate {"kind": "http500", "rate": 0.1, "seed": 7, ...params}
+                        make a random share of the coming requests fail as that kind (any
+                        kind above, same params) until changed: "rate" 0 turns it off, 1 makes
+                        every request fail; several kinds may be on (rates add up, at most 1);
+                        "seed" (optional integer) makes the hits reproducible. One-shot faults
+                        queued by /_sim/fault come first. Answers {"ok", "fault_rates": {kind:
+                        rate}}. Failed requests move the rate clock and are logged with their
+                        "fault", like one-shot ones.
+    POST /_sim/reset    forget the log, scripts, faults (one-shot and random), ask counts and
+                        the rate clock
     POST /_sim/config   {"rate_interval_s": 1.0, "max_refs": 100,
                          "window": "always" | "closed" | "HH:MM-HH:MM", "timezone": "Asia/..."}
-    GET  /_sim/config   the current limits and policy (never the credentials)
+    GET  /_sim/config   the current limits, policy, pending faults and fault rates (never the
+                        credentials)
     GET  /_sim/requests the request log as a JSON list (?since=N skips the first N entries)
     GET  /_sim/stats    {"requests", "min_gap_s", "refs_sent", "refs_answered",
                          "records_returned", "codes", "http_statuses", "faults"}

@@ -19,6 +19,7 @@ def control_routes() -> list[web.RouteDef]:
         web.post("/_sim/script", _guarded(_script)),
         web.post("/_sim/policy", _guarded(_policy)),
         web.post("/_sim/fault", _guarded(_fault)),
+        web.post("/_sim/fault_rate", _guarded(_fault_rate)),
         web.post("/_sim/reset", _guarded(_reset)),
         web.post("/_sim/config", _guarded(_set_config)),
         web.get("/_sim/config", _guarded(_get_config)),
@@ -86,6 +87,20 @@ async def _fault(request: web.Request) -> web.StreamResponse:
     return _ok(pending_faults=sim.pending_faults())
 
 
+async def _fault_rate(request: web.Request) -> web.StreamResponse:
+    params = await _body(request)
+    kind, rate, seed = params.pop("kind", None), params.pop("rate", None), params.pop("seed", None)
+    if not isinstance(kind, str):
+        raise ValueError('give "kind", a fault kind such as "http500"')
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise ValueError('give "rate", a number from 0 to 1 (0 turns the fault off)')
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError('"seed" must be an integer')
+    sim = request.app[SIM_KEY]
+    sim.set_fault_rate(kind, rate, seed, **params)
+    return _ok(fault_rates=sim.fault_rates())
+
+
 async def _reset(request: web.Request) -> web.StreamResponse:
     request.app[SIM_KEY].reset()
     return _ok()
@@ -126,6 +141,7 @@ def _config(sim: Simulator) -> dict[str, object]:
         "window_checked": sim.is_open is not None,
         "window_open_now": sim.is_open is None or sim.is_open(),
         "pending_faults": sim.pending_faults(),
+        "fault_rates": sim.fault_rates(),
     }
 
 

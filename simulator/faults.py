@@ -1,4 +1,5 @@
-"""Faults the simulator can inject into its next requests, one request each, in order.
+"""Faults the simulator can inject: into its next requests, one request each, in order
+(`Simulator.add_fault`), or into a random share of its requests (`RandomFaults`).
 
 http500   HTTP 500 with a plain-text body
 slow      wait `delay_s` seconds, then answer normally (the answer is decided on receipt)
@@ -10,6 +11,8 @@ reset     no answer at all: the connection is aborted
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass
 from typing import Literal, TypeGuard, get_args
 
@@ -69,3 +72,70 @@ def make_fault(kind: object, **params: object) -> Fault:
             raise ValueError("fault 'code' takes message as a string")
         return Fault(kind, code=code, message=message)
     return Fault(kind)
+
+
+# Rates are added up; a little slack so that e.g. 0.1 + 0.2 + 0.7 is not refused as > 1.
+_RATE_SUM_SLACK = 1e-9
+
+
+class RandomFaults:
+    """Per fault kind, the share of requests it hits at random; one draw per request.
+
+    The kinds' shares do not overlap: with http500 at 0.1 and reset at 0.2, 30% of requests
+    fail. A seed makes the sequence of hits reproducible. Not thread-safe: the caller locks.
+    """
+
+    def __init__(self) -> None:
+        self._rates: dict[FaultKind, tuple[Fault, float]] = {}
+        self._rng = random.Random()
+
+    def set_rate(self, kind: object, rate: object, seed: object = None, **params: object) -> None:
+        """Make `rate` (0 to 1) of requests fail as `kind`; 0 turns the kind off.
+
+        `seed` (an integer) restarts the random sequence. Raise ValueError, changing nothing,
+        on a bad kind, parameter, rate or seed, or when the kinds' rates would add up past 1.
+        """
+        fault = make_fault(kind, **params)
+        share = _rate(rate)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer, not {seed!r}")
+        others = sum(r for k, (_, r) in self._rates.items() if k != fault.kind)
+        if others + share > 1 + _RATE_SUM_SLACK:
+            raise ValueError(
+                f"fault rates would add up to {others + share:g}: at most 1 "
+                f"(other kinds already take {others:g})"
+            )
+        if seed is not None:
+            self._rng.seed(seed)
+        if share == 0:
+            self._rates.pop(fault.kind, None)
+        else:
+            self._rates[fault.kind] = (fault, share)
+
+    def draw(self) -> Fault | None:
+        """Return the fault that hits the current request, or None."""
+        if not self._rates:
+            return None
+        point = self._rng.random()
+        for fault, share in self._rates.values():
+            if point < share:
+                return fault
+            point -= share
+        return None
+
+    def rates(self) -> dict[str, float]:
+        return {kind: share for kind, (_, share) in self._rates.items()}
+
+    def clear(self) -> None:
+        self._rates.clear()
+
+
+def _rate(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 <= value <= 1
+    ):
+        raise ValueError(f"rate must be a number from 0 to 1 (0 turns it off), not {value!r}")
+    return float(value)

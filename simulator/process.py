@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 from typing import Any
 
 _LISTENING = re.compile(r"listening on (http://[^/\s]+)")
+# The simulator is local: never reach it through a proxy named in the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class RemoteSimulator:
@@ -52,6 +55,13 @@ class RemoteSimulator:
     def add_fault(self, kind: str, count: int = 1, **params: Any) -> None:
         self._call("POST", "/_sim/fault", {"kind": kind, "count": count, **params})
 
+    def set_fault_rate(self, kind: str, rate: float, **params: Any) -> dict[str, float]:
+        """Make a random share `rate` of requests fail as `kind` (0 turns it off); `params`
+        are the kind's own (`code=160`, `delay_s=2`) and `seed`. Return the rates now on."""
+        body = {"kind": kind, "rate": rate, **params}
+        rates: dict[str, float] = self._call("POST", "/_sim/fault_rate", body)["fault_rates"]
+        return rates
+
     def script(self, ref_ids: list[str], outcomes: list[str]) -> None:
         self._call("POST", "/_sim/script", {"ref_ids": ref_ids, "outcomes": outcomes})
 
@@ -63,8 +73,14 @@ class RemoteSimulator:
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        try:
+            with _OPENER.open(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 400:
+                raise
+            # The control API explains what it refused; say it as callers expect bad input.
+            raise ValueError(json.loads(exc.read()).get("error", "refused")) from None
 
 
 @contextmanager

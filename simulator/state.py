@@ -6,9 +6,12 @@ the account's previous request -> 160; window closed -> 99 (eSMS does not docume
 this; 99 is the simulator's choice); ListRefid not a non-empty list of strings or OAId not a
 non-empty string -> 99; otherwise 100 with one record per known RefId among the first `max_refs`.
 
+Faults replace that answer: first the one-shot faults queued by `add_fault`, in order; when
+none is queued, a random fault drawn from the rates set by `set_fault_rate`.
+
 Every request that carries the account's credentials moves the rate clock, whatever it is
-answered (160 and faults included): the simulator assumes eSMS counts what it receives, which
-is the strict reading, so a client that passes here passes there.
+answered (160 and faults, one-shot or random, included): the simulator assumes eSMS counts
+what it receives, which is the strict reading, so a client that passes here passes there.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from itertools import pairwise
 
 from aiohttp import web
 
-from simulator.faults import Fault, make_fault
+from simulator.faults import Fault, RandomFaults, make_fault
 from simulator.outcomes import Policy, ScriptBook, build_record, parse_policy
 
 WindowCheck = Callable[[], bool]
@@ -89,6 +92,7 @@ class Simulator:
         self.requests: list[LoggedRequest] = []
         self._book = ScriptBook(parse_policy(policy))
         self._faults: deque[Fault] = deque()
+        self._random_faults = RandomFaults()
         self._last_request_monotonic_s: float | None = None
         self._lock = threading.Lock()
         self.configure(max_refs=max_refs, rate_interval_s=rate_interval_s)
@@ -118,6 +122,22 @@ class Simulator:
         with self._lock:
             self._faults.extend([fault] * count)
 
+    def set_fault_rate(
+        self, kind: str, rate: float, seed: int | None = None, **params: object
+    ) -> None:
+        """Make a random share `rate` (0 to 1) of the coming requests fail as `kind`.
+
+        0 turns the kind off; several kinds may be on at once (their rates add up, at most 1).
+        `seed` makes the hits reproducible. Raise ValueError, changing nothing, on a bad value.
+        """
+        with self._lock:
+            self._random_faults.set_rate(kind, rate, seed, **params)
+
+    def fault_rates(self) -> dict[str, float]:
+        """Return the random fault rates now on, by kind."""
+        with self._lock:
+            return self._random_faults.rates()
+
     def configure(
         self, *, rate_interval_s: float | None = None, max_refs: int | None = None
     ) -> None:
@@ -138,11 +158,13 @@ class Simulator:
             self.max_refs = max_refs
 
     def reset(self) -> None:
-        """Forget the log, scripts, pending faults, ask counts and the rate clock."""
+        """Forget the log, scripts, pending faults, random fault rates, ask counts and the
+        rate clock."""
         with self._lock:
             self.requests.clear()
             self._book.clear()
             self._faults.clear()
+            self._random_faults.clear()
             self._last_request_monotonic_s = None
 
     def asked(self, ref_id: str) -> int:
@@ -174,7 +196,7 @@ class Simulator:
         """Decide the answer to one GetCallback body received at the given times, and log it."""
         with self._lock:
             request = self._read(raw, received_monotonic_s)
-            fault = self._faults.popleft() if self._faults else None
+            fault = self._faults.popleft() if self._faults else self._random_faults.draw()
             if fault is not None and fault.kind != "slow":
                 payload: dict[str, object] = {"Code": fault.code, "Message": fault.message}
                 self._log(request, received_at_s, received_monotonic_s, fault, payload)

@@ -21,6 +21,7 @@ import pytest
 
 from simulator import GET_CALLBACK_PATH, RunningSimulator, Simulator, serve_in_thread
 from simulator.outcomes import build_record, default_script
+from simulator.process import RemoteSimulator
 from simulator.window_check import window_check
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -327,6 +328,127 @@ def test_bad_fault_parameters_are_refused() -> None:
             sim.add_fault(kind, **params)
 
 
+def failed_share(running: RunningSimulator, requests: int) -> list[int]:
+    """Send `requests` asks; return the positions of those that failed (HTTP 500)."""
+    return [i for i in range(requests) if ask(running, [f"r-{i}"]).status == 500]
+
+
+def test_random_fault_rate_hits_about_that_share_reproducibly(running: RunningSimulator) -> None:
+    control = running.base_url + "/_sim/fault_rate"
+    reply = http(control, {"kind": "http500", "rate": 0.1, "seed": 7})
+    assert reply.status == 200 and reply.json() == {"ok": True, "fault_rates": {"http500": 0.1}}
+
+    failed = failed_share(running, 1000)
+
+    assert 70 <= len(failed) <= 130, len(failed)
+    log = running.sim.requests
+    assert [i for i, r in enumerate(log) if r.fault == "http500"] == failed
+    assert {(r.http_status, r.code) for i, r in enumerate(log) if i in failed} == {(500, None)}
+    assert running.sim.stats()["faults"] == {"http500": len(failed)}
+    # The same seed gives the same hits.
+    running.sim.reset()
+    http(control, {"kind": "http500", "rate": 0.1, "seed": 7})
+    assert failed_share(running, 1000) == failed
+
+
+def test_random_fault_rate_one_fails_every_request_and_zero_none(
+    running: RunningSimulator,
+) -> None:
+    running.sim.set_fault_rate("code", 1.0, code=160)
+
+    assert {ask(running, ["r1"]).json()["Code"] for _ in range(50)} == {160}
+    assert {r.fault for r in running.sim.requests} == {"code"}
+
+    running.sim.set_fault_rate("code", 0, code=160)
+
+    assert {ask(running, ["r1"]).json()["Code"] for _ in range(200)} == {100}
+    assert running.sim.fault_rates() == {}
+
+
+def test_several_random_fault_kinds_share_the_requests(running: RunningSimulator) -> None:
+    running.sim.set_fault_rate("html", 0.3, seed=1)
+    running.sim.set_fault_rate("http500", 0.2)
+
+    for i in range(500):
+        ask(running, [f"r-{i}"])
+
+    faults = Counter(r.fault for r in running.sim.requests)
+    assert faults["html"] == pytest.approx(150, abs=35)
+    assert faults["http500"] == pytest.approx(100, abs=30)
+    assert faults[None] == pytest.approx(250, abs=40)
+
+
+def test_requests_failed_at_random_move_the_rate_clock() -> None:
+    with serve_in_thread(Simulator(rate_interval_s=0.5, policy="sent")) as running:
+        running.sim.set_fault_rate("http500", 1.0)
+        assert ask(running, ["r1"]).status == 500
+        running.sim.set_fault_rate("http500", 0)
+
+        assert ask(running, ["r1"]).json()["Code"] == 160  # the failed request counted
+        time.sleep(0.5)
+        assert ask(running, ["r1"]).json()["Code"] == 100
+
+
+def test_one_shot_faults_come_before_random_ones(running: RunningSimulator) -> None:
+    running.sim.set_fault_rate("http500", 1.0)
+    running.sim.add_fault("code", code=105)
+
+    assert ask(running, ["r1"]).json()["Code"] == 105
+    assert ask(running, ["r1"]).status == 500
+
+
+def test_reset_turns_random_faults_off(running: RunningSimulator) -> None:
+    running.sim.set_fault_rate("reset", 0.5)
+
+    running.sim.reset()
+
+    assert running.sim.fault_rates() == {}
+    assert http(running.base_url + "/_sim/config").json()["fault_rates"] == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"kind": "http500", "rate": 1.5}, "rate"),
+        ({"kind": "http500", "rate": -0.1}, "rate"),
+        ({"kind": "http500", "rate": "0.1"}, "rate"),
+        ({"kind": "http500", "rate": True}, "rate"),
+        ({"kind": "http500"}, "rate"),
+        ({"rate": 0.1}, "kind"),
+        ({"kind": "boom", "rate": 0.1}, "unknown fault kind"),
+        ({"kind": "code", "rate": 0.1}, "code"),
+        ({"kind": "slow", "rate": 0.1, "delay_s": -1}, "delay_s"),
+        ({"kind": "http500", "rate": 0.1, "count": 2}, "count"),
+        ({"kind": "http500", "rate": 0.1, "seed": "x"}, "seed"),
+    ],
+)
+def test_fault_rate_refuses_bad_values_with_a_reason(
+    running: RunningSimulator, body: dict[str, object], reason: str
+) -> None:
+    reply = http(running.base_url + "/_sim/fault_rate", body)
+
+    assert reply.status == 400 and reason in reply.json()["error"], reply.text
+    assert running.sim.fault_rates() == {}
+
+
+def test_fault_rates_may_not_add_up_past_one(running: RunningSimulator) -> None:
+    running.sim.set_fault_rate("http500", 0.6)
+
+    reply = http(running.base_url + "/_sim/fault_rate", {"kind": "reset", "rate": 0.5})
+
+    assert reply.status == 400 and "add up" in reply.json()["error"]
+    assert running.sim.fault_rates() == {"http500": 0.6}
+
+
+def test_remote_simulator_sets_fault_rates(running: RunningSimulator) -> None:
+    remote = RemoteSimulator(running.base_url)
+
+    assert remote.set_fault_rate("code", 1.0, code=105, seed=3) == {"code": 1.0}
+    assert ask(running, ["r1"]).json()["Code"] == 105
+    with pytest.raises(ValueError, match="rate"):
+        remote.set_fault_rate("http500", 2)
+
+
 def test_policy_sent_and_mixed(running: RunningSimulator) -> None:
     running.sim.set_policy("sent")
     ref_ids = [f"p-{i}" for i in range(50)]
@@ -448,3 +570,45 @@ def test_command_line_serves_and_stops_on_sigterm() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+def test_command_line_fault_rate() -> None:
+    options = ["--fault-rate", "code:1:code=160,message=slow down", "--fault-seed", "5"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--port", "0", "--rate-interval", "0", *options],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        match = re.search(r"listening on (http://[\d.]+:\d+)/", process.stdout.readline())
+        assert match
+        body = {"ApiKey": "sim-api-key", "SecretKey": "sim-secret-key", "ListRefid": ["z"]}
+        reply = http(match.group(1) + GET_CALLBACK_PATH, {**body, "OAId": "1"})
+        assert reply.json() == {"Code": 160, "Message": "slow down"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "reason"),
+    [
+        ("http500:2", "rate must be a number from 0 to 1"),
+        ("http500", "KIND:RATE"),
+        ("boom:0.1", "unknown fault kind"),
+        ("code:0.1", "needs code"),
+        ("code:0.1:code", "NAME=VALUE"),
+    ],
+)
+def test_command_line_refuses_a_bad_fault_rate(option: str, reason: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "simulator", "--port", "0", "--fault-rate", option],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2 and reason in result.stderr, result.stderr
