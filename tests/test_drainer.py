@@ -429,3 +429,15 @@ def test_a_request_is_settled_and_counted_in_one_round_trip(drain_env, sim, monk
     (member,) = runtime.redis.zrange(runtime.keys.recent, 0, -1)
     sent_at_s = float(member.decode().split(":")[0])
     assert sim.requests[0].received_at_s - 1 < sent_at_s <= sim.requests[0].received_at_s
+
+
+def test_any_answer_ends_a_failure_streak(drain_env, sim):
+    # given two failures in a row reported by other drainers while this request was out
+    drainer, runtime, clock, _ = drain_env(breaker_after=3)
+    runtime.backlog.park("oa1", ["s1"], clock.now_s())
+    runtime.breaker.record_failure()
+    runtime.breaker.record_failure()
+    # when this request is answered
+    drainer.drain(budget_s=5)
+    # expect the streak over: one more failure would not hold the account
+    assert runtime.breaker.record_failure().wait_s == 0

@@ -73,7 +73,7 @@ def test_metrics_endpoint_reports_backlog_requests_events_and_errors(make_settin
     assert got[f"esms_request_seconds{{{acct}}}"] == 0.12
     assert got[f"esms_failures_in_a_row{{{acct}}}"] == 3
     assert 0 < got[f"esms_backing_off_seconds{{{acct}}}"] <= settings.retry_base_s
-    assert got[f"esms_drainers_wanted{{{acct}}}"] == 4  # 1 + 0.12 s / 0.055 s
+    assert got[f"esms_drainers_wanted{{{acct}}}"] == 5  # 2 + ceil(0.12 s / 0.055 s)
     assert settings.api_key not in text and settings.secret_key not in text
     assert re.search(r"^# TYPE esms_requests_total counter$", text, re.M)
 

@@ -96,12 +96,13 @@ return lost
 """
 
 # KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas, KEYS[6] owner,
-# KEYS[7] done, KEYS[8] stats, KEYS[9] recent.
+# KEYS[7] done, KEYS[8] stats, KEYS[9] recent, KEYS[10] the breaker's health hash.
 # ARGV[1] OA id, ARGV[2] token, ARGV[3] now (ms), ARGV[4] done memory (ms), ARGV[5] n finished,
 # ARGV[6] n to ask again, ARGV[7] n counters, ARGV[8] n gauges, then: n finished RefIds
 # (forgotten, remembered as done); triples RefId, due (ms), state key for RefIds to ask again;
 # pairs field, increment for the stats hash; pairs field, value set in it; last, a member for
-# `recent` (scored now, s) and how long `recent` keeps members (s), or two empty strings.
+# `recent` (scored now, s) and how long `recent` keeps members (s), or two empty strings; and
+# '1' if eSMS answered, which closes the breaker (workers.health), else ''.
 # Only RefIds `token` still holds are touched; the counters ride along so that a request
 # costs one round trip to settle.
 SETTLE_LUA = """
@@ -149,6 +150,7 @@ if ARGV[i] ~= '' then
   redis.call('ZADD', KEYS[9], now_s, ARGV[i])
   redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now_s - tonumber(ARGV[i + 1]))
 end
+if ARGV[i + 2] == '1' then redis.call('DEL', KEYS[10]) end
 return 1
 """
 
@@ -185,12 +187,14 @@ class Requeue:
 @dataclass
 class Tally:
     """What a request adds to the account's stats hash (`counters` incremented, `gauges`
-    set) and its entry in the recent-requests log (`recent_member`, kept `recent_keep_s`)."""
+    set) and its entry in the recent-requests log (`recent_member`, kept `recent_keep_s`);
+    `answered`: eSMS answered it, so the account is healthy (the breaker closes)."""
 
     counters: dict[str, int] = field(default_factory=dict)
     gauges: dict[str, str] = field(default_factory=dict)
     recent_member: str = ""
     recent_keep_s: int = 300
+    answered: bool = False
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,7 @@ class Backlog:
         for name, value in tally.gauges.items():
             args += [name, value]
         args += [tally.recent_member, tally.recent_keep_s] if tally.recent_member else ["", ""]
+        args.append("1" if tally.answered else "")
         self._settle(
             keys=[
                 k.due(oa_id),
@@ -305,6 +310,7 @@ class Backlog:
                 k.done(oa_id),
                 k.stats,
                 k.recent,
+                k.health,
             ],
             args=args,
         )

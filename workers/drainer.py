@@ -39,6 +39,7 @@ from workers.settings import Settings
 log = logging.getLogger(__name__)
 RECENT_S = 300  # how far back the rate actually used is measured
 REQUEST_TIME_WEIGHT = 0.2  # weight of the newest request in the request-time average
+WAKE_EARLY_SHARE = 0.2  # of a spacing: how early a drainer wakes before its slot
 
 # ask(ref_ids, oa_id, gate): gate() is called right before the request is written; False
 # means 'do not send' and the call raises NotSent.
@@ -115,9 +116,11 @@ class Drainer:
         wait_s = self.limiter.reserve(not_after_s=window_s[1] if window_s else None)
         if wait_s is None:
             return "window closes before the next slot"
-        self.clock.sleep(wait_s)
-        # The batch is chosen now, at the slot, not before sleeping: whichever OA is due
-        # longest at the moment of sending gets it.
+        # Wake a little early: leasing and taking a connection are done when the slot comes,
+        # and the commit waits out the rest on the Redis clock.
+        self.clock.sleep(wait_s - min(wait_s, self.settings.spacing_s * WAKE_EARLY_SHARE))
+        # The batch is chosen now, at the slot, not before sleeping toward it: whichever OA
+        # is due longest at the moment of sending gets it.
         started_s = self.clock.now_s()
         token = uuid.uuid4().hex
         picked = self.backlog.lease_next(
@@ -156,8 +159,6 @@ class Drainer:
         except EsmsError as exc:
             self._count_failure(report, len(ref_ids), str(exc.code or type(exc).__name__))
             return self._failed(oa_id, token, batch, exc, report)
-        if commits and commits[-1].failures:
-            self.breaker.record_success()
         for problem in answer.skipped:
             log.warning("skipped part of an eSMS answer for OA %s: %s", oa_id, problem)
         sent = SentRequest(started_s, _sent_at(commits, started_s))
@@ -312,6 +313,8 @@ class Drainer:
         previous_s = self.request_time_s if self.request_time_s is not None else took_s
         self.request_time_s = previous_s + REQUEST_TIME_WEIGHT * (took_s - previous_s)
         tally.gauges["request_time_s"] = f"{self.request_time_s:.6f}"
+        # Any answer, even one committed before others failed, says eSMS is up again.
+        tally.answered = True
         tally.recent_member = f"{sent.sent_at_s:.6f}:{ref_count}"
 
     def _count_failure(self, report: DrainReport, ref_count: int, error: str) -> None:

@@ -70,7 +70,8 @@ class Breaker:
         return Failure(int(in_a_row), int(wait_us) / 1e6)
 
     def record_success(self) -> None:
-        """Close the breaker: the account is healthy again."""
+        """Close the breaker: the account is healthy again. (A drainer closes it in the same
+        round trip that settles an answered request: workers.backlog's settle.)"""
         self._redis.delete(self._key)
 
     def state(self) -> dict[str, float]:

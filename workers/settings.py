@@ -117,12 +117,13 @@ class Settings:
         return self.rate_interval_s + self.rate_margin_s
 
     def drainers_wanted(self, request_time_s: float | None) -> int:
-        """Drainers to keep going: ESMS_DRAINERS, or (auto) enough that one is always
-        waiting for the next slot while the others' requests are under way."""
+        """Drainers to keep going: ESMS_DRAINERS, or (auto) enough that while the others'
+        requests are under way one is waiting for the next slot, and one more for the
+        requests that take longer than the average."""
         if self.drainers:
             return self.drainers
         took_s = ASSUMED_REQUEST_TIME_S if request_time_s is None else request_time_s
-        return max(2, min(MAX_AUTO_DRAINERS, 1 + math.ceil(took_s / self.spacing_s)))
+        return min(MAX_AUTO_DRAINERS, 2 + math.ceil(took_s / self.spacing_s))
 
     def window_capacity_refs(self, open_s: float) -> int:
         """RefIds that `open_s` seconds of open window can carry at these limits."""
