@@ -19,6 +19,7 @@ requests answer nothing, so they extend the span (they used slots).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import statistics
 from collections import defaultdict
@@ -181,3 +182,34 @@ def probing(log: Sequence[Request], failures_end_at_s: float, tail: int = 5) -> 
     )
     gaps = sorted(gaps_s(requests[: recovered + 1]), reverse=True)
     return Probing(len(during), period_s, len(during) / period_s * 60, gaps[:tail])
+
+
+@dataclass(frozen=True)
+class Delays:
+    """Commit (the limiter's Redis time) to receipt (the simulator's wall clock), seconds."""
+
+    count: int
+    median_s: float
+    p99_s: float
+    max_s: float
+    spread_s: float  # max - min: what the rate margin has to absorb
+
+
+def commit_to_receipt(committed_s: Sequence[float], log: list[Request]) -> Delays | None:
+    """Pair each request the simulator received with the latest commit before it (requests
+    are a spacing apart, delays a few ms) and measure the delays. Both clocks are this
+    machine's wall clock (Redis TIME and time.time())."""
+    commits = sorted(committed_s)
+    delays = []
+    for request in log:
+        if not request["api_key_ok"]:
+            continue
+        at_s = request["received_at_s"]
+        index = bisect.bisect_right(commits, at_s) - 1
+        if index >= 0:
+            delays.append(at_s - commits[index])
+    if not delays:
+        return None
+    delays.sort()
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    return Delays(len(delays), statistics.median(delays), p99, delays[-1], delays[-1] - delays[0])

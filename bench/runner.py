@@ -19,13 +19,22 @@ import redis
 
 from bench import naive
 from bench.env import API_KEY, SECRET_KEY, ZONE, project_env, window_opening_at
-from bench.measure import LogFigures, Submission, Terms, goodput, log_figures, probing
+from bench.measure import (
+    LogFigures,
+    Submission,
+    Terms,
+    commit_to_receipt,
+    goodput,
+    log_figures,
+    probing,
+)
 from bench.outcome import Outcome
 from bench.procs import Fleet
 from bench.scenarios import Scenario
 from bench.status_queue import StatusQueueReader, StatusTally
 from bench.submit import Backlog, Group, Producer, Submit, submit_all
 from simulator.process import RemoteSimulator, simulator_process
+from workers.keys import AccountKeys
 
 Say = Callable[[str], None]
 POLL_S = 0.5
@@ -143,10 +152,11 @@ def run_ours(
     scenario, opens_at = plan.scenario, plan.opens_at
     say, key = options.say, scenario.key
     status_queue = f"bench.status.{key}.{uuid.uuid4().hex[:6]}"
+    account = f"bench-{key}-{uuid.uuid4().hex[:6]}"
     env = project_env(
         redis_url=options.redis_url,
         base_url=sim.base_url,
-        account=f"bench-{key}-{uuid.uuid4().hex[:6]}",
+        account=account,
         status_queue=status_queue,
         interval_s=scenario.interval_s,
         max_refs=scenario.max_refs,
@@ -195,6 +205,13 @@ def run_ours(
             f"{time.monotonic() - stopping:.1f}s"
         )
     log = sim.requests()
+    delays = commit_to_receipt(committed_at_s(client, account), log)
+    if delays is not None:
+        outcome.notes.append(
+            f"commit to receipt over {delays.count} requests: median {delays.median_s * 1e3:.1f}"
+            f" ms, p99 {delays.p99_s * 1e3:.1f} ms, max {delays.max_s * 1e3:.1f} ms, spread "
+            f"{delays.spread_s * 1e3:.1f} ms"
+        )
     terms = Terms(scenario.interval_s, scenario.max_refs)
     outcome.figures = log_figures(log, submissions, terms)
     submitted = {ref for _, refs in plan.groups for ref in refs}
@@ -255,6 +272,13 @@ def _wait_for_all(
                 f"{stats['codes']}, {reader.queued()}/{expected} events"
             )
         time.sleep(POLL_S)
+
+
+def committed_at_s(client: redis.Redis, account: str) -> list[float]:
+    """When the limiter committed each request of the last minutes (the `recent` log holds
+    `commit time:RefIds` members)."""
+    members = client.zrangebyscore(AccountKeys(account).recent, "-inf", "+inf")
+    return [float(m.split(b":")[0]) for m in members if isinstance(m, bytes)]
 
 
 def _first_request_at(log: list[dict[str, Any]]) -> float | None:

@@ -13,6 +13,7 @@ import pytest
 from workers.clock import ManualClock
 from workers.drainer import Drainer, DrainReport, Retry
 from workers.errors import TransientError
+from workers.limiter import MARGIN_STEP_S
 from workers.runtime import Runtime
 
 T0 = 1_800_000_000.0  # a fixed epoch second for the manual clock
@@ -378,7 +379,7 @@ def test_a_160_holds_the_account_and_widens_the_margin(drain_env, sim):
     # expect the next commit held back (about one interval) and the spacing wider
     commit = runtime.limiter.commit()
     assert commit.backing_off and 0.4 < commit.wait_s <= 0.5
-    assert float(runtime.redis.hget(runtime.keys.rate, "extra_us")) >= 5000
+    assert float(runtime.redis.hget(runtime.keys.rate, "extra_us")) >= MARGIN_STEP_S * 1e6
 
 
 def test_a_failing_esms_backs_off_then_one_probe_and_its_success_recover(drain_env, sim):

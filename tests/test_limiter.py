@@ -171,7 +171,7 @@ def test_a_160_widens_the_spacing_and_the_widening_fades(redis_client):
     first_s = limiter.widen_margin()
     second_s = limiter.widen_margin()
     # expect the extra margin to grow (at least one step, then doubling) and to apply
-    assert 0.005 <= first_s < second_s <= 0.1
+    assert MARGIN_STEP_S <= first_s < second_s <= 0.1
     wait_s = limiter.reserve()
     assert wait_s is not None and wait_s > 0.1 + second_s - 0.01
     # and expect it to fade: one half-life later a further 160 doubles half of it

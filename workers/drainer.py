@@ -157,7 +157,8 @@ class Drainer:
             self._settle(oa_id, token, batch, {}, report, sent)
             return ""
         except EsmsError as exc:
-            self._count_failure(report, len(ref_ids), str(exc.code or type(exc).__name__))
+            error = str(exc.code or type(exc).__name__)
+            self._count_failure(report, len(ref_ids), error, _sent_at(commits, started_s))
             return self._failed(oa_id, token, batch, exc, report)
         for problem in answer.skipped:
             log.warning("skipped part of an eSMS answer for OA %s: %s", oa_id, problem)
@@ -317,7 +318,9 @@ class Drainer:
         tally.answered = True
         tally.recent_member = f"{sent.sent_at_s:.6f}:{ref_count}"
 
-    def _count_failure(self, report: DrainReport, ref_count: int, error: str) -> None:
+    def _count_failure(
+        self, report: DrainReport, ref_count: int, error: str, sent_at_s: float
+    ) -> None:
         """Best effort: counters never stand between a failure and its handling."""
         report.requests += 1
         report.refs_asked += ref_count
@@ -327,7 +330,7 @@ class Drainer:
             pipe.hincrby(self.keys.stats, "requests", 1)
             pipe.hincrby(self.keys.stats, "refs_asked", ref_count)
             pipe.hincrby(self.keys.stats, f"errors:{error}", 1)
-            pipe.zadd(self.keys.recent, {f"{now_s:.6f}:{ref_count}": now_s})
+            pipe.zadd(self.keys.recent, {f"{sent_at_s:.6f}:{ref_count}": now_s})
             pipe.zremrangebyscore(self.keys.recent, "-inf", now_s - RECENT_S)
             pipe.execute()
         except redis.RedisError as exc:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import redis
 
-MARGIN_HALF_LIFE_S = 600.0  # how fast the margin a 160 added fades again
-MARGIN_STEP_S = 0.005  # a 160 adds at least this to the margin (doubling what it adds)
+MARGIN_HALF_LIFE_S = 300.0  # how fast the margin a 160 added fades again
+MARGIN_STEP_S = 0.002  # a 160 adds at least this to the margin (doubling what it adds)
 
 # Computes the spacing (us) now: interval + base margin + the decayed extra margin.
 # Expects `now` and KEYS[1] (the rate hash); ARGV[1] interval (us), ARGV[2] base margin (us).
