@@ -37,7 +37,7 @@ from bench.env import prepare_producer
 from bench.outcome import Outcome
 from bench.procs import ROOT
 from bench.report import misses, render
-from bench.runner import RunOptions, run_scenario, say_to_stderr
+from bench.runner import SIMULATOR_NICE, RunOptions, run_scenario, say_to_stderr
 from bench.scenarios import BY_KEY, SCENARIOS, Scenario
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -69,6 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-naive", action="store_true", help="skip Celery's rate_limit comparison runs"
+    )
+    parser.add_argument(
+        "--simulator-nice",
+        type=int,
+        default=SIMULATOR_NICE,
+        help="CPU priority change of the simulator process (default %(default)s, as root: it "
+        "stands in for eSMS's own servers; 0 to share the CPUs evenly with the workers)",
     )
     parser.add_argument(
         "--redis",
@@ -108,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     prepare_producer(args.redis, args.overrides)
     signal.signal(signal.SIGTERM, _interrupt)  # stop every process on SIGTERM too
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="esms-perf-bench-"))
-    options = RunOptions(args.redis, log_dir, args.overrides, naive=not args.no_naive)
+    options = RunOptions(
+        args.redis,
+        log_dir,
+        args.overrides,
+        naive=not args.no_naive,
+        simulator_nice=args.simulator_nice,
+    )
     chosen = [s for s in SCENARIOS if not args.keys or s.key in args.keys]
     started = time.monotonic()
     outcomes: list[Outcome] = []

@@ -42,6 +42,9 @@ PROGRESS_EVERY_S = 10.0
 STARTUP_S = 6.0  # workers and beat start (in parallel) before a parked window opens
 SUBMIT_S_PER_GROUP = 0.004  # .delay() and parking, with room to spare
 DEADLINE_SLOWDOWN = 3.0  # give up waiting at this many times the ideal drain time (+ 60 s)
+# The simulator stands in for eSMS's own servers, which do not share the workers' CPUs: it runs
+# at a higher priority where the benchmark may set one (root), and the table says so.
+SIMULATOR_NICE = -10
 
 
 def say_to_stderr(text: str) -> None:
@@ -54,6 +57,7 @@ class RunOptions:
     log_dir: Path
     overrides: Mapping[str, str]  # extra environment for every project process
     naive: bool = True
+    simulator_nice: int = 0
     say: Say = say_to_stderr
 
 
@@ -99,7 +103,9 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> list[Outcome]:
         plan = Plan.make(scenario, options.log_dir)  # the window counts from now
         plan.log_dir.mkdir(parents=True, exist_ok=True)
         say(f"[{scenario.key}] {scenario.title}; window {plan.window}; logs {plan.log_dir}")
-        with simulator_process(*simulator_args(scenario, plan.window)) as sim:
+        with simulator_process(
+            *simulator_args(scenario, plan.window), nice=options.simulator_nice
+        ) as sim:
             ours = Outcome(scenario, f"{scenario.key}. {scenario.title}")
             try:
                 run_ours(plan, ours, sim, client, options)
@@ -175,7 +181,9 @@ def run_ours(
         fleet.beat(env)
         fleet.wait_ready()
         cpu_before_s = fleet.cpu_s("worker")
-        outcome.notes.append(f"worker start-up CPU {cpu_before_s:.1f}s (not counted)")
+        outcome.notes.append(
+            f"simulator at nice {sim.nice}; worker start-up CPU {cpu_before_s:.1f}s (not counted)"
+        )
         say(f"[{key}] {scenario.workers} workers x {scenario.concurrency} and beat ready")
         producer: Producer | None = None
         if opens_at is not None:
