@@ -1,5 +1,5 @@
-"""Benchmarks: `python -m bench.perf_bench` (`make bench`) prints the performance table;
-`python -m bench.rate_bench` is the older two-column comparison with Celery's rate_limit.
+"""Benchmarks: `python -m bench.perf_bench` (`make bench`) prints the performance table,
+with Celery's own rate_limit beside this project where it applies.
 
     perf_bench.py    command line: which scenarios, extra environment, the table
     scenarios.py     the scenarios and their targets

@@ -8,8 +8,7 @@ RefId is terminal at its first ask), real `celery worker` and `celery beat` proc
 project configured only through environment variables, submits its backlog with
 `fetch_callbacks.delay()` (while the window is closed, or before the workers start for "always"
 windows), and waits until every RefId has its terminal event on the status queue. Scenarios a
-and b also run Celery's own rate_limit (bench/naive_app.py) on the same terms; the older
-two-column comparison is still `python -m bench.rate_bench`.
+and b also run Celery's own rate_limit (bench/naive_app.py) on the same terms.
 
 Progress goes to stderr; the markdown table to stdout. Figures are measured, never assumed;
 ratios are what to compare across machines. Every process is stopped on exit, Ctrl-C included.
