@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -12,12 +13,17 @@ from workers.esms_client import EsmsClient
 
 
 def ask(
-    base_url: str, gate=None, secret: str = SIM_SECRET_KEY, timeout_s: float = 5.0, ref_ids=("g1",)
+    base_url: str,
+    gate=None,
+    secret: str = SIM_SECRET_KEY,
+    timeout_s: float = 5.0,
+    ref_ids=("g1",),
+    on_sent=None,
 ):
     async def go() -> object:
         client = EsmsClient(base_url, SIM_API_KEY, secret, timeout_s)
         try:
-            return await client.get_callback(list(ref_ids), "oa1", gate)
+            return await client.get_callback(list(ref_ids), "oa1", gate, on_sent)
         finally:
             await client.close()
 
@@ -35,6 +41,30 @@ def test_gate_runs_once_with_a_connection_held_and_before_the_request_arrives(ru
     assert calls == [0]
     assert set(answer.records) == {"g1"}
     assert len(sim.requests) == 1
+
+
+def test_on_sent_runs_once_after_the_gate_and_before_the_answer(running_sim, sim):
+    # given eSMS answering slowly, so "before the answer" is visible
+    sim.add_fault("slow", delay_s=0.3)
+    calls: list[str] = []
+
+    def gate() -> bool:
+        calls.append("gate")
+        return True
+
+    sent_at: list[float] = []
+
+    def on_sent() -> None:
+        calls.append("sent")
+        sent_at.append(time.monotonic())
+
+    # when asked
+    answer = ask(running_sim.base_url, gate, on_sent=on_sent)
+
+    # expect the gate, then the request in the socket, then (0.3 s later) the answer
+    assert calls == ["gate", "sent"]
+    assert time.monotonic() - sent_at[0] >= 0.25
+    assert set(answer.records) == {"g1"}
 
 
 def test_a_closed_gate_sends_nothing(running_sim, sim):

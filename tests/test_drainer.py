@@ -181,7 +181,7 @@ def test_garbage_in_an_answer_is_skipped_and_harms_no_other_refid(drain_env, cap
     }
     import json
 
-    def ask(ref_ids, oa_id, gate):
+    def ask(ref_ids, oa_id, gate, on_sent=None):
         assert gate()
         return parse_answer(json.dumps(body), set(ref_ids))
 
@@ -215,8 +215,8 @@ def test_a_stale_lease_holder_publishes_nothing(drain_env, sim):
     runtime.backlog.park("oa1", ["slow-1"], clock.now_s())
     ask = drainer.ask
 
-    def slow_ask(ref_ids, oa_id, gate):
-        answer = ask(ref_ids, oa_id, gate)  # eSMS says pending...
+    def slow_ask(ref_ids, oa_id, gate, on_sent=None):
+        answer = ask(ref_ids, oa_id, gate, on_sent)  # eSMS says pending...
         clock.advance(runtime.settings.lease_s + 1)  # ...but too late: the lease expired
         other.drain(budget_s=5)  # the other drainer asks again and gets "sent"
         return answer
@@ -424,9 +424,9 @@ def test_a_request_is_settled_and_counted_in_one_round_trip(drain_env, sim, monk
     stats = {k.decode(): v.decode() for k, v in runtime.redis.hgetall(runtime.keys.stats).items()}
     assert (stats["requests"], stats["refs_asked"], stats["events:sent"]) == ("1", "3", "3")
     assert float(stats["request_time_s"]) >= 0
-    # the request: reserve, lease, commit, renew, settle (with the counters); then the next
-    # slot: reserve, lease (nothing due), hand back
-    assert len(scripts) == 5 + 3
+    # the request: reserve, lease, commit, mark sent, renew, settle (with the counters); then
+    # the next slot: reserve, lease (nothing due), hand back
+    assert len(scripts) == 6 + 3
     (member,) = runtime.redis.zrange(runtime.keys.recent, 0, -1)
     sent_at_s = float(member.decode().split(":")[0])
     assert sim.requests[0].received_at_s - 1 < sent_at_s <= sim.requests[0].received_at_s

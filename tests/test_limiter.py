@@ -178,3 +178,31 @@ def test_a_160_widens_the_spacing_and_the_widening_fades(redis_client):
     redis_client.hincrby(AccountKeys(account).rate, "extra_at_us", -int(MARGIN_HALF_LIFE_S * 1e6))
     faded_s = second_s / 2
     assert limiter.widen_margin() == pytest.approx(faded_s * 2 + MARGIN_STEP_S, abs=0.0005)
+
+
+def test_the_spacing_counts_from_when_the_request_left(redis_client):
+    # given a send committed, whose worker then took 300 ms to write it (a busy CPU)
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(redis_client, 0.5, account)
+    commit = limiter.commit()
+    assert commit.go
+    time.sleep(0.3)
+    # when it says the request is in the socket
+    limiter.mark_sent(commit.at_us)
+    # expect the next request to wait a whole spacing from then, not from the commit
+    assert limiter.commit().wait_s > 0.45
+
+
+def test_a_late_mark_never_moves_a_later_send(redis_client):
+    # given a send committed, and then another one (the first one's mark comes late)
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(redis_client, 0.001, account)
+    first = limiter.commit()
+    time.sleep(0.002)
+    second = limiter.commit()
+    assert first.go and second.go
+    # when the first one's mark arrives
+    limiter.mark_sent(first.at_us)
+    # expect the second send to stay the last one recorded
+    last_us = int(redis_client.hget(AccountKeys(account).rate, "last_us"))
+    assert last_us == second.at_us

@@ -41,9 +41,10 @@ RECENT_S = 300  # how far back the rate actually used is measured
 REQUEST_TIME_WEIGHT = 0.2  # weight of the newest request in the request-time average
 WAKE_EARLY_SHARE = 0.2  # of a spacing: how early a drainer wakes before its slot
 
-# ask(ref_ids, oa_id, gate): gate() is called right before the request is written; False
-# means 'do not send' and the call raises NotSent.
-AskEsms = Callable[[list[str], str, Callable[[], bool]], CallbackAnswer]
+# ask(ref_ids, oa_id, gate, on_sent): gate() is called right before the request is written;
+# False means 'do not send' and the call raises NotSent. on_sent() is called once the request
+# is in the socket.
+AskEsms = Callable[[list[str], str, Callable[[], bool], Callable[[], None] | None], CallbackAnswer]
 Publish = Callable[[list[dict[str, Any]]], None]
 
 
@@ -144,8 +145,16 @@ class Drainer:
                     return False
                 self.clock.sleep(commit.wait_s)
 
+        def on_sent() -> None:
+            """Count the spacing to the next request from now: a busy CPU between commit and
+            write must not bring two requests closer at eSMS."""
+            try:
+                self.limiter.mark_sent(commits[-1].at_us)
+            except redis.RedisError as exc:  # the commit's time stands; the margin covers it
+                log.warning("could not record when a request left: %s", exc)
+
         try:
-            answer = self.ask(ref_ids, oa_id, gate)
+            answer = self.ask(ref_ids, oa_id, gate, on_sent)
         except NotSent:
             self.backlog.unlease(oa_id, token, ref_ids, self.clock.now_s())
             self.limiter.hand_back()

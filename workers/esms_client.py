@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -46,20 +47,25 @@ class EsmsClient:
         return f"EsmsClient({self._url!r})"  # never the credentials
 
     async def get_callback(
-        self, ref_ids: list[str], oa_id: str, gate: Callable[[], bool] | None = None
+        self,
+        ref_ids: list[str],
+        oa_id: str,
+        gate: Callable[[], bool] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> CallbackAnswer:
         """POST GetCallback for `ref_ids`; raise an EsmsError subclass on any failure.
 
         `gate`, if given, is called once a connection to eSMS is held (new or reused) and just
         before the request is written, so the rate slot is committed after DNS, TCP and TLS,
         as close to eSMS's receipt as we can; if it returns False nothing is sent and NotSent
-        is raised.
+        is raised. `on_sent`, if given, is called once the request has been handed to the
+        socket (right after the write, before the answer is awaited).
         """
         body = {**self._credentials, "ListRefid": ref_ids, "OAId": oa_id}
         session = await self._ensure_session()
         try:
             async with session.post(
-                self._url, json=body, trace_request_ctx=_Gate(gate)
+                self._url, json=body, trace_request_ctx=_Gate(gate, on_sent)
             ) as response:
                 text = await response.text(errors="replace")
                 status = response.status
@@ -83,6 +89,7 @@ class EsmsClient:
             trace = aiohttp.TraceConfig()
             trace.on_connection_create_end.append(_open_gate)
             trace.on_connection_reuseconn.append(_open_gate)
+            trace.on_request_chunk_sent.append(_body_going_out)
             self._session = aiohttp.ClientSession(timeout=self._timeout, trace_configs=[trace])
         return self._session
 
@@ -90,9 +97,12 @@ class EsmsClient:
 class _Gate:
     """A request's gate, passed through aiohttp's tracing; opened at most once."""
 
-    def __init__(self, gate: Callable[[], bool] | None) -> None:
+    def __init__(
+        self, gate: Callable[[], bool] | None, on_sent: Callable[[], None] | None = None
+    ) -> None:
         self.gate = gate
         self.opened = gate is None
+        self.on_sent = on_sent
 
     def open(self) -> None:
         if self.opened:
@@ -106,6 +116,15 @@ class _Gate:
 async def _open_gate(_: aiohttp.ClientSession, context: Any, __: object) -> None:
     if isinstance(context.trace_request_ctx, _Gate):
         context.trace_request_ctx.open()
+
+
+async def _body_going_out(_: aiohttp.ClientSession, context: Any, __: object) -> None:
+    """aiohttp writes the body (headers coalesced) right after this returns, without yielding
+    to the loop: a callback scheduled now runs once the request is in the socket."""
+    gate = context.trace_request_ctx
+    if isinstance(gate, _Gate) and gate.on_sent is not None:
+        on_sent, gate.on_sent = gate.on_sent, None
+        asyncio.get_running_loop().call_soon(on_sent)
 
 
 def parse_answer(text: str, asked: set[str]) -> CallbackAnswer:

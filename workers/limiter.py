@@ -8,7 +8,8 @@ Three steps, all atomic Lua on the Redis server's clock:
 - commit: right before sending, check everything that may forbid the send (pause, breaker,
   window) and the spacing against the last request actually sent (a waiter that overslept
   must not squeeze the next one), and record the send. Nothing but commit decides that a
-  request may go, so a slot reserved before eSMS refused the account is never used.
+  request may go, so a slot reserved before eSMS refused the account is never used;
+- mark_sent: once the request is in the socket, move the recorded send to that moment.
 
 Spacing = interval + margin. The margin absorbs the jitter between our commit and eSMS's
 receipt: a small base (ESMS_RATE_MARGIN) plus an extra part that each Code 160 raises and
@@ -119,6 +120,18 @@ return {0, string.format('%.0f', now), failures}
 """
 )
 
+# KEYS[1]: rate hash. ARGV[1]: the send's commit time (us), as commit returned it.
+# The request committed then is now in the socket: unless another request was committed
+# since, the spacing to the next one counts from now (Redis clock), so the time this worker
+# took between commit and write (a busy CPU) cannot bring two requests closer at eSMS.
+MARK_SENT_LUA = """
+if redis.call('HGET', KEYS[1], 'last_us') ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('HSET', KEYS[1], 'last_us', string.format('%.0f', now))
+return 1
+"""
+
 # KEYS[1]: rate hash. ARGV[1], ARGV[2]: see _SPACING_LUA. ARGV[3]: most extra margin (us).
 # eSMS saw two requests too close: widen the margin (double what was added, at least one
 # step more). Returns the new extra margin (us).
@@ -143,8 +156,12 @@ class Commit:
     closed: bool = False  # the window is not open
     paused: bool = False  # eSMS refused the account
     backing_off: bool = False  # the breaker holds requests back for `wait_s`
-    at_s: float = 0.0  # when go: the send's time on the Redis clock
+    at_us: int = 0  # when go: the commit's time on the Redis clock (us)
     failures: int = 0  # the breaker's current failure streak
+
+    @property
+    def at_s(self) -> float:
+        return self.at_us / 1e6
 
     @property
     def refused(self) -> str:
@@ -174,6 +191,7 @@ class RateLimiter:
         self._hand_back = client.register_script(HAND_BACK_LUA)
         self._commit = client.register_script(COMMIT_LUA)
         self._widen = client.register_script(WIDEN_LUA)
+        self._mark_sent = client.register_script(MARK_SENT_LUA)
 
     def reserve(self, not_after_s: float | None = None) -> float | None:
         """Reserve the next slot; return seconds to wait for it, or None if it is too late."""
@@ -203,7 +221,12 @@ class RateLimiter:
             return Commit(go=False, backing_off=True, wait_s=int(value) / 1e6, failures=failures)
         if status == 1:
             return Commit(go=False, wait_s=int(value) / 1e6, failures=failures)
-        return Commit(go=True, at_s=int(value) / 1e6, failures=failures)
+        return Commit(go=True, at_us=int(value), failures=failures)
+
+    def mark_sent(self, committed_at_us: int) -> None:
+        """The request committed at `committed_at_us` is in the socket now (see
+        MARK_SENT_LUA)."""
+        self._mark_sent(keys=self._keys[:1], args=[committed_at_us])
 
     def widen_margin(self) -> float:
         """eSMS answered 160: widen the margin; return the extra margin now (s)."""

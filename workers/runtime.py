@@ -99,10 +99,16 @@ class Runtime:
     def publisher(self) -> EventPublisher:
         return EventPublisher(Connection(self.settings.broker_url), self.settings.status_queue)
 
-    def ask(self, ref_ids: list[str], oa_id: str, gate: Callable[[], bool]) -> CallbackAnswer:
+    def ask(
+        self,
+        ref_ids: list[str],
+        oa_id: str,
+        gate: Callable[[], bool],
+        on_sent: Callable[[], None] | None = None,
+    ) -> CallbackAnswer:
         # No overall timeout here: the gate may wait out a slot; the client's own HTTP
         # timeout bounds the request itself.
-        return run_sync(self.client.get_callback(ref_ids, oa_id, gate))
+        return run_sync(self.client.get_callback(ref_ids, oa_id, gate, on_sent))
 
     def close(self) -> None:
         """Close the HTTP session (if one was opened) on this process's loop."""
