@@ -39,7 +39,7 @@ def test_metrics_endpoint_reports_backlog_requests_events_and_errors(make_settin
             "request_time_s": "0.120000",
         },
     )
-    for _ in range(3):  # eSMS failing: the breaker opens for ESMS_RETRY_BASE
+    for _ in range(settings.breaker_after):  # eSMS failing: the breaker opens for ESMS_RETRY_BASE
         runtime.breaker.record_failure()
     runtime.redis.zadd(
         runtime.keys.recent, {f"{now_s - 5}:100": now_s - 5, f"{now_s - 1}:50": now_s - 1}
@@ -71,7 +71,7 @@ def test_metrics_endpoint_reports_backlog_requests_events_and_errors(make_settin
     assert got[f"esms_requests_last_minute{{{acct}}}"] == 2
     assert got[f"esms_rate_used{{{acct}}}"] == round(2 / (60 / 0.05), 3)
     assert got[f"esms_request_seconds{{{acct}}}"] == 0.12
-    assert got[f"esms_failures_in_a_row{{{acct}}}"] == 3
+    assert got[f"esms_failures_in_a_row{{{acct}}}"] == settings.breaker_after
     assert 0 < got[f"esms_backing_off_seconds{{{acct}}}"] <= settings.retry_base_s
     assert got[f"esms_drainers_wanted{{{acct}}}"] == 5  # 2 + ceil(0.12 s / 0.055 s)
     assert settings.api_key not in text and settings.secret_key not in text

@@ -54,7 +54,7 @@ class Settings:
     release_every_s: float = 2.0
     max_retries: int = 5
     retry_base_s: float = 2.0
-    breaker_after: int = 3
+    breaker_after: int = 5
     backoff_max_s: float = 60.0
     account_pause_s: float = 300.0
     account: str = ""
@@ -86,7 +86,7 @@ class Settings:
             release_every_s=read.number("ESMS_RELEASE_EVERY", 2.0, minimum=0.1),
             max_retries=read.integer("ESMS_MAX_RETRIES", 5, 0, 100),
             retry_base_s=read.number("ESMS_RETRY_BASE", 2.0, minimum=0.0),
-            breaker_after=read.integer("ESMS_BREAKER_AFTER", 3, 1, 100),
+            breaker_after=read.integer("ESMS_BREAKER_AFTER", 5, 1, 100),
             backoff_max_s=read.number("ESMS_BACKOFF_MAX", 60.0, minimum=1.0),
             account_pause_s=read.number("ESMS_ACCOUNT_PAUSE", 300.0, minimum=1.0),
             account=read.text("ESMS_ACCOUNT", ""),
