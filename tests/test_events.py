@@ -82,6 +82,29 @@ def drop_before_last_command(times: int) -> Iterator[None]:
     assert left == 0, "fewer pipelines pushed messages than the test meant to cut"
 
 
+def consume_plainly(
+    url: str, queue_name: str, count: int, then_empty: bool = False
+) -> list[dict[str, Any]]:
+    """Take `count` messages as a consumer without this project would (kombu's SimpleQueue),
+    checking each is persistent JSON; with `then_empty`, check nothing more is queued."""
+    payloads = []
+    with Connection(url) as conn:
+        queue = conn.SimpleQueue(queue_name)
+        try:
+            for _ in range(count):
+                message = queue.get(timeout=5)
+                assert message.content_type == "application/json"
+                assert message.properties["delivery_mode"] == 2
+                payloads.append(message.payload)
+                message.ack()
+            if then_empty:
+                with pytest.raises(queue.Empty):
+                    queue.get(timeout=0.2)
+        finally:
+            queue.close()
+    return payloads
+
+
 def raw_messages(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     """The kombu messages waiting on `queue`, oldest first (consumers BRPOP from the right)."""
     return [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
@@ -96,22 +119,9 @@ def test_500_events_arrive_in_order_each_its_own_plain_kombu_message(
     # when published in one call
     EventPublisher(Connection(redis_url), queue_name).publish(events)
 
-    # expect a plain SimpleQueue consumer to get them one by one, in order, as JSON, persistent
-    with Connection(redis_url) as conn:
-        queue = conn.SimpleQueue(queue_name)
-        try:
-            got = []
-            for _ in events:
-                message = queue.get(timeout=5)
-                assert message.content_type == "application/json"
-                assert message.properties["delivery_mode"] == 2
-                got.append(message.payload)
-                message.ack()
-            with pytest.raises(queue.Empty):
-                queue.get(timeout=0.2)
-        finally:
-            queue.close()
-    assert got == events
+    # expect a plain SimpleQueue consumer to get them one by one, in order, as JSON, persistent,
+    # and nothing more
+    assert consume_plainly(redis_url, queue_name, len(events), then_empty=True) == events
 
 
 def test_messages_have_the_shape_producer_publish_gives(
@@ -305,16 +315,4 @@ def test_rabbitmq_events_arrive_in_order(rabbit_queue: str) -> None:
     EventPublisher(Connection(RABBIT_URL), rabbit_queue).publish(events)
 
     # expect a plain SimpleQueue consumer to get each, in order, as persistent JSON messages
-    with Connection(RABBIT_URL) as conn:
-        queue = conn.SimpleQueue(rabbit_queue)
-        try:
-            got = []
-            for _ in events:
-                message = queue.get(timeout=5)
-                assert message.content_type == "application/json"
-                assert message.properties["delivery_mode"] == 2
-                got.append(message.payload)
-                message.ack()
-        finally:
-            queue.close()
-    assert got == events
+    assert consume_plainly(RABBIT_URL, rabbit_queue, len(events)) == events
