@@ -1,12 +1,15 @@
 """Every error the project raises, and whether it is worth retrying.
 
     EsmsError                   something went wrong talking to eSMS
-    ├── TransientError          retry with backoff; the RefIds wait meanwhile
+    ├── TransientError          ask again soon; the breaker (workers.health) decides whether
+    │   │                       the whole account backs off
     │   ├── TransportError      timeout, refused or reset connection
     │   ├── ServerError         HTTP status other than 200 (5xx, 429, proxies)
     │   ├── MalformedResponse   body is not JSON or not eSMS's shape
-    │   ├── RateLimited         Code 160: eSMS saw requests too close together
-    │   ├── NotReady            Code 105: SMSIDs not known yet
+    │   ├── RateLimited         Code 160: eSMS saw requests too close together (also widens
+    │   │                       the rate margin)
+    │   ├── NotReady            Code 105: SMSIDs not known yet; the drainer treats it as an
+    │   │                       answer (each RefId not_found, asked again later), not a failure
     │   └── UnexpectedCode      a Code eSMS does not document; kept as given
     ├── AccountError            retrying will not help until an operator acts
     │   ├── AuthError           Code 101, 140, 143: credentials, IP whitelist, locked account
