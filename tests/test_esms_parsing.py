@@ -226,7 +226,7 @@ def test_a_long_malformed_body_is_quoted_short():
     with pytest.raises(MalformedResponse) as caught:
         parse_answer("<html>" + "x" * 10_000, {"r1"})
     assert len(str(caught.value)) < 300
-    assert str(caught.value).endswith("...")
+    assert str(caught.value).endswith("...'")
 
 
 @pytest.mark.parametrize("body", ["[" * 100_000, '{"Code": 100, "Data_callback": ' + "[" * 100_000])
@@ -257,7 +257,7 @@ def test_records_of_refids_not_asked_are_skipped_with_a_reason():
     parsed = parse_answer(body, {"r1", "r2"})
     # expect r1 kept, r2 simply absent, r9 skipped by name
     assert list(parsed.records) == ["r1"]
-    assert parsed.skipped == ["record for a RefId not asked: r9"]
+    assert parsed.skipped == ["record for a RefId not asked: 'r9'"]
 
 
 @pytest.mark.parametrize(
@@ -293,7 +293,7 @@ def test_a_duplicate_record_is_skipped_with_a_reason():
     # expect one record for r1 (the last, as the reason says) and the duplicate reported
     assert set(parsed.records) == {"r1", "r2"}
     assert parsed.records["r1"] == second
-    assert parsed.skipped == ["duplicate record for r1; the last one wins"]
+    assert parsed.skipped == ["duplicate record for 'r1'; the last one wins"]
 
 
 def test_a_record_with_only_its_smsid_is_kept_and_pending():
@@ -401,3 +401,15 @@ def test_the_client_never_shows_its_credentials():
     for text in (repr(client), str(client)):
         assert text == "EsmsClient('http://status-sms.esms.vn/ZaloCallback/GetCallback')"
         assert FAKE_API_KEY not in text and FAKE_SECRET_KEY not in text
+
+
+def test_control_characters_from_esms_are_escaped_in_messages():
+    # given an answer that tries to forge a log line and colour the terminal
+    body = '{"Code": 100, "Data_callback": [{"SMSID": "r9\\n[ERROR] forged\\u001b[31m"}]}'
+    with pytest.raises(MalformedResponse) as caught:
+        parse_answer("oops\x1b[31m\x00 <html>\r\nERROR forged", {"r1"})
+    # expect every message on one line, free of control characters, escapes shown as such
+    parsed = parse_answer(body, {"r1"})
+    for message in [str(caught.value), *parsed.skipped]:
+        assert message.isprintable(), message
+        assert "\\x1b[31m" in message

@@ -126,9 +126,16 @@ def test_too_many_refids_in_one_call_are_refused_with_what_to_do():
     )
 
 
+def test_an_unexpected_argument_name_cannot_forge_a_log_line():
+    with pytest.raises(InvalidSubmission) as caught:
+        validate_submission(["r1"], OA_ID, {"x\n[ERROR] forged \x1b[2J": 1})
+    assert str(caught.value).isprintable()
+    assert "'x\\n[ERROR] forged \\x1b[2J'" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("unknown", "names"),
-    [({"refids": ["r1"]}, "refids"), ({"oa": "x", "api_key": "k"}, "api_key, oa")],
+    [({"refids": ["r1"]}, "'refids'"), ({"oa": "x", "api_key": "k"}, "'api_key', 'oa'")],
 )
 def test_unexpected_arguments_are_refused_naming_them(unknown, names):
     with pytest.raises(InvalidSubmission) as caught:

@@ -90,6 +90,14 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names the environment variable."""
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """Text from outside (eSMS answers, task argument names) as it may go into a log line or
+    an error: quoted, control characters escaped (no forged lines, no terminal escapes), at
+    most `limit` characters of it."""
+    shown = text if len(text) <= limit else text[:limit] + "..."
+    return repr(shown)
+
+
 # eSMS result codes (from eSMS's public docs) and the error each one raises.
 SUCCESS_CODE = 100
 ERROR_BY_CODE: dict[int, type[EsmsError]] = {

@@ -18,6 +18,7 @@ from workers.errors import (
     ServerError,
     TransportError,
     error_for_code,
+    printable,
 )
 
 GET_CALLBACK_PATH = "/ZaloCallback/GetCallback"
@@ -165,5 +166,5 @@ def parse_answer(text: str, asked: set[str]) -> CallbackAnswer:
 
 
 def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
+    """eSMS's text for a log line or an error: whitespace folded, the rest escaped."""
+    return printable(" ".join(text.split()), limit)

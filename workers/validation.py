@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.errors import InvalidSubmission
+from workers.errors import InvalidSubmission, printable
 
 MAX_REF_ID_CHARS = 128
 MAX_OA_ID_CHARS = 64
@@ -24,7 +24,11 @@ def validate_submission(
 ) -> Submission:
     """Return the cleaned submission or raise InvalidSubmission naming the problem."""
     if unknown:
-        names = ", ".join(sorted(unknown))
+        # Names come from any send_task caller: quoted and escaped, so a log line that names
+        # them cannot be forged or carry terminal escapes.
+        names = ", ".join(printable(name, 40) for name in sorted(unknown)[:5])
+        if len(unknown) > 5:
+            names += f" and {len(unknown) - 5} more"
         raise InvalidSubmission(
             f"unexpected argument(s) {names}; fetch_callbacks takes "
             "ref_ids (a list of RefId strings) and oa_id (a string)"
