@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY
 from workers.errors import AuthError, MalformedResponse, NotSent, ServerError, TransportError
-from workers.esms_client import EsmsClient
+from workers.esms_client import MAX_ANSWER_BYTES, EsmsClient
 
 
 def ask(
@@ -90,3 +93,58 @@ def test_faults_become_typed_errors_without_the_secret(running_sim, sim, fault, 
         ask(running_sim.base_url, timeout_s=1.0)
     assert SIM_SECRET_KEY not in str(caught.value)
     assert SIM_API_KEY not in str(caught.value) + repr(caught.value)
+
+
+async def _ask_local_app(routes: list[web.RouteDef]) -> tuple[object, list[str]]:
+    """Ask an aiohttp app standing in for eSMS; return the outcome and the paths it saw."""
+    seen: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        seen.append(request.path)
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
+    app.add_routes(routes)
+    async with TestServer(app) as server:
+        client = EsmsClient(str(server.make_url("")), SIM_API_KEY, SIM_SECRET_KEY, 5.0)
+        try:
+            return await client.get_callback(["g1"], "oa1"), seen
+        except Exception as exc:
+            return exc, seen
+        finally:
+            await client.close()
+
+
+def test_a_redirect_is_not_followed_so_the_credentials_stay_put():
+    async def moved(_: web.Request) -> web.StreamResponse:
+        raise web.HTTPTemporaryRedirect("/elsewhere")
+
+    async def elsewhere(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"Code": 100, "Data_callback": []})
+
+    outcome, seen = asyncio.run(
+        _ask_local_app(
+            [web.post("/ZaloCallback/GetCallback", moved), web.post("/elsewhere", elsewhere)]
+        )
+    )
+    assert isinstance(outcome, ServerError) and "HTTP 307" in str(outcome)
+    assert seen == ["/ZaloCallback/GetCallback"]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_answer_too_large_is_refused(chunked):
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = MAX_ANSWER_BYTES + 1
+        await response.prepare(request)
+        block = b"x" * 1024 * 1024
+        for _ in range(MAX_ANSWER_BYTES // len(block) + 1):
+            await response.write(block)
+        return response
+
+    outcome, _ = asyncio.run(_ask_local_app([web.post("/ZaloCallback/GetCallback", huge)]))
+    assert isinstance(outcome, MalformedResponse) and "too large" in str(outcome)

@@ -22,6 +22,8 @@ from workers.errors import (
 )
 
 GET_CALLBACK_PATH = "/ZaloCallback/GetCallback"
+# 200 records are ~150 KB; anything near this is not an eSMS answer.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -65,10 +67,15 @@ class EsmsClient:
         body = {**self._credentials, "ListRefid": ref_ids, "OAId": oa_id}
         session = await self._ensure_session()
         try:
+            # Never follow a redirect: it would carry the credentials to another host, outside
+            # the rate gate. A 3xx is an answer like any other non-200.
             async with session.post(
-                self._url, json=body, trace_request_ctx=_Gate(gate, on_sent)
+                self._url,
+                json=body,
+                trace_request_ctx=_Gate(gate, on_sent),
+                allow_redirects=False,
             ) as response:
-                text = await response.text(errors="replace")
+                text = await _read_capped(response)
                 status = response.status
         except NotSent:
             raise
@@ -93,6 +100,19 @@ class EsmsClient:
             trace.on_request_chunk_sent.append(_body_going_out)
             self._session = aiohttp.ClientSession(timeout=self._timeout, trace_configs=[trace])
         return self._session
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> str:
+    """The body as text, refusing one larger than MAX_ANSWER_BYTES (a broken proxy or a
+    hostile host must not fill the worker's memory)."""
+    if (response.content_length or 0) > MAX_ANSWER_BYTES:
+        raise MalformedResponse(f"eSMS answer is {response.content_length} bytes; too large")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise MalformedResponse(f"eSMS answer is over {MAX_ANSWER_BYTES} bytes; too large")
+    return body.decode("utf-8", errors="replace")  # eSMS answers JSON, which is UTF-8
 
 
 class _Gate:
