@@ -102,7 +102,8 @@ async def _ask_local_app(routes: list[web.RouteDef]) -> tuple[object, list[str]]
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         seen.append(request.path)
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     app = web.Application(middlewares=[record])
     app.add_routes(routes)
