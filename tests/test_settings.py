@@ -124,7 +124,7 @@ def test_from_env_without_a_mapping_reads_the_process_environment(monkeypatch):
         ("ESMS_RATE_INTERVAL", "nan", ">= 0.001"),
         ("ESMS_RATE_INTERVAL", "inf", ">= 0.001"),
         ("ESMS_RATE_INTERVAL", "fast", "could not convert"),
-        ("ESMS_RATE_INTERVAL", "", "could not convert"),
+        ("ESMS_RATE_INTERVAL", "", "set but empty"),
         ("ESMS_HTTP_TIMEOUT", "0", ">= 0.1"),
         ("ESMS_REPOLL_AFTER", "-5", ">= 0.0"),
         ("ESMS_MAX_AGE", "forever", "could not convert"),
@@ -243,3 +243,31 @@ def test_auto_drainers_cover_the_request_time_at_the_interval(interval_s, reques
     assert settings.drainers == 0  # auto is the default
     assert settings.drainers_wanted(request_time_s) == wanted
     assert settings.with_changes(drainers=4).drainers_wanted(request_time_s) == 4
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CELERY_BROKER_URL",
+        "ESMS_STATUS_QUEUE",
+        "ESMS_WINDOW",
+        "ESMS_RATE_INTERVAL",
+        "ESMS_DRAINERS",
+    ],
+)
+def test_a_variable_set_but_empty_is_refused_by_name(name):
+    with pytest.raises(ConfigError, match=f"{name} is set but empty"):
+        Settings.from_env({name: " "})
+
+
+def test_empty_credentials_and_account_mean_unset():
+    settings = Settings.from_env({"ESMS_API_KEY": "", "ESMS_SECRET_KEY": "", "ESMS_ACCOUNT": ""})
+    assert not settings.has_credentials
+
+
+def test_more_drainers_than_can_keep_their_place_are_refused():
+    # at 1 s a request and a 77 s place, 77 drainers would wait longer than their place lasts
+    env = {"ESMS_RATE_INTERVAL": "1", "ESMS_RATE_MARGIN": "0", "ESMS_HTTP_TIMEOUT": "30"}
+    assert Settings.from_env({**env, "ESMS_DRAINERS": "76"}).drainers == 76
+    with pytest.raises(ConfigError, match=r"ESMS_DRAINERS=77.*at most 76"):
+        Settings.from_env({**env, "ESMS_DRAINERS": "77"})

@@ -1,8 +1,10 @@
 """Every Redis key of the project, built in one place.
 
-All keys of one account share the hash tag `{account_id}` so each Lua script touches one
-Redis Cluster slot. RefIds and OA ids are never parsed back out of keys; RefIds are only
-ever members, so a RefId that looks like a key cannot reach another key.
+All keys of one account share the prefix `esms:{account_id}`. (The braces are a Redis Cluster
+hash tag, but Cluster is not supported: the lease script builds the per-OA keys of the OAs it
+finds in `oas`, keys Cluster would need declared.) RefIds and OA ids are never parsed back
+out of keys; RefIds are only ever members, so a RefId that looks like a key cannot reach
+another key.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class Runtime:
 
     @cached_property
     def drainer_slots(self) -> LeaseSemaphore:
-        return LeaseSemaphore(self.redis, self.keys.drainers, lease_s=self.settings.lease_s + 10.0)
+        return LeaseSemaphore(self.redis, self.keys.drainers, lease_s=self.settings.drainer_lease_s)
 
     def drainers_wanted(self) -> int:
         """How many drainers the account should have now (see Settings.drainers_wanted)."""

@@ -92,6 +92,15 @@ class Settings:
             account=read.text("ESMS_ACCOUNT", ""),
             simulated=read.text("ESMS_SIMULATED", "") == "1",
         )
+        if settings.drainers * settings.spacing_s >= settings.drainer_lease_s:
+            # A drainer waits up to (drainers - 1) spacings for its slot before it renews its
+            # place; a place that expires meanwhile lets one drainer too many in.
+            raise ConfigError(
+                f"ESMS_DRAINERS={settings.drainers}: that many drainers cannot all keep their "
+                f"place ({settings.drainer_lease_s:.0f}s lease) at one request per "
+                f"{settings.spacing_s:g}s; use at most "
+                f"{math.ceil(settings.drainer_lease_s / settings.spacing_s) - 1}, or auto"
+            )
         return settings
 
     @property
@@ -110,6 +119,11 @@ class Settings:
         """How long a request holds its RefIds: the HTTP timeout and publishing its events
         with room to spare, short enough that RefIds of a dead worker are asked again soon."""
         return self.http_timeout_s * 2 + self.spacing_s * 2 + 5.0
+
+    @property
+    def drainer_lease_s(self) -> float:
+        """How long a drainer's place lasts unless it renews it (it renews at every slot)."""
+        return self.lease_s + 10.0
 
     @property
     def spacing_s(self) -> float:
@@ -164,6 +178,11 @@ class _Reader:
 
     def text(self, name: str, default: str, *, secret: bool = False) -> str:
         value = self.env.get(name, default).strip()
+        if not value and default:  # set but empty: a mistake, not a wish for the default
+            raise ConfigError(
+                f"{name} is set but empty; unset it to use the default ({default!r}) or give "
+                "a value"
+            )
         if any(c in value for c in "\r\n\0"):
             shown = "it" if secret else repr(value)
             raise ConfigError(f"{name}: {shown} contains a line break or NUL character")
