@@ -4,14 +4,25 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown, worker_ready
+from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
 from tasks import broker_fix
+from workers.redis_policy import eviction_problem
 from workers.runtime import close_runtime, get_runtime
 
 broker_fix.install()
 app = Celery("esms")
 app.config_from_object("celeryconfig")
+
+
+@worker_init.connect
+def _refuse_an_evicting_redis(**_: Any) -> None:
+    """A worker on a Redis that may evict keys cannot keep the rate or the one terminal event
+    per RefId: it does not start (SystemExit passes through Celery's signal handling)."""
+    problem = eviction_problem(get_runtime().redis)
+    if problem:
+        logging.getLogger("esms").critical("not starting: %s", problem)
+        raise SystemExit(problem)
 
 
 @worker_process_shutdown.connect
