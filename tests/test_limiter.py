@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from workers.keys import AccountKeys
-from workers.limiter import MARGIN_HALF_LIFE_S, MARGIN_STEP_S, RateLimiter
+from workers.limiter import MARGIN_HALF_LIFE_S, MARGIN_STEP_S, STRICTEST_KEPT_S, RateLimiter
 
 
 def make_limiter(client: redis.Redis, spacing_s: float, account: str = "") -> RateLimiter:
@@ -206,3 +206,23 @@ def test_a_late_mark_never_moves_a_later_send(redis_client):
     # expect the second send to stay the last one recorded
     last_us = int(redis_client.hget(AccountKeys(account).rate, "last_us"))
     assert last_us == second.at_us
+
+
+def test_the_strictest_spacing_of_any_host_wins(redis_client):
+    # given two hosts of one account during a rolling change: 0.5 s and 0.05 s
+    account = f"t-{uuid.uuid4().hex}"
+    strict, loose = (
+        make_limiter(redis_client, 0.5, account),
+        make_limiter(redis_client, 0.05, account),
+    )
+    assert strict.commit().go
+    # when the loose host commits next: it waits for the strict spacing
+    assert 0.4 < loose.commit().wait_s <= 0.5
+    wait_s = loose.reserve()
+    assert wait_s is not None and wait_s > 0.4
+    # and once the strict host has not been seen for STRICTEST_KEPT_S, its own spacing holds
+    rate = AccountKeys(account).rate
+    redis_client.hincrby(rate, "strict_at_us", -int((STRICTEST_KEPT_S + 1) * 1e6))
+    redis_client.hset(rate, mapping={"last_us": 0, "tat_us": 0})
+    assert loose.commit().go
+    assert 0.04 < loose.commit().wait_s <= 0.05

@@ -17,7 +17,8 @@ class AccountKeys:
     @property
     def rate(self) -> str:
         """Hash: `tat_us` (next free slot), `last_us` (last request sent), `extra_us` and
-        `extra_at_us` (margin added after a Code 160, and when), Redis clock."""
+        `extra_at_us` (margin added after a Code 160, and when), `strict_us` and
+        `strict_at_us` (the strictest interval + margin a host used, and when), Redis clock."""
         return f"{self.prefix}:rate"
 
     @property

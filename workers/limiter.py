@@ -25,8 +25,11 @@ import redis
 
 MARGIN_HALF_LIFE_S = 300.0  # how fast the margin a 160 added fades again
 MARGIN_STEP_S = 0.002  # a 160 adds at least this to the margin (doubling what it adds)
+STRICTEST_KEPT_S = 300.0  # a stricter interval another host used holds this long after it
 
-# Computes the spacing (us) now: interval + base margin + the decayed extra margin.
+# Computes the spacing (us) now: interval + base margin, the strictest any host used within
+# STRICTEST_KEPT_S (so hosts with different settings during a rolling change cannot break the
+# limit), + the decayed extra margin.
 # Expects `now` and KEYS[1] (the rate hash); ARGV[1] interval (us), ARGV[2] base margin (us).
 _SPACING_LUA = f"""
 local function extra_margin(now)
@@ -35,8 +38,19 @@ local function extra_margin(now)
   local since = now - tonumber(redis.call('HGET', KEYS[1], 'extra_at_us') or '0')
   return extra * math.pow(0.5, math.max(0, since) / {int(MARGIN_HALF_LIFE_S * 1e6)})
 end
+local function strictest(now)
+  local mine = tonumber(ARGV[1]) + tonumber(ARGV[2])
+  local strict = tonumber(redis.call('HGET', KEYS[1], 'strict_us') or '0')
+  local strict_at = tonumber(redis.call('HGET', KEYS[1], 'strict_at_us') or '0')
+  if mine >= strict or now - strict_at > {int(STRICTEST_KEPT_S * 1e6)} then
+    redis.call('HSET', KEYS[1], 'strict_us', string.format('%.0f', mine),
+      'strict_at_us', string.format('%.0f', now))
+    return mine
+  end
+  return strict
+end
 local function spacing(now)
-  return tonumber(ARGV[1]) + tonumber(ARGV[2]) + extra_margin(now)
+  return strictest(now) + extra_margin(now)
 end
 local function keep(spacing_us)
   -- kept long enough for the margin to fade before it is forgotten
