@@ -10,9 +10,15 @@ from tasks import broker_fix
 from workers.redis_policy import eviction_problem
 from workers.runtime import close_runtime, get_runtime
 
-broker_fix.install()
 app = Celery("esms")
 app.config_from_object("celeryconfig")
+
+
+@worker_init.connect
+def _install_broker_fix(**_: Any) -> None:
+    """Only workers run tasks while the broker may restart; web apps, beat and Flower that
+    import this module are left untouched (pool children inherit the patch)."""
+    broker_fix.install()
 
 
 @worker_init.connect

@@ -15,20 +15,33 @@ the visibility timeout (every task here is idempotent).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import kombu
 import redis
 from kombu.transport import redis as kombu_redis
 
+log = logging.getLogger(__name__)
+WRITTEN_FOR_KOMBU = "5.7."  # the versions whose Channel._connparams this was checked against
 _connparams = kombu_redis.Channel._connparams
 
 
 def _connparams_of_a_live_connection(channel: Any, asynchronous: bool = False) -> Any:
     if channel.connection is None or channel.connection.client is None:
+        log.warning(
+            "the broker connection was lost while a task ran; carrying on (the task is "
+            "delivered again after the visibility timeout)"
+        )
         raise redis.ConnectionError("this broker connection was lost and closed")
     return _connparams(channel, asynchronous=asynchronous)
 
 
-def install() -> None:
-    """Patch kombu's Redis channel (idempotent; harmless where kombu already copes)."""
+def install(kombu_version: str = kombu.__version__) -> bool:
+    """Patch kombu's Redis channel in this (worker) process, for the kombu versions this was
+    written for; return whether it did. Idempotent."""
+    if not kombu_version.startswith(WRITTEN_FOR_KOMBU):
+        log.info("kombu %s: the broker-restart fix is not installed", kombu_version)
+        return False
     kombu_redis.Channel._connparams = _connparams_of_a_live_connection
+    return True
