@@ -117,6 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cli.stack import processes, stack_commands, stack_environment
 
     settings = Settings.from_env()
+    generated_password = not os.environ.get("FLOWER_BASIC_AUTH")
     env, simulated = stack_environment(settings, dict(os.environ))
     if simulated:
         print(
@@ -127,11 +128,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(f"Running against eSMS at {settings.base_url}, window {settings.window}.", flush=True)
     if not args.no_flower:
-        print(
-            f"Flower: http://127.0.0.1:{env.get('FLOWER_PORT', '5555')} "
-            f"(user:password from FLOWER_BASIC_AUTH={env['FLOWER_BASIC_AUTH']})",
-            flush=True,
+        # A password the user chose is never printed; one made for this run must be.
+        login = (
+            f"user:password {env['FLOWER_BASIC_AUTH']}, made for this run"
+            if generated_password
+            else "user:password from FLOWER_BASIC_AUTH"
         )
+        print(f"Flower: http://127.0.0.1:{env.get('FLOWER_PORT', '5555')} ({login})", flush=True)
     os.environ.update(env)
     with processes(stack_commands(simulated, env, not args.no_flower), env) as procs:
         if simulated and args.demo_refs > 0:
