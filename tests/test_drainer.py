@@ -442,3 +442,30 @@ def test_any_answer_ends_a_failure_streak(drain_env, sim):
     drainer.drain(budget_s=5)
     # expect the streak over: one more failure would not hold the account
     assert runtime.breaker.record_failure().wait_s == 0
+
+
+def test_an_expiry_published_before_a_crash_is_the_only_terminal_event(drain_env, sim):
+    # given a RefId eSMS does not know, asked once more at its maximum age
+    drainer, runtime, clock, events = drain_env(repoll_after_s=900, max_age_s=3600)
+    sim.script("late", ["missing", "sent"])
+    runtime.backlog.park("oa1", ["late"], clock.now_s() - 3600)
+    settle = runtime.backlog.settle
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the worker died after publishing, before settling")
+
+    # when its expired event goes out and the worker dies before settling it
+    runtime.backlog.settle = crash
+    with pytest.raises(RuntimeError):
+        drainer.drain(budget_s=5)
+    assert [e["status"] for e in events] == ["expired"]
+
+    # and another drainer takes the lease over once it expired, while eSMS now says "sent"
+    runtime.backlog.settle = settle
+    clock.advance(runtime.settings.lease_s + 1)
+    drainer.drain(budget_s=5)
+
+    # expect the same expired event again (same event_id), never a second terminal state
+    assert [e["status"] for e in events] == ["expired", "expired"]
+    assert events[0]["event_id"] == events[1]["event_id"]
+    assert runtime.backlog.per_oa(clock.now_s()) == []

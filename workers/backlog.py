@@ -95,6 +95,19 @@ end
 return lost
 """
 
+# KEYS[1] state, KEYS[2] owner. ARGV[1] token, then pairs RefId, state key.
+# Records a terminal state this project decided itself (expired) for the RefIds `token` still
+# holds, before its event is published: if the settle never comes (a crash), whoever leases
+# the RefId next finds the decision and publishes the same event again, never another one.
+DECIDE_LUA = """
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
 # KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas, KEYS[6] owner,
 # KEYS[7] done, KEYS[8] stats, KEYS[9] recent, KEYS[10] the breaker's health hash.
 # ARGV[1] OA id, ARGV[2] token, ARGV[3] now (ms), ARGV[4] done memory (ms), ARGV[5] n finished,
@@ -223,6 +236,7 @@ class Backlog:
         self._renew = client.register_script(RENEW_LUA)
         self._settle = client.register_script(SETTLE_LUA)
         self._unlease = client.register_script(UNLEASE_LUA)
+        self._decide = client.register_script(DECIDE_LUA)
 
     def park(self, oa_id: str, ref_ids: Sequence[str], now_s: float) -> Parked:
         """Add RefIds to wait, due now."""
@@ -266,6 +280,15 @@ class Backlog:
             args=[token, _ms(until_s), *refs],
         )
         return set(refs) - {_text(x) for x in lost}
+
+    def decide(self, oa_id: str, token: str, decided: dict[str, str]) -> None:
+        """Record terminal states decided here (RefId -> state key) before their events go
+        out, for the RefIds `token` still holds (see DECIDE_LUA)."""
+        if decided:
+            args: list[str] = [token]
+            for ref_id, state_key in decided.items():
+                args += [ref_id, state_key]
+            self._decide(keys=[self._keys.state(oa_id), self._keys.owner(oa_id)], args=args)
 
     def settle(
         self,

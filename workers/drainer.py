@@ -256,7 +256,9 @@ class Drainer:
                 continue
             record = records.get(item.ref_id)
             outcome = outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
-            if not outcome.terminal and now_s >= self._expires_s(item):
+            if item.state_key == EXPIRED_OUTCOME.state_key:
+                outcome = EXPIRED_OUTCOME  # decided before a crash: the same event again
+            elif not outcome.terminal and now_s >= self._expires_s(item):
                 outcome = EXPIRED_OUTCOME
             event = None
             if outcome.terminal or outcome.state_key != item.state_key:
@@ -264,6 +266,15 @@ class Drainer:
                     item.ref_id, oa_id, outcome, observed_at, as_datetime(item.submitted_s)
                 )
             plan.append((item, outcome, event))
+        self.backlog.decide(
+            oa_id,
+            token,
+            {
+                item.ref_id: outcome.state_key
+                for item, outcome, _ in plan
+                if outcome is EXPIRED_OUTCOME and item.state_key != outcome.state_key
+            },
+        )
         # Items with an event first: if publishing stops part way, the prefix that went out is
         # settled and only the rest is handed back.
         plan.sort(key=lambda step: step[2] is None)
