@@ -19,13 +19,43 @@ log = logging.getLogger(__name__)
 ARG_NAMES = ("ref_ids", "oa_id")
 
 
+# A broker message of at most about this many bytes of RefIds: a worker child killed for
+# memory by a huge message would get it redelivered, to be killed again.
+MAX_MESSAGE_REFID_BYTES = 1_000_000
+
+
 class ValidatingTask(Task):  # type: ignore[misc]
-    """Reject bad arguments at the producer, before anything is queued."""
+    """Reject bad arguments at the producer, before anything is queued; split a large
+    submission into messages of a bounded size."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any) -> Any:
         ref_ids, oa_id, unknown = bind_arguments(args, kwargs)
-        validate_submission(ref_ids, oa_id, unknown)
-        return super().apply_async(args, kwargs, *rest, **options)
+        submission = validate_submission(ref_ids, oa_id, unknown)
+        chunks = split_by_size(submission.ref_ids, MAX_MESSAGE_REFID_BYTES)
+        if len(chunks) == 1:
+            return super().apply_async(args, kwargs, *rest, **options)
+        # Each part is a submission of its own (parking is idempotent); the first one's
+        # result stands for the call, as a single message's would.
+        first, *others = chunks
+        result = super().apply_async((), {"ref_ids": first, "oa_id": submission.oa_id}, **options)
+        options.pop("task_id", None)
+        for chunk in others:
+            super().apply_async((), {"ref_ids": chunk, "oa_id": submission.oa_id}, **options)
+        return result
+
+
+def split_by_size(ref_ids: list[str], max_bytes: int) -> list[list[str]]:
+    """Cut `ref_ids` into lists whose JSON takes at most about `max_bytes` each."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for ref_id in ref_ids:
+        cost = len(ref_id) + 4  # quotes, comma, space
+        if chunks[-1] and size + cost > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(ref_id)
+        size += cost
+    return chunks
 
 
 def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, object]]:

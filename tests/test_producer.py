@@ -1,0 +1,37 @@
+"""What a producer's .delay() puts on the broker: bounded messages, whatever the size."""
+
+from __future__ import annotations
+
+import json
+
+from tasks import fetch_callbacks
+from tasks.fetch import MAX_MESSAGE_REFID_BYTES, split_by_size
+
+OA = "1090257973118325189"
+
+
+def test_a_huge_submission_leaves_in_messages_of_a_bounded_size(fetch_queue):
+    # given 300,000 RefIds of eSMS's usual 39 characters (about 13 MB in one message)
+    ref_ids = [f"{i:08d}-81d7-4ad1-9cce-1ac7fddd5f34196" for i in range(300_000)]
+
+    # when submitted in one call
+    fetch_callbacks.delay(ref_ids, OA)
+
+    # expect several messages, each under the bound, carrying all of them once, in order
+    calls = fetch_queue()
+    assert len(calls) > 10
+    for call in calls:
+        assert len(json.dumps(call["kwargs"]["ref_ids"])) <= MAX_MESSAGE_REFID_BYTES
+        assert call["kwargs"]["oa_id"] == OA
+    assert [ref for call in calls for ref in call["kwargs"]["ref_ids"]] == ref_ids
+
+
+def test_a_small_submission_stays_one_message(fetch_queue):
+    fetch_callbacks.delay(["r1", "r2"], OA)
+    (call,) = fetch_queue()
+    assert call["args"] == [["r1", "r2"], OA]
+
+
+def test_split_keeps_order_and_never_makes_an_empty_part():
+    assert split_by_size(["aa", "bb", "cc"], 12) == [["aa", "bb"], ["cc"]]
+    assert split_by_size(["x" * 50], 10) == [["x" * 50]]
