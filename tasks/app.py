@@ -43,11 +43,12 @@ def _say_where(**_: Any) -> None:
     where = "the bundled eSMS SIMULATOR" if s.simulated else "eSMS"
     credentials = "set" if s.has_credentials else "NOT SET: nothing will be sent"
     logging.getLogger("esms").warning(
-        "fetching from %s at %s for account %s (credentials %s); window %s, one request per "
-        "%gs, up to %d RefIds each",
+        "fetching from %s at %s for account %s, named by %s (credentials %s); window %s, one "
+        "request per %gs, up to %d RefIds each",
         where,
         s.base_url,
-        s.account_id,
+        s.account_id if s.account_known else "NONE",
+        s.account_source,
         credentials,
         s.window,
         s.spacing_s,

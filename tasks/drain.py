@@ -92,6 +92,8 @@ def drain(self: Task) -> dict[str, object]:
 def release() -> None:
     """Start drainers when the window is open and RefIds are due; warn about capacity."""
     runtime = get_runtime()
+    if not runtime.settings.account_known:
+        return  # nothing can be filed or sent; the worker said so when it started
     now_s = runtime.clock.now_s()
     check_capacity(runtime, now_s)
     if (

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from tasks.app import app
 from tasks.drain import check_capacity, request_drainers
 from workers.clock import as_datetime
-from workers.errors import InvalidSubmission
+from workers.errors import AccountUnknown, InvalidSubmission
 from workers.runtime import get_runtime
 from workers.validation import validate_submission
 
@@ -74,13 +74,14 @@ def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, ob
     return ref_ids, oa_id, kwargs
 
 
-# Redis (the waiting set) unreachable: retry with backoff until it is back; the submission
-# stays in the broker meanwhile, so it is never dropped.
+# Redis (the waiting set) unreachable, or this worker names no account to file RefIds under
+# (no credentials): retry with backoff until that is fixed; the submission stays in the
+# broker meanwhile, so it is never dropped nor filed where no drainer looks.
 @app.task(
     name="esms.fetch_callbacks",
     base=ValidatingTask,
     acks_late=True,
-    autoretry_for=(RedisError,),
+    autoretry_for=(RedisError, AccountUnknown),
     retry_backoff=1,
     retry_backoff_max=300,
     retry_jitter=True,
@@ -96,6 +97,15 @@ def fetch_callbacks(
         log.error("rejected a submission: %s", exc)
         raise
     runtime = get_runtime()
+    if not runtime.settings.account_known:
+        # Retried (autoretry_for) and kept in the broker until the worker has credentials.
+        problem = AccountUnknown(
+            f"cannot accept RefIds for OA {submission.oa_id}: no eSMS account is named "
+            "(set ESMS_API_KEY and ESMS_SECRET_KEY, or ESMS_ACCOUNT, for the workers); the "
+            "submission stays queued and is retried"
+        )
+        log.error("%s", problem)
+        raise problem
     now_s = runtime.clock.now_s()
     parked = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s)
     log.info(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tasks import fetch_callbacks
 from tasks.fetch import MAX_MESSAGE_REFID_BYTES, split_by_size
 
@@ -35,3 +37,21 @@ def test_a_small_submission_stays_one_message(fetch_queue):
 def test_split_keeps_order_and_never_makes_an_empty_part():
     assert split_by_size(["aa", "bb", "cc"], 12) == [["aa", "bb"], ["cc"]]
     assert split_by_size(["x" * 50], 10) == [["x" * 50]]
+
+
+def test_a_worker_without_an_account_keeps_the_submission_for_later(make_settings, redis_client):
+    from workers.errors import AccountUnknown
+    from workers.runtime import use_settings
+
+    # given a worker started without credentials or ESMS_ACCOUNT
+    use_settings(make_settings(api_key="", secret_key="", account=""))
+    try:
+        # when a submission reaches it
+        with pytest.raises(AccountUnknown, match="stays queued and is retried"):
+            fetch_callbacks.run(["r1"], OA)
+    finally:
+        use_settings(None)
+    # expect nothing filed anywhere (no account named by a hash of an empty key), and the
+    # error one Celery retries with backoff, the message staying in the broker meanwhile
+    assert redis_client.keys("esms:{e3b0c44298fc1c14}*") == []
+    assert AccountUnknown in fetch_callbacks.autoretry_for

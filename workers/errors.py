@@ -18,6 +18,7 @@
     NotSent                     the request was held back at the last moment (window closed)
     InvalidSubmission           bad task arguments; raised at the producer and in the worker
     ConfigError                 a malformed setting; names the environment variable
+    └── AccountUnknown          no account to file RefIds under (no ApiKey, no ESMS_ACCOUNT)
 
 Messages never contain credentials: the client never puts the request body in an error.
 """
@@ -88,6 +89,10 @@ class InvalidSubmission(ValueError):
 
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names the environment variable."""
+
+
+class AccountUnknown(ConfigError):
+    """No eSMS account is named (no ApiKey, no ESMS_ACCOUNT): RefIds cannot be filed."""
 
 
 def printable(text: str, limit: int = 200) -> str:

@@ -15,7 +15,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from workers.errors import ConfigError
+from workers.errors import AccountUnknown, ConfigError
 from workers.window import Window
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
@@ -109,10 +109,32 @@ class Settings:
 
     @property
     def account_id(self) -> str:
-        """Name the account in Redis keys and logs: ESMS_ACCOUNT, else a hash of the ApiKey."""
+        """Name the account in Redis keys and logs: ESMS_ACCOUNT, else a hash of the ApiKey.
+
+        Without either there is no account: AccountUnknown, rather than filing RefIds under
+        a name no drainer with credentials will ever read."""
         if self.account:
             return self.account
-        return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
+        if self.api_key:
+            return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
+        raise AccountUnknown(
+            "no eSMS account to file RefIds under: set ESMS_API_KEY and ESMS_SECRET_KEY (and "
+            "ESMS_ACCOUNT, so a new ApiKey keeps the waiting RefIds) in this process's "
+            "environment"
+        )
+
+    @property
+    def account_known(self) -> bool:
+        return bool(self.account or self.api_key)
+
+    @property
+    def account_source(self) -> str:
+        """Why the account has the name it has, for operators."""
+        if self.account:
+            return "ESMS_ACCOUNT"
+        if self.api_key:
+            return "a hash of ESMS_API_KEY (set ESMS_ACCOUNT to keep it across a key change)"
+        return "none: ESMS_API_KEY and ESMS_ACCOUNT are not set"
 
     @property
     def lease_s(self) -> float:

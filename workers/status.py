@@ -31,6 +31,7 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
     allowed = RATE_WINDOW_S / settings.rate_interval_s
     return {
         "account": settings.account_id,
+        "account_named_by": settings.account_source,
         "window": str(settings.window),
         "window_open": settings.window.is_open(as_datetime(now_s)),
         "window_opens_at": capacity.window_opens_at.isoformat(),
