@@ -226,3 +226,30 @@ def test_the_strictest_spacing_of_any_host_wins(redis_client):
     redis_client.hset(rate, mapping={"last_us": 0, "tat_us": 0})
     assert loose.commit().go
     assert 0.04 < loose.commit().wait_s <= 0.05
+
+
+def test_rate_state_far_in_the_future_is_repaired_not_slept_on(redis_client):
+    # given rate state an hour ahead of the Redis clock (it went back in a failover)
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(redis_client, 0.05, account)
+    hour_ahead_us = int((redis_now_s(redis_client) + 3600) * 1e6)
+    rate = AccountKeys(account).rate
+    redis_client.hset(rate, mapping={"tat_us": hour_ahead_us, "last_us": hour_ahead_us})
+    # when a drainer reserves and commits: expect no hour-long sleep, and a send
+    wait_s = limiter.reserve()
+    assert wait_s is not None and wait_s <= 0.05
+    commit = limiter.commit()
+    assert commit.go or commit.wait_s <= 0.05
+
+
+def test_the_worker_clock_ignores_steps_of_the_host_clock(redis_client, monkeypatch):
+    from workers.clock import RedisClock
+
+    clock = RedisClock(redis_client)
+    before_s = clock.now_s()
+    # when the host's wall clock steps an hour back
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)
+    # expect the worker's clock (the Redis clock, carried on monotonically) unmoved
+    assert abs(clock.now_s() - before_s) < 1
+    assert abs(clock.now_s() - redis_now_s(redis_client)) < 1

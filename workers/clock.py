@@ -22,31 +22,31 @@ def as_datetime(epoch_s: float) -> datetime:
 
 
 class RedisClock:
-    """Local time corrected by the offset to Redis TIME, re-measured every `resync_s`."""
+    """The Redis server's clock, read once a `resync_s` and carried forward with this host's
+    monotonic clock: a step of the host's wall clock changes nothing, so one host can never
+    think every other host's leases expired."""
 
     def __init__(self, client: redis.Redis, resync_s: float = 60.0) -> None:
         self._client = client
         self._resync_s = resync_s
-        self._offset_s = 0.0
-        self._synced_at = float("-inf")
+        self._redis_at_sync_s = 0.0
+        self._monotonic_at_sync_s = float("-inf")
 
     def now_s(self) -> float:
-        local = time.time()
-        if time.monotonic() - self._synced_at > self._resync_s:
+        if time.monotonic() - self._monotonic_at_sync_s > self._resync_s:
             self._sync()
-            local = time.time()
-        return local + self._offset_s
+        return self._redis_at_sync_s + (time.monotonic() - self._monotonic_at_sync_s)
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
 
     def _sync(self) -> None:
-        before = time.time()
+        before = time.monotonic()
         seconds, micros = self._client.time()
-        after = time.time()
-        self._offset_s = seconds + micros / 1e6 - (before + after) / 2
-        self._synced_at = time.monotonic()
+        after = time.monotonic()
+        self._redis_at_sync_s = seconds + micros / 1e6
+        self._monotonic_at_sync_s = (before + after) / 2
 
 
 class ManualClock:

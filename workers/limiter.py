@@ -26,6 +26,7 @@ import redis
 MARGIN_HALF_LIFE_S = 300.0  # how fast the margin a 160 added fades again
 MARGIN_STEP_S = 0.002  # a 160 adds at least this to the margin (doubling what it adds)
 STRICTEST_KEPT_S = 300.0  # a stricter interval another host used holds this long after it
+MAX_WAITERS = 100  # drainers that can queue for slots (ESMS_DRAINERS is at most 100)
 
 # Computes the spacing (us) now: interval + base margin, the strictest any host used within
 # STRICTEST_KEPT_S (so hosts with different settings during a rolling change cannot break the
@@ -52,6 +53,22 @@ end
 local function spacing(now)
   return strictest(now) + extra_margin(now)
 end
+-- State far in the future means the Redis clock went back (a failover, a stepped clock):
+-- bring it to now rather than make every drainer sleep for the size of the jump. Waiters
+-- queue at most MAX_WAITERS spacings ahead; a recorded send is never ahead of now.
+local function repaired(now, step)
+  local tat = tonumber(redis.call('HGET', KEYS[1], 'tat_us') or '0')
+  local last = tonumber(redis.call('HGET', KEYS[1], 'last_us') or '0')
+  if tat > now + {MAX_WAITERS} * step + 1000000 then
+    tat = now
+    redis.call('HSET', KEYS[1], 'tat_us', string.format('%.0f', tat))
+  end
+  if last > now + step then
+    last = now
+    redis.call('HSET', KEYS[1], 'last_us', string.format('%.0f', last))
+  end
+  return tat, last
+end
 local function keep(spacing_us)
   -- kept long enough for the margin to fade before it is forgotten
   redis.call('PEXPIRE', KEYS[1], math.max({int(MARGIN_HALF_LIFE_S * 4000)},
@@ -68,8 +85,7 @@ RESERVE_LUA = (
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local step = spacing(now)
-local tat = tonumber(redis.call('HGET', KEYS[1], 'tat_us') or '0')
-local last = tonumber(redis.call('HGET', KEYS[1], 'last_us') or '0')
+local tat, last = repaired(now, step)
 local slot = math.max(tat, now, last + step)
 local not_after = tonumber(ARGV[3])
 if not_after > 0 and slot >= not_after then return -1 end
@@ -122,7 +138,7 @@ if probing and now < probe_until then
   return {2, string.format('%.0f', probe_until - now), failures}
 end
 local step = spacing(now)
-local last = tonumber(redis.call('HGET', KEYS[1], 'last_us') or '0')
+local _, last = repaired(now, step)
 local ready = last + step
 if now < ready then return {1, string.format('%.0f', math.max(1, ready - now)), failures} end
 redis.call('HSET', KEYS[1], 'last_us', string.format('%.0f', now))
