@@ -469,3 +469,43 @@ def test_an_expiry_published_before_a_crash_is_the_only_terminal_event(drain_env
     assert [e["status"] for e in events] == ["expired", "expired"]
     assert events[0]["event_id"] == events[1]["event_id"]
     assert runtime.backlog.per_oa(clock.now_s()) == []
+
+
+def window_around_now(redis_client: Any, opened_s_ago: float, closes_in_s: float) -> Any:
+    """A UTC window around the Redis clock's now, and that now."""
+    from datetime import UTC, datetime, timedelta
+
+    from workers.window import Window
+
+    seconds, micros = redis_client.time()
+    now = datetime.fromtimestamp(seconds + micros / 1e6, UTC)
+    opens, closes = now - timedelta(seconds=opened_s_ago), now + timedelta(seconds=closes_in_s)
+    return Window.parse(f"{opens:%H:%M:%S}-{closes:%H:%M:%S}", "UTC"), now.timestamp()
+
+
+def test_no_request_starts_within_the_guard_before_the_window_closes(drain_env, sim, redis_client):
+    # given a window closing in half a second, with a one-second guard
+    window, now_s = window_around_now(redis_client, opened_s_ago=600, closes_in_s=0.5)
+    drainer, runtime, clock, _ = drain_env(window=window, window_guard_s=1.0)
+    clock.now = now_s
+    runtime.backlog.park("oa1", ["g1"], clock.now_s())
+    # when drained: nothing goes out (it could reach eSMS after the close)
+    assert drainer.drain(budget_s=5).stopped == "window closes before the next slot"
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize(("opened_s_ago", "waits_s"), [(10, 1.0), (1800, 900.0)])
+def test_an_input_rejection_at_the_window_edge_means_wait_for_the_window(
+    drain_env, sim, redis_client, opened_s_ago, waits_s
+):
+    # given eSMS refusing a request (Code 99, as it may outside its own idea of the window)
+    window, now_s = window_around_now(redis_client, opened_s_ago, closes_in_s=1800)
+    drainer, runtime, clock, _ = drain_env(window=window, window_guard_s=1.0, repoll_after_s=900)
+    clock.now = now_s
+    runtime.backlog.park("oa1", ["e1"], clock.now_s())
+    sim.add_fault("code", code=99)
+    drainer.drain(budget_s=5)
+    # expect: 10 s after the opening, eSMS's clock just disagrees: ask again in a second;
+    # half an hour in, it is a real rejection: ask again after ESMS_REPOLL_AFTER
+    due_s = runtime.redis.zscore(runtime.keys.due("oa1"), "e1") / 1000
+    assert due_s - clock.now_s() == pytest.approx(waits_s, abs=0.5)

@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 RECENT_S = 300  # how far back the rate actually used is measured
 REQUEST_TIME_WEIGHT = 0.2  # weight of the newest request in the request-time average
 WAKE_EARLY_SHARE = 0.2  # of a spacing: how early a drainer wakes before its slot
+# An input rejection this close to a window edge is eSMS's clock disagreeing with ours.
+WINDOW_EDGE_S = 60.0
 
 # ask(ref_ids, oa_id, gate, on_sent): gate() is called right before the request is written;
 # False means 'do not send' and the call raises NotSent. on_sent() is called once the request
@@ -111,9 +114,9 @@ class Drainer:
         bounds = self.settings.window.bounds_at(as_datetime(self.clock.now_s()))
         if bounds is None:
             return "window closed"
-        window_s = (
-            None if self.settings.window.always else (bounds[0].timestamp(), bounds[1].timestamp())
-        )
+        window_s = self._guarded(bounds)
+        if window_s and self.clock.now_s() < window_s[0]:  # just opened: inside the guard
+            self.clock.sleep(window_s[0] - self.clock.now_s())
         wait_s = self.limiter.reserve(not_after_s=window_s[1] if window_s else None)
         if wait_s is None:
             return "window closes before the next slot"
@@ -217,6 +220,17 @@ class Drainer:
                 len(ref_ids),
             )
             stopped = "account paused"
+        elif self._near_window_edge(now_s):
+            # eSMS's clock and ours disagree about the window: this is "not now", not bad
+            # input. The RefIds wait for the window, not ESMS_REPOLL_AFTER.
+            log.warning(
+                "eSMS refused a request at the window's edge (%s); its %d RefIds wait for the "
+                "window",
+                exc,
+                len(ref_ids),
+            )
+            self.backlog.unlease(oa_id, token, ref_ids, now_s + self.settings.window_guard_s)
+            stopped = "window closed"
         else:  # RequestRejected: the same input would be refused again at once; ask later.
             delay_s = self.settings.repoll_after_s
             log.error(
@@ -302,6 +316,23 @@ class Drainer:
             rest = [item.ref_id for item, _, _ in plan[published:]]
             self.backlog.unlease(oa_id, token, rest, now_s + delay_s)
             raise Retry(failure, delay_s) from failure
+
+    def _guarded(self, bounds: tuple[datetime, datetime]) -> tuple[float, float] | None:
+        """The open window, shrunk by ESMS_WINDOW_GUARD at both ends (epoch s), so that no
+        request reaches eSMS outside it whatever its clock; None if there is no window."""
+        if self.settings.window.always:
+            return None
+        guard_s = self.settings.window_guard_s
+        return bounds[0].timestamp() + guard_s, bounds[1].timestamp() - guard_s
+
+    def _near_window_edge(self, now_s: float) -> bool:
+        if self.settings.window.always:
+            return False
+        bounds = self.settings.window.bounds_at(as_datetime(now_s))
+        if bounds is None:
+            return True
+        opens_s, closes_s = bounds[0].timestamp(), bounds[1].timestamp()
+        return min(now_s - opens_s, closes_s - now_s) < WINDOW_EDGE_S
 
     def _expires_s(self, item: Leased) -> float:
         return item.submitted_s + self.settings.max_age_s

@@ -55,6 +55,7 @@ class Settings:
     max_retries: int = 5
     retry_base_s: float = 2.0
     breaker_after: int = 5
+    window_guard_s: float = 1.0
     backoff_max_s: float = 60.0
     account_pause_s: float = 300.0
     account: str = ""
@@ -87,6 +88,7 @@ class Settings:
             max_retries=read.integer("ESMS_MAX_RETRIES", 5, 0, 100),
             retry_base_s=read.number("ESMS_RETRY_BASE", 2.0, minimum=0.0),
             breaker_after=read.integer("ESMS_BREAKER_AFTER", 5, 1, 100),
+            window_guard_s=read.number("ESMS_WINDOW_GUARD", 1.0, minimum=0.0),
             backoff_max_s=read.number("ESMS_BACKOFF_MAX", 60.0, minimum=1.0),
             account_pause_s=read.number("ESMS_ACCOUNT_PAUSE", 300.0, minimum=1.0),
             account=read.text("ESMS_ACCOUNT", ""),
