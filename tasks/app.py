@@ -4,12 +4,13 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_shutdown, worker_ready
+from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutting_down
 
 from tasks import broker_fix
 from workers.redis_policy import eviction_problem
 from workers.runtime import close_runtime, get_runtime
 
+STOPPING_FLAG_S = 300  # longer than any drain's step; a restarted worker has a new pid
 app = Celery("esms")
 app.config_from_object("celeryconfig")
 
@@ -31,15 +32,28 @@ def _refuse_an_evicting_redis(**_: Any) -> None:
         raise SystemExit(problem)
 
 
+@worker_shutting_down.connect
+def _tell_drainers_to_stop(sender: str = "", **_: Any) -> None:
+    """A warm shutdown (a deploy) waits for running tasks: let this worker's drains stop at
+    their next step rather than run out their budget (tasks/drain.py)."""
+    runtime = get_runtime()
+    if runtime.settings.account_known:
+        runtime.redis.set(runtime.keys.stopping(sender), 1, ex=STOPPING_FLAG_S)
+
+
 @worker_process_shutdown.connect
 def _close_runtime(**_: Any) -> None:
     close_runtime()  # a clean goodbye to eSMS's keep-alive connection
 
 
 @worker_ready.connect
-def _say_where(**_: Any) -> None:
+def _say_where(sender: Any = None, **_: Any) -> None:
     """One line an operator reads first: which eSMS, which account, which limits."""
-    s = get_runtime().settings
+    runtime = get_runtime()
+    s = runtime.settings
+    hostname = getattr(sender, "hostname", "")
+    if hostname and s.account_known:  # a worker restarted under the same name drains again
+        runtime.redis.delete(runtime.keys.stopping(hostname))
     where = "the bundled eSMS SIMULATOR" if s.simulated else "eSMS"
     credentials = "set" if s.has_credentials else "NOT SET: nothing will be sent"
     logging.getLogger("esms").warning(

@@ -40,14 +40,19 @@ def drain(self: Task) -> dict[str, object]:
         log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
         return {"stopped": "no credentials"}
     slots, wanted = runtime.drainer_slots, runtime.drainers_wanted()
-    token = slots.acquire(runtime.clock.now_s(), wanted)
+    # A warm shutdown of this worker (SIGTERM: a deploy) flags its hostname; the drain then
+    # gives its place up at the next step instead of running out its budget.
+    stopping = runtime.keys.stopping(self.request.hostname or "")
+    token = slots.acquire(runtime.clock.now_s(), wanted, stopping_key=stopping)
     if token is None:
-        return {"stopped": f"{wanted} drainers already running"}
+        return {"stopped": f"{wanted} drainers already running, or this worker is stopping"}
     retries = self.request.retries
     try:
         report = runtime.drainer().drain(
             DRAIN_BUDGET_S,
-            keep_going=lambda: slots.acquire(runtime.clock.now_s(), wanted, token) is not None,
+            keep_going=lambda: (
+                slots.acquire(runtime.clock.now_s(), wanted, token, stopping) is not None
+            ),
         )
     except Retry as exc:
         if retries >= settings.max_retries:

@@ -188,3 +188,39 @@ def test_waiting_refs_survive_a_killed_worker_and_go_out_after_restart(
     # expect every RefId to reach its terminal event
     events = drain_events(closed.broker_url, closed.status_queue, want=150, timeout_s=60)
     assert {e["ref_id"] for e in events if e["terminal"]} == set(ref_ids)
+
+
+def test_a_warm_shutdown_stops_a_drain_within_seconds_and_loses_nothing(
+    make_settings, remote_sim, procs, tmp_path, redis_client
+):
+    # given a worker draining a long backlog at one request a second (a 60 s drain budget)
+    settings = make_settings(
+        rate_interval_s=1.0, rate_margin_s=0.0, base_url=remote_sim.base_url, drainers=1
+    )
+    remote_sim.reset()
+    remote_sim.configure(rate_interval_s=1.0)
+    try:
+        worker = start_worker("warm", settings_env(settings), tmp_path, concurrency=2)
+        procs.append(worker)
+        ref_ids = [f"warm-{i:05d}" for i in range(3000)]
+        fetch_callbacks.delay(ref_ids, OA)
+        deadline = time.monotonic() + 30
+        while len(remote_sim.requests()) < 3:
+            assert time.monotonic() < deadline, "the drain did not start"
+            time.sleep(0.2)
+
+        # when it is told to stop (SIGTERM, as a supervisor does on a deploy)
+        stopping = time.monotonic()
+        worker.popen.terminate()
+        worker.popen.wait(timeout=45)
+        took_s = time.monotonic() - stopping
+    finally:
+        remote_sim.configure(rate_interval_s=0.0)
+
+    # expect it gone within seconds, not after the drain's 60 s budget, with every RefId
+    # either answered or waiting again (none left leased)
+    assert took_s < 15, f"warm shutdown took {took_s:.1f}s"
+    backlog = Backlog(redis_client, AccountKeys(settings.account), 3600)
+    (oa,) = backlog.per_oa(time.time())
+    answered = sum(r["ref_count_sent"] for r in remote_sim.requests() if r["code"] == 100)
+    assert oa.leased == 0 and oa.waiting + answered == 3000

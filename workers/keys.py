@@ -31,6 +31,11 @@ class AccountKeys:
         """Sorted set: drainer tokens scored by lease expiry (ms)."""
         return f"{self.prefix}:drainers"
 
+    def stopping(self, hostname: str) -> str:
+        """String with a TTL: the worker instance `hostname` is shutting down; its drainers
+        give their places up at the next step."""
+        return f"{self.prefix}:stopping:{hostname}"
+
     @property
     def spawn_lock(self) -> str:
         """String with a short TTL: someone just asked for drainers."""

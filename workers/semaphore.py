@@ -10,10 +10,16 @@ import uuid
 
 import redis
 
-# KEYS[1] holders zset. ARGV[1] now (ms), ARGV[2] expiry (ms), ARGV[3] limit, ARGV[4] token.
-# Returns 1 if the token holds a place (new or renewed), else 0.
+# KEYS[1] holders zset, KEYS[2] a flag that says the holder's worker is shutting down.
+# ARGV[1] now (ms), ARGV[2] expiry (ms), ARGV[3] limit, ARGV[4] token.
+# Returns 1 if the token holds a place (new or renewed), else 0 (and a stopping holder's
+# place is given up).
 ACQUIRE_LUA = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('ZREM', KEYS[1], ARGV[4])
+  return 0
+end
 if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
   redis.call('PEXPIREAT', KEYS[1], ARGV[2])
@@ -30,12 +36,18 @@ class LeaseSemaphore:
         self._lease_ms = int(lease_s * 1000)
         self._acquire = client.register_script(ACQUIRE_LUA)
 
-    def acquire(self, now_s: float, limit: int, token: str | None = None) -> str | None:
+    def acquire(
+        self, now_s: float, limit: int, token: str | None = None, stopping_key: str = ""
+    ) -> str | None:
         """Take (or renew) one of `limit` places; return its token, or None when all places
-        are held (a holder keeps its place when the limit drops below the holders)."""
+        are held (a holder keeps its place when the limit drops below the holders) or the
+        flag at `stopping_key` says the holder's worker is shutting down."""
         token = token or uuid.uuid4().hex
         now_ms = int(now_s * 1000)
-        held = self._acquire(keys=[self._key], args=[now_ms, now_ms + self._lease_ms, limit, token])
+        held = self._acquire(
+            keys=[self._key, stopping_key or f"{self._key}:never-stopping"],
+            args=[now_ms, now_ms + self._lease_ms, limit, token],
+        )
         return token if int(held) else None
 
     def release(self, token: str) -> None:
