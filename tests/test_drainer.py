@@ -484,9 +484,9 @@ def window_around_now(redis_client: Any, opened_s_ago: float, closes_in_s: float
 
 
 def test_no_request_starts_within_the_guard_before_the_window_closes(drain_env, sim, redis_client):
-    # given a window closing in half a second, with a one-second guard
-    window, now_s = window_around_now(redis_client, opened_s_ago=600, closes_in_s=0.5)
-    drainer, runtime, clock, _ = drain_env(window=window, window_guard_s=1.0)
+    # given a window closing in 3 seconds, with a 5-second guard
+    window, now_s = window_around_now(redis_client, opened_s_ago=600, closes_in_s=3)
+    drainer, runtime, clock, _ = drain_env(window=window, window_guard_s=5.0)
     clock.now = now_s
     runtime.backlog.park("oa1", ["g1"], clock.now_s())
     # when drained: nothing goes out (it could reach eSMS after the close)
