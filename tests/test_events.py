@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -316,3 +318,38 @@ def test_rabbitmq_events_arrive_in_order(rabbit_queue: str) -> None:
 
     # expect a plain SimpleQueue consumer to get each, in order, as persistent JSON messages
     assert consume_plainly(RABBIT_URL, rabbit_queue, len(events)) == events
+
+
+def test_rabbitmq_refusing_an_event_is_an_error_not_a_silent_loss(rabbit_queue: str) -> None:
+    # given a RabbitMQ policy that lets the status queue hold one message and refuse more
+    policy = f"esms-test-{uuid.uuid4().hex[:8]}"
+    limit = '{"max-length": 1, "overflow": "reject-publish"}'
+    try:
+        subprocess.run(
+            [
+                "rabbitmqctl",
+                "set_policy",
+                policy,
+                f"^{rabbit_queue}$",
+                limit,
+                "--apply-to",
+                "queues",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot set a RabbitMQ policy here ({exc})")
+    try:
+        with Connection(RABBIT_URL) as conn:  # declare the queue so the policy applies to it
+            status_queue(rabbit_queue).bind(conn.default_channel).declare()
+        time.sleep(1)  # policies reach queues asynchronously
+        # when three events are published
+        with pytest.raises(PublishFailed) as caught:
+            EventPublisher(Connection(RABBIT_URL), rabbit_queue, NO_RETRY).publish(make_events(3))
+        # expect the broker's refusal of the second to surface: one published, held
+        assert caught.value.published == 1
+        assert consume_plainly(RABBIT_URL, rabbit_queue, 1) == make_events(1)
+    finally:
+        subprocess.run(["rabbitmqctl", "clear_policy", policy], capture_output=True, timeout=60)

@@ -90,7 +90,8 @@ class EventPublisher:
     """Publish events persistently; raise if the broker cannot take them (nothing is dropped).
 
     On kombu's Redis transport the events of one call go out in one MULTI/EXEC, all or nothing;
-    on any other transport (RabbitMQ) one by one through a kombu producer, in order.
+    on any other transport (RabbitMQ) one by one through a kombu producer, in order, each
+    confirmed by the broker (publisher confirms) before the next.
     """
 
     def __init__(
@@ -102,6 +103,11 @@ class EventPublisher:
         self._connection = connection
         self._queue = status_queue(queue_name)
         self._retry_policy = dict(retry_policy)
+        if not isinstance(connection.transport, kombu_redis.Transport):
+            # AMQP publishes are fire-and-forget: without publisher confirms a message the
+            # broker refuses is gone while its RefIds are settled. With them, "published"
+            # means "held by the broker", at one round trip per event.
+            connection.transport_options.setdefault("confirm_publish", True)
 
     def publish(self, events: list[dict[str, Any]]) -> None:
         """Publish in order; on failure raise PublishFailed saying how many went out."""
