@@ -253,3 +253,16 @@ def test_the_worker_clock_ignores_steps_of_the_host_clock(redis_client, monkeypa
     # expect the worker's clock (the Redis clock, carried on monotonically) unmoved
     assert abs(clock.now_s() - before_s) < 1
     assert abs(clock.now_s() - redis_now_s(redis_client)) < 1
+
+
+def test_a_backoff_further_ahead_than_any_backoff_can_be_is_not_waited_for(redis_client):
+    # given a breaker "open" for another day (the Redis clock went back after it opened)
+    account = f"t-{uuid.uuid4().hex}"
+    k = AccountKeys(account)
+    limiter = RateLimiter(
+        redis_client, (k.rate, k.paused, k.health), 0.001, 0.0, 60.0, max_backoff_s=60.0
+    )
+    day_ahead_us = int((redis_now_s(redis_client) + 86400) * 1e6)
+    redis_client.hset(k.health, mapping={"failures": 9, "open_until_us": day_ahead_us})
+    # when a request commits: expect one probe to go, not a day's wait
+    assert limiter.commit().go

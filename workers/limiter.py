@@ -115,6 +115,7 @@ return 1
 # KEYS[1]: rate hash, KEYS[2]: paused, KEYS[3]: health hash (see workers.health).
 # ARGV[1], ARGV[2]: see _SPACING_LUA. ARGV[3], ARGV[4]: window open and close (us; 0 0 =
 # always open). ARGV[5]: how long a half-open probe may take before another one (us).
+# ARGV[6]: the longest backoff (us).
 # Returns {status, value, failures}: {0, now} the send is recorded; {1, wait} spacing still
 # needed; {2, wait} the account backs off (breaker open, or a probe is under way); {-1, 0}
 # window not open; {-2, 0} account paused. `failures` is the breaker's failure streak.
@@ -130,6 +131,9 @@ local health = redis.call('HMGET', KEYS[3], 'failures', 'open_until_us', 'probe_
 local failures = tonumber(health[1] or '0')
 local open_until = tonumber(health[2] or '0')
 local probe_until = tonumber(health[3] or '0')
+-- Further ahead than any backoff or probe can be: the Redis clock went back. Wait no more.
+if open_until > now + tonumber(ARGV[6]) then open_until = now end
+if probe_until > now + tonumber(ARGV[5]) then probe_until = now end
 if now < open_until then
   return {2, string.format('%.0f', open_until - now), failures}
 end
@@ -211,12 +215,14 @@ class RateLimiter:
         interval_s: float,
         margin_s: float,
         probe_timeout_s: float = 60.0,
+        max_backoff_s: float = 3600.0,
     ) -> None:
         """`keys`: the account's rate hash, paused flag and health hash."""
         self._keys = list(keys)
         self._interval_us = int(interval_s * 1e6)
         self._margin_us = int(margin_s * 1e6)
         self._probe_timeout_us = int(probe_timeout_s * 1e6)
+        self._max_backoff_us = int(max_backoff_s * 1e6)
         self._reserve = client.register_script(RESERVE_LUA)
         self._hand_back = client.register_script(HAND_BACK_LUA)
         self._commit = client.register_script(COMMIT_LUA)
@@ -240,7 +246,13 @@ class RateLimiter:
         )
         status, value, failures = self._commit(
             keys=self._keys,
-            args=[*self._spacing_args, opens_us, closes_us, self._probe_timeout_us],
+            args=[
+                *self._spacing_args,
+                opens_us,
+                closes_us,
+                self._probe_timeout_us,
+                self._max_backoff_us,
+            ],
         )
         status, failures = int(status), int(failures)
         if status == -2:

@@ -58,6 +58,7 @@ class Runtime:
             s.rate_interval_s,
             s.rate_margin_s,
             probe_timeout_s=s.lease_s,
+            max_backoff_s=s.backoff_max_s,
         )
 
     @cached_property
