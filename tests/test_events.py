@@ -84,6 +84,16 @@ def drop_before_last_command(times: int) -> Iterator[None]:
     assert left == 0, "fewer pipelines pushed messages than the test meant to cut"
 
 
+def bind_second_queue(redis_url: str, queue_name: str) -> Queue:
+    """Declare `{queue_name}.audit`, bound to the status exchange with the same routing key,
+    as a second consuming service would."""
+    status = status_queue(queue_name)
+    audit = Queue(f"{queue_name}.audit", status.exchange, routing_key=status.routing_key)
+    with Connection(redis_url) as conn:
+        audit.bind(conn.default_channel).declare()
+    return audit
+
+
 def consume_plainly(
     url: str, queue_name: str, count: int, then_empty: bool = False
 ) -> list[dict[str, Any]]:
@@ -173,12 +183,7 @@ def test_every_queue_bound_to_the_exchange_gets_every_event(
     redis_url: str, redis_client: redis.Redis, queue_name: str
 ) -> None:
     # given a second queue bound to the status exchange with the same routing key
-    status = status_queue(queue_name)
-    audit_name = f"{queue_name}.audit"
-    with Connection(redis_url) as conn:
-        Queue(audit_name, status.exchange, routing_key=status.routing_key).bind(
-            conn.default_channel
-        ).declare()
+    audit = bind_second_queue(redis_url, queue_name)
     events = make_events(50)
 
     # when events are published
@@ -186,7 +191,6 @@ def test_every_queue_bound_to_the_exchange_gets_every_event(
 
     # expect both queues to hold all of them, in order
     assert drain_events(redis_url, queue_name, want=50, timeout_s=5) == events
-    audit = Queue(audit_name, status.exchange, routing_key=status.routing_key)
     with Connection(redis_url) as conn, conn.SimpleQueue(audit) as consumer:
         got = []
         for _ in events:
@@ -215,12 +219,7 @@ def test_connection_dropped_mid_write_leaves_nothing_half_written(
     redis_url: str, redis_client: redis.Redis, queue_name: str
 ) -> None:
     # given two bound queues, and a connection that drops after all but the last command left
-    status = status_queue(queue_name)
-    audit_name = f"{queue_name}.audit"
-    with Connection(redis_url) as conn:
-        Queue(audit_name, status.exchange, routing_key=status.routing_key).bind(
-            conn.default_channel
-        ).declare()
+    audit = bind_second_queue(redis_url, queue_name)
     publisher = EventPublisher(Connection(redis_url), queue_name, retry_policy=ONE_RETRY)
     events = make_events(100)
 
@@ -231,12 +230,12 @@ def test_connection_dropped_mid_write_leaves_nothing_half_written(
 
     # and nothing written on either queue
     assert redis_client.llen(queue_name) == 0
-    assert redis_client.llen(audit_name) == 0
+    assert redis_client.llen(audit.name) == 0
 
     # and once the broker answers again, the same events go out exactly once
     publisher.publish(events)
     assert drain_events(redis_url, queue_name, want=100, timeout_s=5) == events
-    assert redis_client.llen(audit_name) == 100
+    assert redis_client.llen(audit.name) == 100
 
 
 def test_a_hiccup_is_retried_without_duplicates(
