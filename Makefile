@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run demo test lint types check bench clean
+.PHONY: setup redis run demo test lint types check bench bench-push clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ check: lint types test
 
 bench: setup redis
 	$(BIN)/python -m bench.perf_bench $(BENCH_ARGS)
+
+bench-push: setup redis
+	$(BIN)/python -m bench.push_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info .pytest_cache .mypy_cache .ruff_cache

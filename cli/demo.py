@@ -3,16 +3,18 @@ seconds after start, a few thousand RefIds in small groups, a live progress line
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
 import time
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from cli.progress import bar, line
-from cli.stack import ROOT, processes, stack_commands, stack_environment
+from cli.stack import ROOT, processes, push_url, stack_commands, stack_environment
 from workers.settings import Settings
 
 OA_ID = "1090257973118325189"
@@ -58,6 +60,25 @@ def run_demo(refs: int, opens_in_s: float, interval_s: float, timeout_s: float) 
         outcomes = watch(settings, ref_ids, opens_at, timeout_s)
         summarize(settings, ref_ids, outcomes, opens_at)
     return 0 if sum(outcomes.values()) >= len(ref_ids) else 1
+
+
+def simulator_pushes(ref_ids: list[str], oa_id: str = OA_ID, delay_s: float = 1.0) -> None:
+    """Have the simulator push these RefIds' final statuses to the stack's receiver, on its own
+    schedule and with eSMS's retries, as eSMS does for messages sent with a CallbackUrl."""
+    body = {
+        "url": push_url(dict(os.environ)),
+        "oa_id": oa_id,
+        "ref_ids": ref_ids,
+        "delay_s": delay_s,
+        "rate_per_s": 200,
+    }
+    request = urllib.request.Request(
+        os.environ["ESMS_BASE_URL"] + "/_sim/push",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
 
 
 def submit_in_groups(ref_ids: list[str], oa_id: str = OA_ID) -> None:

@@ -20,6 +20,7 @@ from workers.settings import Settings
 from workers.validation import validate_submission
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
+LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--port", type=int, default=9808, help="port (default 9808)")
     metrics.set_defaults(handler=cmd_metrics)
 
+    receive = sub.add_parser(
+        "receive",
+        help="receive eSMS's CallbackUrl pushes on /esms/push/<ESMS_PUSH_TOKEN> and publish "
+        "them as status events",
+    )
+    receive.add_argument("--host", help="address to listen on (default ESMS_RECEIVER_HOST)")
+    receive.add_argument("--port", type=int, help="port (default ESMS_RECEIVER_PORT)")
+    receive.set_defaults(handler=cmd_receive)
+
     simulate = sub.add_parser(
         "simulate", help="run the eSMS simulator (python -m simulator)", add_help=False
     )
@@ -149,13 +159,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def show_demo(count: int) -> None:
     """Submit `count` demo RefIds in small groups and print their events until all are terminal."""
-    from cli.demo import OA_ID, submit_in_groups
+    from cli.demo import OA_ID, simulator_pushes, submit_in_groups
     from tasks import app
 
     settings = Settings.from_env()
     wait_for_worker(app)
     ref_ids = [f"demo-{int(time.time())}-{i:05d}" for i in range(count)]
     submit_in_groups(ref_ids, OA_ID)
+    # Every other message was "sent with a CallbackUrl": eSMS pushes its status too, and the
+    # receiver and the poll settle each RefId once, whichever hears first (see `source`).
+    simulator_pushes(ref_ids[::2], OA_ID)
     print(f"watching {settings.status_queue} (* marks a terminal event):", flush=True)
     terminal: Counter[str] = Counter()
     for event in consume(settings, stop=lambda: sum(terminal.values()) >= count):
@@ -271,7 +284,7 @@ def format_event(event: dict[str, Any]) -> str:
     mark = "*" if event.get("terminal") else " "
     return (
         f"{event.get('observed_at', '')[:19]} {mark} {event.get('status', '?'):9} "
-        f"{event.get('ref_id')} (OA {event.get('oa_id')}){detail}"
+        f"{event.get('ref_id')} (OA {event.get('oa_id')}, {event.get('source', 'poll')}){detail}"
     )
 
 
@@ -287,6 +300,21 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from cli.metrics_server import serve
 
     serve(args.host, args.port)
+    return EXIT_OK
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    import logging
+
+    from receiver.serve import serve
+
+    settings = Settings.from_env()
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
+    serve(
+        settings,
+        args.host or settings.receiver_host,
+        settings.receiver_port if args.port is None else args.port,
+    )
     return EXIT_OK
 
 

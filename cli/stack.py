@@ -39,6 +39,8 @@ def stack_environment(settings: Settings, env: dict[str, str]) -> tuple[dict[str
     env.setdefault("ESMS_WINDOW", "always")
     env.setdefault("ESMS_REPOLL_AFTER", "10")
     env.setdefault("LOG_LEVEL", "WARNING")  # let the demo's event lines stand out
+    # The simulator pushes statuses to the receiver as eSMS does: the demo shows both paths.
+    env.setdefault("ESMS_PUSH_TOKEN", secrets.token_urlsafe(24))
     return env, True
 
 
@@ -70,6 +72,8 @@ def processes(
 def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> dict[str, list[str]]:
     (ROOT / ".run").mkdir(exist_ok=True)
     names = ["worker", "beat"] + (["flower"] if with_flower else [])
+    if env.get("ESMS_PUSH_TOKEN"):  # the receiver refuses to start without one
+        names.append("receiver")
     commands = {
         "procfile": [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start", *names]
     }
@@ -96,3 +100,10 @@ def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> d
             env.get("ESMS_TIMEZONE", "Asia/Ho_Chi_Minh"),
         ]
     return commands
+
+
+def push_url(env: dict[str, str]) -> str:
+    """The CallbackUrl the stack's receiver answers on (the simulator pushes there)."""
+    host = env.get("ESMS_RECEIVER_HOST", "127.0.0.1")
+    port = env.get("ESMS_RECEIVER_PORT", "8078")
+    return f"http://{host}:{port}/esms/push/{env['ESMS_PUSH_TOKEN']}"

@@ -1,12 +1,14 @@
 """A faithful eSMS GetCallback simulator (aiohttp.web) for tests, demos and benchmarks."""
 
 from simulator.app import GET_CALLBACK_PATH, make_app
+from simulator.pusher import PushSettings
 from simulator.server import RunningSimulator, serve_in_thread
 from simulator.state import LoggedRequest, Simulator
 
 __all__ = [
     "GET_CALLBACK_PATH",
     "LoggedRequest",
+    "PushSettings",
     "RunningSimulator",
     "Simulator",
     "make_app",

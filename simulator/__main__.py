@@ -2,11 +2,13 @@
 
     python -m simulator --host 127.0.0.1 --port 8077 --api-key KEY --secret-key SECRET \
         --rate-interval 1.0 --max-refs 100 --policy mixed --window always \
-        --timezone Asia/Ho_Chi_Minh [--fault-rate http500:0.1 ...] [--fault-seed 7]
+        --timezone Asia/Ho_Chi_Minh [--fault-rate http500:0.1 ...] [--fault-seed 7] \
+        [--push-timeout 5 --push-retries 5 --push-retry-delay 2]
 
 `--fault-rate KIND:RATE[:NAME=VALUE,...]` makes a random share of requests fail as KIND (see
 simulator.faults; e.g. `code:0.05:code=160`, `slow:0.2:delay_s=3`); repeat it for several
-kinds. Prints one line saying where it listens, then serves until SIGINT or SIGTERM.
+kinds. The --push-* options set how pushes queued by POST /_sim/push are delivered (see
+simulator.pusher). Prints one line saying where it listens, then serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aiohttp import web
 
 from simulator.app import GET_CALLBACK_PATH, make_app
 from simulator.outcomes import POLICIES
+from simulator.pusher import PushSettings
 from simulator.state import Simulator
 from simulator.window_check import window_check
 
@@ -85,7 +88,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fail a random share of requests as KIND (repeatable), e.g. http500:0.1",
     )
     parser.add_argument("--fault-seed", type=int, help="seed of the random faults")
+    defaults = PushSettings()
+    parser.add_argument(
+        "--push-timeout",
+        type=float,
+        default=defaults.timeout_s,
+        help="seconds one push attempt may take",
+    )
+    parser.add_argument(
+        "--push-retries",
+        type=int,
+        default=defaults.retries,
+        help="attempts after a failed push before it is dropped",
+    )
+    parser.add_argument(
+        "--push-retry-delay",
+        type=float,
+        default=defaults.retry_delay_s,
+        help="seconds between a failed push attempt and the next",
+    )
     return parser.parse_args(argv)
+
+
+def build_push_settings(args: argparse.Namespace) -> PushSettings:
+    """Return the push settings the arguments describe; raise ValueError on a bad value."""
+    return PushSettings(
+        timeout_s=args.push_timeout, retries=args.push_retries, retry_delay_s=args.push_retry_delay
+    )
 
 
 def build_simulator(args: argparse.Namespace) -> Simulator:
@@ -105,8 +134,10 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
     return sim
 
 
-async def serve(sim: Simulator, host: str, port: int, window: str) -> None:
-    runner = web.AppRunner(make_app(sim), access_log=None)
+async def serve(
+    sim: Simulator, host: str, port: int, window: str, push_settings: PushSettings | None = None
+) -> None:
+    runner = web.AppRunner(make_app(sim, push_settings), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -131,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         sim = build_simulator(args)
+        push_settings = build_push_settings(args)
     except ValueError as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(sim, args.host, args.port, args.window))
+    asyncio.run(serve(sim, args.host, args.port, args.window, push_settings))
     return 0
 
 

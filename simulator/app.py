@@ -26,7 +26,8 @@ Control API, so a simulator in another process can be scripted (errors answer 40
                         rate}}. Failed requests move the rate clock and are logged with their
                         "fault", like one-shot ones.
     POST /_sim/reset    forget the log, scripts, faults (one-shot and random), ask counts and
-                        the rate clock
+                        the rate clock; drop queued pushes and zero the push counts (only
+                        this route: Simulator.reset() knows nothing of pushes)
     POST /_sim/config   {"rate_interval_s": 1.0, "max_refs": 100,
                          "window": "always" | "closed" | "HH:MM-HH:MM", "timezone": "Asia/..."}
     GET  /_sim/config   the current limits, policy, pending faults and fault rates (never the
@@ -35,6 +36,26 @@ Control API, so a simulator in another process can be scripted (errors answer 40
     GET  /_sim/stats    {"requests", "min_gap_s", "refs_sent", "refs_answered",
                          "records_returned", "codes", "http_statuses", "faults"}
     GET  /_sim/asked?ref_id=...   {"ref_id", "asked"}
+
+Pushes, as eSMS sends each status to the customer's CallbackUrl (simulator.push, .pusher):
+
+    POST /_sim/push     {"url": "http://host:port/path?x=1", "oa_id": "...", "ref_ids": [...],
+                         "delay_s": 0, "rate_per_s": 0, "statuses": "final" | "all"}
+                        queue a GET of `url` (its query kept, eSMS's parameters added) per
+                        status of each RefId: "final" (default) the last outcome of its script,
+                        "all" every outcome in order; "missing" is never pushed. Scripts are
+                        read, not advanced: GetCallback answers stay as they were. Deliveries
+                        start `delay_s` after queuing, at most `rate_per_s` a second for this
+                        call's pushes (0: unpaced), at most 20 open at once over all calls.
+                        Answers {"ok": true, "queued": N}.
+    POST /_sim/push_config {"timeout_s": 5.0, "retries": 5, "retry_delay_s": 2.0}
+                        any of them; answers the push settings now in force
+    GET  /_sim/push_config the push settings
+    GET  /_sim/pushes   {"queued", "attempts", "delivered", "retried", "given_up", "in_flight",
+                         "waiting", "answers": {"200": n, "500": n, "error": n, ...}}
+                        a delivery is done when answered 200; anything else (another status,
+                        a timeout, a refused or reset connection: "error") is retried after
+                        retry_delay_s, at most `retries` more times, then given up
 """
 
 from __future__ import annotations
@@ -48,6 +69,7 @@ from aiohttp import web
 
 from simulator.control import control_routes
 from simulator.faults import Fault
+from simulator.pusher import PUSHER_KEY, Pusher, PushSettings
 from simulator.state import SIM_KEY, LoggedRequest, Simulator
 
 __all__ = ["GET_CALLBACK_PATH", "LoggedRequest", "Simulator", "make_app"]
@@ -65,10 +87,14 @@ _HTML_PAGE = """<!DOCTYPE html>
 """
 
 
-def make_app(sim: Simulator) -> web.Application:
-    """Build the aiohttp application serving GetCallback and the /_sim control API for `sim`."""
+def make_app(sim: Simulator, push_settings: PushSettings | None = None) -> web.Application:
+    """Build the aiohttp application serving GetCallback and the /_sim control API for `sim`,
+    with a pusher delivering statuses as `push_settings` say (defaults: eSMS's)."""
     app = web.Application()
     app[SIM_KEY] = sim
+    pusher = Pusher(push_settings)
+    app[PUSHER_KEY] = pusher
+    app.cleanup_ctx.append(pusher.session_ctx)
     app.router.add_post(GET_CALLBACK_PATH, _get_callback)
     app.router.add_routes(control_routes())
     return app

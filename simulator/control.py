@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from yarl import URL
 
 from simulator.outcomes import parse_outcomes, parse_policy
+from simulator.push import STATUSES, is_statuses, pushes_of
+from simulator.pusher import PUSHER_KEY
 from simulator.state import SIM_KEY, Simulator
 from simulator.window_check import window_check
 
@@ -26,6 +30,10 @@ def control_routes() -> list[web.RouteDef]:
         web.get("/_sim/requests", _guarded(_requests)),
         web.get("/_sim/stats", _guarded(_stats)),
         web.get("/_sim/asked", _guarded(_asked)),
+        web.post("/_sim/push", _guarded(_push)),
+        web.post("/_sim/push_config", _guarded(_set_push_config)),
+        web.get("/_sim/push_config", _guarded(_get_push_config)),
+        web.get("/_sim/pushes", _guarded(_pushes)),
     ]
 
 
@@ -103,6 +111,7 @@ async def _fault_rate(request: web.Request) -> web.StreamResponse:
 
 async def _reset(request: web.Request) -> web.StreamResponse:
     request.app[SIM_KEY].reset()
+    request.app[PUSHER_KEY].reset()
     return _ok()
 
 
@@ -162,3 +171,73 @@ async def _asked(request: web.Request) -> web.StreamResponse:
     if not ref_id:
         raise ValueError('give "ref_id" as a query parameter')
     return web.json_response({"ref_id": ref_id, "asked": request.app[SIM_KEY].asked(ref_id)})
+
+
+_PUSH_KEYS = frozenset({"url", "oa_id", "ref_ids", "delay_s", "rate_per_s", "statuses"})
+
+
+async def _push(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    unknown = set(body) - _PUSH_KEYS
+    if unknown:
+        raise ValueError(f"unknown push key(s) {sorted(unknown)}; use {sorted(_PUSH_KEYS)}")
+    url = _push_url(body.get("url"))
+    oa_id, ref_ids = body.get("oa_id"), body.get("ref_ids")
+    if not isinstance(oa_id, str) or not oa_id:
+        raise ValueError('give "oa_id", the Zalo OA id as a non-empty string')
+    if not isinstance(ref_ids, list) or not ref_ids:
+        raise ValueError('give "ref_ids", a non-empty list of RefId strings')
+    if not all(isinstance(ref_id, str) and ref_id for ref_id in ref_ids):
+        raise ValueError('"ref_ids" must hold only non-empty strings')
+    delay_s, rate_per_s = _at_least_zero(body, "delay_s"), _at_least_zero(body, "rate_per_s")
+    statuses = body.get("statuses", "final")
+    if not is_statuses(statuses):
+        raise ValueError(f'"statuses" must be one of {sorted(STATUSES)}, not {statuses!r}')
+    scripts = request.app[SIM_KEY].scripts_of(ref_ids)
+    params = [
+        one
+        for ref_id, script in zip(ref_ids, scripts, strict=True)
+        for one in pushes_of(ref_id, oa_id, script, statuses)
+    ]
+    queued = request.app[PUSHER_KEY].queue(url, params, delay_s=delay_s, rate_per_s=rate_per_s)
+    return _ok(queued=queued)
+
+
+def _push_url(value: object) -> URL:
+    problem = '"url" must be an absolute http:// or https:// URL'
+    if not isinstance(value, str):
+        raise ValueError(f"{problem}, not {value!r}")
+    try:
+        url = URL(value)
+    except ValueError as exc:
+        raise ValueError(f"{problem}: {exc}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"{problem}, not {value!r}")
+    return url
+
+
+def _at_least_zero(body: dict[str, object], name: str) -> float:
+    value = body.get(name, 0)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f'"{name}" must be a number >= 0, not {value!r}')
+    return float(value)
+
+
+async def _set_push_config(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    pusher = request.app[PUSHER_KEY]
+    pusher.settings = pusher.settings.changed(**body)
+    return web.json_response(pusher.settings.to_json())
+
+
+async def _get_push_config(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[PUSHER_KEY].settings.to_json())
+
+
+async def _pushes(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[PUSHER_KEY].counts())

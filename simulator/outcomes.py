@@ -115,9 +115,13 @@ class ScriptBook:
         self._scripts[ref_id] = parse_outcomes(outcomes)
         self._positions[ref_id] = 0
 
+    def script_of(self, ref_id: str) -> tuple[Outcome, ...]:
+        """Return the script `ref_id` follows (its own or the policy's), asking nothing."""
+        return self._scripts.get(ref_id) or default_script(ref_id, self.policy)
+
     def next_outcome(self, ref_id: str) -> Outcome:
         """Count one ask of `ref_id` and return the outcome it gets."""
-        script = self._scripts.get(ref_id) or default_script(ref_id, self.policy)
+        script = self.script_of(ref_id)
         position = self._positions.get(ref_id, 0)
         self._positions[ref_id] = position + 1
         self._asked[ref_id] = self._asked.get(ref_id, 0) + 1

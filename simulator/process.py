@@ -68,6 +68,40 @@ class RemoteSimulator:
     def script(self, ref_ids: list[str], outcomes: list[str]) -> None:
         self._call("POST", "/_sim/script", {"ref_ids": ref_ids, "outcomes": outcomes})
 
+    def push(
+        self,
+        url: str,
+        oa_id: str,
+        ref_ids: list[str],
+        *,
+        delay_s: float = 0.0,
+        rate_per_s: float = 0.0,
+        statuses: str = "final",
+    ) -> int:
+        """Make the simulator push the RefIds' statuses to `url` as eSMS would (statuses
+        "final" or "all"); return how many pushes were queued."""
+        body = {
+            "url": url,
+            "oa_id": oa_id,
+            "ref_ids": ref_ids,
+            "delay_s": delay_s,
+            "rate_per_s": rate_per_s,
+            "statuses": statuses,
+        }
+        queued: int = self._call("POST", "/_sim/push", body)["queued"]
+        return queued
+
+    def configure_push(self, **settings: Any) -> dict[str, Any]:
+        """Change push delivery (timeout_s, retries, retry_delay_s); return the settings."""
+        result: dict[str, Any] = self._call("POST", "/_sim/push_config", settings)
+        return result
+
+    def pushes(self) -> dict[str, Any]:
+        """The push counts: queued, attempts, delivered, retried, given_up, in_flight,
+        waiting and answers by HTTP status ("error" for none)."""
+        result: dict[str, Any] = self._call("GET", "/_sim/pushes")
+        return result
+
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
@@ -127,3 +161,5 @@ def simulator_process(
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -16,6 +16,7 @@ from types import TracebackType
 from aiohttp import web
 
 from simulator.app import GET_CALLBACK_PATH, make_app
+from simulator.pusher import PushSettings
 from simulator.state import Simulator
 
 _START_TIMEOUT_S = 10.0
@@ -26,10 +27,18 @@ _SHUTDOWN_TIMEOUT_S = 1.0
 class RunningSimulator:
     """A simulator served on host:port (0 picks a free port) until `stop()`."""
 
-    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        push_settings: PushSettings | None = None,
+    ) -> None:
         self.sim = sim
         self.host = host
         self.port = port
+        self.push_settings = push_settings
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -101,7 +110,9 @@ class RunningSimulator:
 
     async def _listen(self) -> None:
         runner = web.AppRunner(
-            make_app(self.sim), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
+            make_app(self.sim, self.push_settings),
+            access_log=None,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
         )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -123,10 +134,14 @@ def _bound_port(runner: web.AppRunner, requested: int) -> int:
 
 @contextmanager
 def serve_in_thread(
-    sim: Simulator, host: str = "127.0.0.1", port: int = 0
+    sim: Simulator,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    push_settings: PushSettings | None = None,
 ) -> Iterator[RunningSimulator]:
     """Serve `sim` in a daemon thread for the duration of the block."""
-    running = RunningSimulator(sim, host, port).start()
+    running = RunningSimulator(sim, host, port, push_settings=push_settings).start()
     try:
         yield running
     finally:

@@ -27,7 +27,7 @@ from itertools import pairwise
 from aiohttp import web
 
 from simulator.faults import Fault, RandomFaults, make_fault
-from simulator.outcomes import Policy, ScriptBook, build_record, parse_policy
+from simulator.outcomes import Outcome, Policy, ScriptBook, build_record, parse_policy
 
 WindowCheck = Callable[[], bool]
 
@@ -171,6 +171,12 @@ class Simulator:
         """Return how many times `ref_id` was looked up."""
         with self._lock:
             return self._book.asked(ref_id)
+
+    def scripts_of(self, ref_ids: Sequence[str]) -> list[tuple[Outcome, ...]]:
+        """Return the script each RefId follows, in order, without counting an ask: pushes
+        must leave what GetCallback answers unchanged."""
+        with self._lock:
+            return [self._book.script_of(ref_id) for ref_id in ref_ids]
 
     def pending_faults(self) -> int:
         with self._lock:

@@ -24,9 +24,13 @@ from kombu import Connection  # noqa: E402
 
 from simulator.app import Simulator  # noqa: E402
 from simulator.server import serve_in_thread  # noqa: E402
+from workers.clock import ManualClock  # noqa: E402
+from workers.drainer import Drainer  # noqa: E402
+from workers.runtime import Runtime  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 from workers.window import Window  # noqa: E402
 
+T0 = 1_800_000_000.0  # a fixed epoch second for manual clocks
 SIM_API_KEY = "sim-api-key-Zq81TESTONLY"
 SIM_SECRET_KEY = "sim-secret-key-Xk29TESTONLY"
 
@@ -222,3 +226,25 @@ def fetch_queue(redis_url: str) -> Iterator[Callable[[], list[dict[str, Any]]]]:
 
     yield queued
     app.control.purge()
+
+
+@pytest.fixture
+def drain_env(make_settings: Callable[..., Settings], sim: Simulator) -> Iterator[Any]:
+    """Build a drainer on a manual clock (T0); its events go to the returned list."""
+    published: list[dict[str, Any]] = []
+    runtimes: list[Runtime] = []
+
+    def build(**changes: Any) -> tuple[Drainer, Runtime, ManualClock, list[dict[str, Any]]]:
+        settings = make_settings(
+            **{"rate_interval_s": 0.001, "rate_margin_s": 0.0, "retry_base_s": 5.0, **changes}
+        )
+        runtime = Runtime(settings)
+        runtimes.append(runtime)
+        clock = ManualClock(T0)
+        drainer = runtime.drainer()
+        drainer.publish, drainer.clock = published.extend, clock
+        return drainer, runtime, clock, published
+
+    yield build
+    for runtime in runtimes:
+        runtime.close()

@@ -10,34 +10,11 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import T0
 from workers.clock import ManualClock
-from workers.drainer import Drainer, DrainReport, Retry
+from workers.drainer import DrainReport, Retry
 from workers.errors import TransientError
 from workers.limiter import MARGIN_STEP_S
-from workers.runtime import Runtime
-
-T0 = 1_800_000_000.0  # a fixed epoch second for the manual clock
-
-
-@pytest.fixture
-def drain_env(make_settings, sim):
-    published: list[dict[str, Any]] = []
-    runtimes: list[Runtime] = []
-
-    def build(**changes: Any) -> tuple[Drainer, Runtime, ManualClock, list[dict[str, Any]]]:
-        settings = make_settings(
-            **{"rate_interval_s": 0.001, "rate_margin_s": 0.0, "retry_base_s": 5.0, **changes}
-        )
-        runtime = Runtime(settings)
-        runtimes.append(runtime)
-        clock = ManualClock(T0)
-        drainer = runtime.drainer()
-        drainer.publish, drainer.clock = published.extend, clock
-        return drainer, runtime, clock, published
-
-    yield build
-    for runtime in runtimes:
-        runtime.close()
 
 
 def statuses(events: list[dict[str, Any]], ref_id: str) -> list[str]:

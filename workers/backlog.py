@@ -180,6 +180,53 @@ end
 return 1
 """
 
+# KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas, KEYS[6] owner,
+# KEYS[7] done. ARGV[1] now (ms), ARGV[2] lease expiry (ms), ARGV[3] token, ARGV[4] OA id,
+# ARGV[5] '1' to take RefIds never submitted, ARGV[6..] RefIds pushed by eSMS.
+# Leases pushed RefIds to `token` as a request would, so a push and a poll of one RefId never
+# both publish: only the holder does. Returns per RefId a quadruple: what it was, submitted
+# (ms), last state key, due (ms). What it was: 'done' (had its terminal event), 'busy' (a
+# request holds it: try again later), 'unknown' (never submitted, left alone), 'waiting' or
+# 'new' (never submitted, now waiting too): both leased to `token`.
+CLAIM_PUSHED_LUA = """
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 6, #ARGV do
+  local ref = ARGV[i]
+  local kind, submitted, state, due = 'unknown', '', '', ''
+  local lease = redis.call('ZSCORE', KEYS[2], ref)
+  if redis.call('ZSCORE', KEYS[7], ref) then
+    kind = 'done'
+  elseif lease and tonumber(lease) > now then
+    kind = 'busy'
+  else
+    submitted = redis.call('HGET', KEYS[3], ref)
+    if submitted then
+      kind = 'waiting'
+      due = redis.call('ZSCORE', KEYS[1], ref) or ARGV[1]
+      if lease then due = ARGV[1] end  -- its holder died: it was due again
+      state = redis.call('HGET', KEYS[4], ref) or ''
+      redis.call('ZREM', KEYS[1], ref)
+    elseif ARGV[5] == '1' then
+      kind, submitted, due = 'new', ARGV[1], ARGV[1]
+      redis.call('HSET', KEYS[3], ref, ARGV[1])
+      redis.call('SADD', KEYS[5], ARGV[4])
+    else
+      submitted = ''
+    end
+    if kind ~= 'unknown' then
+      redis.call('ZADD', KEYS[2], ARGV[2], ref)
+      redis.call('HSET', KEYS[6], ref, ARGV[3])
+    end
+  end
+  out[#out + 1] = kind
+  out[#out + 1] = submitted
+  out[#out + 1] = state
+  out[#out + 1] = due
+end
+return out
+"""
+
 PARK_CHUNK = 1000  # RefIds per script call, so one huge submission never blocks Redis long
 
 
@@ -188,6 +235,21 @@ class Leased:
     ref_id: str
     submitted_s: float
     state_key: str
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What a pushed RefId was when an applier claimed it (see CLAIM_PUSHED_LUA)."""
+
+    ref_id: str
+    kind: str  # done, busy, unknown, waiting, new
+    submitted_s: float | None
+    state_key: str
+    due_s: float | None
+
+    @property
+    def held(self) -> bool:
+        return self.kind in ("waiting", "new")
 
 
 @dataclass(frozen=True)
@@ -237,6 +299,7 @@ class Backlog:
         self._settle = client.register_script(SETTLE_LUA)
         self._unlease = client.register_script(UNLEASE_LUA)
         self._decide = client.register_script(DECIDE_LUA)
+        self._claim_pushed = client.register_script(CLAIM_PUSHED_LUA)
 
     def park(self, oa_id: str, ref_ids: Sequence[str], now_s: float) -> Parked:
         """Add RefIds to wait, due now."""
@@ -269,6 +332,48 @@ class Backlog:
             for i in range(0, len(items), 3)
         ]
         return oa_id, leased
+
+    def claim_pushed(
+        self,
+        oa_id: str,
+        ref_ids: Sequence[str],
+        now_s: float,
+        lease_s: float,
+        token: str,
+        take_unsubmitted: bool,
+    ) -> list[Claimed]:
+        """Lease pushed RefIds to `token` unless they are done or held by a request."""
+        k = self._keys
+        flat = self._claim_pushed(
+            keys=[
+                k.due(oa_id),
+                k.leased(oa_id),
+                k.submitted(oa_id),
+                k.state(oa_id),
+                k.oas,
+                k.owner(oa_id),
+                k.done(oa_id),
+            ],
+            args=[
+                _ms(now_s),
+                _ms(now_s + lease_s),
+                token,
+                oa_id,
+                "1" if take_unsubmitted else "",
+                *ref_ids,
+            ],
+        )
+        items = [_text(x) for x in flat]
+        return [
+            Claimed(
+                ref_id,
+                items[i],
+                int(items[i + 1]) / 1000 if items[i + 1] else None,
+                items[i + 2],
+                int(float(items[i + 3])) / 1000 if items[i + 3] else None,
+            )
+            for ref_id, i in zip(ref_ids, range(0, len(items), 4), strict=True)
+        ]
 
     def renew(self, oa_id: str, token: str, ref_ids: Iterable[str], until_s: float) -> set[str]:
         """Extend the leases `token` still holds; return their RefIds."""

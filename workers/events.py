@@ -24,6 +24,7 @@ from workers.records import Outcome, decode
 log = logging.getLogger(__name__)
 
 EVENT_VERSION = 1
+SOURCE_POLL, SOURCE_PUSH = "poll", "push"  # where an event's status came from
 PERSISTENT = 2  # AMQP delivery_mode: the broker keeps the message across a restart
 # Broker hiccups are retried for about 20 s (well inside a lease), then the error surfaces and
 # the RefIds go back to wait: an event is never silently dropped.
@@ -57,6 +58,7 @@ def build_event(
     outcome: Outcome,
     observed_at: datetime,
     submitted_at: datetime | None = None,
+    source: str = SOURCE_POLL,
 ) -> dict[str, Any]:
     return {
         "event_id": event_id(ref_id, oa_id, outcome.state_key),
@@ -71,6 +73,7 @@ def build_event(
         "record": outcome.record,
         "decoded": decode(outcome.record) if outcome.record else None,
         "version": EVENT_VERSION,
+        "source": source,
     }
 
 

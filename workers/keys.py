@@ -68,6 +68,17 @@ class AccountKeys:
         return f"{self.prefix}:capacity-warned"
 
     @property
+    def pushes(self) -> str:
+        """Stream: eSMS pushes recorded by a receiver, waiting to be applied (workers.inbox);
+        consumer group `appliers`."""
+        return f"{self.prefix}:pushes"
+
+    def push_source(self, source_ip: str) -> str:
+        """String with a TTL: the per-source push rate of one IP address (its next free time,
+        GCRA). An address is a member of no other key."""
+        return f"{self.prefix}:push-source:{source_ip}"
+
+    @property
     def oa_prefix(self) -> str:
         """What every per-OA key starts with: `{oa_prefix}{oa_id}:{due|leased|...}`. Only the
         lease script builds keys from it, for the OAs it finds in `oas`."""

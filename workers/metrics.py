@@ -35,6 +35,7 @@ GAUGES = [
     ("esms_request_seconds", "recent requests' time from slot to settled", "request_time_s"),
     ("esms_requests_last_minute", "requests sent in the last 60 s", "requests_last_minute"),
     ("esms_rate_used", "requests in the last 60 s / the allowed number", "rate_used"),
+    ("esms_push_inbox_waiting", "pushes recorded, not yet applied", "push_inbox_waiting"),
 ]
 COUNTERS = {  # counter name in Redis -> metric
     "requests": ("esms_requests_total", "GetCallback requests sent"),
@@ -73,6 +74,13 @@ def render(state: dict[str, Any]) -> str:
     for prefix, name, label, help_text in [
         ("events:", "esms_events_total", "status", "status events published, by status"),
         ("errors:", "esms_errors_total", "code", "failed requests, by eSMS code or error kind"),
+        ("pushes:", "esms_pushes_total", "result", "pushes received, by the receiver's answer"),
+        (
+            "pushes_applied:",
+            "esms_pushes_applied_total",
+            "outcome",
+            "recorded pushes applied: published, duplicate (already terminal), ignored",
+        ),
     ]:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
         for key, value in sorted(counters.items()):

@@ -7,8 +7,10 @@ ConfigError naming the variable; credentials never appear in repr().
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TypeVar
@@ -28,7 +30,11 @@ DEFAULT_RATE_MARGIN_S = 0.002
 MAX_AUTO_DRAINERS = 6  # each drainer holds a worker pool slot while it drains
 ASSUMED_REQUEST_TIME_S = 0.25  # until the first requests have been timed
 
+MIN_PUSH_TOKEN_CHARS = 16
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+
 T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, repr=False)
@@ -60,6 +66,16 @@ class Settings:
     account_pause_s: float = 300.0
     account: str = ""
     simulated: bool = False
+    # The push receiver (receiver/): eSMS's CallbackUrl is .../esms/push/<push_token>.
+    push_token: str = field(default="", repr=False)
+    receiver_host: str = "127.0.0.1"
+    receiver_port: int = 8078
+    push_allow_from: tuple[Network, ...] = ()  # empty: any source
+    push_trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For is believed
+    push_rate_per_source: float = 500.0  # pushes a second from one address; 0: no limit
+    push_inbox_max: int = 1_000_000  # pushes recorded and not yet applied, at most
+    push_unsubmitted: str = "publish"  # a push for a RefId never submitted: publish | ignore
+    push_reclaim_after_s: float = 30.0  # a push pending this long is taken over by a receiver
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +109,15 @@ class Settings:
             account_pause_s=read.number("ESMS_ACCOUNT_PAUSE", 300.0, minimum=1.0),
             account=read.text("ESMS_ACCOUNT", ""),
             simulated=read.text("ESMS_SIMULATED", "") == "1",
+            push_token=read.text("ESMS_PUSH_TOKEN", "", secret=True),
+            receiver_host=read.text("ESMS_RECEIVER_HOST", "127.0.0.1"),
+            receiver_port=read.integer("ESMS_RECEIVER_PORT", 8078, 0, 65535),
+            push_allow_from=read.parse("ESMS_PUSH_ALLOW_FROM", "", _networks),
+            push_trusted_proxies=read.parse("ESMS_PUSH_TRUSTED_PROXIES", "", _networks),
+            push_rate_per_source=read.number("ESMS_PUSH_RATE", 500.0, minimum=0.0),
+            push_inbox_max=read.integer("ESMS_PUSH_INBOX_MAX", 1_000_000, 1, 100_000_000),
+            push_unsubmitted=read.parse("ESMS_PUSH_UNSUBMITTED", "publish", _unsubmitted),
+            push_reclaim_after_s=read.number("ESMS_PUSH_RECLAIM_AFTER", 30.0, minimum=0.1),
         )
         if settings.drainers * settings.spacing_s >= settings.drainer_lease_s:
             # A drainer waits up to (drainers - 1) spacings for its slot before it renews its
@@ -104,6 +129,21 @@ class Settings:
                 f"{math.ceil(settings.drainer_lease_s / settings.spacing_s) - 1}, or auto"
             )
         return settings
+
+    def push_token_problem(self) -> str:
+        """Why the receiver must not start with this ESMS_PUSH_TOKEN, or ''."""
+        token = self.push_token
+        if not token:
+            return "ESMS_PUSH_TOKEN is not set; the receiver needs a secret for its URL"
+        if len(token) < MIN_PUSH_TOKEN_CHARS:
+            return (
+                f"ESMS_PUSH_TOKEN is {len(token)} characters; use at least "
+                f"{MIN_PUSH_TOKEN_CHARS} (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(24))')"
+            )
+        if not _TOKEN_CHARS.fullmatch(token):
+            return "ESMS_PUSH_TOKEN may hold only letters, digits, '-' and '_' (it is in a URL)"
+        return ""
 
     @property
     def has_credentials(self) -> bool:
@@ -175,11 +215,15 @@ class Settings:
         shown: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("api_key", "secret_key"):
+            if f.name in ("api_key", "secret_key", "push_token"):
                 value = "<set>" if value else "<unset>"
             elif f.name.endswith("_url"):
                 value = redact_url(value)
-            shown[f.name] = str(value) if isinstance(value, Window) else value
+            if isinstance(value, Window):
+                value = str(value)
+            elif f.name.startswith("push_") and isinstance(value, tuple):
+                value = ",".join(str(network) for network in value)
+            shown[f.name] = value
         return shown
 
     def __repr__(self) -> str:
@@ -238,6 +282,25 @@ def _drainers(text: str) -> int:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 100:
         raise ValueError("must be 'auto' or a whole number between 1 and 100")
     return int(text)
+
+
+def _networks(text: str) -> tuple[Network, ...]:
+    """'203.0.113.7, 198.51.100.0/24' -> networks; empty -> ()."""
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an IP address or network (e.g. 203.0.113.0/24)"
+            ) from None
+    return tuple(networks)
+
+
+def _unsubmitted(text: str) -> str:
+    if text not in ("publish", "ignore"):
+        raise ValueError("must be 'publish' or 'ignore'")
+    return text
 
 
 def _zone(name: str) -> ZoneInfo:

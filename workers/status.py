@@ -52,6 +52,12 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
         "requests_last_minute": len(recent),
         "rate_used": round(len(recent) / allowed, 3),
         "refs_per_request_last_minute": round(sum(recent) / len(recent), 1) if recent else None,
+        "push_inbox_waiting": int(runtime.redis.xlen(keys.pushes)),
+        "pushes": {
+            name.split(":", 1)[1]: count
+            for name, count in sorted(counters.items())
+            if name.startswith("pushes:")
+        },
         "counters": counters,
     }
 

@@ -1,0 +1,147 @@
+"""The receiver's HTTP side: eSMS's GET on /esms/push/<token>, answered once recorded.
+
+Answers: 200 once the push is in the inbox (eSMS stops retrying after a 200, so never before);
+400 with a reason for a malformed push; 404 for a wrong token, exactly as for a path that does
+not exist; 403 for a source outside ESMS_PUSH_ALLOW_FROM; 429 when one source goes over
+ESMS_PUSH_RATE; 503 when Redis cannot record it or the inbox is full (eSMS retries both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from receiver.sources import allowed, client_address
+from workers.errors import printable
+from workers.inbox import PushRecorder
+from workers.keys import AccountKeys
+from workers.push import MalformedPush, parse_push
+from workers.settings import Settings
+
+log = logging.getLogger("esms.receiver")
+
+PUSH_PATH = "/esms/push/{token}"
+HEALTH_PATH = "/esms/health"
+MAX_BODY_BYTES = 16 * 1024  # eSMS sends a GET; a body is never needed
+RETRY_AFTER_S = 5  # what a 503 asks eSMS to wait
+COUNTS_FLUSH_S = 1.0
+
+
+@dataclass
+class ReceiverState:
+    settings: Settings
+    redis: aioredis.Redis
+    recorder: PushRecorder
+    keys: AccountKeys
+    # Answers that never reach the recording script, counted here and added to the account's
+    # stats every second (kept while Redis is away).
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+STATE = web.AppKey("receiver", ReceiverState)
+
+
+def make_app(settings: Settings, client: aioredis.Redis) -> web.Application:
+    keys = AccountKeys(settings.account_id)
+    recorder = PushRecorder(client, keys, settings.push_rate_per_source, settings.push_inbox_max)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[STATE] = ReceiverState(settings, client, recorder, keys)
+    app.router.add_route("*", PUSH_PATH, handle_push)
+    app.router.add_route("*", PUSH_PATH + "/", handle_push)  # a CallbackUrl typed with a slash
+    app.router.add_get(HEALTH_PATH, handle_health)
+    app.cleanup_ctx.append(_flush_counts)
+    return app
+
+
+async def handle_push(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    given = request.match_info.get("token", "").encode()
+    if not hmac.compare_digest(given, state.settings.push_token.encode()):
+        state.counts["wrong_token"] += 1
+        raise web.HTTPNotFound()  # the same answer as any unknown path
+    if request.method != "GET":
+        state.counts["malformed"] += 1
+        raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+    source = client_address(
+        request.remote,
+        request.headers.getall("X-Forwarded-For", []),
+        state.settings.push_trusted_proxies,
+    )
+    if not allowed(source, state.settings.push_allow_from):
+        state.counts["forbidden"] += 1
+        log.warning("refused a push from %s: not in ESMS_PUSH_ALLOW_FROM", source or "unknown")
+        return web.Response(status=403, text="source not allowed\n")
+    try:
+        push = parse_push(request.rel_url.query.items())
+    except MalformedPush as exc:
+        state.counts["malformed"] += 1
+        log.info("malformed push from %s: %s", source, exc)
+        return web.Response(status=400, text=f"malformed push: {exc}\n")
+    try:
+        recorded = await state.recorder.record(push, str(source or "unknown"))
+    except (RedisError, OSError) as exc:
+        state.counts["unavailable"] += 1
+        log.warning(
+            "could not record a push for %s (answered 503, eSMS retries): %s",
+            printable(push.ref_id, 40),
+            exc,
+        )
+        return _unavailable("cannot record the push now")
+    if recorded.ok:
+        return web.Response(text="OK\n")
+    if recorded.full:
+        log.warning("the push inbox holds %d pushes: answering 503", state.settings.push_inbox_max)
+        return _unavailable("inbox full")
+    retry_after_s = max(1, round(recorded.retry_after_s))
+    return web.Response(
+        status=429, text="too many pushes\n", headers={"Retry-After": str(retry_after_s)}
+    )
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    """200 while Redis answers: what a load balancer needs to know."""
+    try:
+        await request.app[STATE].redis.ping()
+    except (RedisError, OSError):
+        return _unavailable("redis unavailable")
+    return web.Response(text="ok\n")
+
+
+def _unavailable(reason: str) -> web.Response:
+    return web.Response(status=503, text=f"{reason}\n", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _flush_counts(app: web.Application):  # type: ignore[no-untyped-def]
+    task = asyncio.create_task(_flush_loop(app[STATE]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await _flush(app[STATE])
+
+
+async def _flush_loop(state: ReceiverState) -> None:
+    while True:
+        await asyncio.sleep(COUNTS_FLUSH_S)
+        await _flush(state)
+
+
+async def _flush(state: ReceiverState) -> None:
+    counts, state.counts = state.counts, Counter()
+    if not counts:
+        return
+    try:
+        async with state.redis.pipeline(transaction=False) as pipe:
+            for result, count in counts.items():
+                pipe.hincrby(state.keys.stats, f"pushes:{result}", count)
+            await pipe.execute()
+    except (RedisError, OSError):
+        state.counts.update(counts)  # Redis is away: count them when it is back

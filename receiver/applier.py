@@ -1,0 +1,68 @@
+"""The receiver's background thread: apply what the inbox holds, as it comes in.
+
+Each receiver process runs one, as a consumer of the inbox's group: several receivers behind a
+load balancer share the work, and entries a dead one left pending are reclaimed by the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+
+from redis.exceptions import RedisError
+
+from workers.inbox import PushInbox
+from workers.push_apply import ApplyFailed, PushApplier
+
+log = logging.getLogger("esms.receiver")
+
+BATCH = 500  # entries applied together: one claim, one publish, one settle per OA
+BLOCK_MS = 1000  # how long a read waits for new entries (and how soon a stop is noticed)
+MAX_PAUSE_S = 30.0
+
+
+class ApplierThread(threading.Thread):
+    def __init__(self, applier: PushApplier, inbox: PushInbox, reclaim_after_s: float) -> None:
+        super().__init__(name="push-applier", daemon=True)
+        self.applier = applier
+        self.inbox = inbox
+        self.consumer = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.stopping = threading.Event()
+        self.applied = 0
+        # An entry pending this long is taken over: its applier died, or its RefId was held by
+        # a request. Longer than a batch takes, broker retries included, so live work is
+        # rarely taken (and when it is, the lease in Redis keeps it from being applied twice).
+        self.reclaim_after_s = reclaim_after_s
+
+    def run(self) -> None:
+        pause_s, next_reclaim_s, grouped = 1.0, 0.0, False
+        while not self.stopping.is_set():
+            try:
+                if not grouped:
+                    self.inbox.ensure_group()
+                    grouped = True
+                entries = self.inbox.read(self.consumer, BATCH, BLOCK_MS)
+                if time.monotonic() >= next_reclaim_s:
+                    idle_ms = int(self.reclaim_after_s * 1000)
+                    entries += self.inbox.reclaim(self.consumer, idle_ms, BATCH)
+                    next_reclaim_s = time.monotonic() + self.reclaim_after_s / 4
+                if entries:
+                    report = self.applier.apply(entries)
+                    self.applied += len(report.acked)
+                pause_s = 1.0
+            except (RedisError, OSError, ApplyFailed) as exc:
+                # The entries stay pending: reclaimed and applied once Redis or the broker
+                # is back. Nothing answered 200 is dropped.
+                log.warning("applying pushes failed, trying again in %.0fs: %s", pause_s, exc)
+                self.stopping.wait(pause_s)
+                pause_s = min(MAX_PAUSE_S, pause_s * 2)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.stopping.set()
+        self.join(timeout_s)
+        with contextlib.suppress(RedisError, OSError):
+            self.inbox.forget_consumer(self.consumer)

@@ -1,0 +1,154 @@
+"""Recorded pushes through the state machine: real Redis inbox, leases and settle; a manual clock.
+
+Given pushes recorded in the inbox (as the receiver records them), when the applier applies
+them, expect the events a poll would give and the inbox emptied only of what is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.conftest import T0
+from workers.backlog import Backlog
+from workers.clock import ManualClock
+from workers.events import PublishFailed
+from workers.inbox import PushInbox, PushRecorder
+from workers.push import Push, parse_push
+from workers.push_apply import ApplyFailed, PushApplier
+from workers.runtime import Runtime
+from workers.settings import Settings
+
+OA = "oa-apply"
+CONSUMER = "test-applier"
+
+
+class Broker:
+    """A publish function that takes events, or refuses after `fail_after` of them."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.fail_after: int | None = None
+
+    def __call__(self, events: list[dict[str, Any]]) -> None:
+        if self.fail_after is None:
+            self.events += events
+            return
+        taken = events[: self.fail_after]
+        self.events += taken
+        raise PublishFailed(len(taken), len(events))
+
+
+@pytest.fixture
+def env(make_settings):
+    settings: Settings = make_settings()
+    runtime = Runtime(settings)
+    clock = ManualClock(T0)
+    broker = Broker()
+    inbox = PushInbox(runtime.redis, runtime.keys)
+    inbox.ensure_group()
+    applier = PushApplier(settings, runtime.backlog, inbox, broker, clock)
+    yield settings, runtime, clock, broker, inbox, applier
+    runtime.close()
+
+
+def record(settings: Settings, runtime: Runtime, *pushes: dict[str, str]) -> None:
+    """Record pushes as the receiver does (same script, same stream)."""
+
+    async def go() -> None:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        recorder = PushRecorder(client, runtime.keys, per_source_rate=0, inbox_max=1000)
+        for params in pushes:
+            assert (await recorder.record(parse_push(params.items()), "127.0.0.1")).ok
+        await client.aclose()
+
+    asyncio.run(go())
+
+
+def pushed(ref_id: str, send_status: int = 5, oa_id: str = OA) -> dict[str, str]:
+    return {"SMSID": ref_id, "SendStatus": str(send_status), "SendFailed": "0", "oaid": oa_id}
+
+
+def test_a_broker_failing_part_way_settles_what_went_out_and_keeps_the_rest(env):
+    settings, runtime, clock, broker, inbox, applier = env
+    backlog: Backlog = runtime.backlog
+    backlog.park(OA, ["a", "b", "c"], clock.now_s())
+    record(settings, runtime, pushed("a"), pushed("b"), pushed("c"))
+
+    broker.fail_after = 1
+    with pytest.raises(ApplyFailed):
+        applier.apply(inbox.read(CONSUMER, 10, 100))
+    assert [e["ref_id"] for e in broker.events] == ["a"]
+    assert backlog.park(OA, ["a"], clock.now_s()).already_finished == 1  # settled
+    assert inbox.waiting() == 2  # b and c: still in the inbox, pending
+    [oa] = backlog.per_oa(clock.now_s())
+    assert (oa.waiting, oa.leased) == (2, 0)  # handed back, not held
+
+    broker.fail_after = None  # the broker is back; the receiver reclaims its pending entries
+    report = applier.apply(inbox.reclaim(CONSUMER, 0, 10))
+    assert report.published == 2
+    assert sorted(e["ref_id"] for e in broker.events) == ["a", "b", "c"]
+    assert inbox.waiting() == 0
+    assert backlog.per_oa(clock.now_s()) == []
+
+
+def test_a_final_push_wins_over_a_waiting_one_in_the_same_batch(env):
+    settings, runtime, clock, broker, inbox, applier = env
+    runtime.backlog.park(OA, ["r"], clock.now_s())
+    record(settings, runtime, pushed("r", 5), pushed("r", 1))  # eSMS retried the older one
+    applier.apply(inbox.read(CONSUMER, 10, 100))
+    assert [(e["status"], e["source"]) for e in broker.events] == [("sent", "push")]
+    assert inbox.waiting() == 0
+
+
+def test_a_push_after_the_terminal_event_is_a_counted_duplicate(env):
+    settings, runtime, _clock, broker, inbox, applier = env
+    record(settings, runtime, pushed("d"))
+    applier.apply(inbox.read(CONSUMER, 10, 100))
+    record(settings, runtime, pushed("d"), pushed("d", 1))
+    report = applier.apply(inbox.read(CONSUMER, 10, 100))
+    assert (report.published, report.duplicates) == (0, 2)
+    assert len(broker.events) == 1
+    assert runtime.redis.hget(runtime.keys.stats, "pushes_applied:duplicate") == b"2"
+
+
+def test_a_refid_held_by_a_request_is_left_for_later(env):
+    settings, runtime, clock, _broker, inbox, applier = env
+    backlog = runtime.backlog
+    backlog.park(OA, ["h"], clock.now_s())
+    assert backlog.lease_next(clock.now_s(), 10, 60, "a-request") is not None
+    record(settings, runtime, pushed("h"))
+    report = applier.apply(inbox.read(CONSUMER, 10, 100))
+    assert (report.deferred, report.published, inbox.waiting()) == (1, 0, 1)
+    # the request ends (pending, back to wait); the entry is reclaimed and applied
+    backlog.unlease(OA, "a-request", ["h"], clock.now_s())
+    assert applier.apply(inbox.reclaim(CONSUMER, 0, 10)).published == 1
+    assert inbox.waiting() == 0
+
+
+def test_an_expiry_decided_before_a_crash_stands_against_a_later_push(env):
+    settings, runtime, clock, broker, inbox, applier = env
+    backlog = runtime.backlog
+    backlog.park(OA, ["x"], clock.now_s())
+    backlog.lease_next(clock.now_s(), 10, 1, "died")
+    backlog.decide(OA, "died", {"x": "expired:"})  # then the worker died; the lease ran out
+    clock.advance(5)
+    record(settings, runtime, pushed("x"))
+    applier.apply(inbox.read(CONSUMER, 10, 100))
+    assert [e["status"] for e in broker.events] == ["expired"]
+
+
+def test_an_entry_that_is_not_a_push_is_dropped_and_the_others_applied(env):
+    settings, runtime, _clock, _broker, inbox, applier = env
+    runtime.redis.xadd(runtime.keys.pushes, {"push": "not json", "received_ms": "1"})
+    record(settings, runtime, pushed("ok"))
+    report = applier.apply(inbox.read(CONSUMER, 10, 100))
+    assert (report.unreadable, report.published, inbox.waiting()) == (1, 1, 0)
+
+
+def test_inbox_entries_keep_the_push_as_parsed():
+    push = parse_push(pushed("p").items())
+    assert push == Push("p", OA, {"SMSID": "p", "SendStatus": 5, "SendFailed": 0, "OAId": OA})

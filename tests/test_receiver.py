@@ -1,0 +1,244 @@
+"""The push receiver over real HTTP, real Redis and the real status queue.
+
+Given eSMS's GET on /esms/push/<token>, expect the answer the contract names and, for a
+recorded push, the same status event a poll would give, with `source: push`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from receiver.app import make_app
+from receiver.serve import build_app
+from tests.conftest import drain_events, wait_until
+from tests.receiving import TOKEN, Served, get, push_params, serve_app
+from workers.errors import ConfigError
+from workers.events import event_id
+from workers.inbox import PushInbox
+from workers.runtime import Runtime
+from workers.settings import Settings, _networks
+
+OA = "1397492183140006179"
+
+
+@contextmanager
+def receiving(settings: Settings) -> Iterator[tuple[Served, Runtime]]:
+    """A receiver (HTTP and applier thread, as `esms-callbacks receive` runs it)."""
+    runtime = Runtime(settings)
+    with serve_app(lambda: build_app(settings)) as served:
+        yield served, runtime
+
+
+@pytest.fixture
+def push_settings(make_settings):
+    def make(**changes: Any) -> Settings:
+        settings: Settings = make_settings(push_token=TOKEN, push_reclaim_after_s=0.5, **changes)
+        return settings
+
+    return make
+
+
+def stats(runtime: Runtime) -> dict[str, int]:
+    raw: dict[Any, Any] = runtime.redis.hgetall(runtime.keys.stats)
+    return {k.decode(): int(v) for k, v in raw.items() if not k.startswith(b"request_time")}
+
+
+def applied(runtime: Runtime, count: int) -> None:
+    """Wait until `count` pushes were accepted and the inbox is empty again."""
+    inbox = PushInbox(runtime.redis, runtime.keys)
+    wait_until(
+        lambda: stats(runtime).get("pushes:accepted", 0) >= count and inbox.waiting() == 0,
+        10,
+        f"{count} pushes applied",
+    )
+
+
+def test_a_pushed_final_status_is_the_event_a_poll_would_give_and_settles_the_refid(
+    push_settings,
+):
+    settings = push_settings()
+    with receiving(settings) as (served, runtime):
+        runtime.backlog.park(OA, ["r1"], time.time())
+        answer = get(served.push_url(), push_params("r1", OA, send_status=5))
+        assert (answer.status, answer.text) == (200, "OK\n")
+        [event] = drain_events(settings.broker_url, settings.status_queue, 1)
+        assert event["source"] == "push"
+        assert (event["ref_id"], event["oa_id"], event["status"]) == ("r1", OA, "sent")
+        assert event["terminal"] is True
+        assert event["event_id"] == event_id("r1", OA, "sent:5")  # as the poll's sent event
+        assert event["submitted_at"] is not None
+        assert event["record"]["PhoneNumber"] == "0901888484"
+        assert event["record"]["Telcoid"] == 2
+        assert runtime.backlog.per_oa(time.time()) == []  # nothing left to ask eSMS
+        assert runtime.backlog.park(OA, ["r1"], time.time()).already_finished == 1
+
+
+def test_a_failed_push_carries_its_unquoted_error(push_settings):
+    settings = push_settings()
+    error = '{"error":-114,"message":"User is inactive, or reject the message"}'
+    with receiving(settings) as (served, _):
+        params = push_params("r2", OA, send_status=5, failed=1, error=error)
+        assert get(served.push_url(), params).status == 200
+        [event] = drain_events(settings.broker_url, settings.status_queue, 1)
+    assert event["status"] == "failed"
+    assert event["error"] == {"code": -114, "message": "User is inactive, or reject the message"}
+    assert event["record"]["ErrorInfo"] == error
+
+
+def test_a_pending_push_updates_the_state_once_and_the_refid_keeps_waiting(push_settings):
+    settings = push_settings()
+    with receiving(settings) as (served, runtime):
+        runtime.backlog.park(OA, ["r3"], 1_000.0)  # due long ago
+        due_before = runtime.redis.zscore(runtime.keys.due(OA), "r3")
+        for _ in range(2):
+            assert get(served.push_url(), push_params("r3", OA, send_status=1)).status == 200
+        applied(runtime, 2)
+        events = drain_events(settings.broker_url, settings.status_queue, 2, timeout_s=1.5)
+        assert [(e["status"], e["send_status"]) for e in events] == [("pending", 1)]
+        assert runtime.redis.zscore(runtime.keys.due(OA), "r3") == due_before
+        assert stats(runtime)["pushes_applied:published"] == 1
+
+
+def test_a_push_for_a_refid_never_submitted_is_published_and_a_later_submit_is_a_no_op(
+    push_settings,
+):
+    settings = push_settings()
+    with receiving(settings) as (served, runtime):
+        assert get(served.push_url(), push_params("never", OA)).status == 200
+        [event] = drain_events(settings.broker_url, settings.status_queue, 1)
+        assert (event["status"], event["submitted_at"], event["source"]) == ("sent", None, "push")
+        assert runtime.backlog.park(OA, ["never"], time.time()).already_finished == 1
+
+
+def test_pushes_for_refids_never_submitted_can_be_ignored(push_settings):
+    settings = push_settings(push_unsubmitted="ignore")
+    with receiving(settings) as (served, runtime):
+        assert get(served.push_url(), push_params("stranger", OA)).status == 200
+        applied(runtime, 1)
+        assert stats(runtime)["pushes_applied:ignored"] == 1
+        assert drain_events(settings.broker_url, settings.status_queue, 1, timeout_s=1) == []
+        assert runtime.backlog.park(OA, ["stranger"], time.time()).added == 1
+
+
+def test_a_wrong_token_looks_like_any_unknown_path(push_settings):
+    settings = push_settings()
+    with receiving(settings) as (served, runtime):
+        unknown = get(served.base_url + "/nothing-here")
+        for method in ("GET", "POST"):
+            wrong = get(served.push_url("x" * len(TOKEN)), push_params("r", OA), method=method)
+            assert (
+                (wrong.status, wrong.text) == (unknown.status, unknown.text) == (404, unknown.text)
+            )
+        assert get(served.push_url(), push_params("r", OA), method="POST").status == 405
+        wait_until(lambda: stats(runtime).get("pushes:wrong_token") == 2, 5, "counted")
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ([("SendStatus", "5"), ("oaid", OA)], "SMSID is missing"),
+        ([("SMSID", "r"), ("SendStatus", "5")], "oaid is missing"),
+        ([("SMSID", "r"), ("SendStatus", "done"), ("oaid", OA)], "SendStatus must be a whole"),
+        ([("SMSID", "r"), ("SendStatus", "5"), ("oaid", OA), ("oaid", "2")], "given twice"),
+        ([("SMSID", "r r"), ("SendStatus", "5"), ("oaid", OA)], "is not an eSMS id"),
+        ([("SMSID", "r"), ("SendStatus", "5"), ("oaid", OA), ("x", "y" * 4001)], "at most 4000"),
+        (
+            [("SMSID", "r"), ("SendStatus", "5"), ("oaid", OA)]
+            + [(f"p{i}", "") for i in range(40)],
+            "more than 40 parameters",
+        ),
+    ],
+)
+def test_a_malformed_push_gets_400_with_the_reason_and_is_counted(push_settings, params, reason):
+    settings = push_settings()
+    with receiving(settings) as (served, runtime):
+        answer = get(served.push_url(), params)
+        assert answer.status == 400
+        assert reason in answer.text
+        wait_until(lambda: stats(runtime).get("pushes:malformed") == 1, 5, "counted")
+        assert "pushes:accepted" not in stats(runtime)
+
+
+def test_only_allowed_sources_may_push_and_a_trusted_proxy_names_the_source(push_settings):
+    settings = push_settings(
+        push_allow_from=_networks("203.0.113.0/24"),
+        push_trusted_proxies=_networks("127.0.0.1"),
+    )
+    with receiving(settings) as (served, runtime):
+        params = push_params("r4", OA)
+        assert get(served.push_url(), params).status == 403  # the proxy itself is not allowed
+        spoofed = {"X-Forwarded-For": "203.0.113.9, 198.51.100.1"}  # last hop is the client
+        assert get(served.push_url(), params, headers=spoofed).status == 403
+        forwarded = {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+        assert get(served.push_url(), params, headers=forwarded).status == 200
+        wait_until(lambda: stats(runtime).get("pushes:forbidden") == 2, 5, "counted")
+
+
+def test_a_flood_from_one_source_is_refused_with_429_and_other_sources_still_get_in(
+    push_settings,
+):
+    settings = push_settings(push_rate_per_source=2.0, push_trusted_proxies=_networks("127.0.0.1"))
+    with receiving(settings) as (served, runtime):
+        flood = [get(served.push_url(), push_params(f"f{i}", OA)) for i in range(12)]
+        refused = [a for a in flood if a.status == 429]
+        # Two a second with a second's burst: 3 at once, 4 if a step ended meanwhile.
+        assert 3 <= len(flood) - len(refused) <= 5
+        assert all(int(a.headers["Retry-After"]) >= 1 for a in refused)
+        other = {"X-Forwarded-For": "198.51.100.7"}
+        assert get(served.push_url(), push_params("other", OA), headers=other).status == 200
+        counted = stats(runtime)
+        assert counted["pushes:rate_limited"] == len(refused)
+        assert counted["pushes:accepted"] == len(flood) - len(refused) + 1
+
+
+def test_no_redis_means_503_so_esms_tries_again(push_settings):
+    settings = push_settings()
+    dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    with serve_app(lambda: make_app(settings, dead)) as served:
+        answer = get(served.push_url(), push_params("r5", OA))
+        assert answer.status == 503
+        assert answer.headers["Retry-After"] == "5"
+        assert get(served.base_url + "/esms/health").status == 503
+
+
+def test_a_full_inbox_means_503(push_settings):
+    settings = push_settings(push_inbox_max=2)
+    client = aioredis.Redis.from_url(settings.redis_url)
+    with serve_app(lambda: make_app(settings, client)) as served:  # no applier: it fills up
+        answers = [get(served.push_url(), push_params(f"r{i}", OA)).status for i in range(3)]
+        assert answers == [200, 200, 503]
+        assert get(served.base_url + "/esms/health").status == 200
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [("", "ESMS_PUSH_TOKEN is not set"), ("short", "at least 16"), ("a" * 15 + "/", "only")],
+)
+def test_the_receiver_refuses_to_start_without_a_good_token(push_settings, token, problem):
+    with pytest.raises(ConfigError, match=problem):
+        build_app(push_settings().with_changes(push_token=token))
+
+
+def test_settings_for_the_receiver_are_read_and_checked():
+    env = {
+        "ESMS_ACCOUNT": "a",
+        "ESMS_PUSH_TOKEN": TOKEN,
+        "ESMS_PUSH_ALLOW_FROM": "203.0.113.0/24, 2001:db8::1",
+        "ESMS_PUSH_UNSUBMITTED": "ignore",
+        "ESMS_RECEIVER_PORT": "9000",
+    }
+    settings = Settings.from_env(env)
+    assert [str(n) for n in settings.push_allow_from] == ["203.0.113.0/24", "2001:db8::1/128"]
+    assert (settings.push_unsubmitted, settings.receiver_port) == ("ignore", 9000)
+    assert TOKEN not in repr(settings) and TOKEN not in json.dumps(settings.describe())
+    with pytest.raises(ConfigError, match=r"ESMS_PUSH_ALLOW_FROM.*'nowhere' is not an IP"):
+        Settings.from_env({**env, "ESMS_PUSH_ALLOW_FROM": "nowhere"})
+    with pytest.raises(ConfigError, match=r"ESMS_PUSH_UNSUBMITTED.*'publish' or 'ignore'"):
+        Settings.from_env({**env, "ESMS_PUSH_UNSUBMITTED": "drop"})

@@ -1,0 +1,96 @@
+"""Real `esms-callbacks receive` processes behind a load balancer, one killed mid-load.
+
+Given two receivers sharing one account and pushes spread over both, with the first killed
+(SIGKILL) part way, a push that got no 200 tried again on the other as eSMS retries: expect
+every pushed RefId to end with exactly one terminal event (duplicates of the same event_id
+allowed, as the contract says), the killed receiver's pending pushes applied by the other.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import drain_events
+from tests.procs import Proc, settings_env
+from tests.receiving import TOKEN, get, push_params
+from workers.runtime import Runtime
+
+pytestmark = pytest.mark.slow
+OA = "1397492183140006179"
+PUSHES = 600
+
+
+def start_receiver(name: str, env: dict[str, str], log_dir: Path) -> tuple[Proc, str]:
+    port = _free_port()
+    argv = [sys.executable, "-m", "cli.main", "receive", "--port", str(port)]
+    proc = Proc(name, argv, env, log_dir)
+    proc.wait_for("receiving eSMS pushes", timeout_s=30)
+    return proc, f"http://127.0.0.1:{port}/esms/push/{TOKEN}"
+
+
+def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged(
+    make_settings, tmp_path
+):
+    settings = make_settings()
+    env = settings_env(settings, ESMS_PUSH_TOKEN=TOKEN, ESMS_PUSH_RECLAIM_AFTER="1")
+    runtime = Runtime(settings)
+    refs = [f"p{i}" for i in range(PUSHES)]
+    runtime.backlog.park(OA, refs[: PUSHES // 2], time.time())  # half were submitted
+    first, first_url = start_receiver("receiver-1", env, tmp_path)
+    second, second_url = start_receiver("receiver-2", env, tmp_path)
+    acknowledged_by: dict[str, str] = {}
+    try:
+
+        def deliver(i: int) -> None:
+            # A load balancer alternates; a push that got no 200 is tried again on the other.
+            urls = [first_url, second_url] if i % 2 else [second_url, first_url]
+            for attempt in range(10):
+                url = urls[attempt % 2]
+                try:
+                    if get(url, push_params(refs[i], OA)).status == 200:
+                        acknowledged_by[refs[i]] = url
+                        return
+                except OSError:
+                    pass  # connection refused: the killed receiver
+                time.sleep(0.05)
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(deliver, i) for i in range(PUSHES)]
+            while len(acknowledged_by) < PUSHES // 3:
+                time.sleep(0.01)
+            first.kill()  # mid-load: requests in flight, entries it took maybe unapplied
+            for future in futures:
+                future.result()
+        assert len(acknowledged_by) == PUSHES
+        assert first_url in acknowledged_by.values()
+
+        events = drain_events(
+            settings.broker_url,
+            settings.status_queue,
+            PUSHES,
+            timeout_s=60,
+            until=lambda got: {e["ref_id"] for e in got if e["terminal"]} >= set(refs),
+        )
+    finally:
+        first.stop()
+        second.stop()
+    terminal_ids: defaultdict[str, set[str]] = defaultdict(set)
+    for event in events:
+        if event["terminal"]:
+            terminal_ids[event["ref_id"]].add(event["event_id"])
+    assert {ref: len(terminal_ids[ref]) for ref in refs} == dict.fromkeys(refs, 1)
+    assert {e["source"] for e in events} == {"push"}
+    assert runtime.backlog.per_oa(time.time()) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,175 @@
+"""Apply recorded pushes through the same state machine as polled answers.
+
+A pushed RefId is leased like a polled one (workers.backlog.CLAIM_PUSHED_LUA): whoever holds
+the lease publishes and settles, so a push and a poll of the same RefId give one terminal event
+whichever comes first. A RefId a request holds right now is left for later; one that already
+had its terminal event is a duplicate. Events go out before the settle and the inbox entries
+are acknowledged after it: a crash anywhere re-applies, never loses.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from workers.backlog import Backlog, Claimed, Requeue, Tally
+from workers.clock import Clock, as_datetime
+from workers.drainer import Publish
+from workers.events import SOURCE_PUSH, PublishFailed, build_event
+from workers.inbox import InboxEntry, PushInbox
+from workers.records import EXPIRED_OUTCOME, Outcome, outcome_of
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApplyReport:
+    published: int = 0  # events published
+    settled: int = 0  # pushed RefIds whose state the push moved
+    duplicates: int = 0  # the RefId already had its terminal event
+    ignored: int = 0  # never submitted, and ESMS_PUSH_UNSUBMITTED=ignore
+    deferred: int = 0  # a request holds the RefId: its entries stay for a later try
+    unreadable: int = 0  # an entry that is not a push (dropped, counted)
+    acked: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Step:
+    claimed: Claimed
+    outcome: Outcome
+    event: dict[str, Any] | None
+    entry_ids: list[str]
+
+
+class ApplyFailed(Exception):
+    """Publishing stopped part way; what went out is settled, the rest is tried again."""
+
+
+@dataclass
+class PushApplier:
+    settings: Settings
+    backlog: Backlog
+    inbox: PushInbox
+    publish: Publish
+    clock: Clock
+
+    def apply(self, entries: list[InboxEntry]) -> ApplyReport:
+        """Apply a batch of inbox entries; acknowledge those that are done with."""
+        report = ApplyReport()
+        unreadable = [entry.entry_id for entry in entries if entry.push is None]
+        if unreadable:
+            log.error("dropping %d inbox entries that are not pushes", len(unreadable))
+            report.unreadable = len(unreadable)
+            self._ack(unreadable, report)
+        by_oa: defaultdict[str, defaultdict[str, list[InboxEntry]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        for entry in entries:
+            if entry.push is not None:
+                by_oa[entry.push.oa_id][entry.push.ref_id].append(entry)
+        for oa_id, by_ref in by_oa.items():
+            self._apply_oa(oa_id, by_ref, report)
+        return report
+
+    def _apply_oa(
+        self, oa_id: str, by_ref: dict[str, list[InboxEntry]], report: ApplyReport
+    ) -> None:
+        token = uuid.uuid4().hex
+        now_s = self.clock.now_s()
+        claims = self.backlog.claim_pushed(
+            oa_id,
+            list(by_ref),
+            now_s,
+            self.settings.lease_s,
+            token,
+            take_unsubmitted=self.settings.push_unsubmitted == "publish",
+        )
+        steps: list[_Step] = []
+        done_with: list[str] = []  # entries to acknowledge without an event
+        counts = {"duplicate": 0, "ignored": 0}
+        for claimed in claims:
+            entries = by_ref[claimed.ref_id]
+            if claimed.kind == "busy":
+                report.deferred += len(entries)
+            elif not claimed.held:
+                counts["duplicate" if claimed.kind == "done" else "ignored"] += len(entries)
+                done_with += [entry.entry_id for entry in entries]
+            else:
+                steps.append(self._step(oa_id, claimed, entries))
+        report.duplicates += counts["duplicate"]
+        report.ignored += counts["ignored"]
+        # Steps with an event first: if publishing stops part way, the prefix that went out is
+        # settled and the rest handed back, as a drainer does.
+        steps.sort(key=lambda step: step.event is None)
+        events = [step.event for step in steps if step.event is not None]
+        published, failure = len(events), None  # type: tuple[int, Exception | None]
+        try:
+            self.publish(events)
+        except PublishFailed as exc:
+            published, failure = exc.published, exc
+        except Exception as exc:
+            published, failure = 0, exc
+        settled = steps if failure is None else steps[:published]
+        tally = Tally()
+        for event in events[:published]:
+            name = f"events:{event['status']}"
+            tally.counters[name] = tally.counters.get(name, 0) + 1
+        for name, count in [("published", published), *counts.items()]:
+            if count:
+                tally.counters[f"pushes_applied:{name}"] = count
+        self.backlog.settle(
+            oa_id,
+            token,
+            now_s,
+            [step.claimed.ref_id for step in settled if step.outcome.terminal],
+            [
+                Requeue(step.claimed.ref_id, step.claimed.due_s or now_s, step.outcome.state_key)
+                for step in settled
+                if not step.outcome.terminal
+            ],
+            tally,
+        )
+        report.published += published
+        report.settled += len(settled)
+        self._ack(done_with + [i for step in settled for i in step.entry_ids], report)
+        if failure is not None:
+            for step in steps[len(settled) :]:  # back to wait as they were; entries stay
+                self.backlog.unlease(
+                    oa_id, token, [step.claimed.ref_id], step.claimed.due_s or now_s
+                )
+            raise ApplyFailed(f"could not publish push events: {failure}") from failure
+
+    def _step(self, oa_id: str, claimed: Claimed, entries: list[InboxEntry]) -> _Step:
+        """The event a held RefId's pushes call for: a terminal push wins over the others
+        (eSMS may deliver a retried 'waiting' after the final status)."""
+        pushed = [(entry, outcome_of(entry.push.record)) for entry in entries if entry.push]
+        entry, outcome = next(
+            ((e, o) for e, o in pushed if o.terminal),
+            pushed[-1],
+        )
+        if claimed.state_key == EXPIRED_OUTCOME.state_key:
+            outcome = EXPIRED_OUTCOME  # expiry was decided (then a crash): the same event again
+        event = None
+        if outcome.terminal or outcome.state_key != claimed.state_key:
+            submitted_at = (
+                as_datetime(claimed.submitted_s)
+                if claimed.kind == "waiting" and claimed.submitted_s
+                else None
+            )
+            event = build_event(
+                claimed.ref_id,
+                oa_id,
+                outcome,
+                as_datetime(entry.received_s),
+                submitted_at,
+                source=SOURCE_PUSH,
+            )
+        return _Step(claimed, outcome, event, [e.entry_id for e in entries])
+
+    def _ack(self, entry_ids: list[str], report: ApplyReport) -> None:
+        self.inbox.ack(entry_ids)
+        report.acked += entry_ids
