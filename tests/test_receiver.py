@@ -7,6 +7,8 @@ recorded push, the same status event a poll would give, with `source: push`.
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ import redis.asyncio as aioredis
 from receiver.app import make_app
 from receiver.serve import build_app
 from tests.conftest import drain_events, wait_until
+from tests.procs import PrivateRedis
 from tests.receiving import TOKEN, Served, get, push_params, serve_app
 from workers.errors import ConfigError
 from workers.events import event_id
@@ -242,3 +245,65 @@ def test_settings_for_the_receiver_are_read_and_checked():
         Settings.from_env({**env, "ESMS_PUSH_ALLOW_FROM": "nowhere"})
     with pytest.raises(ConfigError, match=r"ESMS_PUSH_UNSUBMITTED.*'publish' or 'ignore'"):
         Settings.from_env({**env, "ESMS_PUSH_UNSUBMITTED": "drop"})
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_redis_outage_is_503_meanwhile_and_every_push_answered_200_is_published(
+    push_settings, tmp_path
+):
+    # given a receiver whose Redis (limiter, RefIds, inbox) is a server of the test's own
+    private = PrivateRedis(free_port(), tmp_path).start()
+    settings = push_settings(redis_url=private.url)
+    try:
+        with receiving(settings) as (served, _):
+            before = get(served.push_url(), push_params("before", OA))
+            # when that Redis stops, and comes back with its data
+            private.stop()
+            during = get(served.push_url(), push_params("during", OA))
+            private.start()
+            wait_until(
+                lambda: get(served.base_url + "/esms/health").status == 200, 10, "Redis back"
+            )
+            after = get(served.push_url(), push_params("after", OA))
+            retried = get(served.push_url(), push_params("during", OA))  # eSMS retries
+            # expect 503 while it was away, and an event for every push answered 200
+            assert [a.status for a in (before, during, after, retried)] == [200, 503, 200, 200]
+            events = drain_events(settings.broker_url, settings.status_queue, 3, timeout_s=30)
+    finally:
+        private.stop()
+    assert sorted(e["ref_id"] for e in events) == ["after", "before", "during"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SMSID=%FF%FE&SendStatus=5&oaid=1",  # not UTF-8
+        "SMSID=r&SendStatus=5&oaid=%",  # a broken escape
+        "SMSID=r&SendStatus=%EF%BC%95&oaid=1",  # a full-width digit
+        "SMSID=r&SendStatus=99999999999999999999&oaid=1",
+        "SMSID=r&SendStatus=5&oaid=1&error_info=%22%7B%22",  # a quoted half object
+        "&&&=&==&SMSID",
+        "SMSID=" + "r" * 200 + "&SendStatus=5&oaid=1",
+        "a=" + "%00" * 100,
+    ],
+)
+def test_odd_pushes_get_an_answer_never_a_crash(push_settings, query):
+    settings = push_settings()
+    with receiving(settings) as (served, _):
+        answer = get(served.push_url() + "?" + query)
+        assert answer.status in (200, 400)
+        assert get(served.push_url(), push_params("fine", OA)).status == 200
+
+
+def test_a_request_line_past_aiohttp_s_limit_is_refused_and_the_receiver_goes_on(push_settings):
+    settings = push_settings()
+    with receiving(settings) as (served, _):
+        huge = get(served.push_url() + "?SMSID=" + "r" * 20_000)
+        assert huge.status in (400, 414)
+        assert get(served.push_url(), push_params("fine", OA)).status == 200
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
