@@ -65,6 +65,15 @@ def test_submit_refuses_bad_input_before_queueing_anything(
     assert main(["submit", OA, str(source), "--column", "SMSID"]) == 2
 
 
+def test_receive_refuses_to_start_without_a_push_token(cli_env, monkeypatch, capsys):
+    monkeypatch.delenv("ESMS_PUSH_TOKEN", raising=False)
+    assert main(["receive", "--port", "0"]) == 2
+    assert "ESMS_PUSH_TOKEN is not set" in capsys.readouterr().err
+    monkeypatch.setenv("ESMS_PUSH_TOKEN", "too-short")
+    assert main(["receive", "--port", "0"]) == 2
+    assert "at least 16" in capsys.readouterr().err
+
+
 def test_status_json_shows_the_backlog(cli_env, capsys):
     from workers.runtime import get_runtime
 
@@ -75,6 +84,7 @@ def test_status_json_shows_the_backlog(cli_env, capsys):
     assert state["account"] == cli_env.account
     assert state["waiting_refs"] == 2
     assert [oa["oa_id"] for oa in state["per_oa"]] == ["oa-s"]
+    assert (state["pushes"], state["push_inbox_waiting"]) == ({}, 0)
     assert cli_env.secret_key not in json.dumps(state)
 
 
@@ -95,5 +105,5 @@ def test_help_explains_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("run", "demo", "submit", "status", "tail", "metrics", "simulate"):
+    for command in ("run", "demo", "submit", "status", "tail", "metrics", "receive", "simulate"):
         assert f"    {command}" in out

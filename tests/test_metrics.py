@@ -37,6 +37,9 @@ def test_metrics_endpoint_reports_backlog_requests_events_and_errors(make_settin
             "events:sent": 140,
             "errors:160": 1,
             "request_time_s": "0.120000",
+            "pushes:accepted": 7,
+            "pushes:wrong_token": 2,
+            "pushes_applied:duplicate": 3,
         },
     )
     for _ in range(settings.breaker_after):  # eSMS failing: the breaker opens for ESMS_RETRY_BASE
@@ -68,6 +71,10 @@ def test_metrics_endpoint_reports_backlog_requests_events_and_errors(make_settin
     assert got[f"esms_requests_total{{{acct}}}"] == 2
     assert got[f'esms_events_total{{{acct},status="sent"}}'] == 140
     assert got[f'esms_errors_total{{{acct},code="160"}}'] == 1
+    assert got[f'esms_pushes_total{{{acct},result="accepted"}}'] == 7
+    assert got[f'esms_pushes_total{{{acct},result="wrong_token"}}'] == 2
+    assert got[f'esms_pushes_applied_total{{{acct},outcome="duplicate"}}'] == 3
+    assert got[f"esms_push_inbox_waiting{{{acct}}}"] == 0
     assert got[f"esms_requests_last_minute{{{acct}}}"] == 2
     assert got[f"esms_rate_used{{{acct}}}"] == round(2 / (60 / 0.05), 3)
     assert got[f"esms_request_seconds{{{acct}}}"] == 0.12

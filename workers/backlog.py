@@ -343,17 +343,8 @@ class Backlog:
         take_unsubmitted: bool,
     ) -> list[Claimed]:
         """Lease pushed RefIds to `token` unless they are done or held by a request."""
-        k = self._keys
         flat = self._claim_pushed(
-            keys=[
-                k.due(oa_id),
-                k.leased(oa_id),
-                k.submitted(oa_id),
-                k.state(oa_id),
-                k.oas,
-                k.owner(oa_id),
-                k.done(oa_id),
-            ],
+            keys=self._life_keys(oa_id),
             args=[
                 _ms(now_s),
                 _ms(now_s + lease_s),
@@ -427,21 +418,7 @@ class Backlog:
             args += [name, value]
         args += [tally.recent_member, tally.recent_keep_s] if tally.recent_member else ["", ""]
         args.append("1" if tally.answered else "")
-        self._settle(
-            keys=[
-                k.due(oa_id),
-                k.leased(oa_id),
-                k.submitted(oa_id),
-                k.state(oa_id),
-                k.oas,
-                k.owner(oa_id),
-                k.done(oa_id),
-                k.stats,
-                k.recent,
-                k.health,
-            ],
-            args=args,
-        )
+        self._settle(keys=[*self._life_keys(oa_id), k.stats, k.recent, k.health], args=args)
 
     def unlease(self, oa_id: str, token: str, ref_ids: Iterable[str], due_s: float) -> None:
         """Hand RefIds `token` still holds back to wait, due at `due_s`."""
@@ -452,6 +429,20 @@ class Backlog:
                 keys=[k.due(oa_id), k.leased(oa_id), k.owner(oa_id)],
                 args=[token, _ms(due_s), *refs],
             )
+
+    def _life_keys(self, oa_id: str) -> list[str]:
+        """The keys of a RefId's life in one OA, in the order the settle and claim scripts
+        take them: due, leased, submitted, state, oas, owner, done."""
+        k = self._keys
+        return [
+            k.due(oa_id),
+            k.leased(oa_id),
+            k.submitted(oa_id),
+            k.state(oa_id),
+            k.oas,
+            k.owner(oa_id),
+            k.done(oa_id),
+        ]
 
     def oa_ids(self) -> list[str]:
         return sorted(_text(x) for x in self._redis.smembers(self._keys.oas))
