@@ -15,7 +15,7 @@ import uuid
 
 from redis.exceptions import RedisError
 
-from workers.inbox import PushInbox
+from workers.inbox import InboxEntry, PushInbox
 from workers.push_apply import ApplyFailed, PushApplier
 
 log = logging.getLogger("esms.receiver")
@@ -23,6 +23,10 @@ log = logging.getLogger("esms.receiver")
 BATCH = 500  # entries applied together: one claim, one publish, one settle per OA
 BLOCK_MS = 1000  # how long a read waits for new entries (and how soon a stop is noticed)
 MAX_PAUSE_S = 30.0
+# Longer than a loop can take when all is well: a batch applied, broker retries included.
+STALLED_AFTER_S = 120.0
+TIDY_EVERY_S = 600.0
+CONSUMER_IDLE_S = 3600.0  # a consumer idle this long, with nothing pending, is removed
 
 
 class ApplierThread(threading.Thread):
@@ -33,33 +37,55 @@ class ApplierThread(threading.Thread):
         self.consumer = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
         self.applied = 0
+        self.alive_at_s = time.monotonic()
         # An entry pending this long is taken over: its applier died, or its RefId was held by
         # a request. Longer than a batch takes, broker retries included, so live work is
         # rarely taken (and when it is, the lease in Redis keeps it from being applied twice).
         self.reclaim_after_s = reclaim_after_s
 
     def run(self) -> None:
-        pause_s, next_reclaim_s, grouped = 1.0, 0.0, False
+        pause_s, next_reclaim_s, next_tidy_s, grouped = 1.0, 0.0, 0.0, False
         while not self.stopping.is_set():
+            self.alive_at_s = time.monotonic()
             try:
-                if not grouped:
+                if not grouped:  # again after any error: Redis may have come back empty
                     self.inbox.ensure_group()
                     grouped = True
-                entries = self.inbox.read(self.consumer, BATCH, BLOCK_MS)
+                self._apply(self.inbox.read(self.consumer, BATCH, BLOCK_MS))
                 if time.monotonic() >= next_reclaim_s:
-                    idle_ms = int(self.reclaim_after_s * 1000)
-                    entries += self.inbox.reclaim(self.consumer, idle_ms, BATCH)
+                    self._reclaim()
                     next_reclaim_s = time.monotonic() + self.reclaim_after_s / 4
-                if entries:
-                    report = self.applier.apply(entries)
-                    self.applied += len(report.acked)
+                if time.monotonic() >= next_tidy_s:
+                    self.inbox.forget_idle_consumers(CONSUMER_IDLE_S)
+                    next_tidy_s = time.monotonic() + TIDY_EVERY_S
                 pause_s = 1.0
-            except (RedisError, OSError, ApplyFailed) as exc:
-                # The entries stay pending: reclaimed and applied once Redis or the broker
-                # is back. Nothing answered 200 is dropped.
-                log.warning("applying pushes failed, trying again in %.0fs: %s", pause_s, exc)
+            except Exception as exc:
+                # The entries stay pending: reclaimed and applied once Redis or the broker is
+                # back. Nothing answered 200 is dropped, and the thread never ends on an error.
+                grouped = False
+                if isinstance(exc, RedisError | OSError | ApplyFailed):
+                    log.warning("applying pushes failed, trying again in %.0fs: %s", pause_s, exc)
+                else:
+                    log.exception("applying pushes failed unexpectedly; trying again")
                 self.stopping.wait(pause_s)
                 pause_s = min(MAX_PAUSE_S, pause_s * 2)
+
+    def healthy(self) -> bool:
+        """Running, and its loop went round recently (a read waits at most BLOCK_MS)."""
+        return self.is_alive() and time.monotonic() - self.alive_at_s < STALLED_AFTER_S
+
+    def _reclaim(self) -> None:
+        """Take over entries pending too long, batch after batch, until none is left."""
+        idle_ms = int(self.reclaim_after_s * 1000)
+        while not self.stopping.is_set():
+            entries = self.inbox.reclaim(self.consumer, idle_ms, BATCH)
+            self._apply(entries)
+            if len(entries) < BATCH:
+                return
+
+    def _apply(self, entries: list[InboxEntry]) -> None:
+        if entries:
+            self.applied += len(self.applier.apply(entries).acked)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self.stopping.set()

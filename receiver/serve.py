@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from receiver.app import make_app
+from receiver.app import STATE, make_app
 from receiver.applier import ApplierThread
 from workers.errors import ConfigError
 from workers.inbox import PushInbox
@@ -37,12 +38,13 @@ def build_app(settings: Settings) -> web.Application:
         settings, runtime.backlog, inbox, runtime.publisher.publish, runtime.clock
     )
 
+    thread = ApplierThread(applier, inbox, settings.push_reclaim_after_s)
+    app[STATE].applier_healthy = thread.healthy
+
     async def applier_thread(_: web.Application) -> AsyncIterator[None]:
-        thread = ApplierThread(applier, inbox, settings.push_reclaim_after_s)
         thread.start()
         yield
-        thread.stop()
-        await client.aclose()
+        await asyncio.get_running_loop().run_in_executor(None, thread.stop)
 
     app.cleanup_ctx.append(applier_thread)
     return app

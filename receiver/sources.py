@@ -45,10 +45,16 @@ def _within(address: Address, networks: Sequence[Network]) -> bool:
 
 
 def _parse(text: str | None) -> Address | None:
+    """'203.0.113.9', '203.0.113.9:5555', '2001:db8::1', '[2001:db8::1]:443' -> the address."""
     if not text:
         return None
+    text = text.strip()
+    if text.startswith("["):  # [v6] or [v6]:port
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # v4:port (a bare v6 address has several colons)
+        text = text.split(":", 1)[0]
     try:
-        address = ipaddress.ip_address(text.strip().strip("[]"))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import T0
+from receiver.applier import ApplierThread
+from tests.conftest import T0, wait_until
 from workers.backlog import Backlog
 from workers.clock import ManualClock
-from workers.events import PublishFailed
-from workers.inbox import PushInbox, PushRecorder
+from workers.events import PublishFailed, event_id
+from workers.inbox import InboxEntry, PushInbox, PushRecorder
 from workers.push import Push, parse_push
-from workers.push_apply import ApplyFailed, PushApplier
+from workers.push_apply import ApplyFailed, ApplyReport, PushApplier
 from workers.runtime import Runtime
 from workers.settings import Settings
 
@@ -152,3 +153,66 @@ def test_an_entry_that_is_not_a_push_is_dropped_and_the_others_applied(env):
 def test_inbox_entries_keep_the_push_as_parsed():
     push = parse_push(pushed("p").items())
     assert push == Push("p", OA, {"SMSID": "p", "SendStatus": 5, "SendFailed": 0, "OAId": OA})
+
+
+def test_a_polled_final_state_published_before_a_crash_stands_against_a_later_push(env):
+    settings, runtime, clock, broker, inbox, applier = env
+    backlog = runtime.backlog
+    backlog.park(OA, ["x"], clock.now_s())
+    # a drainer recorded `sent` (as it does right before publishing), published, then died
+    backlog.lease_next(clock.now_s(), 10, 1, "died")
+    backlog.renew(OA, "died", ["x"], clock.now_s() + 1, {"x": "sent:5"})
+    clock.advance(5)  # its lease ran out
+    # when eSMS pushes a different final state for it
+    record(settings, runtime, {**pushed("x"), "SendStatus": "4", "SendFailed": "1"})
+    applier.apply(inbox.read(CONSUMER, 10, 100))
+    # expect the state already published again (same event_id), not a second terminal state
+    [event] = broker.events
+    assert (event["status"], event["event_id"]) == ("sent", event_id("x", OA, "sent:5"))
+
+
+def test_a_pushed_final_state_published_before_a_crash_stands_against_a_later_poll(drain_env, sim):
+    drainer, runtime, clock, events = drain_env()
+    backlog = runtime.backlog
+    backlog.park(OA, ["y"], clock.now_s())
+    # an applier claimed a pushed `failed`, recorded it, published, then died
+    [claimed] = backlog.claim_pushed(OA, ["y"], clock.now_s(), 1, "died", True)
+    assert claimed.kind == "waiting"
+    backlog.decide(OA, "died", {"y": "failed:4"})
+    clock.advance(5)
+    # when the poll asks eSMS, whose GetCallback still says pending
+    sim.script("y", ["pending7"])
+    drainer.drain(budget_s=5)
+    # expect the pushed state again, same event_id, and the RefId settled
+    assert [(e["status"], e["event_id"]) for e in events] == [
+        ("failed", event_id("y", OA, "failed:4"))
+    ]
+    assert backlog.per_oa(clock.now_s()) == []
+
+
+def test_the_applier_thread_outlives_a_lost_group_and_an_unexpected_error(env, monkeypatch):
+    settings, runtime, _clock, broker, inbox, applier = env
+    monkeypatch.setattr("receiver.applier.MAX_PAUSE_S", 0.2)
+    real_apply, calls = applier.apply, []
+
+    def apply_failing_once(entries: list[InboxEntry]) -> ApplyReport:
+        calls.append(len(entries))
+        if len(calls) == 1:
+            raise ValueError("a bug nobody foresaw")
+        report: ApplyReport = real_apply(entries)
+        return report
+
+    applier.apply = apply_failing_once
+    thread = ApplierThread(applier, inbox, reclaim_after_s=0.2)
+    thread.start()
+    try:
+        record(settings, runtime, pushed("u1"))
+        wait_until(lambda: [e["ref_id"] for e in broker.events] == ["u1"], 10, "u1 applied")
+        # when Redis loses the stream and its group (restarted empty), then a push comes
+        runtime.redis.delete(runtime.keys.pushes)
+        record(settings, runtime, pushed("u2"))
+        wait_until(lambda: len(broker.events) == 2, 10, "u2 applied")
+        assert thread.healthy()
+    finally:
+        thread.stop()
+    assert not thread.healthy()

@@ -11,13 +11,14 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from receiver.app import make_app
+from receiver.app import STATE, make_app
 from receiver.serve import build_app
 from tests.conftest import drain_events, wait_until
 from tests.procs import PrivateRedis
@@ -184,21 +185,39 @@ def test_only_allowed_sources_may_push_and_a_trusted_proxy_names_the_source(push
         wait_until(lambda: stats(runtime).get("pushes:forbidden") == 2, 5, "counted")
 
 
-def test_a_flood_from_one_source_is_refused_with_429_and_other_sources_still_get_in(
+def test_a_flood_beyond_the_allowed_wait_is_refused_with_429_and_other_sources_get_in(
     push_settings,
 ):
-    settings = push_settings(push_rate_per_source=2.0, push_trusted_proxies=_networks("127.0.0.1"))
+    # given one push every 30 s per source, and no waiting for a turn
+    settings = push_settings(
+        push_rate_per_source=1 / 30,
+        push_rate_wait_s=0.0,
+        push_trusted_proxies=_networks("127.0.0.1"),
+    )
     with receiving(settings) as (served, runtime):
         flood = [get(served.push_url(), push_params(f"f{i}", OA)) for i in range(12)]
-        refused = [a for a in flood if a.status == 429]
-        # Two a second with a second's burst: 3 at once, 4 if a step ended meanwhile.
-        assert 3 <= len(flood) - len(refused) <= 5
-        assert all(int(a.headers["Retry-After"]) >= 1 for a in refused)
+        assert [a.status for a in flood] == [200] + [429] * 11
+        assert all(int(a.headers["Retry-After"]) >= 1 for a in flood[1:])
         other = {"X-Forwarded-For": "198.51.100.7"}
         assert get(served.push_url(), push_params("other", OA), headers=other).status == 200
         counted = stats(runtime)
-        assert counted["pushes:rate_limited"] == len(refused)
-        assert counted["pushes:accepted"] == len(flood) - len(refused) + 1
+        assert (counted["pushes:rate_limited"], counted["pushes:accepted"]) == (11, 2)
+
+
+def test_a_source_over_its_rate_is_slowed_down_not_refused(push_settings):
+    # given 10 pushes a second per source (a second's burst), waiting up to 5 s for a turn
+    settings = push_settings(push_rate_per_source=10.0, push_rate_wait_s=5.0)
+    with receiving(settings) as (served, runtime):
+        started = time.monotonic()
+        with ThreadPoolExecutor(25) as pool:
+            answers = list(
+                pool.map(lambda i: get(served.push_url(), push_params(f"s{i}", OA)), range(25))
+            )
+        elapsed_s = time.monotonic() - started
+        # expect every push taken, the ones past the burst after waiting their turn
+        assert [a.status for a in answers] == [200] * 25
+        assert elapsed_s >= 1.0  # 25 pushes, 11 at once, then 10 a second
+        applied(runtime, 25)
 
 
 def test_no_redis_means_503_so_esms_tries_again(push_settings):
@@ -307,3 +326,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_health_says_so_when_the_applier_is_not_running(push_settings):
+    settings = push_settings()
+    client = aioredis.Redis.from_url(settings.redis_url)
+
+    def make() -> Any:
+        app = make_app(settings, client)
+        app[STATE].applier_healthy = lambda: False
+        return app
+
+    with serve_app(make) as served:
+        answer = get(served.base_url + "/esms/health")
+        assert (answer.status, answer.text) == (503, "push applier not running\n")
+
+
+def test_a_long_vietnamese_error_is_taken_whole(push_settings):
+    settings = push_settings()
+    message = "Người dùng không hoạt động hoặc từ chối tin nhắn. " * 25  # ~1,250 characters
+    error = json.dumps({"error": -114, "message": message}, ensure_ascii=False)
+    with receiving(settings) as (served, _):
+        params = push_params("long", OA, failed=1, error=error)
+        assert get(served.push_url(), params).status == 200
+        [event] = drain_events(settings.broker_url, settings.status_queue, 1)
+    assert event["error"] == {"code": -114, "message": message}
+
+
+def test_trusting_every_address_as_a_proxy_is_refused():
+    env = {"ESMS_ACCOUNT": "a", "ESMS_PUSH_TRUSTED_PROXIES": "10.0.0.1, 0.0.0.0/0"}
+    with pytest.raises(ConfigError, match="trusts every address"):
+        Settings.from_env(env)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import drain_events
+from tests.conftest import drain_events, wait_until
 from tests.procs import Proc, settings_env
 from tests.receiving import TOKEN, get, push_params
 from workers.runtime import Runtime
@@ -43,7 +43,9 @@ def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged
     runtime = Runtime(settings)
     refs = [f"p{i}" for i in range(PUSHES)]
     runtime.backlog.park(OA, refs[: PUSHES // 2], time.time())  # half were submitted
-    first, first_url = start_receiver("receiver-1", env, tmp_path)
+    # The first receiver's broker is away, so whatever it takes stays pending in its name.
+    stalled = {**env, "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}
+    first, first_url = start_receiver("receiver-1", stalled, tmp_path)
     second, second_url = start_receiver("receiver-2", env, tmp_path)
     acknowledged_by: dict[str, str] = {}
     try:
@@ -58,16 +60,16 @@ def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged
                         acknowledged_by[refs[i]] = url
                         return
                 except OSError:
-                    pass  # connection refused: the killed receiver
+                    pass  # connection refused or reset: the killed receiver
                 time.sleep(0.05)
 
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(deliver, i) for i in range(PUSHES)]
-            while len(acknowledged_by) < PUSHES // 3:
-                time.sleep(0.01)
-            first.kill()  # mid-load: requests in flight, entries it took maybe unapplied
+            wait_until(lambda: len(acknowledged_by) >= PUSHES // 3, 60, "a third delivered")
+            wait_until(lambda: pending_of(runtime, first.popen.pid) > 0, 30, "work held by it")
+            first.kill()  # mid-load: requests in flight, entries it took unapplied
             for future in futures:
-                future.result()
+                future.result(timeout=120)
         assert len(acknowledged_by) == PUSHES
         assert first_url in acknowledged_by.values()
 
@@ -75,7 +77,7 @@ def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged
             settings.broker_url,
             settings.status_queue,
             PUSHES,
-            timeout_s=60,
+            timeout_s=90,
             until=lambda got: {e["ref_id"] for e in got if e["terminal"]} >= set(refs),
         )
     finally:
@@ -88,6 +90,13 @@ def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged
     assert {ref: len(terminal_ids[ref]) for ref in refs} == dict.fromkeys(refs, 1)
     assert {e["source"] for e in events} == {"push"}
     assert runtime.backlog.per_oa(time.time()) == []
+
+
+def pending_of(runtime: Runtime, pid: int) -> int:
+    """Inbox entries the receiver process `pid` took and has not acknowledged (its consumer
+    is named host-pid-random)."""
+    consumers = runtime.redis.xinfo_consumers(runtime.keys.pushes, "appliers")
+    return sum(int(c["pending"]) for c in consumers if f"-{pid}-" in c["name"].decode())
 
 
 def _free_port() -> int:

@@ -80,25 +80,33 @@ end
 return out
 """
 
-# KEYS[1] leased, KEYS[2] owner. ARGV[1] token, ARGV[2] new lease expiry (ms), ARGV[3..] RefIds.
-# Extends the leases `token` still holds; returns the RefIds it lost (taken back by another
-# request), usually none, so the answer stays small.
+# KEYS[1] leased, KEYS[2] owner, KEYS[3] state. ARGV[1] token, ARGV[2] new lease expiry (ms),
+# ARGV[3] n RefIds, then n RefIds, then pairs RefId, terminal state key.
+# Extends the leases `token` still holds and records the terminal states about to be
+# published for them (as DECIDE_LUA does), in one round trip; returns the RefIds it lost
+# (taken back by another holder), usually none, so the answer stays small.
 RENEW_LUA = """
 local lost = {}
-for i = 3, #ARGV do
+local n = tonumber(ARGV[3])
+for i = 4, 3 + n do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
     redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
   else
     lost[#lost + 1] = ARGV[i]
   end
 end
+for i = 4 + n, #ARGV, 2 do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  end
+end
 return lost
 """
 
 # KEYS[1] state, KEYS[2] owner. ARGV[1] token, then pairs RefId, state key.
-# Records a terminal state this project decided itself (expired) for the RefIds `token` still
-# holds, before its event is published: if the settle never comes (a crash), whoever leases
-# the RefId next finds the decision and publishes the same event again, never another one.
+# Records the terminal states of the RefIds `token` still holds, before their events are
+# published: if the settle never comes (a crash), whoever holds the RefId next (a request or a
+# push) finds the decision and publishes the same event again, never another one.
 DECIDE_LUA = """
 for i = 2, #ARGV, 2 do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
@@ -366,20 +374,29 @@ class Backlog:
             for ref_id, i in zip(ref_ids, range(0, len(items), 4), strict=True)
         ]
 
-    def renew(self, oa_id: str, token: str, ref_ids: Iterable[str], until_s: float) -> set[str]:
-        """Extend the leases `token` still holds; return their RefIds."""
+    def renew(
+        self,
+        oa_id: str,
+        token: str,
+        ref_ids: Iterable[str],
+        until_s: float,
+        decided: dict[str, str] | None = None,
+    ) -> set[str]:
+        """Extend the leases `token` still holds, and record the terminal states (`decided`,
+        RefId -> state key) about to be published for them; return the RefIds still held."""
         refs = list(ref_ids)
         if not refs:
             return set()
-        lost = self._renew(
-            keys=[self._keys.leased(oa_id), self._keys.owner(oa_id)],
-            args=[token, _ms(until_s), *refs],
-        )
+        k = self._keys
+        args: list[str | int] = [token, _ms(until_s), len(refs), *refs]
+        for ref_id, state_key in (decided or {}).items():
+            args += [ref_id, state_key]
+        lost = self._renew(keys=[k.leased(oa_id), k.owner(oa_id), k.state(oa_id)], args=args)
         return set(refs) - {_text(x) for x in lost}
 
     def decide(self, oa_id: str, token: str, decided: dict[str, str]) -> None:
-        """Record terminal states decided here (RefId -> state key) before their events go
-        out, for the RefIds `token` still holds (see DECIDE_LUA)."""
+        """Record terminal states (RefId -> state key) before their events go out, for the
+        RefIds `token` still holds (see DECIDE_LUA)."""
         if decided:
             args: list[str] = [token]
             for ref_id, state_key in decided.items():

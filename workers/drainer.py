@@ -34,7 +34,13 @@ from workers.events import PublishFailed, build_event
 from workers.health import Breaker
 from workers.keys import AccountKeys
 from workers.limiter import Commit, RateLimiter
-from workers.records import EXPIRED_OUTCOME, NOT_FOUND_OUTCOME, Outcome, outcome_of
+from workers.records import (
+    EXPIRED_OUTCOME,
+    NOT_FOUND_OUTCOME,
+    Outcome,
+    decided_outcome,
+    outcome_of,
+)
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -259,36 +265,33 @@ class Drainer:
         """Publish the events of the RefIds still held, then settle them and count the
         request (`sent`, if one was) in the same round trip."""
         now_s = self.clock.now_s()
-        # A lease that expired while we waited on eSMS belongs to someone else now: leave it.
+        outcomes = [(item, self._outcome(item, records, now_s)) for item in batch]
+        # One round trip: leases renewed, and terminal states recorded before their events go
+        # out, so that if the settle never comes (a crash) the next holder, poll or push,
+        # publishes the same state again. A lease that expired while we waited on eSMS
+        # belongs to someone else now: leave it.
         held = self.backlog.renew(
-            oa_id, token, (item.ref_id for item in batch), now_s + self.settings.lease_s
+            oa_id,
+            token,
+            (item.ref_id for item in batch),
+            now_s + self.settings.lease_s,
+            {
+                item.ref_id: outcome.state_key
+                for item, outcome in outcomes
+                if outcome.terminal and item.state_key != outcome.state_key
+            },
         )
         observed_at = as_datetime(now_s)
         plan: list[tuple[Leased, Outcome, dict[str, Any] | None]] = []
-        for item in batch:
+        for item, outcome in outcomes:
             if item.ref_id not in held:
                 continue
-            record = records.get(item.ref_id)
-            outcome = outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
-            if item.state_key == EXPIRED_OUTCOME.state_key:
-                outcome = EXPIRED_OUTCOME  # decided before a crash: the same event again
-            elif not outcome.terminal and now_s >= self._expires_s(item):
-                outcome = EXPIRED_OUTCOME
             event = None
             if outcome.terminal or outcome.state_key != item.state_key:
                 event = build_event(
                     item.ref_id, oa_id, outcome, observed_at, as_datetime(item.submitted_s)
                 )
             plan.append((item, outcome, event))
-        self.backlog.decide(
-            oa_id,
-            token,
-            {
-                item.ref_id: outcome.state_key
-                for item, outcome, _ in plan
-                if outcome is EXPIRED_OUTCOME and item.state_key != outcome.state_key
-            },
-        )
         # Items with an event first: if publishing stops part way, the prefix that went out is
         # settled and only the rest is handed back.
         plan.sort(key=lambda step: step[2] is None)
@@ -316,6 +319,18 @@ class Drainer:
             rest = [item.ref_id for item, _, _ in plan[published:]]
             self.backlog.unlease(oa_id, token, rest, now_s + delay_s)
             raise Retry(failure, delay_s) from failure
+
+    def _outcome(self, item: Leased, records: dict[str, dict[str, Any]], now_s: float) -> Outcome:
+        """What the answer says about a RefId; a terminal state recorded before a crash
+        stands, and a RefId past its age expires."""
+        record = records.get(item.ref_id)
+        outcome = outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
+        decided = decided_outcome(item.state_key)
+        if decided is not None and decided.state_key != outcome.state_key:
+            return decided
+        if not outcome.terminal and now_s >= self._expires_s(item):
+            return EXPIRED_OUTCOME
+        return outcome
 
     def _guarded(self, bounds: tuple[datetime, datetime]) -> tuple[float, float] | None:
         """The open window, shrunk by ESMS_WINDOW_GUARD at both ends (epoch s), so that no

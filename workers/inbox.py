@@ -22,28 +22,33 @@ from workers.push import Push
 GROUP = "appliers"
 
 # KEYS[1] inbox stream, KEYS[2] the source's rate key, KEYS[3] stats.
-# ARGV[1] µs between pushes of one source, ARGV[2] burst (µs ahead the source may run),
-# ARGV[3] most entries the inbox may hold, ARGV[4] the push (JSON).
-# Returns {1, received (ms, Redis clock)} when recorded, {0, ms to wait} when the source is
-# over its rate, {-1, 0} when the inbox is full. Counts each result in the stats hash.
+# ARGV[1] µs between pushes of one source (0: no limit), ARGV[2] burst (µs ahead the source
+# may run), ARGV[3] most µs a push may wait for its turn, ARGV[4] most entries the inbox may
+# hold, ARGV[5] the push (JSON), ARGV[6] '1' if the push already waited for its reserved turn.
+# Returns {1, received (ms, Redis clock)} when recorded; {2, ms to wait} when the source is
+# over its rate but its turn comes within the wait allowed (the turn is reserved: record it
+# then, with ARGV[6] '1'); {0, ms} when even that is too far; {-1, 0} when the inbox is full.
+# Counts refusals in the stats hash.
 RECORD_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local step, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-if step > 0 then
+if step > 0 and ARGV[6] ~= '1' then
   local tat = math.max(tonumber(redis.call('GET', KEYS[2]) or 0), now)
-  if tat - now > burst then
+  local wait = tat - now - burst
+  if wait > tonumber(ARGV[3]) then
     redis.call('HINCRBY', KEYS[3], 'pushes:rate_limited', 1)
-    return {0, math.ceil((tat - now - burst) / 1000)}
+    return {0, math.ceil(wait / 1000)}
   end
   redis.call('SET', KEYS[2], tat + step, 'PX', math.ceil((tat + step - now) / 1000) + 1)
+  if wait > 0 then return {2, math.ceil(wait / 1000)} end
 end
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[4]) then
   redis.call('HINCRBY', KEYS[3], 'pushes:inbox_full', 1)
   return {-1, 0}
 end
 local received_ms = math.floor(now / 1000)
-redis.call('XADD', KEYS[1], '*', 'push', ARGV[4], 'received_ms', received_ms)
+redis.call('XADD', KEYS[1], '*', 'push', ARGV[5], 'received_ms', received_ms)
 redis.call('HINCRBY', KEYS[3], 'pushes:accepted', 1)
 return {1, received_ms}
 """
@@ -52,7 +57,8 @@ return {1, received_ms}
 @dataclass(frozen=True)
 class Recorded:
     ok: bool
-    retry_after_s: float = 0.0  # over the source's rate: when to come back
+    wait_s: float = 0.0  # over the source's rate: its turn, reserved, comes in this long
+    retry_after_s: float = 0.0  # over the source's rate by more than the wait allowed
     full: bool = False
 
 
@@ -72,25 +78,38 @@ class PushRecorder:
         keys: AccountKeys,
         per_source_rate: float,
         inbox_max: int,
+        max_wait_s: float = 0.0,
     ) -> None:
         self._keys = keys
         self._step_us = int(1e6 / per_source_rate) if per_source_rate > 0 else 0
         self._burst_us = 1_000_000  # a second's worth of pushes may arrive at once
+        self._max_wait_us = int(max_wait_s * 1e6)
         self._inbox_max = inbox_max
         self._record = client.register_script(RECORD_LUA)
 
-    async def record(self, push: Push, source_ip: str) -> Recorded:
-        """Raise redis.RedisError when Redis cannot take it (the caller answers 503)."""
+    async def record(self, push: Push, source_ip: str, waited: bool = False) -> Recorded:
+        """Raise redis.RedisError when Redis cannot take it (the caller answers 503).
+        `waited`: the push already waited for the turn a first call reserved."""
         k = self._keys
         payload = json.dumps({"ref_id": push.ref_id, "oa_id": push.oa_id, "record": push.record})
         status, value = await self._record(
             keys=[k.pushes, k.push_source(source_ip), k.stats],
-            args=[self._step_us, self._burst_us, self._inbox_max, payload],
+            args=[
+                self._step_us,
+                self._burst_us,
+                self._max_wait_us,
+                self._inbox_max,
+                payload,
+                "1" if waited else "",
+            ],
         )
-        if int(status) == 1:
+        status, value = int(status), int(value)
+        if status == 1:
             return Recorded(ok=True)
-        if int(status) == 0:
-            return Recorded(ok=False, retry_after_s=int(value) / 1000)
+        if status == 2:
+            return Recorded(ok=False, wait_s=value / 1000)
+        if status == 0:
+            return Recorded(ok=False, retry_after_s=value / 1000)
         return Recorded(ok=False, full=True)
 
 
@@ -142,6 +161,13 @@ class PushInbox:
         for info in self._redis.xinfo_consumers(self._stream, GROUP):
             if _text(info["name"]) == consumer and int(info["pending"]) == 0:
                 self._redis.xgroup_delconsumer(self._stream, GROUP, consumer)
+
+    def forget_idle_consumers(self, idle_s: float) -> None:
+        """Remove consumers idle longer than `idle_s` with nothing pending: receivers killed
+        without a goodbye would otherwise stay in the group for ever."""
+        for info in self._redis.xinfo_consumers(self._stream, GROUP):
+            if int(info["pending"]) == 0 and int(info["idle"]) > idle_s * 1000:
+                self._redis.xgroup_delconsumer(self._stream, GROUP, _text(info["name"]))
 
     def waiting(self) -> int:
         """Entries recorded and not yet applied."""

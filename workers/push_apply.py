@@ -20,7 +20,7 @@ from workers.clock import Clock, as_datetime
 from workers.drainer import Publish
 from workers.events import SOURCE_PUSH, PublishFailed, build_event
 from workers.inbox import InboxEntry, PushInbox
-from workers.records import EXPIRED_OUTCOME, Outcome, outcome_of
+from workers.records import Outcome, decided_outcome, outcome_of
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,14 @@ class PushApplier:
         for entry in entries:
             if entry.push is not None:
                 by_oa[entry.push.oa_id][entry.push.ref_id].append(entry)
+        failures = []
         for oa_id, by_ref in by_oa.items():
-            self._apply_oa(oa_id, by_ref, report)
+            try:
+                self._apply_oa(oa_id, by_ref, report)
+            except ApplyFailed as exc:  # the other OAs of the batch still go
+                failures.append(exc)
+        if failures:
+            raise failures[0]
         return report
 
     def _apply_oa(
@@ -102,8 +108,18 @@ class PushApplier:
                 steps.append(self._step(oa_id, claimed, entries))
         report.duplicates += counts["duplicate"]
         report.ignored += counts["ignored"]
-        # Steps with an event first: if publishing stops part way, the prefix that went out is
-        # settled and the rest handed back, as a drainer does.
+        # As a drainer does: terminal states recorded before their events go out, and steps
+        # with an event first, so that if publishing stops part way, the prefix that went out
+        # is settled and the rest handed back.
+        self.backlog.decide(
+            oa_id,
+            token,
+            {
+                step.claimed.ref_id: step.outcome.state_key
+                for step in steps
+                if step.outcome.terminal and step.claimed.state_key != step.outcome.state_key
+            },
+        )
         steps.sort(key=lambda step: step.event is None)
         events = [step.event for step in steps if step.event is not None]
         published, failure = len(events), None  # type: tuple[int, Exception | None]
@@ -151,8 +167,9 @@ class PushApplier:
             ((e, o) for e, o in pushed if o.terminal),
             pushed[-1],
         )
-        if claimed.state_key == EXPIRED_OUTCOME.state_key:
-            outcome = EXPIRED_OUTCOME  # expiry was decided (then a crash): the same event again
+        decided = decided_outcome(claimed.state_key)
+        if decided is not None and decided.state_key != outcome.state_key:
+            outcome = decided  # decided (then a crash): the same event again, never another
         event = None
         if outcome.terminal or outcome.state_key != claimed.state_key:
             submitted_at = (

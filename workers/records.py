@@ -100,6 +100,21 @@ NOT_FOUND_OUTCOME = Outcome(NOT_FOUND, None, None, None)
 EXPIRED_OUTCOME = Outcome(EXPIRED, None, {"code": None, "message": "gave up after max age"}, None)
 
 
+def decided_outcome(state_key: str) -> Outcome | None:
+    """The terminal outcome a recorded state key names, or None if it names none.
+
+    A terminal state is recorded before its event is published; whoever holds the RefId
+    after a crash publishes that state again (same event_id), never a different one."""
+    status, _, send_status = state_key.partition(":")
+    if status not in TERMINAL_STATUSES:
+        return None
+    if status == EXPIRED:
+        return EXPIRED_OUTCOME
+    number = _int_or_none(send_status)
+    error = {"code": None, "message": "rejected" if number == 4 else "delivery failed"}
+    return Outcome(status, number, error if status == FAILED else None, None)
+
+
 def outcome_of(record: dict[str, Any]) -> Outcome:
     """Map a record to a status: 5 done (sent/failed), 4 rejected, 1/2/7 and unknown pending."""
     send_status = _int_or_none(record.get("SendStatus"))

@@ -73,6 +73,7 @@ class Settings:
     push_allow_from: tuple[Network, ...] = ()  # empty: any source
     push_trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For is believed
     push_rate_per_source: float = 500.0  # pushes a second from one address; 0: no limit
+    push_rate_wait_s: float = 5.0  # how long a push over its source's rate waits for its turn
     push_inbox_max: int = 1_000_000  # pushes recorded and not yet applied, at most
     push_unsubmitted: str = "publish"  # a push for a RefId never submitted: publish | ignore
     push_reclaim_after_s: float = 30.0  # a push pending this long is taken over by a receiver
@@ -113,8 +114,9 @@ class Settings:
             receiver_host=read.text("ESMS_RECEIVER_HOST", "127.0.0.1"),
             receiver_port=read.integer("ESMS_RECEIVER_PORT", 8078, 0, 65535),
             push_allow_from=read.parse("ESMS_PUSH_ALLOW_FROM", "", _networks),
-            push_trusted_proxies=read.parse("ESMS_PUSH_TRUSTED_PROXIES", "", _networks),
+            push_trusted_proxies=read.parse("ESMS_PUSH_TRUSTED_PROXIES", "", _proxies),
             push_rate_per_source=read.number("ESMS_PUSH_RATE", 500.0, minimum=0.0),
+            push_rate_wait_s=read.number("ESMS_PUSH_RATE_WAIT", 5.0, minimum=0.0),
             push_inbox_max=read.integer("ESMS_PUSH_INBOX_MAX", 1_000_000, 1, 100_000_000),
             push_unsubmitted=read.parse("ESMS_PUSH_UNSUBMITTED", "publish", _unsubmitted),
             push_reclaim_after_s=read.number("ESMS_PUSH_RECLAIM_AFTER", 30.0, minimum=0.1),
@@ -295,6 +297,17 @@ def _networks(text: str) -> tuple[Network, ...]:
                 f"{item!r} is not an IP address or network (e.g. 203.0.113.0/24)"
             ) from None
     return tuple(networks)
+
+
+def _proxies(text: str) -> tuple[Network, ...]:
+    networks = _networks(text)
+    for network in networks:
+        if network.prefixlen == 0:
+            raise ValueError(
+                f"{network} trusts every address, so anyone could name any source in "
+                "X-Forwarded-For; list your proxies' own addresses"
+            )
+    return networks
 
 
 def _unsubmitted(text: str) -> str:
