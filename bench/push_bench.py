@@ -250,11 +250,11 @@ def render(nights: list[NightRun], refs: int, loads: list[LoadRun]) -> str:
         "queue) | not 200 | receiver CPU s per 1,000 pushes |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for run in loads:
+    for loaded in loads:
         lines.append(
-            f"| {run.title} | {run.pushes:,} | {run.pushes / run.accept_s:,.0f} | "
-            f"{run.pushes / run.applied_s:,.0f} | {run.not_200} | "
-            f"{run.cpu_s / run.pushes * 1000:.2f} |"
+            f"| {loaded.title} | {loaded.pushes:,} | {loaded.pushes / loaded.accept_s:,.0f} | "
+            f"{loaded.pushes / loaded.applied_s:,.0f} | {loaded.not_200} | "
+            f"{loaded.cpu_s / loaded.pushes * 1000:.2f} |"
         )
     return "\n".join(lines)
 
