@@ -6,9 +6,10 @@
    simulator process (1 s x 100, eSMS's seed terms, scaled to 0.2 s so a run takes seconds):
    `--refs` RefIds submitted while the window is closed; then, in three runs, the simulator
    pushes (its own pacing and retries) no RefIds, half of them before the window opens, or
-   half of them while the window is open and the drain is asking for the same RefIds (pushes
-   and polls racing). Measured: GetCallback requests and RefIds asked, seconds from the window
-   opening to the last terminal event, RefIds with more than one distinct terminal event.
+   half of them from the window's opening on, slower than the drain moves, so that the drain
+   catches up and pushes and polls race for the same RefIds. Measured: GetCallback requests
+   and RefIds asked, seconds from the window opening to the last terminal event, RefIds with
+   more than one distinct terminal event.
 2. Pushes per second. One receiver process, `--pushes` pushes of RefIds never submitted (each
    becomes an event), sent by this process over 64 connections: 200 answers per second, events
    per second (until the last is on the status queue), receiver CPU per 1,000 pushes. Once with
@@ -47,6 +48,7 @@ INTERVAL_S = 0.2
 MAX_REFS = 100
 OPENS_IN_S = 30.0  # time to start the processes, submit, and (run b) have half pushed
 LOAD_CONNECTIONS = 64
+RACING_PUSHES_PER_S = 150  # run c: the drain covers 500 RefIds a second, half of them pushed
 
 
 def say(text: str) -> None:
@@ -114,8 +116,9 @@ def night(title: str, refs: int, push_when: str, redis_url: str, log_dir: Path) 
         time.sleep(max(0.0, seconds_left))
         requests_before = sim.stats()["requests"]
         if push_when == "during":
-            time.sleep(2 * INTERVAL_S)  # the drain has begun: pushes race its requests
-            sim.push(receiver_url, OA, pushed, rate_per_s=500)
+            # Slower than the drain moves through the backlog, so that the drain catches up
+            # with the pushes and they race for the same RefIds.
+            sim.push(receiver_url, OA, pushed, rate_per_s=RACING_PUSHES_PER_S)
         _wait(lambda: reader.poll().finished >= refs, 180, "every RefId terminal")
         run.drain_s = time.time() - opens_at.timestamp()
         stats = sim.stats()
