@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from collections.abc import Iterable
+from typing import Any
 
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
@@ -20,23 +19,43 @@ from workers.settings import Settings
 from workers.validation import validate_submission
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["simulate"]:  # every option is the simulator's own
+            from simulator.__main__ import main as simulator_main
+
+            return simulator_main(argv[1:], prog="esms-callbacks simulate")
+        args = build_parser().parse_args(argv)
         result: int = args.handler(args)
         return result
     except (ConfigError, InvalidSubmission) as exc:
         print(f"esms-callbacks: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, OperationalError, RedisError) as exc:  # no file, no broker, no Redis
+    except RedisError as exc:
+        print(f"esms-callbacks: {unreachable('ESMS_REDIS_URL', exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except OperationalError as exc:
+        print(f"esms-callbacks: {unreachable('CELERY_BROKER_URL', exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # no such file, no permission
         print(f"esms-callbacks: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return EXIT_OK
+        return EXIT_INTERRUPTED
+
+
+def unreachable(setting: str, exc: Exception) -> str:
+    """Say which setting points at the server that did not answer (password hidden)."""
+    from workers.settings import DEFAULT_BROKER_URL, redact_url
+
+    broker = os.environ.get("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
+    url = broker if setting == "CELERY_BROKER_URL" else os.environ.get(setting, broker)
+    return f"cannot reach {redact_url(url)} ({setting}): {exc}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fetch Zalo ZNS delivery statuses from eSMS under its limits and publish "
         "them as status events. Settings come from the environment (see README).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -115,12 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--port", type=int, help="port (default ESMS_RECEIVER_PORT)")
     receive.set_defaults(handler=cmd_receive)
 
-    simulate = sub.add_parser(
-        "simulate", help="run the eSMS simulator (python -m simulator)", add_help=False
-    )
-    simulate.add_argument("rest", nargs=argparse.REMAINDER)
-    simulate.set_defaults(handler=cmd_simulate)
+    # Listed for --help; main() hands `simulate ...` to the simulator's own parser.
+    sub.add_parser("simulate", help="run the eSMS simulator alone (see simulate --help)")
+    for command in sub.choices.values():  # each command's --help starts with what it does
+        command.description = command.description or _help_of(sub, command.prog)
     return parser
+
+
+def _help_of(sub: Any, prog: str) -> str | None:
+    name = prog.rsplit(" ", 1)[-1]
+    return next((a.help for a in sub._choices_actions if a.dest == name), None)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("esms-zns-callbacks")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -187,16 +220,21 @@ def wait_for_worker(app: Any, timeout_s: float = 60.0) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from tasks import fetch_callbacks
-
-    with sys.stdin if args.file == "-" else open(args.file, newline="") as source:
-        ref_ids = list(read_ref_ids(source, args.column))
-    if not ref_ids:
-        raise InvalidSubmission("no RefIds found in the input")
     from cli.progress import bar, line
+    from cli.ref_files import read_ref_ids
+    from tasks import fetch_callbacks
 
     if args.chunk < 1:
         raise InvalidSubmission("--chunk must be at least 1")
+    if args.file == "-":
+        if sys.stdin.isatty():
+            print("reading RefIds from stdin, one per line; Ctrl-D ends", file=sys.stderr)
+        ref_ids = list(read_ref_ids(sys.stdin.buffer, args.column, "stdin"))
+    else:
+        with open(args.file, "rb") as source:
+            ref_ids = list(read_ref_ids(source, args.column, args.file))
+    if not ref_ids:
+        raise InvalidSubmission("no RefIds found in the input")
     chunks = [ref_ids[i : i + args.chunk] for i in range(0, len(ref_ids), args.chunk)]
     for chunk in chunks:  # validate everything before queueing anything
         validate_submission(chunk, args.oa_id)
@@ -208,26 +246,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
             f"submitting {bar(sent, len(ref_ids))} {sent}/{len(ref_ids)} RefIds", stream=sys.stderr
         )
     line(
-        f"submitted {sent} RefIds for OA {args.oa_id} in {len(chunks)} tasks",
+        f"submitted {plural(sent, 'RefId')} for OA {args.oa_id} in {plural(len(chunks), 'task')}",
         end="\n",
         stream=sys.stderr,
     )
     return EXIT_OK
 
 
-def read_ref_ids(source: TextIO, column: str | None) -> Iterator[str]:
-    if column:
-        for row in csv.DictReader(source):
-            if column not in row:
-                raise InvalidSubmission(f"CSV has no column {column!r}")
-            value = (row[column] or "").strip()
-            if value:
-                yield value
-        return
-    for line in source:
-        value = line.strip()
-        if value and not value.startswith("#"):
-            yield value
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -316,12 +343,6 @@ def cmd_receive(args: argparse.Namespace) -> int:
         settings.receiver_port if args.port is None else args.port,
     )
     return EXIT_OK
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulator.__main__ import main as simulator_main
-
-    return simulator_main(args.rest)
 
 
 if __name__ == "__main__":

@@ -64,9 +64,11 @@ def _number_or_text(value: str) -> object:
     return value
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(
+    argv: list[str] | None = None, prog: str = "python -m simulator"
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m simulator", description="Run the eSMS GetCallback simulator."
+        prog=prog, description="Run the eSMS GetCallback simulator (and its pushes)."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8077, help="0 picks a free port")
@@ -158,8 +160,8 @@ async def serve(
         await runner.cleanup()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m simulator") -> int:
+    args = parse_args(argv, prog)
     try:
         sim = build_simulator(args)
         push_settings = build_push_settings(args)

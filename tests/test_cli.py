@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kombu import Connection
 
-from cli.main import main
+from cli.main import build_parser, main
 from workers.events import EventPublisher, build_event
 from workers.records import outcome_of
 
@@ -107,3 +110,102 @@ def test_help_explains_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("run", "demo", "submit", "status", "tail", "metrics", "receive", "simulate"):
         assert f"    {command}" in out
+
+
+def readme_command_lines() -> list[list[str]]:
+    """Every `esms-callbacks ...` command line the README shows in a code span, as written
+    (a synopsis with [optional] parts stands for its shortest form)."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    lines = []
+    for span in re.findall(r"`(esms-callbacks[^`]*)`", text):
+        words = shlex.split(re.sub(r"\[[^\]]*\]", "", span))[1:]
+        if words and words[0] != "COMMAND":
+            lines.append(words)
+    return lines
+
+
+def test_every_command_line_in_the_readme_is_understood_as_written():
+    from simulator.__main__ import parse_args as simulator_args
+
+    lines = readme_command_lines()
+    assert ["simulate", "--port", "8077", "--policy", "mixed"] in lines
+    for words in lines:
+        if words[0] == "simulate":
+            simulator_args(words[1:])
+        else:
+            build_parser().parse_args(words)  # SystemExit(2) on anything it does not know
+
+
+def test_simulate_takes_the_simulator_s_own_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: esms-callbacks simulate") and "--policy" in out
+
+
+def test_version_and_each_command_s_help_says_what_it_does(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert re.fullmatch(r"esms-callbacks \S+\n", capsys.readouterr().out)
+    for command in ("run", "demo", "submit", "status", "tail", "metrics", "receive"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        usage, description = capsys.readouterr().out.split("\n\n")[:2]
+        assert usage.startswith(f"usage: esms-callbacks {command}")
+        assert description and not description.startswith(("positional", "options"))
+
+
+@pytest.mark.parametrize(
+    ("content", "column", "expected"),
+    [
+        (b"\xef\xbb\xbfsms_id,phone\nr1,0901\nr2,0902\n", "sms_id", ["r1", "r2"]),  # Excel BOM
+        (b"sms_id;phone\nr1;0901\n", "sms_id", ["r1"]),  # ;-separated
+        (b"phone\tsms_id\n0901\tr1\n", "sms_id", ["r1"]),
+        (b"# exported today\nr1\n\nr2\n", None, ["r1", "r2"]),
+    ],
+)
+def test_submit_reads_lists_and_excel_exports(
+    tmp_path, redis_url, fetch_queue, content, column, expected
+):
+    source = tmp_path / "refs.csv"
+    source.write_bytes(content)
+    assert main(["submit", OA, str(source), *(["--column", column] if column else [])]) == 0
+    assert args_of(fetch_queue()) == [[expected, OA]]
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (b"sms_id,phone\nr1,0901\n", [], "looks like a table (columns 'sms_id', 'phone')"),
+        (b"sms_id;phone\nr1;0901\n", ["--column", "SMSID"], "its columns are 'sms_id', 'phone'"),
+        (b"r\xe9f1\n", [], "is not UTF-8 text"),
+    ],
+)
+def test_submit_says_what_is_wrong_with_a_file_and_queues_nothing(
+    tmp_path, redis_url, fetch_queue, capsys, content, args, message
+):
+    source = tmp_path / "refs.csv"
+    source.write_bytes(content)
+    assert main(["submit", OA, str(source), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert fetch_queue() == []
+
+
+def test_an_unreachable_redis_is_named_by_its_setting_and_ctrl_c_exits_130(
+    cli_env, monkeypatch, capsys
+):
+    from workers.runtime import use_settings
+
+    monkeypatch.setenv("ESMS_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+    use_settings(None)
+    assert main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach redis://:***@127.0.0.1:1/0 (ESMS_REDIS_URL)" in err
+    assert "hunter2" not in err
+
+    def interrupted(_: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cli.main.cmd_status", interrupted)
+    assert main(["status"]) == 130
