@@ -112,7 +112,7 @@ def watch(
     latest: Counter[str] = Counter()
     deadline = time.monotonic() + timeout_s
     with Connection(settings.broker_url) as conn:
-        queue = conn.SimpleQueue(status_queue(settings.status_queue))
+        queue = conn.SimpleQueue(status_queue(settings.status_queue, settings.events_exchange))
         try:
             while sum(terminal.values()) < len(ref_ids) and time.monotonic() < deadline:
                 try:

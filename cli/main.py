@@ -20,6 +20,7 @@ from workers.validation import validate_submission
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+TAIL_QUEUE_EXPIRES_S = 60  # a killed tail's own queue goes this long after its last read
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
 
 
@@ -114,10 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = sub.add_parser(
         "tail",
-        help="consume status events and print them (takes them off "
-        "the queue: use where no other consumer needs them)",
+        help="print status events as they are published, from a queue of its own (no "
+        "consumer misses any)",
     )
     tail.add_argument("--json", action="store_true", help="one JSON event per line")
+    tail.add_argument(
+        "--take",
+        action="store_true",
+        help="take the events off ESMS_STATUS_QUEUE instead (queued ones too; other consumers "
+        "of that queue then miss them)",
+    )
     tail.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
     tail.set_defaults(handler=cmd_tail)
 
@@ -279,30 +286,52 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_tail(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    for seen, event in enumerate(consume(settings, stop=lambda: False), start=1):
+    events = consume(settings, stop=lambda: False, take=args.take)
+    for seen, event in enumerate(events, start=1):
         print(json.dumps(event) if args.json else format_event(event), flush=True)
         if args.count and seen >= args.count:
             break
     return EXIT_OK
 
 
-def consume(settings: Settings, stop: Any) -> Iterable[dict[str, Any]]:
-    from kombu import Connection
+def consume(settings: Settings, stop: Any, take: bool = True) -> Iterable[dict[str, Any]]:
+    """Events as they come: taken off ESMS_STATUS_QUEUE (`take`), or copies from a queue of
+    this process's own, bound to the events exchange and deleted when it is done (a killed
+    process leaves one that expires: see README)."""
+    import socket
+    import uuid
 
-    from workers.events import status_queue
+    from kombu import Connection, Queue
 
+    from workers.events import status_exchange, status_queue
+
+    exchange = settings.events_exchange
+    if take:
+        queue = status_queue(settings.status_queue, exchange)
+    else:
+        name = f"esms.tail.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        queue = Queue(
+            name,
+            status_exchange(exchange),
+            routing_key=exchange,
+            durable=False,
+            auto_delete=True,
+            expires=TAIL_QUEUE_EXPIRES_S,
+        )
     with Connection(settings.broker_url) as conn:
-        queue = conn.SimpleQueue(status_queue(settings.status_queue))
+        simple = conn.SimpleQueue(queue)
         try:
             while not stop():
                 try:
-                    message = queue.get(timeout=1.0)
-                except queue.Empty:
+                    message = simple.get(timeout=1.0)
+                except simple.Empty:
                     continue
                 message.ack()
                 yield message.payload
         finally:
-            queue.close()
+            simple.close()
+            if not take:
+                queue.bind(conn.default_channel).delete()
 
 
 def format_event(event: dict[str, Any]) -> str:

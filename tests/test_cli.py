@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from kombu import Connection
 
 from cli.main import build_parser, main
+from tests.conftest import drain_events, wait_until
 from workers.events import EventPublisher, build_event
 from workers.records import outcome_of
 
@@ -98,7 +101,7 @@ def test_tail_prints_events_as_json(cli_env, capsys):
         for i in range(2)
     ]
     EventPublisher(Connection(cli_env.broker_url), cli_env.status_queue).publish(events)
-    assert main(["tail", "--json", "--count", "2"]) == 0
+    assert main(["tail", "--take", "--json", "--count", "2"]) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert printed == events
 
@@ -130,10 +133,13 @@ def test_every_command_line_in_the_readme_is_understood_as_written():
     lines = readme_command_lines()
     assert ["simulate", "--port", "8077", "--policy", "mixed"] in lines
     for words in lines:
-        if words[0] == "simulate":
-            simulator_args(words[1:])
-        else:
-            build_parser().parse_args(words)  # SystemExit(2) on anything it does not know
+        try:  # anything it does not know is SystemExit(2); --version and --help exit 0
+            if words[0] == "simulate":
+                simulator_args(words[1:])
+            else:
+                build_parser().parse_args(words)
+        except SystemExit as exc:
+            assert exc.code == 0, words
 
 
 def test_simulate_takes_the_simulator_s_own_options(capsys):
@@ -209,3 +215,29 @@ def test_an_unreachable_redis_is_named_by_its_setting_and_ctrl_c_exits_130(
 
     monkeypatch.setattr("cli.main.cmd_status", interrupted)
     assert main(["status"]) == 130
+
+
+def test_tail_reads_copies_and_leaves_the_queue_to_its_consumers(cli_env, redis_client):
+    # given a tail reading copies (the default) while events are published
+    from cli.main import consume
+
+    got: list[dict[str, Any]] = []
+    tail = threading.Thread(
+        target=lambda: got.extend(itertools.islice(consume(cli_env, lambda: False, False), 2))
+    )
+    tail.start()
+    binding = f"_kombu.binding.{cli_env.status_queue}"
+    wait_until(
+        lambda: any(b"esms.tail." in m for m in redis_client.smembers(binding)), 10, "tail bound"
+    )
+    now = datetime.now(UTC)
+    events = [
+        build_event(f"c{i}", OA, outcome_of({"SMSID": f"c{i}", "SendStatus": 5}), now)
+        for i in range(2)
+    ]
+    EventPublisher(Connection(cli_env.broker_url), cli_env.status_queue).publish(events)
+    tail.join(10)
+    # expect the tail saw them, the shared queue still holds them, and the tail's queue is gone
+    assert got == events
+    assert drain_events(cli_env.broker_url, cli_env.status_queue, 2, timeout_s=5) == events
+    assert not any(b"esms.tail." in m for m in redis_client.smembers(binding))

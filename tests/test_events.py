@@ -12,15 +12,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import redis
-from kombu import Connection, Producer, Queue
+from kombu import Connection, Exchange, Producer, Queue
 
 from tests.conftest import drain_events
 from workers import events as events_module
-from workers.events import EventPublisher, PublishFailed, status_queue
+from workers.events import EventPublisher, PublishFailed, build_event, masked, status_queue
+from workers.records import outcome_of
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 NO_RETRY = {"max_retries": 0, "interval_start": 0.0, "interval_step": 0.0, "interval_max": 0.0}
@@ -352,3 +354,39 @@ def test_rabbitmq_refusing_an_event_is_an_error_not_a_silent_loss(rabbit_queue: 
         assert consume_plainly(RABBIT_URL, rabbit_queue, 1) == make_events(1)
     finally:
         subprocess.run(["rabbitmqctl", "clear_policy", policy], capture_output=True, timeout=60)
+
+
+def test_a_named_exchange_feeds_the_default_queue_and_every_subscriber(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    # given ESMS_STATUS_EXCHANGE set, and a service that binds its own queue to it (plain kombu)
+    exchange = f"{queue_name}.events"
+    billing = Queue(
+        f"{queue_name}.billing",
+        Exchange(exchange, type="direct", durable=True),
+        routing_key=exchange,
+    )
+    with Connection(redis_url) as conn:
+        billing.bind(conn.default_channel).declare()
+    events = make_events(20)
+    try:
+        # when events are published
+        EventPublisher(Connection(redis_url), queue_name, exchange_name=exchange).publish(events)
+        # expect the default queue (bound by the publisher) and the subscriber to get them all
+        assert drain_events(redis_url, queue_name, want=20, timeout_s=5) == events
+        assert drain_events(redis_url, billing.name, want=20, timeout_s=5) == events
+    finally:
+        for key in redis_client.scan_iter(match=f"*{exchange}*"):
+            redis_client.delete(key)
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [("keep", "0901888484"), ("mask", "090****484"), ("drop", None)],
+)
+def test_phone_numbers_in_events_are_kept_masked_or_dropped(how: str, expected: object) -> None:
+    record = {"SMSID": "r", "SendStatus": 5, "SendFailed": 0, "PhoneNumber": "0901888484"}
+    event = build_event("r", "oa", outcome_of(record), datetime.now(UTC), phone_numbers=how)
+    assert event["record"]["PhoneNumber"] == expected
+    assert record["PhoneNumber"] == "0901888484"  # the record itself is left alone
+    assert masked("12345", "mask") == "1***5" and masked(None, "mask") is None

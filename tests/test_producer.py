@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +58,16 @@ def test_a_worker_without_an_account_keeps_the_submission_for_later(make_setting
     # error one Celery retries with backoff, the message staying in the broker meanwhile
     assert redis_client.keys("esms:{e3b0c44298fc1c14}*") == []
     assert AccountUnknown in fetch_callbacks.autoretry_for
+
+
+def test_producers_import_the_task_without_the_worker_s_dependencies():
+    # A producer-only install has no aiohttp, Flower or honcho (the `worker` extra).
+    code = (
+        "import sys; from tasks import fetch_callbacks; "
+        "print(sorted(m for m in ('aiohttp', 'flower', 'honcho', 'tornado') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

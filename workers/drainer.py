@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -29,7 +29,6 @@ from workers.errors import (
     RateLimited,
     TransientError,
 )
-from workers.esms_client import CallbackAnswer
 from workers.events import PublishFailed, build_event
 from workers.health import Breaker
 from workers.keys import AccountKeys
@@ -43,6 +42,9 @@ from workers.records import (
 )
 from workers.settings import Settings
 
+if TYPE_CHECKING:  # aiohttp stays out of producers, which import the tasks but never ask eSMS
+    from workers.esms_client import CallbackAnswer
+
 log = logging.getLogger(__name__)
 RECENT_S = 300  # how far back the rate actually used is measured
 REQUEST_TIME_WEIGHT = 0.2  # weight of the newest request in the request-time average
@@ -53,7 +55,9 @@ WINDOW_EDGE_S = 60.0
 # ask(ref_ids, oa_id, gate, on_sent): gate() is called right before the request is written;
 # False means 'do not send' and the call raises NotSent. on_sent() is called once the request
 # is in the socket.
-AskEsms = Callable[[list[str], str, Callable[[], bool], Callable[[], None] | None], CallbackAnswer]
+AskEsms = Callable[
+    [list[str], str, Callable[[], bool], Callable[[], None] | None], "CallbackAnswer"
+]
 Publish = Callable[[list[dict[str, Any]]], None]
 
 
@@ -289,7 +293,12 @@ class Drainer:
             event = None
             if outcome.terminal or outcome.state_key != item.state_key:
                 event = build_event(
-                    item.ref_id, oa_id, outcome, observed_at, as_datetime(item.submitted_s)
+                    item.ref_id,
+                    oa_id,
+                    outcome,
+                    observed_at,
+                    as_datetime(item.submitted_s),
+                    phone_numbers=self.settings.phone_numbers,
                 )
             plan.append((item, outcome, event))
         # Items with an event first: if publishing stops part way, the prefix that went out is

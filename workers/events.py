@@ -59,7 +59,13 @@ def build_event(
     observed_at: datetime,
     submitted_at: datetime | None = None,
     source: str = SOURCE_POLL,
+    phone_numbers: str = "keep",
 ) -> dict[str, Any]:
+    """The event of one RefId's state; `phone_numbers` (keep, mask, drop) decides what its
+    record says of the recipient's phone number (personal data)."""
+    record = outcome.record
+    if record is not None and phone_numbers != "keep" and "PhoneNumber" in record:
+        record = {**record, "PhoneNumber": masked(record["PhoneNumber"], phone_numbers)}
     return {
         "event_id": event_id(ref_id, oa_id, outcome.state_key),
         "ref_id": ref_id,
@@ -70,15 +76,34 @@ def build_event(
         "error": outcome.error,
         "observed_at": observed_at.isoformat(),
         "submitted_at": submitted_at.isoformat() if submitted_at else None,
-        "record": outcome.record,
-        "decoded": decode(outcome.record) if outcome.record else None,
+        "record": record,
+        "decoded": decode(record) if record else None,
         "version": EVENT_VERSION,
         "source": source,
     }
 
 
-def status_queue(name: str) -> Queue:
-    return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
+def masked(phone: object, how: str) -> object:
+    """'0901888484' -> '090****484' (mask) or None (drop); anything not a string as is."""
+    if how == "drop":
+        return None
+    if not isinstance(phone, str) or not phone:
+        return phone
+    shown = 3 if len(phone) >= 9 else 1
+    return phone[:shown] + "*" * max(0, len(phone) - 2 * shown) + phone[-shown:]
+
+
+def status_exchange(name: str) -> Exchange:
+    """The exchange events are published to: direct, durable, every event with the routing
+    key `name`, so each queue bound with that key gets its own copy."""
+    return Exchange(name, type="direct", durable=True)
+
+
+def status_queue(name: str, exchange: str | None = None) -> Queue:
+    """A durable queue `name` bound to the events exchange (by default named like the queue,
+    as a plain `SimpleQueue(name)` declares it)."""
+    exchange = exchange or name
+    return Queue(name, status_exchange(exchange), routing_key=exchange, durable=True)
 
 
 class PublishFailed(Exception):
@@ -102,9 +127,12 @@ class EventPublisher:
         connection: Connection,
         queue_name: str,
         retry_policy: Mapping[str, float] = RETRY_POLICY,
+        exchange_name: str | None = None,
     ) -> None:
         self._connection = connection
-        self._queue = status_queue(queue_name)
+        # The default queue is declared (and bound) with every publish: without a queue bound
+        # the broker would drop events nobody had subscribed to yet.
+        self._queue = status_queue(queue_name, exchange_name)
         self._retry_policy = dict(retry_policy)
         if not isinstance(connection.transport, kombu_redis.Transport):
             # AMQP publishes are fire-and-forget: without publisher confirms a message the

@@ -184,6 +184,7 @@ class PushApplier:
                 as_datetime(entry.received_s),
                 submitted_at,
                 source=SOURCE_PUSH,
+                phone_numbers=self.settings.phone_numbers,
             )
         return _Step(claimed, outcome, event, [e.entry_id for e in entries])
 

@@ -6,21 +6,23 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis
 from kombu import Connection
 
 from workers.backlog import Backlog
-from workers.bridge import run_sync
 from workers.clock import RedisClock
 from workers.drainer import Drainer
-from workers.esms_client import CallbackAnswer, EsmsClient
 from workers.events import EventPublisher
 from workers.health import Breaker
 from workers.keys import AccountKeys
 from workers.limiter import RateLimiter
 from workers.semaphore import LeaseSemaphore
 from workers.settings import Settings
+
+if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when first used
+    from workers.esms_client import CallbackAnswer, EsmsClient
 
 
 @dataclass
@@ -93,12 +95,17 @@ class Runtime:
 
     @cached_property
     def client(self) -> EsmsClient:
+        from workers.esms_client import EsmsClient
+
         s = self.settings
         return EsmsClient(s.base_url, s.api_key, s.secret_key, s.http_timeout_s)
 
     @cached_property
     def publisher(self) -> EventPublisher:
-        return EventPublisher(Connection(self.settings.broker_url), self.settings.status_queue)
+        s = self.settings
+        return EventPublisher(
+            Connection(s.broker_url), s.status_queue, exchange_name=s.events_exchange
+        )
 
     def ask(
         self,
@@ -107,6 +114,8 @@ class Runtime:
         gate: Callable[[], bool],
         on_sent: Callable[[], None] | None = None,
     ) -> CallbackAnswer:
+        from workers.bridge import run_sync
+
         # No overall timeout here: the gate may wait out a slot; the client's own HTTP
         # timeout bounds the request itself.
         return run_sync(self.client.get_callback(ref_ids, oa_id, gate, on_sent))
@@ -114,6 +123,8 @@ class Runtime:
     def close(self) -> None:
         """Close the HTTP session (if one was opened) on this process's loop."""
         if "client" in self.__dict__:
+            from workers.bridge import run_sync
+
             run_sync(self.client.close(), timeout_s=5)
 
     def drainer(self) -> Drainer:

@@ -52,6 +52,8 @@ class Settings:
     max_refs_per_request: int = 100
     window: Window = field(default_factory=lambda: Window.parse("01:00-02:00"))
     status_queue: str = "esms.status"
+    status_exchange: str = ""  # empty: named like status_queue (see events.status_queue)
+    phone_numbers: str = "keep"  # in events' records: keep, mask or drop
     http_timeout_s: float = 30.0
     repoll_after_s: float = 900.0
     max_age_s: float = 604800.0
@@ -96,6 +98,8 @@ class Settings:
             max_refs_per_request=read.integer("ESMS_MAX_REFS", 100, 1, ESMS_MAX_REFS_CEILING),
             window=read.parse("ESMS_WINDOW", "01:00-02:00", lambda s: Window.parse(s, zone)),
             status_queue=read.text("ESMS_STATUS_QUEUE", "esms.status"),
+            status_exchange=read.text("ESMS_STATUS_EXCHANGE", ""),
+            phone_numbers=read.parse("ESMS_PHONE_NUMBERS", "keep", _phone_numbers),
             http_timeout_s=read.number("ESMS_HTTP_TIMEOUT", 30.0, minimum=0.1),
             repoll_after_s=read.number("ESMS_REPOLL_AFTER", 900.0, minimum=0.0),
             max_age_s=read.number("ESMS_MAX_AGE", 604800.0, minimum=0.0),
@@ -190,6 +194,12 @@ class Settings:
     def drainer_lease_s(self) -> float:
         """How long a drainer's place lasts unless it renews it (it renews at every slot)."""
         return self.lease_s + 10.0
+
+    @property
+    def events_exchange(self) -> str:
+        """The exchange events are published to: ESMS_STATUS_EXCHANGE, else named like the
+        status queue (the queue bound to it by default)."""
+        return self.status_exchange or self.status_queue
 
     @property
     def spacing_s(self) -> float:
@@ -308,6 +318,12 @@ def _proxies(text: str) -> tuple[Network, ...]:
                 "X-Forwarded-For; list your proxies' own addresses"
             )
     return networks
+
+
+def _phone_numbers(text: str) -> str:
+    if text not in ("keep", "mask", "drop"):
+        raise ValueError("must be 'keep', 'mask' or 'drop'")
+    return text
 
 
 def _unsubmitted(text: str) -> str:
