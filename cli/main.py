@@ -113,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
 
+    show = sub.add_parser(
+        "show",
+        help="where a RefId is now (waiting, in a request, finished), its asks, next ask and "
+        "last event",
+    )
+    show.add_argument("ref_id", help="the RefId (SMSID)")
+    show.add_argument("--oa", help="the OA it was submitted under (default: look in every OA)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=cmd_show)
+
     tail = sub.add_parser(
         "tail",
         help="print status events as they are published, from a queue of its own (no "
@@ -282,6 +292,46 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{oa['leased']} in a request"
         )
     return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from workers.lookup import find_ref
+    from workers.runtime import get_runtime
+
+    runtime = get_runtime()
+    found = find_ref(runtime, args.ref_id, args.oa)
+    if args.json:
+        print(json.dumps([state.as_dict() for state in found], indent=2))
+    elif not found:
+        days = runtime.settings.done_ttl_s / 86400
+        print(
+            f"{args.ref_id}: not known here: never submitted"
+            f"{' under OA ' + args.oa if args.oa else ''}, or finished more than "
+            f"{days:g} days ago (ESMS_DONE_TTL)",
+            file=sys.stderr,
+        )
+    for state in [] if args.json else found:
+        print(f"{state.ref_id} (OA {state.oa_id}): {state.where}")
+        for label, value in [
+            ("submitted at", state.submitted_at),
+            ("next ask at", state.next_ask_at),
+            ("held by a request until", state.lease_until),
+            ("finished at", state.finished_at),
+            ("last state", state.last_state),
+            ("asked eSMS", plural(state.asks, "time")),
+        ]:
+            if value:
+                print(f"  {label:24} {value}")
+        if state.last_event:
+            event = state.last_event
+            error = event.get("error") or {}
+            detail = f", error {error.get('code')}: {error.get('message')}" if error else ""
+            print(
+                f"  {'last event':24} {event.get('status')} (send_status "
+                f"{event.get('send_status')}, {event.get('source')}, {event.get('observed_at')}"
+                f"{detail}) id {event.get('event_id')}"
+            )
+    return EXIT_OK if found else EXIT_FAILED
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

@@ -248,3 +248,23 @@ def drain_env(make_settings: Callable[..., Settings], sim: Simulator) -> Iterato
     yield build
     for runtime in runtimes:
         runtime.close()
+
+
+@pytest.fixture
+def cli_env(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """The environment the CLI reads, for one test's account and status queue."""
+    settings = make_settings()
+    for name, value in {
+        "ESMS_ACCOUNT": settings.account,
+        "ESMS_STATUS_QUEUE": settings.status_queue,
+        "ESMS_API_KEY": settings.api_key,
+        "ESMS_SECRET_KEY": settings.secret_key,
+    }.items():
+        monkeypatch.setenv(name, value)
+    from workers.runtime import use_settings
+
+    use_settings(None)
+    yield settings
+    use_settings(None)

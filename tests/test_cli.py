@@ -26,23 +26,6 @@ def args_of(calls: list[dict[str, Any]]) -> list[list[object]]:
     return [call["args"] for call in calls]
 
 
-@pytest.fixture
-def cli_env(make_settings, monkeypatch):
-    settings = make_settings()
-    for name, value in {
-        "ESMS_ACCOUNT": settings.account,
-        "ESMS_STATUS_QUEUE": settings.status_queue,
-        "ESMS_API_KEY": settings.api_key,
-        "ESMS_SECRET_KEY": settings.secret_key,
-    }.items():
-        monkeypatch.setenv(name, value)
-    from workers.runtime import use_settings
-
-    use_settings(None)
-    yield settings
-    use_settings(None)
-
-
 def test_submit_reads_lines_and_chunks_them(tmp_path, redis_url, fetch_queue, capsys):
     source = tmp_path / "refs.txt"
     source.write_text("# exported from the send log\nr1\n\nr2\nr3\n")

@@ -10,20 +10,34 @@ keys of one hash tag.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import redis
 
 from workers.keys import AccountKeys
 
-# KEYS[1] due, KEYS[2] submitted, KEYS[3] oas, KEYS[4] done.
+# Forgets finished RefIds older than `cutoff` (ms) from `done` and their history, a bounded
+# number per call so that no call holds Redis long; what is left goes at the next call.
+FORGET_DONE_LUA = """
+local function forget_done(done, history, cutoff)
+  local old = redis.call('ZRANGEBYSCORE', done, '-inf', cutoff, 'LIMIT', 0, 1000)
+  for _, ref in ipairs(old) do
+    redis.call('ZREM', done, ref)
+    redis.call('HDEL', history, ref)
+  end
+end
+"""
+
+# KEYS[1] due, KEYS[2] submitted, KEYS[3] oas, KEYS[4] done, KEYS[5] history.
 # ARGV[1] now (ms), ARGV[2] OA id, ARGV[3] forget finished RefIds older than this (ms),
 # ARGV[4..] RefIds. A RefId already waiting or leased is left as it is; one that finished
 # recently is not asked again (it already had its one terminal event).
 # Returns {added, already finished}.
-PARK_LUA = """
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[3])
+PARK_LUA = (
+    FORGET_DONE_LUA
+    + """
+forget_done(KEYS[4], KEYS[5], ARGV[3])
 local added, finished = 0, 0
 for i = 4, #ARGV do
   if redis.call('ZSCORE', KEYS[4], ARGV[i]) then
@@ -36,6 +50,7 @@ end
 if added > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
 return {added, finished}
 """
+)
 
 # KEYS[1] oas. ARGV[1] per-OA key prefix (AccountKeys.oa_prefix), ARGV[2] now (ms), ARGV[3]
 # lease expiry (ms), ARGV[4] most RefIds to lease, ARGV[5] token.
@@ -117,19 +132,34 @@ return 1
 """
 
 # KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas, KEYS[6] owner,
-# KEYS[7] done, KEYS[8] stats, KEYS[9] recent, KEYS[10] the breaker's health hash.
-# ARGV[1] OA id, ARGV[2] token, ARGV[3] now (ms), ARGV[4] done memory (ms), ARGV[5] n finished,
-# ARGV[6] n to ask again, ARGV[7] n counters, ARGV[8] n gauges, then: n finished RefIds
-# (forgotten, remembered as done); triples RefId, due (ms), state key for RefIds to ask again;
-# pairs field, increment for the stats hash; pairs field, value set in it; last, a member for
-# `recent` (scored now, s) and how long `recent` keeps members (s), or two empty strings; and
-# '1' if eSMS answered, which closes the breaker (workers.health), else ''.
+# KEYS[7] done, KEYS[8] stats, KEYS[9] recent, KEYS[10] the breaker's health hash, KEYS[11]
+# history. ARGV[1] OA id, ARGV[2] token, ARGV[3] now (ms), ARGV[4] done memory (ms), ARGV[5]
+# n finished, ARGV[6] n to ask again, ARGV[7] n counters, ARGV[8] n gauges, ARGV[9] '1' if
+# these RefIds were just asked (counted in their history), then: pairs RefId, event summary
+# for finished RefIds (forgotten, remembered as done); quadruples RefId, due (ms), state key,
+# event summary for RefIds to ask again (a summary is '' when no event was published); pairs
+# field, increment for the stats hash; pairs field, value set in it; a member for `recent`
+# (scored now, s) and how long `recent` keeps members (s), or two empty strings; and '1' if
+# eSMS answered, which closes the breaker (workers.health), else ''.
 # Only RefIds `token` still holds are touched; the counters ride along so that a request
-# costs one round trip to settle.
-SETTLE_LUA = """
+# costs one round trip to settle. History: `asks|last event summary` per RefId, for `show`.
+SETTLE_LUA = (
+    FORGET_DONE_LUA
+    + """
+local function remember(ref, summary)
+  local asks, last = 0, ''
+  local old = redis.call('HGET', KEYS[11], ref)
+  if old then
+    local a, l = string.match(old, '^(%d+)|(.*)$')
+    asks, last = tonumber(a) or 0, l or ''
+  end
+  if ARGV[9] == '1' then asks = asks + 1 end
+  if summary ~= '' then last = summary end
+  redis.call('HSET', KEYS[11], ref, asks .. '|' .. last)
+end
 local n_finished, n_requeue = tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_counters, n_gauges = tonumber(ARGV[7]), tonumber(ARGV[8])
-local i = 9
+local i = 10
 for _ = 1, n_finished do
   local ref = ARGV[i]
   if redis.call('HGET', KEYS[6], ref) == ARGV[2] then
@@ -138,12 +168,14 @@ for _ = 1, n_finished do
     redis.call('HDEL', KEYS[4], ref)
     redis.call('HDEL', KEYS[6], ref)
     redis.call('ZADD', KEYS[7], ARGV[3], ref)
+    remember(ref, ARGV[i + 1])
   end
-  i = i + 1
+  i = i + 2
 end
 if n_finished > 0 then  -- the memory of an OA nobody submits to any more fades by itself
-  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
+  forget_done(KEYS[7], KEYS[11], tonumber(ARGV[3]) - tonumber(ARGV[4]))
   redis.call('PEXPIRE', KEYS[7], math.max(1, tonumber(ARGV[4])))
+  redis.call('PEXPIRE', KEYS[11], math.max(1, tonumber(ARGV[4])))
 end
 for _ = 1, n_requeue do
   local ref = ARGV[i]
@@ -152,8 +184,9 @@ for _ = 1, n_requeue do
     redis.call('HDEL', KEYS[6], ref)
     redis.call('ZADD', KEYS[1], ARGV[i + 1], ref)
     if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[4], ref, ARGV[i + 2]) end
+    remember(ref, ARGV[i + 3])
   end
-  i = i + 3
+  i = i + 4
 end
 if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('SREM', KEYS[5], ARGV[1])
@@ -174,6 +207,7 @@ end
 if ARGV[i + 2] == '1' then redis.call('DEL', KEYS[10]) end
 return 1
 """
+)
 
 # KEYS[1] due, KEYS[2] leased, KEYS[3] owner. ARGV[1] token, ARGV[2] due (ms), ARGV[3..] RefIds.
 # Hands RefIds `token` still holds back to wait, unchanged (e.g. after a failed request).
@@ -265,6 +299,7 @@ class Requeue:
     ref_id: str
     due_s: float
     state_key: str
+    summary: str = ""  # the event published for it now (history), '' if none
 
 
 @dataclass
@@ -317,7 +352,7 @@ class Backlog:
         for start in range(0, len(ref_ids), PARK_CHUNK):
             chunk = ref_ids[start : start + PARK_CHUNK]
             new, done = self._park(
-                keys=[k.due(oa_id), k.submitted(oa_id), k.oas, k.done(oa_id)],
+                keys=[k.due(oa_id), k.submitted(oa_id), k.oas, k.done(oa_id), k.history(oa_id)],
                 args=[_ms(now_s), oa_id, forget_before_ms, *chunk],
             )
             added, finished = added + int(new), finished + int(done)
@@ -411,11 +446,16 @@ class Backlog:
         finished: Sequence[str],
         requeue: Sequence[Requeue],
         tally: Tally | None = None,
+        summaries: Mapping[str, str] | None = None,
+        asked: bool = False,
     ) -> None:
         """Forget finished RefIds; put the others back to wait until their due time; count
-        the request's `tally` in the same round trip."""
+        the request's `tally` in the same round trip. `summaries`: the events just published
+        for finished RefIds (their history keeps the last); `asked`: eSMS was just asked for
+        all of them (counted in their history)."""
         k = self._keys
         tally = tally or Tally()
+        summaries = summaries or {}
         args: list[str | int] = [
             oa_id,
             token,
@@ -425,17 +465,22 @@ class Backlog:
             len(requeue),
             len(tally.counters),
             len(tally.gauges),
-            *finished,
+            "1" if asked else "",
         ]
+        for ref_id in finished:
+            args += [ref_id, summaries.get(ref_id, "")]
         for item in requeue:
-            args += [item.ref_id, _ms(item.due_s), item.state_key]
+            args += [item.ref_id, _ms(item.due_s), item.state_key, item.summary]
         for name, increment in tally.counters.items():
             args += [name, increment]
         for name, value in tally.gauges.items():
             args += [name, value]
         args += [tally.recent_member, tally.recent_keep_s] if tally.recent_member else ["", ""]
         args.append("1" if tally.answered else "")
-        self._settle(keys=[*self._life_keys(oa_id), k.stats, k.recent, k.health], args=args)
+        self._settle(
+            keys=[*self._life_keys(oa_id), k.stats, k.recent, k.health, k.history(oa_id)],
+            args=args,
+        )
 
     def unlease(self, oa_id: str, token: str, ref_ids: Iterable[str], due_s: float) -> None:
         """Hand RefIds `token` still holds back to wait, due at `due_s`."""

@@ -29,7 +29,7 @@ from workers.errors import (
     RateLimited,
     TransientError,
 )
-from workers.events import PublishFailed, build_event
+from workers.events import PublishFailed, build_event, event_summary
 from workers.health import Breaker
 from workers.keys import AccountKeys
 from workers.limiter import Commit, RateLimiter
@@ -313,16 +313,24 @@ class Drainer:
         except Exception as exc:
             published, failure = 0, exc
         settled = plan if failure is None else plan[:published]
+        summaries = {item.ref_id: event_summary(event) for item, _, event in settled if event}
         finished = [item.ref_id for item, outcome, _ in settled if outcome.terminal]
         requeue = [
-            Requeue(item.ref_id, self._next_ask_s(item, now_s), outcome.state_key)
+            Requeue(
+                item.ref_id,
+                self._next_ask_s(item, now_s),
+                outcome.state_key,
+                summaries.get(item.ref_id, ""),
+            )
             for item, outcome, _ in settled
             if not outcome.terminal
         ]
         tally = self._tally(events[:published], report)
         if sent is not None:
             self._count_request(tally, report, len(batch), now_s, sent)
-        self.backlog.settle(oa_id, token, now_s, finished, requeue, tally)
+        self.backlog.settle(
+            oa_id, token, now_s, finished, requeue, tally, summaries, asked=sent is not None
+        )
         if failure is not None:
             delay_s = self.settings.retry_base_s
             rest = [item.ref_id for item, _, _ in plan[published:]]

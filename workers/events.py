@@ -7,6 +7,7 @@ declares the same queue (a direct exchange and a routing key of the same name).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -81,6 +82,14 @@ def build_event(
         "version": EVENT_VERSION,
         "source": source,
     }
+
+
+SUMMARY_KEYS = ("event_id", "status", "send_status", "error", "observed_at", "source")
+
+
+def event_summary(event: dict[str, Any]) -> str:
+    """What a RefId's history keeps of an event (`esms-callbacks show`): compact JSON."""
+    return json.dumps({key: event.get(key) for key in SUMMARY_KEYS}, separators=(",", ":"))
 
 
 def masked(phone: object, how: str) -> object:

@@ -104,6 +104,11 @@ class AccountKeys:
         """Sorted set: RefIds that had their terminal event, scored by when (ms)."""
         return f"{self.oa_prefix}{oa_id}:done"
 
+    def history(self, oa_id: str) -> str:
+        """Hash: RefId -> `asks|last event summary (JSON)`, kept while it waits and as long
+        as it is remembered as done (`esms-callbacks show`)."""
+        return f"{self.oa_prefix}{oa_id}:history"
+
     def state(self, oa_id: str) -> str:
         """Hash: RefId -> last published non-terminal state key."""
         return f"{self.oa_prefix}{oa_id}:state"

@@ -18,7 +18,7 @@ from typing import Any
 from workers.backlog import Backlog, Claimed, Requeue, Tally
 from workers.clock import Clock, as_datetime
 from workers.drainer import Publish
-from workers.events import SOURCE_PUSH, PublishFailed, build_event
+from workers.events import SOURCE_PUSH, PublishFailed, build_event, event_summary
 from workers.inbox import InboxEntry, PushInbox
 from workers.records import Outcome, decided_outcome, outcome_of
 from workers.settings import Settings
@@ -137,17 +137,26 @@ class PushApplier:
         for name, count in [("published", published), *counts.items()]:
             if count:
                 tally.counters[f"pushes_applied:{name}"] = count
+        summaries = {
+            step.claimed.ref_id: event_summary(step.event) for step in settled if step.event
+        }
         self.backlog.settle(
             oa_id,
             token,
             now_s,
             [step.claimed.ref_id for step in settled if step.outcome.terminal],
             [
-                Requeue(step.claimed.ref_id, step.claimed.due_s or now_s, step.outcome.state_key)
+                Requeue(
+                    step.claimed.ref_id,
+                    step.claimed.due_s or now_s,
+                    step.outcome.state_key,
+                    summaries.get(step.claimed.ref_id, ""),
+                )
                 for step in settled
                 if not step.outcome.terminal
             ],
             tally,
+            summaries,
         )
         report.published += published
         report.settled += len(settled)
