@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="waiting RefIds per OA, next window, capacity, counters")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--no-processes",
+        action="store_true",
+        help="leave out what the broker knows (queued submissions, workers): faster",
+    )
     status.set_defaults(handler=cmd_status)
 
     show = sub.add_parser(
@@ -275,22 +280,17 @@ def plural(count: int, noun: str) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from cli.status_text import processes, render
     from workers.runtime import get_runtime
     from workers.status import account_state
 
     runtime = get_runtime()
     state = account_state(runtime, runtime.clock.now_s())
-    if args.json:
-        print(json.dumps(state, indent=2))
-        return EXIT_OK
-    for key, value in state.items():
-        if key != "per_oa":
-            print(f"{key:28} {value}")
-    for oa in state["per_oa"]:
-        print(
-            f"  OA {oa['oa_id']}: {oa['waiting']} waiting ({oa['due_now']} due now), "
-            f"{oa['leased']} in a request"
-        )
+    if not args.no_processes:
+        from tasks import app
+
+        state["processes"] = processes(runtime.settings, app)
+    print(json.dumps(state, indent=2) if args.json else render(state))
     return EXIT_OK
 
 

@@ -100,6 +100,8 @@ def release() -> None:
     if not runtime.settings.account_known:
         return  # nothing can be filed or sent; the worker said so when it started
     now_s = runtime.clock.now_s()
+    # Beat's pulse, as a worker received it: `status` tells whether beat and workers run.
+    runtime.redis.hset(runtime.keys.stats, "beat_release_at_s", f"{now_s:.3f}")
     check_capacity(runtime, now_s)
     if (
         runtime.settings.window.is_open(as_datetime(now_s))

@@ -15,7 +15,7 @@ import pytest
 from kombu import Connection
 
 from cli.main import build_parser, main
-from tests.conftest import drain_events, wait_until
+from tests.conftest import drain_events, in_process_worker, wait_until
 from workers.events import EventPublisher, build_event
 from workers.records import outcome_of
 
@@ -224,3 +224,23 @@ def test_tail_reads_copies_and_leaves_the_queue_to_its_consumers(cli_env, redis_
     assert got == events
     assert drain_events(cli_env.broker_url, cli_env.status_queue, 2, timeout_s=5) == events
     assert not any(b"esms.tail." in m for m in redis_client.smembers(binding))
+
+
+def test_status_speaks_plainly_and_names_the_processes_behind_it(cli_env, capsys):
+    # given a worker running and beat's pulse reaching it
+    settings = cli_env.with_changes(release_every_s=0.2)
+    with in_process_worker(settings):
+        from workers.runtime import get_runtime
+
+        runtime = get_runtime()
+        wait_until(
+            lambda: runtime.redis.hexists(runtime.keys.stats, "beat_release_at_s"), 10, "pulse"
+        )
+        assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    # expect words, not Python reprs, and the worker and beat named
+    assert "None" not in out and "{}" not in out
+    assert "eSMS         not paused; healthy" in out
+    assert re.search(r"^workers      \S+@\S+ up since \d{4}-", out, re.M)
+    assert re.search(r"^beat         last pulse reached a worker [\d.]+s ago", out, re.M)
+    assert re.search(r"^broker       queued: esms.fetch \d+, esms.drain \d+", out, re.M)

@@ -20,6 +20,7 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
     waiting = sum(oa.waiting + oa.leased for oa in per_oa)
     stats = {_text(k): _text(v) for k, v in runtime.redis.hgetall(keys.stats).items()}
     request_time_s = stats.pop("request_time_s", None)
+    beat_release_at_s = stats.pop("beat_release_at_s", None)
     counters = {name: int(value) for name, value in stats.items()}
     paused = runtime.redis.get(keys.paused)
     breaker = runtime.breaker.state()
@@ -58,6 +59,9 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
             for name, count in sorted(counters.items())
             if name.startswith("pushes:")
         },
+        "beat_release_seconds_ago": round(now_s - float(beat_release_at_s), 1)
+        if beat_release_at_s
+        else None,
         "counters": counters,
     }
 
