@@ -1,27 +1,46 @@
-"""Send a ZNS message, then ask this project to fetch its delivery status.
+"""Send a ZNS message; record its RefId in the app's own database; hand it over after commit.
 
 Run: flask --app examples.flask_app run   (from the repository root)
+
+The RefId goes into an outbox table in the same transaction as the app's own data, so a
+broker outage cannot lose a message that was sent and paid for: the handover is retried by
+`python -m examples.outbox relay DB_PATH` (see examples/outbox.py).
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from examples import outbox
 from examples.send_zns import send_zns_message
 from tasks import fetch_callbacks
 from workers.errors import InvalidSubmission
+from workers.validation import validate_submission
 
 app = Flask(__name__)
+app.config["DATABASE"] = os.environ.get("EXAMPLE_DB", ".run/flask_example.sqlite3")
+app.config["ESMS_SUBMIT"] = fetch_callbacks.delay  # how RefIds reach the broker
 
 
 @app.post("/send")
 def send() -> ResponseReturnValue:
     body = request.get_json(silent=True) or {}
     oa_id = str(body.get("oa_id", ""))
-    ref_id = send_zns_message(str(body.get("phone", "")), str(body.get("template_id", "")), oa_id)
-    try:
-        fetch_callbacks.delay([ref_id], oa_id)
+    try:  # refuse bad input before paying for a message
+        validate_submission(["placeholder"], oa_id)
     except InvalidSubmission as exc:
         return jsonify(error=str(exc)), 400
-    return jsonify(ref_id=ref_id), 202
+    ref_id = send_zns_message(str(body.get("phone", "")), str(body.get("template_id", "")), oa_id)
+    db = sqlite3.connect(app.config["DATABASE"])
+    try:
+        outbox.ensure_table(db)
+        with db:  # one transaction with the app's own rows (a real app writes its own here)
+            outbox.record(db.cursor(), ref_id, oa_id)
+        handed = outbox.relay(db, app.config["ESMS_SUBMIT"])  # after commit; may find it down
+    finally:
+        db.close()
+    return jsonify(ref_id=ref_id, handed_to_broker=handed > 0), 202

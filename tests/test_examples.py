@@ -16,40 +16,78 @@ from workers.records import outcome_of
 OA = "1090257973118325189"
 
 
-def test_django_view_queues_the_sent_message(fetch_queue):
+def dead_broker_submit() -> Any:
+    """fetch_callbacks.delay as it fails with the broker down: a real publish (the task's
+    message) to a broker that does not answer, without retries."""
+    from kombu import Connection
+
+    def submit(ref_ids: list[str], oa_id: str) -> Any:
+        with Connection("redis://127.0.0.1:1/0", connect_timeout=1) as conn:
+            body = {"task": "esms.fetch_callbacks", "args": [ref_ids, oa_id]}
+            conn.Producer().publish(body, routing_key="esms.fetch", retry=False)
+
+    return submit
+
+
+def queued_ref_ids(calls: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    return [(c["task"], c["args"]) for c in calls]
+
+
+def test_django_view_keeps_the_refid_through_a_broker_outage(fetch_queue, tmp_path):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.settings")
+    os.environ.setdefault("EXAMPLE_DB", str(tmp_path / "django.sqlite3"))
     import django
-    from django.test import Client
+    from django.db import connection
+    from django.test import Client, override_settings
+
+    from examples import outbox
+    from tasks import fetch_callbacks
 
     django.setup()
-    response = Client().post(
-        "/send",
-        data=json.dumps({"phone": "0909090909", "oa_id": OA, "template_id": "228386"}),
-        content_type="application/json",
-    )
+    body = json.dumps({"phone": "0909090909", "oa_id": OA, "template_id": "228386"})
+    # given the broker down when the message is sent
+    with override_settings(ESMS_SUBMIT=dead_broker_submit()):
+        response = Client().post("/send", data=body, content_type="application/json")
+    # expect the view to answer, nothing queued, the RefId kept in the app's database
     assert response.status_code == 202
     ref_id = response.json()["ref_id"]
-    assert fetch_queue() == [
-        {
-            "task": "esms.fetch_callbacks",
-            "args": [[ref_id], OA],
-            "kwargs": {},
-            "argsrepr": repr(([ref_id], OA)),
-        }
+    assert fetch_queue() == []
+    assert outbox.waiting(connection) >= 1
+    # and handed over by the relay once the broker is back
+    assert outbox.relay(connection, fetch_callbacks.delay) >= 1
+    assert ("esms.fetch_callbacks", [[ref_id], OA]) in queued_ref_ids(fetch_queue())
+    assert outbox.waiting(connection) == 0
+    # with the broker up the view hands it over at once; bad input costs no message
+    response = Client().post("/send", data=body, content_type="application/json")
+    assert queued_ref_ids(fetch_queue()) == [
+        ("esms.fetch_callbacks", [[response.json()["ref_id"]], OA])
     ]
-    # bad input is refused before anything is queued
     assert Client().post("/send", data="{}", content_type="application/json").status_code == 400
     assert fetch_queue() == []
 
 
-def test_flask_view_queues_the_sent_message(fetch_queue):
-    from examples.flask_app import app
+def test_flask_view_keeps_the_refid_through_a_broker_outage(fetch_queue, tmp_path):
+    import sqlite3
 
+    from examples import outbox
+    from examples.flask_app import app
+    from tasks import fetch_callbacks
+
+    app.config["DATABASE"] = str(tmp_path / "flask.sqlite3")
+    app.config["ESMS_SUBMIT"] = dead_broker_submit()
     response = app.test_client().post("/send", json={"phone": "0909090909", "oa_id": OA})
     assert response.status_code == 202
+    assert response.get_json()["handed_to_broker"] is False
+    assert fetch_queue() == []
+    db = sqlite3.connect(app.config["DATABASE"])
+    assert outbox.waiting(db) == 1
+    assert outbox.relay(db, fetch_callbacks.delay) == 1
     ref_id = response.get_json()["ref_id"]
-    calls = fetch_queue()
-    assert [(c["task"], c["args"]) for c in calls] == [("esms.fetch_callbacks", [[ref_id], OA])]
+    assert queued_ref_ids(fetch_queue()) == [("esms.fetch_callbacks", [[ref_id], OA])]
+    app.config["ESMS_SUBMIT"] = fetch_callbacks.delay
+    again = app.test_client().post("/send", json={"phone": "0909090909", "oa_id": OA})
+    assert again.get_json()["handed_to_broker"] is True
+    assert len(fetch_queue()) == 1
     assert app.test_client().post("/send", json={"phone": "1"}).status_code == 400
 
 

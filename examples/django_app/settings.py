@@ -1,4 +1,8 @@
-"""Minimal Django settings for the example (no database needed)."""
+"""Minimal Django settings for the example: a SQLite database holds the RefId outbox."""
+
+import os
+
+from tasks import fetch_callbacks
 
 SECRET_KEY = "example-only-not-secret"
 DEBUG = True
@@ -6,5 +10,11 @@ ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "examples.django_app.urls"
 INSTALLED_APPS: list[str] = []
 MIDDLEWARE: list[str] = []
-DATABASES: dict[str, dict[str, str]] = {}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("EXAMPLE_DB", ".run/django_example.sqlite3"),
+    }
+}
+ESMS_SUBMIT = fetch_callbacks.delay  # how RefIds reach the broker
 USE_TZ = True

@@ -1,16 +1,24 @@
-"""Send a ZNS message, then ask this project to fetch its delivery status."""
+"""Send a ZNS message; record its RefId in the app's own database; hand it over on commit.
+
+The RefId goes into an outbox table in the same transaction as the app's own data, and is
+handed to the broker by `transaction.on_commit`: a broker outage cannot lose a message that
+was sent and paid for; `python -m examples.outbox relay DB_PATH` (cron) retries the handover.
+"""
 
 from __future__ import annotations
 
 import json
 
+from django.conf import settings
+from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from examples import outbox
 from examples.send_zns import send_zns_message
-from tasks import fetch_callbacks
 from workers.errors import InvalidSubmission
+from workers.validation import validate_submission
 
 
 @csrf_exempt
@@ -18,11 +26,14 @@ from workers.errors import InvalidSubmission
 def send(request: HttpRequest) -> JsonResponse:
     body = json.loads(request.body or b"{}")
     oa_id = str(body.get("oa_id", ""))
-    ref_id = send_zns_message(str(body.get("phone", "")), str(body.get("template_id", "")), oa_id)
-    try:
-        # With a database, wrap this in transaction.on_commit(...) so the task is only queued
-        # once the message row is saved.
-        fetch_callbacks.delay([ref_id], oa_id)
+    try:  # refuse bad input before paying for a message
+        validate_submission(["placeholder"], oa_id)
     except InvalidSubmission as exc:
         return JsonResponse({"error": str(exc)}, status=400)
+    ref_id = send_zns_message(str(body.get("phone", "")), str(body.get("template_id", "")), oa_id)
+    outbox.ensure_table(connection)
+    with transaction.atomic():  # the app's own rows go in the same transaction
+        with connection.cursor() as cursor:
+            outbox.record(cursor, ref_id, oa_id)
+        transaction.on_commit(lambda: outbox.relay(connection, settings.ESMS_SUBMIT))
     return JsonResponse({"ref_id": ref_id}, status=202)
