@@ -35,6 +35,7 @@ def send() -> ResponseReturnValue:
     except InvalidSubmission as exc:
         return jsonify(error=str(exc)), 400
     ref_id = send_zns_message(str(body.get("phone", "")), str(body.get("template_id", "")), oa_id)
+    os.makedirs(os.path.dirname(app.config["DATABASE"]) or ".", exist_ok=True)
     db = sqlite3.connect(app.config["DATABASE"])
     try:
         outbox.ensure_table(db)
