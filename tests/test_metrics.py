@@ -97,3 +97,21 @@ def test_status_snapshot_shows_pause_and_mean_request_size(make_settings):
     assert state["paused"] == "eSMS answered Code 101"
     assert state["refs_per_request_last_minute"] == 80.0
     assert state["window_open"] is True
+
+
+def test_healthz_answers_while_redis_does(make_settings):
+    async def get(path: str) -> tuple[int, str]:
+        async with (
+            TestServer(make_app()) as server,
+            aiohttp.ClientSession() as session,
+            session.get(server.make_url(path)) as response,
+        ):
+            return response.status, await response.text()
+
+    use_settings(make_settings())
+    try:
+        assert asyncio.run(get("/healthz")) == (200, "ok\n")
+        use_settings(make_settings(redis_url="redis://127.0.0.1:1/0"))
+        assert asyncio.run(get("/healthz")) == (503, "redis unavailable\n")
+    finally:
+        use_settings(None)

@@ -1,10 +1,15 @@
-"""Prometheus text exposition of an account's state (see workers/status.py)."""
+"""Prometheus metrics of an account, through prometheus_client: a collector over the state
+snapshot (workers/status.py), read from Redis at each scrape, so any process can serve them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
-# name, type, help, key in the state snapshot
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# name, help, key in the state snapshot
 GAUGES = [
     ("esms_waiting_refs", "RefIds waiting or in a request", "waiting_refs"),
     ("esms_window_open", "1 while the eSMS window is open", "window_open"),
@@ -37,64 +42,57 @@ GAUGES = [
     ("esms_rate_used", "requests in the last 60 s / the allowed number", "rate_used"),
     ("esms_push_inbox_waiting", "pushes recorded, not yet applied", "push_inbox_waiting"),
 ]
-COUNTERS = {  # counter name in Redis -> metric
-    "requests": ("esms_requests_total", "GetCallback requests sent"),
-    "refs_asked": ("esms_refs_asked_total", "RefIds asked in requests"),
+PER_OA = [
+    ("waiting", "RefIds waiting, by OA"),
+    ("due_now", "RefIds due now, by OA"),
+    ("leased", "RefIds in a request now, by OA"),
+]
+COUNTERS = {  # counter name in Redis -> metric (exposed with _total)
+    "requests": ("esms_requests", "GetCallback requests sent"),
+    "refs_asked": ("esms_refs_asked", "RefIds asked in requests"),
 }
+LABELLED_COUNTERS = [  # prefix in Redis, metric, label, help
+    ("events:", "esms_events", "status", "status events published, by status"),
+    ("errors:", "esms_errors", "code", "failed requests, by eSMS code or error kind"),
+    ("pushes:", "esms_pushes", "result", "pushes received, by the receiver's answer"),
+    (
+        "pushes_applied:",
+        "esms_pushes_applied",
+        "outcome",
+        "recorded pushes applied: published, duplicate (already terminal), ignored",
+    ),
+]
+FLAGS = ("window_open", "backlog_fits", "paused")  # shown as 0 or 1
 
 
-def render(state: dict[str, Any]) -> str:
-    """Render the snapshot; every series carries the account label."""
-    account = _label("account", state["account"])
-    lines: list[str] = []
-    for name, help_text, key in GAUGES:
-        value = state.get(key)
-        number = float(bool(value)) if key in ("window_open", "backlog_fits", "paused") else value
-        lines += [
-            f"# HELP {name} {help_text}",
-            f"# TYPE {name} gauge",
-            f"{name}{{{account}}} {_number(number)}",
-        ]
-    for per_oa, help_text in [
-        ("waiting", "RefIds waiting, by OA"),
-        ("due_now", "RefIds due now, by OA"),
-        ("leased", "RefIds in a request now, by OA"),
-    ]:
-        name = f"esms_oa_{per_oa}_refs"
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        for oa in state["per_oa"]:
-            lines.append(f"{name}{{{account},{_label('oa_id', oa['oa_id'])}}} {oa[per_oa]}")
-    counters: dict[str, int] = state["counters"]
-    for key, (name, help_text) in COUNTERS.items():
-        lines += [
-            f"# HELP {name} {help_text}",
-            f"# TYPE {name} counter",
-            f"{name}{{{account}}} {counters.get(key, 0)}",
-        ]
-    for prefix, name, label, help_text in [
-        ("events:", "esms_events_total", "status", "status events published, by status"),
-        ("errors:", "esms_errors_total", "code", "failed requests, by eSMS code or error kind"),
-        ("pushes:", "esms_pushes_total", "result", "pushes received, by the receiver's answer"),
-        (
-            "pushes_applied:",
-            "esms_pushes_applied_total",
-            "outcome",
-            "recorded pushes applied: published, duplicate (already terminal), ignored",
-        ),
-    ]:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-        for key, value in sorted(counters.items()):
-            if key.startswith(prefix):
-                lines.append(f"{name}{{{account},{_label(label, key[len(prefix) :])}}} {value}")
-    return "\n".join(lines) + "\n"
+class AccountCollector(Collector):
+    """Every series of one account's snapshot, labelled with the account (never a credential)."""
 
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self._snapshot = snapshot
 
-def _label(name: str, value: object) -> str:
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'{name}="{escaped}"'
-
-
-def _number(value: object) -> str:
-    if value is None:
-        return "NaN"
-    return repr(float(value)) if isinstance(value, float) else str(value)
+    def collect(self) -> Iterator[Metric]:
+        state = self._snapshot()
+        account = str(state["account"])
+        for name, help_text, key in GAUGES:
+            gauge = GaugeMetricFamily(name, help_text, labels=["account"])
+            value = state.get(key)
+            number = float(bool(value)) if key in FLAGS else value
+            gauge.add_metric([account], float("nan") if number is None else float(number))
+            yield gauge
+        for key, help_text in PER_OA:
+            gauge = GaugeMetricFamily(f"esms_oa_{key}_refs", help_text, labels=["account", "oa_id"])
+            for oa in state["per_oa"]:
+                gauge.add_metric([account, str(oa["oa_id"])], float(oa[key]))
+            yield gauge
+        counters: dict[str, int] = state["counters"]
+        for key, (name, help_text) in COUNTERS.items():
+            counter = CounterMetricFamily(name, help_text, labels=["account"])
+            counter.add_metric([account], float(counters.get(key, 0)))
+            yield counter
+        for prefix, name, label, help_text in LABELLED_COUNTERS:
+            counter = CounterMetricFamily(name, help_text, labels=["account", label])
+            for key, value in sorted(counters.items()):
+                if key.startswith(prefix):
+                    counter.add_metric([account, key[len(prefix) :]], float(value))
+            yield counter
