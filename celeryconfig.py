@@ -2,7 +2,7 @@
 
 from kombu import Exchange, Queue
 
-from workers.settings import Settings
+from esms_callbacks.workers.settings import Settings
 
 _settings = Settings.from_env()
 

@@ -17,7 +17,7 @@ from bench.outcome import Outcome
 from bench.procs import Fleet
 from bench.scenarios import Scenario
 from bench.submit import Backlog, Group, submit_all
-from simulator.process import RemoteSimulator
+from esms_callbacks.simulator.process import RemoteSimulator
 
 
 def run(

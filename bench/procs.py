@@ -84,7 +84,7 @@ class Fleet:
         name: str,
         env: dict[str, str],
         concurrency: int,
-        app: str = "tasks",
+        app: str = "esms_callbacks.tasks",
         queues: str = "esms.fetch,esms.drain",
     ) -> Service:
         argv = [sys.executable, "-m", "celery", "-A", app, "worker", "--queues", queues]
@@ -94,7 +94,16 @@ class Fleet:
 
     def beat(self, env: dict[str, str]) -> Service:
         schedule = self.log_dir / "beat-schedule"
-        argv = [sys.executable, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "esms_callbacks.tasks",
+            "beat",
+            "--loglevel",
+            "INFO",
+        ]
         argv += ["--schedule", str(schedule)]
         return self._add(Service("beat", argv, env, self.log_dir, "beat: Starting"))
 

@@ -39,7 +39,7 @@ import redis
 from bench.env import API_KEY, SECRET_KEY, prepare_producer, project_env, window_opening_at
 from bench.procs import Fleet, Service
 from bench.status_queue import StatusQueueReader
-from simulator.process import simulator_process
+from esms_callbacks.simulator.process import simulator_process
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 OA = "1090257973118325189"
@@ -69,7 +69,7 @@ class NightRun:
 
 def night(title: str, refs: int, push_when: str, redis_url: str, log_dir: Path) -> NightRun:
     """One run of part 1; `push_when` is '', 'before' or 'during'."""
-    from tasks import fetch_callbacks
+    from esms_callbacks.tasks import fetch_callbacks
 
     run = NightRun(title)
     client = redis.Redis.from_url(redis_url)
@@ -131,7 +131,7 @@ def night(title: str, refs: int, push_when: str, redis_url: str, log_dir: Path) 
 
 
 def _receiver(env: dict[str, str], log_dir: Path) -> Service:
-    argv = [sys.executable, "-m", "cli.main", "receive"]
+    argv = [sys.executable, "-m", "esms_callbacks.cli.main", "receive"]
     return Service("receiver", argv, env, log_dir, "receiving eSMS pushes")
 
 

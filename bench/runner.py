@@ -33,8 +33,8 @@ from bench.procs import Fleet
 from bench.scenarios import Scenario
 from bench.status_queue import StatusQueueReader, StatusTally
 from bench.submit import Backlog, Group, Producer, Submit, submit_all
-from simulator.process import RemoteSimulator, simulator_process
-from workers.keys import AccountKeys
+from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
+from esms_callbacks.workers.keys import AccountKeys
 
 Say = Callable[[str], None]
 POLL_S = 0.5
@@ -135,7 +135,7 @@ def fresh_broker(client: redis.Redis, naive_too: bool) -> None:
     process's Celery producers remember having declared them, and kombu's Redis transport
     silently drops messages for an exchange whose bindings are gone."""
     client.flushdb()
-    from tasks import app
+    from esms_callbacks.tasks import app
 
     apps = [app]
     if naive_too:
@@ -153,7 +153,7 @@ def run_ours(
     plan: Plan, outcome: Outcome, sim: RemoteSimulator, client: redis.Redis, options: RunOptions
 ) -> None:
     """Run this project's workers and beat on `plan`; fill `outcome` in."""
-    from tasks import fetch_callbacks
+    from esms_callbacks.tasks import fetch_callbacks
 
     scenario, opens_at = plan.scenario, plan.opens_at
     say, key = options.say, scenario.key

@@ -14,9 +14,9 @@ from typing import Any
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from workers.errors import ConfigError, InvalidSubmission
-from workers.settings import Settings
-from workers.validation import validate_submission
+from esms_callbacks.workers.errors import ConfigError, InvalidSubmission
+from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.validation import validate_submission
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["simulate"]:  # every option is the simulator's own
-            from simulator.__main__ import main as simulator_main
+            from esms_callbacks.simulator.__main__ import main as simulator_main
 
             return simulator_main(argv[1:], prog="esms-callbacks simulate")
         args = build_parser().parse_args(argv)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def unreachable(setting: str, exc: Exception) -> str:
     """Say which setting points at the server that did not answer (password hidden)."""
-    from workers.settings import DEFAULT_BROKER_URL, redact_url
+    from esms_callbacks.workers.settings import DEFAULT_BROKER_URL, redact_url
 
     broker = os.environ.get("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
     url = broker if setting == "CELERY_BROKER_URL" else os.environ.get(setting, broker)
@@ -179,7 +179,7 @@ def _version() -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cli.stack import processes, stack_commands, stack_environment
+    from esms_callbacks.cli.stack import processes, stack_commands, stack_environment
 
     settings = Settings.from_env()
     generated_password = not os.environ.get("FLOWER_BASIC_AUTH")
@@ -214,8 +214,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def show_demo(count: int) -> None:
     """Submit `count` demo RefIds in small groups and print their events until all are terminal."""
-    from cli.demo import OA_ID, simulator_pushes, submit_in_groups
-    from tasks import app
+    from esms_callbacks.cli.demo import OA_ID, simulator_pushes, submit_in_groups
+    from esms_callbacks.tasks import app
 
     settings = Settings.from_env()
     wait_for_worker(app)
@@ -242,9 +242,9 @@ def wait_for_worker(app: Any, timeout_s: float = 60.0) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from cli.progress import bar, line
-    from cli.ref_files import read_ref_ids
-    from tasks import fetch_callbacks
+    from esms_callbacks.cli.progress import bar, line
+    from esms_callbacks.cli.ref_files import read_ref_ids
+    from esms_callbacks.tasks import fetch_callbacks
 
     if args.chunk < 1:
         raise InvalidSubmission("--chunk must be at least 1")
@@ -280,14 +280,14 @@ def plural(count: int, noun: str) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from cli.status_text import processes, render
-    from workers.runtime import get_runtime
-    from workers.status import account_state
+    from esms_callbacks.cli.status_text import processes, render
+    from esms_callbacks.workers.runtime import get_runtime
+    from esms_callbacks.workers.status import account_state
 
     runtime = get_runtime()
     state = account_state(runtime, runtime.clock.now_s())
     if not args.no_processes:
-        from tasks import app
+        from esms_callbacks.tasks import app
 
         state["processes"] = processes(runtime.settings, app)
     print(json.dumps(state, indent=2) if args.json else render(state))
@@ -295,8 +295,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from workers.lookup import find_ref
-    from workers.runtime import get_runtime
+    from esms_callbacks.workers.lookup import find_ref
+    from esms_callbacks.workers.runtime import get_runtime
 
     runtime = get_runtime()
     found = find_ref(runtime, args.ref_id, args.oa)
@@ -353,7 +353,7 @@ def consume(settings: Settings, stop: Any, take: bool = True) -> Iterable[dict[s
 
     from kombu import Connection, Queue
 
-    from workers.events import status_exchange, status_queue
+    from esms_callbacks.workers.events import status_exchange, status_queue
 
     exchange = settings.events_exchange
     if take:
@@ -395,7 +395,7 @@ def format_event(event: dict[str, Any]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cli.demo import run_demo
+    from esms_callbacks.cli.demo import run_demo
 
     if args.refs < 1 or args.opens_in < 0 or args.interval <= 0:
         raise InvalidSubmission("--refs must be >= 1, --opens-in >= 0 and --interval > 0")
@@ -403,7 +403,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from cli.metrics_server import serve
+    from esms_callbacks.cli.metrics_server import serve
 
     serve(args.host, args.port)
     return EXIT_OK
@@ -412,7 +412,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_receive(args: argparse.Namespace) -> int:
     import logging
 
-    from receiver.serve import serve
+    from esms_callbacks.receiver.serve import serve
 
     settings = Settings.from_env()
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)

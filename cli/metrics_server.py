@@ -9,9 +9,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from redis.exceptions import RedisError
 
-from workers.metrics import AccountCollector
-from workers.runtime import get_runtime
-from workers.status import account_state
+from esms_callbacks.workers.metrics import AccountCollector
+from esms_callbacks.workers.runtime import get_runtime
+from esms_callbacks.workers.status import account_state
 
 
 def registry() -> CollectorRegistry:

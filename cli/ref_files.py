@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterator
 from typing import IO
 
-from workers.errors import InvalidSubmission, printable
+from esms_callbacks.workers.errors import InvalidSubmission, printable
 
 DELIMITERS = ",;\t"
 

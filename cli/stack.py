@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
-from workers.settings import Settings
+from esms_callbacks.workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_PORT = 8077
@@ -81,7 +81,7 @@ def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> d
         commands["simulator"] = [
             sys.executable,
             "-m",
-            "simulator",
+            "esms_callbacks.simulator",
             "--port",
             env.get("ESMS_SIM_PORT", str(SIM_PORT)),
             "--api-key",

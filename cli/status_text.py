@@ -12,7 +12,7 @@ from typing import Any
 
 from amqp.exceptions import ChannelError
 
-from workers.settings import Settings
+from esms_callbacks.workers.settings import Settings
 
 QUEUES = ("esms.fetch", "esms.drain")
 PING_TIMEOUT_S = 1.0

@@ -15,11 +15,11 @@ import sqlite3
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from esms_callbacks.tasks import fetch_callbacks
+from esms_callbacks.workers.errors import InvalidSubmission
+from esms_callbacks.workers.validation import validate_submission
 from examples import outbox
 from examples.send_zns import send_zns_message
-from tasks import fetch_callbacks
-from workers.errors import InvalidSubmission
-from workers.validation import validate_submission
 
 app = Flask(__name__)
 app.config["DATABASE"] = os.environ.get("EXAMPLE_DB", ".run/flask_example.sqlite3")

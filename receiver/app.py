@@ -22,12 +22,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from receiver.sources import allowed, client_address
-from workers.errors import printable
-from workers.inbox import PushRecorder, Recorded
-from workers.keys import AccountKeys
-from workers.push import MalformedPush, Push, parse_push
-from workers.settings import Settings
+from esms_callbacks.receiver.sources import allowed, client_address
+from esms_callbacks.workers.errors import printable
+from esms_callbacks.workers.inbox import PushRecorder, Recorded
+from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.push import MalformedPush, Push, parse_push
+from esms_callbacks.workers.settings import Settings
 
 log = logging.getLogger("esms.receiver")
 

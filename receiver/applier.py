@@ -15,8 +15,8 @@ import uuid
 
 from redis.exceptions import RedisError
 
-from workers.inbox import InboxEntry, PushInbox
-from workers.push_apply import ApplyFailed, PushApplier
+from esms_callbacks.workers.inbox import InboxEntry, PushInbox
+from esms_callbacks.workers.push_apply import ApplyFailed, PushApplier
 
 log = logging.getLogger("esms.receiver")
 

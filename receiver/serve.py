@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from receiver.app import STATE, make_app
-from receiver.applier import ApplierThread
-from workers.errors import ConfigError
-from workers.inbox import PushInbox
-from workers.push_apply import PushApplier
-from workers.redis_policy import eviction_problem
-from workers.runtime import Runtime
-from workers.settings import Settings
+from esms_callbacks.receiver.app import STATE, make_app
+from esms_callbacks.receiver.applier import ApplierThread
+from esms_callbacks.workers.errors import ConfigError
+from esms_callbacks.workers.inbox import PushInbox
+from esms_callbacks.workers.push_apply import PushApplier
+from esms_callbacks.workers.redis_policy import eviction_problem
+from esms_callbacks.workers.runtime import Runtime
+from esms_callbacks.workers.settings import Settings
 
 log = logging.getLogger("esms.receiver")
 

@@ -1,9 +1,9 @@
 """A faithful eSMS GetCallback simulator (aiohttp.web) for tests, demos and benchmarks."""
 
-from simulator.app import GET_CALLBACK_PATH, make_app
-from simulator.pusher import PushSettings
-from simulator.server import RunningSimulator, serve_in_thread
-from simulator.state import LoggedRequest, Simulator
+from esms_callbacks.simulator.app import GET_CALLBACK_PATH, make_app
+from esms_callbacks.simulator.pusher import PushSettings
+from esms_callbacks.simulator.server import RunningSimulator, serve_in_thread
+from esms_callbacks.simulator.state import LoggedRequest, Simulator
 
 __all__ = [
     "GET_CALLBACK_PATH",

@@ -1,7 +1,7 @@
 """Run the eSMS GetCallback simulator in the foreground.
 
-    python -m simulator --host 127.0.0.1 --port 8077 --api-key KEY --secret-key SECRET \
-        --rate-interval 1.0 --max-refs 100 --policy mixed --window always \
+    python -m esms_callbacks.simulator --host 127.0.0.1 --port 8077 --api-key KEY \
+        --secret-key SECRET --rate-interval 1.0 --max-refs 100 --policy mixed --window always \
         --timezone Asia/Ho_Chi_Minh [--fault-rate http500:0.1 ...] [--fault-seed 7] \
         [--push-timeout 5 --push-retries 5 --push-retry-delay 2]
 
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from simulator.app import GET_CALLBACK_PATH, make_app
-from simulator.outcomes import POLICIES
-from simulator.pusher import PushSettings
-from simulator.state import Simulator
-from simulator.window_check import window_check
+from esms_callbacks.simulator.app import GET_CALLBACK_PATH, make_app
+from esms_callbacks.simulator.outcomes import POLICIES
+from esms_callbacks.simulator.pusher import PushSettings
+from esms_callbacks.simulator.state import Simulator
+from esms_callbacks.simulator.window_check import window_check
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _number_or_text(value: str) -> object:
 
 
 def parse_args(
-    argv: list[str] | None = None, prog: str = "python -m simulator"
+    argv: list[str] | None = None, prog: str = "python -m esms_callbacks.simulator"
 ) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=prog, description="Run the eSMS GetCallback simulator (and its pushes)."
@@ -160,7 +160,7 @@ async def serve(
         await runner.cleanup()
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m simulator") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m esms_callbacks.simulator") -> int:
     args = parse_args(argv, prog)
     try:
         sim = build_simulator(args)

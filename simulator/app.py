@@ -67,10 +67,10 @@ import time
 
 from aiohttp import web
 
-from simulator.control import control_routes
-from simulator.faults import Fault
-from simulator.pusher import PUSHER_KEY, Pusher, PushSettings
-from simulator.state import SIM_KEY, LoggedRequest, Simulator
+from esms_callbacks.simulator.control import control_routes
+from esms_callbacks.simulator.faults import Fault
+from esms_callbacks.simulator.pusher import PUSHER_KEY, Pusher, PushSettings
+from esms_callbacks.simulator.state import SIM_KEY, LoggedRequest, Simulator
 
 __all__ = ["GET_CALLBACK_PATH", "LoggedRequest", "Simulator", "make_app"]
 

@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from yarl import URL
 
-from simulator.outcomes import parse_outcomes, parse_policy
-from simulator.push import STATUSES, is_statuses, pushes_of
-from simulator.pusher import PUSHER_KEY
-from simulator.state import SIM_KEY, Simulator
-from simulator.window_check import window_check
+from esms_callbacks.simulator.outcomes import parse_outcomes, parse_policy
+from esms_callbacks.simulator.push import STATUSES, is_statuses, pushes_of
+from esms_callbacks.simulator.pusher import PUSHER_KEY
+from esms_callbacks.simulator.state import SIM_KEY, Simulator
+from esms_callbacks.simulator.window_check import window_check
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

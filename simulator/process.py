@@ -124,14 +124,15 @@ class RemoteSimulator:
 def simulator_process(
     *args: str, timeout_s: float = 20.0, nice: int = 0
 ) -> Iterator[RemoteSimulator]:
-    """Run `python -m simulator --port 0 ARGS...`; yield a controller; stop it on exit.
+    """Run `python -m esms_callbacks.simulator --port 0 ARGS...`; yield a controller; stop it
+    on exit.
 
     `nice` < 0 raises the simulator's CPU priority where this process may (root), so that on
     a machine it shares with the workers it stands in for eSMS's own servers: its receipt
     times then carry less of the workers' CPU contention. `RemoteSimulator.nice` says what
     it got."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", "0", *args],
+        [sys.executable, "-m", "esms_callbacks.simulator", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Literal, TypeGuard, get_args
 
-from simulator.outcomes import Outcome, build_record
+from esms_callbacks.simulator.outcomes import Outcome, build_record
 
 Statuses = Literal["final", "all"]
 STATUSES: frozenset[str] = frozenset(get_args(Statuses))

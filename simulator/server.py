@@ -15,9 +15,9 @@ from types import TracebackType
 
 from aiohttp import web
 
-from simulator.app import GET_CALLBACK_PATH, make_app
-from simulator.pusher import PushSettings
-from simulator.state import Simulator
+from esms_callbacks.simulator.app import GET_CALLBACK_PATH, make_app
+from esms_callbacks.simulator.pusher import PushSettings
+from esms_callbacks.simulator.state import Simulator
 
 _START_TIMEOUT_S = 10.0
 # In-flight handlers (a "slow" fault) get this long to finish at shutdown; tests must not hang.

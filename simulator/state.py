@@ -26,8 +26,14 @@ from itertools import pairwise
 
 from aiohttp import web
 
-from simulator.faults import Fault, RandomFaults, make_fault
-from simulator.outcomes import Outcome, Policy, ScriptBook, build_record, parse_policy
+from esms_callbacks.simulator.faults import Fault, RandomFaults, make_fault
+from esms_callbacks.simulator.outcomes import (
+    Outcome,
+    Policy,
+    ScriptBook,
+    build_record,
+    parse_policy,
+)
 
 WindowCheck = Callable[[], bool]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfoNotFoundError
 
-from workers.window import Window
+from esms_callbacks.workers.window import Window
 
 WindowCheck = Callable[[], bool]
 

@@ -6,13 +6,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutting_down
 
-from tasks import broker_fix
-from workers.redis_policy import eviction_problem
-from workers.runtime import close_runtime, get_runtime
+from esms_callbacks.tasks import broker_fix
+from esms_callbacks.workers.redis_policy import eviction_problem
+from esms_callbacks.workers.runtime import close_runtime, get_runtime
 
 STOPPING_FLAG_S = 300  # longer than any drain's step; a restarted worker has a new pid
 app = Celery("esms")
-app.config_from_object("celeryconfig")
+app.config_from_object("esms_callbacks.celeryconfig")
 
 
 @worker_init.connect

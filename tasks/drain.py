@@ -9,11 +9,11 @@ from dataclasses import asdict
 from celery import Task
 from redis.exceptions import RedisError
 
-from tasks.app import app
-from workers.capacity import coming_window, describe_shortfall
-from workers.clock import as_datetime
-from workers.drainer import Retry
-from workers.runtime import Runtime, get_runtime
+from esms_callbacks.tasks.app import app
+from esms_callbacks.workers.capacity import coming_window, describe_shortfall
+from esms_callbacks.workers.clock import as_datetime
+from esms_callbacks.workers.drainer import Retry
+from esms_callbacks.workers.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from typing import Any
 from celery import Task
 from redis.exceptions import RedisError
 
-from tasks.app import app
-from tasks.drain import check_capacity, request_drainers
-from workers.clock import as_datetime
-from workers.errors import AccountUnknown, InvalidSubmission
-from workers.runtime import get_runtime
-from workers.validation import validate_submission
+from esms_callbacks.tasks.app import app
+from esms_callbacks.tasks.drain import check_capacity, request_drainers
+from esms_callbacks.workers.clock import as_datetime
+from esms_callbacks.workers.errors import AccountUnknown, InvalidSubmission
+from esms_callbacks.workers.runtime import get_runtime
+from esms_callbacks.workers.validation import validate_submission
 
 log = logging.getLogger(__name__)
 ARG_NAMES = ("ref_ids", "oa_id")

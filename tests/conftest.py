@@ -22,13 +22,13 @@ os.environ["ESMS_REDIS_URL"] = TEST_REDIS_URL
 
 from kombu import Connection  # noqa: E402
 
-from simulator.app import Simulator  # noqa: E402
-from simulator.server import serve_in_thread  # noqa: E402
-from workers.clock import ManualClock  # noqa: E402
-from workers.drainer import Drainer  # noqa: E402
-from workers.runtime import Runtime  # noqa: E402
-from workers.settings import Settings  # noqa: E402
-from workers.window import Window  # noqa: E402
+from esms_callbacks.simulator.app import Simulator  # noqa: E402
+from esms_callbacks.simulator.server import serve_in_thread  # noqa: E402
+from esms_callbacks.workers.clock import ManualClock  # noqa: E402
+from esms_callbacks.workers.drainer import Drainer  # noqa: E402
+from esms_callbacks.workers.runtime import Runtime  # noqa: E402
+from esms_callbacks.workers.settings import Settings  # noqa: E402
+from esms_callbacks.workers.window import Window  # noqa: E402
 
 T0 = 1_800_000_000.0  # a fixed epoch second for manual clocks
 SIM_API_KEY = "sim-api-key-Zq81TESTONLY"
@@ -145,8 +145,8 @@ def in_process_worker(settings: Settings) -> Iterator[Settings]:
     beat's part played by a thread: RefIds asked again later are only started by a release."""
     from celery.contrib.testing.worker import start_worker
 
-    from tasks import app
-    from workers.runtime import use_settings
+    from esms_callbacks.tasks import app
+    from esms_callbacks.workers.runtime import use_settings
 
     use_settings(settings)
     app.conf.broker_url = settings.broker_url
@@ -174,7 +174,7 @@ def releasing_every(interval_s: float) -> Iterator[None]:
     schedule (a publish that fails is skipped, as beat skips it)."""
     import threading
 
-    from tasks import app
+    from esms_callbacks.tasks import app
 
     stop = threading.Event()
 
@@ -197,7 +197,7 @@ def releasing_every(interval_s: float) -> Iterator[None]:
 @pytest.fixture
 def fetch_queue(redis_url: str) -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """Read back (and remove) what producers queued on esms.fetch; empty at the start."""
-    from tasks import app
+    from esms_callbacks.tasks import app
 
     app.control.purge()
 
@@ -263,7 +263,7 @@ def cli_env(
         "ESMS_SECRET_KEY": settings.secret_key,
     }.items():
         monkeypatch.setenv(name, value)
-    from workers.runtime import use_settings
+    from esms_callbacks.workers.runtime import use_settings
 
     use_settings(None)
     yield settings

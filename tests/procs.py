@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from workers.settings import Settings
+from esms_callbacks.workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,7 @@ def start_worker(
     env: dict[str, str],
     log_dir: Path,
     concurrency: int = 2,
-    app: str = "tasks",
+    app: str = "esms_callbacks.tasks",
     queues: str = "esms.fetch,esms.drain",
 ) -> Proc:
     argv = [sys.executable, "-m", "celery", "-A", app, "worker", "--queues", queues]
@@ -118,7 +118,7 @@ def start_beat(env: dict[str, str], log_dir: Path) -> Proc:
         "-m",
         "celery",
         "-A",
-        "tasks",
+        "esms_callbacks.tasks",
         "beat",
         "--loglevel",
         "INFO",

@@ -14,7 +14,7 @@ import pytest
 import redis
 from kombu.transport import redis as kombu_redis
 
-from tasks import broker_fix
+from esms_callbacks.tasks import broker_fix
 
 ROOT = Path(__file__).resolve().parent.parent
 

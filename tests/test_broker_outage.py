@@ -15,8 +15,8 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
+from esms_callbacks.simulator.process import simulator_process
 from examples.producer_by_name import submit
-from simulator.process import simulator_process
 from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY, drain_events, wait_until
 from tests.procs import Proc, settings_env, start_beat, start_worker
 

@@ -6,11 +6,11 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from tasks.drain import check_capacity
-from workers.capacity import coming_window
-from workers.runtime import Runtime
-from workers.settings import Settings
-from workers.window import Window
+from esms_callbacks.tasks.drain import check_capacity
+from esms_callbacks.workers.capacity import coming_window
+from esms_callbacks.workers.runtime import Runtime
+from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.window import Window
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from cli.main import build_parser, main
+from esms_callbacks.cli.main import build_parser, main
+from esms_callbacks.workers.events import EventPublisher, build_event
+from esms_callbacks.workers.records import outcome_of
 from tests.conftest import drain_events, in_process_worker, wait_until
-from workers.events import EventPublisher, build_event
-from workers.records import outcome_of
 
 OA = "1090257973118325189"
 
@@ -64,7 +64,7 @@ def test_receive_refuses_to_start_without_a_push_token(cli_env, monkeypatch, cap
 
 
 def test_status_json_shows_the_backlog(cli_env, capsys):
-    from workers.runtime import get_runtime
+    from esms_callbacks.workers.runtime import get_runtime
 
     runtime = get_runtime()
     runtime.backlog.park("oa-s", ["s1", "s2"], runtime.clock.now_s())
@@ -111,7 +111,7 @@ def readme_command_lines() -> list[list[str]]:
 
 
 def test_every_command_line_in_the_readme_is_understood_as_written():
-    from simulator.__main__ import parse_args as simulator_args
+    from esms_callbacks.simulator.__main__ import parse_args as simulator_args
 
     lines = readme_command_lines()
     assert ["simulate", "--port", "8077", "--policy", "mixed"] in lines
@@ -184,7 +184,7 @@ def test_submit_says_what_is_wrong_with_a_file_and_queues_nothing(
 def test_an_unreachable_redis_is_named_by_its_setting_and_ctrl_c_exits_130(
     cli_env, monkeypatch, capsys
 ):
-    from workers.runtime import use_settings
+    from esms_callbacks.workers.runtime import use_settings
 
     monkeypatch.setenv("ESMS_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
     use_settings(None)
@@ -196,13 +196,13 @@ def test_an_unreachable_redis_is_named_by_its_setting_and_ctrl_c_exits_130(
     def interrupted(_: Any) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cli.main.cmd_status", interrupted)
+    monkeypatch.setattr("esms_callbacks.cli.main.cmd_status", interrupted)
     assert main(["status"]) == 130
 
 
 def test_tail_reads_copies_and_leaves_the_queue_to_its_consumers(cli_env, redis_client):
     # given a tail reading copies (the default) while events are published
-    from cli.main import consume
+    from esms_callbacks.cli.main import consume
 
     got: list[dict[str, Any]] = []
     tail = threading.Thread(
@@ -230,7 +230,7 @@ def test_status_speaks_plainly_and_names_the_processes_behind_it(cli_env, capsys
     # given a worker running and beat's pulse reaching it
     settings = cli_env.with_changes(release_every_s=0.2)
     with in_process_worker(settings):
-        from workers.runtime import get_runtime
+        from esms_callbacks.workers.runtime import get_runtime
 
         runtime = get_runtime()
         wait_until(

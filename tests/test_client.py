@@ -10,9 +10,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from esms_callbacks.workers.errors import (
+    AuthError,
+    MalformedResponse,
+    NotSent,
+    ServerError,
+    TransportError,
+)
+from esms_callbacks.workers.esms_client import MAX_ANSWER_BYTES, EsmsClient
 from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY
-from workers.errors import AuthError, MalformedResponse, NotSent, ServerError, TransportError
-from workers.esms_client import MAX_ANSWER_BYTES, EsmsClient
 
 
 def ask(

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks import app, fetch_callbacks
+from esms_callbacks.tasks import app, fetch_callbacks
+from esms_callbacks.workers.errors import InvalidSubmission
+from esms_callbacks.workers.settings import Settings
 from tests.conftest import drain_events, in_process_worker
-from workers.errors import InvalidSubmission
-from workers.settings import Settings
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.errors import (
+from esms_callbacks.workers.errors import (
     AccountError,
     AuthError,
     BalanceError,
@@ -22,8 +22,8 @@ from workers.errors import (
     UnexpectedCode,
     error_for_code,
 )
-from workers.esms_client import CallbackAnswer, EsmsClient, parse_answer
-from workers.records import FAILED, PENDING, outcome_of
+from esms_callbacks.workers.esms_client import CallbackAnswer, EsmsClient, parse_answer
+from esms_callbacks.workers.records import FAILED, PENDING, outcome_of
 
 SEED = Path("/work/shared/seeds/000_be810d55234dcadb.txt")
 

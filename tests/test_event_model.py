@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from workers.event_model import StatusEvent, UnsupportedEvent, event_schema
-from workers.inbox import InboxEntry, PushInbox
-from workers.push import parse_push
-from workers.push_apply import PushApplier
+from esms_callbacks.workers.event_model import StatusEvent, UnsupportedEvent, event_schema
+from esms_callbacks.workers.inbox import InboxEntry, PushInbox
+from esms_callbacks.workers.push import parse_push
+from esms_callbacks.workers.push_apply import PushApplier
 
 OA = "oa-schema"
 

@@ -19,10 +19,16 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
+from esms_callbacks.workers import events as events_module
+from esms_callbacks.workers.events import (
+    EventPublisher,
+    PublishFailed,
+    build_event,
+    masked,
+    status_queue,
+)
+from esms_callbacks.workers.records import outcome_of
 from tests.conftest import drain_events
-from workers import events as events_module
-from workers.events import EventPublisher, PublishFailed, build_event, masked, status_queue
-from workers.records import outcome_of
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 NO_RETRY = {"max_retries": 0, "interval_start": 0.0, "interval_step": 0.0, "interval_max": 0.0}
@@ -282,7 +288,7 @@ def test_without_the_expected_kombu_internals_events_go_one_by_one(
 
     # when published (twice)
     publisher = EventPublisher(Connection(redis_url), queue_name)
-    with caplog.at_level(logging.WARNING, logger="workers.events"):
+    with caplog.at_level(logging.WARNING, logger="esms_callbacks.workers.events"):
         publisher.publish(events[:5])
         publisher.publish(events[5:])
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from kombu import Connection
 
-from workers.events import EventPublisher, build_event
-from workers.records import outcome_of
+from esms_callbacks.workers.events import EventPublisher, build_event
+from esms_callbacks.workers.records import outcome_of
 
 OA = "1090257973118325189"
 
@@ -40,8 +40,8 @@ def test_django_view_keeps_the_refid_through_a_broker_outage(fetch_queue, tmp_pa
     from django.db import connection
     from django.test import Client, override_settings
 
+    from esms_callbacks.tasks import fetch_callbacks
     from examples import outbox
-    from tasks import fetch_callbacks
 
     django.setup()
     body = json.dumps({"phone": "0909090909", "oa_id": OA, "template_id": "228386"})
@@ -69,9 +69,9 @@ def test_django_view_keeps_the_refid_through_a_broker_outage(fetch_queue, tmp_pa
 def test_flask_view_keeps_the_refid_through_a_broker_outage(fetch_queue, tmp_path):
     import sqlite3
 
+    from esms_callbacks.tasks import fetch_callbacks
     from examples import outbox
     from examples.flask_app import app
-    from tasks import fetch_callbacks
 
     app.config["DATABASE"] = str(tmp_path / "flask.sqlite3")
     app.config["ESMS_SUBMIT"] = dead_broker_submit()

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import redis
 
-from simulator.process import RemoteSimulator, simulator_process
-from tasks import app, fetch_callbacks
+from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
+from esms_callbacks.tasks import app, fetch_callbacks
 from tests.conftest import drain_events, wait_until
 from tests.procs import Proc, settings_env, start_beat, start_worker
 

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from workers.health import Breaker
-from workers.keys import AccountKeys
+from esms_callbacks.workers.health import Breaker
+from esms_callbacks.workers.keys import AccountKeys
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_a_hold_opens_the_breaker_on_a_first_failure(breaker):
 
 
 def test_beat_starts_no_drainers_while_the_account_is_held(make_settings):
-    from workers.runtime import Runtime
+    from esms_callbacks.workers.runtime import Runtime
 
     runtime = Runtime(make_settings(breaker_after=2, retry_base_s=30.0))
     assert runtime.account_blocked() == ""

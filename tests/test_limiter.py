@@ -10,8 +10,13 @@ import uuid
 import pytest
 import redis
 
-from workers.keys import AccountKeys
-from workers.limiter import MARGIN_HALF_LIFE_S, MARGIN_STEP_S, STRICTEST_KEPT_S, RateLimiter
+from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.limiter import (
+    MARGIN_HALF_LIFE_S,
+    MARGIN_STEP_S,
+    STRICTEST_KEPT_S,
+    RateLimiter,
+)
 
 
 def make_limiter(client: redis.Redis, spacing_s: float, account: str = "") -> RateLimiter:
@@ -243,7 +248,7 @@ def test_rate_state_far_in_the_future_is_repaired_not_slept_on(redis_client):
 
 
 def test_the_worker_clock_ignores_steps_of_the_host_clock(redis_client, monkeypatch):
-    from workers.clock import RedisClock
+    from esms_callbacks.workers.clock import RedisClock
 
     clock = RedisClock(redis_client)
     before_s = clock.now_s()

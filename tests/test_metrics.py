@@ -8,10 +8,10 @@ import re
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from cli.metrics_server import make_app
-from workers.runtime import Runtime, use_settings
-from workers.status import account_state
-from workers.window import Window
+from esms_callbacks.cli.metrics_server import make_app
+from esms_callbacks.workers.runtime import Runtime, use_settings
+from esms_callbacks.workers.status import account_state
+from esms_callbacks.workers.window import Window
 
 
 def series(text: str) -> dict[str, float]:

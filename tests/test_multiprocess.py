@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from simulator.process import RemoteSimulator, simulator_process
-from tasks import app, fetch_callbacks
+from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
+from esms_callbacks.tasks import app, fetch_callbacks
+from esms_callbacks.workers.backlog import Backlog
+from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.window import Window
 from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY, drain_events
 from tests.procs import Proc, settings_env, start_beat, start_worker
-from workers.backlog import Backlog
-from workers.keys import AccountKeys
-from workers.window import Window
 
 pytestmark = pytest.mark.slow
 OA = "1090257973118325189"

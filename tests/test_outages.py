@@ -10,7 +10,7 @@ import time
 import pytest
 import redis
 
-from tasks import fetch_callbacks
+from esms_callbacks.tasks import fetch_callbacks
 from tests.conftest import drain_events, in_process_worker
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import fetch_callbacks
-from tasks.fetch import MAX_MESSAGE_REFID_BYTES, split_by_size
+from esms_callbacks.tasks import fetch_callbacks
+from esms_callbacks.tasks.fetch import MAX_MESSAGE_REFID_BYTES, split_by_size
 
 OA = "1090257973118325189"
 
@@ -43,8 +43,8 @@ def test_split_keeps_order_and_never_makes_an_empty_part():
 
 
 def test_a_worker_without_an_account_keeps_the_submission_for_later(make_settings, redis_client):
-    from workers.errors import AccountUnknown
-    from workers.runtime import use_settings
+    from esms_callbacks.workers.errors import AccountUnknown
+    from esms_callbacks.workers.runtime import use_settings
 
     # given a worker started without credentials or ESMS_ACCOUNT
     use_settings(make_settings(api_key="", secret_key="", account=""))

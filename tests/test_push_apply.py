@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from receiver.applier import ApplierThread
+from esms_callbacks.receiver.applier import ApplierThread
+from esms_callbacks.workers.backlog import Backlog
+from esms_callbacks.workers.clock import ManualClock
+from esms_callbacks.workers.events import PublishFailed, event_id
+from esms_callbacks.workers.inbox import InboxEntry, PushInbox, PushRecorder
+from esms_callbacks.workers.push import Push, parse_push
+from esms_callbacks.workers.push_apply import ApplyFailed, ApplyReport, PushApplier
+from esms_callbacks.workers.runtime import Runtime
+from esms_callbacks.workers.settings import Settings
 from tests.conftest import T0, wait_until
-from workers.backlog import Backlog
-from workers.clock import ManualClock
-from workers.events import PublishFailed, event_id
-from workers.inbox import InboxEntry, PushInbox, PushRecorder
-from workers.push import Push, parse_push
-from workers.push_apply import ApplyFailed, ApplyReport, PushApplier
-from workers.runtime import Runtime
-from workers.settings import Settings
 
 OA = "oa-apply"
 CONSUMER = "test-applier"
@@ -192,7 +192,7 @@ def test_a_pushed_final_state_published_before_a_crash_stands_against_a_later_po
 
 def test_the_applier_thread_outlives_a_lost_group_and_an_unexpected_error(env, monkeypatch):
     settings, runtime, _clock, broker, inbox, applier = env
-    monkeypatch.setattr("receiver.applier.MAX_PAUSE_S", 0.2)
+    monkeypatch.setattr("esms_callbacks.receiver.applier.MAX_PAUSE_S", 0.2)
     real_apply, calls = applier.apply, []
 
     def apply_failing_once(entries: list[InboxEntry]) -> ApplyReport:

@@ -7,8 +7,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from workers.events import build_event
-from workers.records import outcome_of
+from esms_callbacks.workers.events import build_event
+from esms_callbacks.workers.records import outcome_of
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from receiver.app import STATE, make_app
-from receiver.serve import build_app
+from esms_callbacks.receiver.app import STATE, make_app
+from esms_callbacks.receiver.serve import build_app
+from esms_callbacks.workers.errors import ConfigError
+from esms_callbacks.workers.events import event_id
+from esms_callbacks.workers.inbox import PushInbox
+from esms_callbacks.workers.runtime import Runtime
+from esms_callbacks.workers.settings import Settings, _networks
 from tests.conftest import drain_events, wait_until
 from tests.procs import PrivateRedis
 from tests.receiving import TOKEN, Served, get, push_params, serve_app
-from workers.errors import ConfigError
-from workers.events import event_id
-from workers.inbox import PushInbox
-from workers.runtime import Runtime
-from workers.settings import Settings, _networks
 
 OA = "1397492183140006179"
 

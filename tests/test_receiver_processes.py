@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from esms_callbacks.workers.runtime import Runtime
 from tests.conftest import drain_events, wait_until
 from tests.procs import Proc, settings_env
 from tests.receiving import TOKEN, get, push_params
-from workers.runtime import Runtime
 
 pytestmark = pytest.mark.slow
 OA = "1397492183140006179"
@@ -29,7 +29,7 @@ PUSHES = 600
 
 def start_receiver(name: str, env: dict[str, str], log_dir: Path) -> tuple[Proc, str]:
     port = _free_port()
-    argv = [sys.executable, "-m", "cli.main", "receive", "--port", str(port)]
+    argv = [sys.executable, "-m", "esms_callbacks.cli.main", "receive", "--port", str(port)]
     proc = Proc(name, argv, env, log_dir)
     proc.wait_for("receiving eSMS pushes", timeout_s=30)
     return proc, f"http://127.0.0.1:{port}/esms/push/{TOKEN}"

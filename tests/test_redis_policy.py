@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from workers.redis_policy import eviction_problem
+from esms_callbacks.workers.redis_policy import eviction_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
@@ -77,7 +77,16 @@ def test_a_worker_does_not_start_on_an_evicting_redis(redis_with_policy):
     url = f"redis://127.0.0.1:{client.connection_pool.connection_kwargs['port']}/0"
     # when a worker is started on it
     done = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--concurrency", "1"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "esms_callbacks.tasks",
+            "worker",
+            "--concurrency",
+            "1",
+        ],
         cwd=ROOT,
         env={**os.environ, "CELERY_BROKER_URL": url, "ESMS_REDIS_URL": url},
         capture_output=True,

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from workers.errors import ConfigError
-from workers.settings import Settings
+from esms_callbacks.workers.errors import ConfigError
+from esms_callbacks.workers.settings import Settings
 
 # Distinctive fake credentials: if either shows up anywhere, something printed a secret.
 FAKE_API_KEY = "FAKE-ApiKey-7f3c9e1d-NEVER-PRINT"

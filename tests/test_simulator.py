@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from simulator import GET_CALLBACK_PATH, RunningSimulator, Simulator, serve_in_thread
-from simulator.outcomes import build_record, default_script
-from simulator.process import RemoteSimulator
-from simulator.window_check import window_check
+from esms_callbacks.simulator import GET_CALLBACK_PATH, RunningSimulator, Simulator, serve_in_thread
+from esms_callbacks.simulator.outcomes import build_record, default_script
+from esms_callbacks.simulator.process import RemoteSimulator
+from esms_callbacks.simulator.window_check import window_check
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OA_ID = "1090257973118325189"
@@ -547,7 +547,7 @@ def test_log_never_holds_the_credentials() -> None:
 
 def test_command_line_serves_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", "0", "--rate-interval", "0"],
+        [sys.executable, "-m", "esms_callbacks.simulator", "--port", "0", "--rate-interval", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -575,7 +575,16 @@ def test_command_line_serves_and_stops_on_sigterm() -> None:
 def test_command_line_fault_rate() -> None:
     options = ["--fault-rate", "code:1:code=160,message=slow down", "--fault-seed", "5"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", "0", "--rate-interval", "0", *options],
+        [
+            sys.executable,
+            "-m",
+            "esms_callbacks.simulator",
+            "--port",
+            "0",
+            "--rate-interval",
+            "0",
+            *options,
+        ],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -604,7 +613,7 @@ def test_command_line_fault_rate() -> None:
 )
 def test_command_line_refuses_a_bad_fault_rate(option: str, reason: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "simulator", "--port", "0", "--fault-rate", option],
+        [sys.executable, "-m", "esms_callbacks.simulator", "--port", "0", "--fault-rate", option],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from simulator import PushSettings, RunningSimulator, Simulator, serve_in_thread
-from simulator.outcomes import build_record
-from simulator.process import RemoteSimulator, simulator_process
+from esms_callbacks.simulator import PushSettings, RunningSimulator, Simulator, serve_in_thread
+from esms_callbacks.simulator.outcomes import build_record
+from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OA_ID = "1397492183140006179"
@@ -466,7 +466,7 @@ def test_command_line_push_settings() -> None:
         assert remote.configure_push() == {"timeout_s": 1.5, "retries": 2, "retry_delay_s": 0.5}
 
     refused = subprocess.run(
-        [sys.executable, "-m", "simulator", "--port", "0", "--push-retries", "-1"],
+        [sys.executable, "-m", "esms_callbacks.simulator", "--port", "0", "--push-retries", "-1"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from workers.keys import AccountKeys
+from esms_callbacks.workers.keys import AccountKeys
 
 # Forgets finished RefIds older than `cutoff` (ms) from `done` and their history, a bounded
 # number per call so that no call holds Redis long; what is left goes at the next call.

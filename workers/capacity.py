@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from workers.clock import as_datetime
-from workers.settings import Settings
+from esms_callbacks.workers.clock import as_datetime
+from esms_callbacks.workers.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from workers.backlog import Backlog, Leased, Requeue, Tally
-from workers.clock import Clock, as_datetime
-from workers.errors import (
+from esms_callbacks.workers.backlog import Backlog, Leased, Requeue, Tally
+from esms_callbacks.workers.clock import Clock, as_datetime
+from esms_callbacks.workers.errors import (
     AccountError,
     EsmsError,
     NotReady,
@@ -29,21 +29,21 @@ from workers.errors import (
     RateLimited,
     TransientError,
 )
-from workers.events import PublishFailed, build_event, event_summary
-from workers.health import Breaker
-from workers.keys import AccountKeys
-from workers.limiter import Commit, RateLimiter
-from workers.records import (
+from esms_callbacks.workers.events import PublishFailed, build_event, event_summary
+from esms_callbacks.workers.health import Breaker
+from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.limiter import Commit, RateLimiter
+from esms_callbacks.workers.records import (
     EXPIRED_OUTCOME,
     NOT_FOUND_OUTCOME,
     Outcome,
     decided_outcome,
     outcome_of,
 )
-from workers.settings import Settings
+from esms_callbacks.workers.settings import Settings
 
 if TYPE_CHECKING:  # aiohttp stays out of producers, which import the tasks but never ask eSMS
-    from workers.esms_client import CallbackAnswer
+    from esms_callbacks.workers.esms_client import CallbackAnswer
 
 log = logging.getLogger(__name__)
 RECENT_S = 300  # how far back the rate actually used is measured

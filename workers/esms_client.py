@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from workers.errors import (
+from esms_callbacks.workers.errors import (
     SUCCESS_CODE,
     MalformedResponse,
     NotSent,

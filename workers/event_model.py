@@ -1,6 +1,6 @@
 """The status event as a typed model for Python consumers, and its JSON Schema.
 
-    from workers.event_model import StatusEvent
+    from esms_callbacks.workers.event_model import StatusEvent
     event = StatusEvent.from_payload(message.payload)  # UnsupportedEvent if not version 1
     if event.terminal and event.status == "failed": ...
 
@@ -90,6 +90,10 @@ class StatusEvent:
 
 def event_schema() -> dict[str, Any]:
     """The JSON Schema of a version-1 event, as shipped with the package."""
-    text = resources.files("workers").joinpath("schemas/status_event.v1.json").read_text()
+    text = (
+        resources.files("esms_callbacks.workers")
+        .joinpath("schemas/status_event.v1.json")
+        .read_text()
+    )
     schema: dict[str, Any] = json.loads(text)
     return schema

@@ -20,7 +20,7 @@ from kombu.serialization import dumps as serialize
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps as json_dumps
 
-from workers.records import Outcome, decode
+from esms_callbacks.workers.records import Outcome, decode
 
 log = logging.getLogger(__name__)
 

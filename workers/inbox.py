@@ -16,8 +16,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from workers.keys import AccountKeys
-from workers.push import Push
+from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.push import Push
 
 GROUP = "appliers"
 

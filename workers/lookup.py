@@ -1,6 +1,6 @@
 """Where one RefId is now: waiting, in a request, or finished; its asks and its last event.
 
-    from workers.lookup import find_ref
+    from esms_callbacks.workers.lookup import find_ref
     found = find_ref(get_runtime(), "f66545d2-...", oa_id=None)  # [] when nothing is known
 
 Answers for as long as the RefId waits, and after its terminal event for as long as the done
@@ -14,8 +14,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from workers.clock import as_datetime
-from workers.runtime import Runtime
+from esms_callbacks.workers.clock import as_datetime
+from esms_callbacks.workers.runtime import Runtime
 
 WAITING, IN_A_REQUEST, FINISHED = "waiting", "in a request", "finished"
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.errors import printable
-from workers.validation import MAX_OA_ID_CHARS, MAX_REF_ID_CHARS
+from esms_callbacks.workers.errors import printable
+from esms_callbacks.workers.validation import MAX_OA_ID_CHARS, MAX_REF_ID_CHARS
 
 # push parameter -> GetCallback record key
 PUSH_FIELDS = {

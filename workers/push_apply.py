@@ -15,13 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.backlog import Backlog, Claimed, Requeue, Tally
-from workers.clock import Clock, as_datetime
-from workers.drainer import Publish
-from workers.events import SOURCE_PUSH, PublishFailed, build_event, event_summary
-from workers.inbox import InboxEntry, PushInbox
-from workers.records import Outcome, decided_outcome, outcome_of
-from workers.settings import Settings
+from esms_callbacks.workers.backlog import Backlog, Claimed, Requeue, Tally
+from esms_callbacks.workers.clock import Clock, as_datetime
+from esms_callbacks.workers.drainer import Publish
+from esms_callbacks.workers.events import SOURCE_PUSH, PublishFailed, build_event, event_summary
+from esms_callbacks.workers.inbox import InboxEntry, PushInbox
+from esms_callbacks.workers.records import Outcome, decided_outcome, outcome_of
+from esms_callbacks.workers.settings import Settings
 
 log = logging.getLogger(__name__)
 

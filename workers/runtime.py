@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING
 import redis
 from kombu import Connection
 
-from workers.backlog import Backlog
-from workers.clock import RedisClock
-from workers.drainer import Drainer
-from workers.events import EventPublisher
-from workers.health import Breaker
-from workers.keys import AccountKeys
-from workers.limiter import RateLimiter
-from workers.semaphore import LeaseSemaphore
-from workers.settings import Settings
+from esms_callbacks.workers.backlog import Backlog
+from esms_callbacks.workers.clock import RedisClock
+from esms_callbacks.workers.drainer import Drainer
+from esms_callbacks.workers.events import EventPublisher
+from esms_callbacks.workers.health import Breaker
+from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.limiter import RateLimiter
+from esms_callbacks.workers.semaphore import LeaseSemaphore
+from esms_callbacks.workers.settings import Settings
 
 if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when first used
-    from workers.esms_client import CallbackAnswer, EsmsClient
+    from esms_callbacks.workers.esms_client import CallbackAnswer, EsmsClient
 
 
 @dataclass
@@ -95,7 +95,7 @@ class Runtime:
 
     @cached_property
     def client(self) -> EsmsClient:
-        from workers.esms_client import EsmsClient
+        from esms_callbacks.workers.esms_client import EsmsClient
 
         s = self.settings
         return EsmsClient(s.base_url, s.api_key, s.secret_key, s.http_timeout_s)
@@ -114,7 +114,7 @@ class Runtime:
         gate: Callable[[], bool],
         on_sent: Callable[[], None] | None = None,
     ) -> CallbackAnswer:
-        from workers.bridge import run_sync
+        from esms_callbacks.workers.bridge import run_sync
 
         # No overall timeout here: the gate may wait out a slot; the client's own HTTP
         # timeout bounds the request itself.
@@ -123,7 +123,7 @@ class Runtime:
     def close(self) -> None:
         """Close the HTTP session (if one was opened) on this process's loop."""
         if "client" in self.__dict__:
-            from workers.bridge import run_sync
+            from esms_callbacks.workers.bridge import run_sync
 
             run_sync(self.client.close(), timeout_s=5)
 

@@ -17,8 +17,8 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from workers.errors import AccountUnknown, ConfigError
-from workers.window import Window
+from esms_callbacks.workers.errors import AccountUnknown, ConfigError
+from esms_callbacks.workers.window import Window
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_BASE_URL = "http://status-sms.esms.vn"

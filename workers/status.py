@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from workers.capacity import coming_window
-from workers.clock import as_datetime
-from workers.runtime import Runtime
+from esms_callbacks.workers.capacity import coming_window
+from esms_callbacks.workers.clock import as_datetime
+from esms_callbacks.workers.runtime import Runtime
 
 RATE_WINDOW_S = 60.0  # "rate used" is measured over the last minute
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.errors import InvalidSubmission, printable
+from esms_callbacks.workers.errors import InvalidSubmission, printable
 
 MAX_REF_ID_CHARS = 128
 MAX_OA_ID_CHARS = 64
