@@ -99,9 +99,10 @@ def test_help_explains_every_command(capsys):
 
 
 def readme_command_lines() -> list[list[str]]:
-    """Every `esms-callbacks ...` command line the README shows in a code span, as written
+    """Every `esms-callbacks ...` command line the docs show in a code span, as written
     (a synopsis with [optional] parts stands for its shortest form)."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text() + (root / "docs" / "INTERNALS.md").read_text()
     lines = []
     for span in re.findall(r"`(esms-callbacks[^`]*)`", text):
         words = shlex.split(re.sub(r"\[[^\]]*\]", "", span))[1:]
