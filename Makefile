@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run demo test lint types check bench bench-push clean
+.PHONY: setup redis run demo test test-fast lint types check bench bench-push clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ types: setup
 test: setup
 	ESMS_TEST_REDIS_URL=$${ESMS_TEST_REDIS_URL:-redis://127.0.0.1:6379/13} scripts/ensure-redis
 	$(BIN)/pytest -q
+
+# Everything not marked slow (no worker subprocesses): for quick loops while editing.
+test-fast: setup
+	ESMS_TEST_REDIS_URL=$${ESMS_TEST_REDIS_URL:-redis://127.0.0.1:6379/13} scripts/ensure-redis
+	$(BIN)/pytest -q -m 'not slow'
 
 check: lint types test
 

@@ -13,9 +13,22 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from kombu import Connection
+
 from esms_callbacks.cli.progress import bar, line
-from esms_callbacks.cli.stack import ROOT, processes, push_url, stack_commands, stack_environment
+from esms_callbacks.cli.stack import (
+    ROOT,
+    processes,
+    push_url,
+    stack_commands,
+    stack_environment,
+    wait_for_worker,
+)
+from esms_callbacks.tasks import app, fetch_callbacks
+from esms_callbacks.workers.events import status_queue
+from esms_callbacks.workers.runtime import get_runtime
 from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.status import account_state
 
 OA_ID = "1090257973118325189"
 ZONE = "Asia/Ho_Chi_Minh"
@@ -51,9 +64,6 @@ def run_demo(refs: int, opens_in_s: float, interval_s: float, timeout_s: float) 
         flush=True,
     )
     with log_path.open("ab") as log, processes(stack_commands(True, env, False), env, log):
-        from esms_callbacks.cli.main import wait_for_worker
-        from esms_callbacks.tasks import app
-
         wait_for_worker(app)
         ref_ids = [f"demo-{stamp}-{i:05d}" for i in range(refs)]
         submit_in_groups(ref_ids)
@@ -83,7 +93,6 @@ def simulator_pushes(ref_ids: list[str], oa_id: str = OA_ID, delay_s: float = 1.
 
 def submit_in_groups(ref_ids: list[str], oa_id: str = OA_ID) -> None:
     """Submit like many producers would: small groups of 1 to 12 RefIds."""
-    from esms_callbacks.tasks import fetch_callbacks
 
     rng, start = random.Random(7), 0
     while start < len(ref_ids):
@@ -101,12 +110,6 @@ def watch(
     settings: Settings, ref_ids: list[str], opens_at: datetime, timeout_s: float
 ) -> Counter[str]:
     """Consume events and redraw one progress line until every RefId is terminal."""
-    from kombu import Connection
-
-    from esms_callbacks.workers.events import status_queue
-    from esms_callbacks.workers.runtime import get_runtime
-    from esms_callbacks.workers.status import account_state
-
     runtime = get_runtime()
     terminal: Counter[str] = Counter()
     latest: Counter[str] = Counter()
@@ -144,6 +147,7 @@ def watch(
 def summarize(
     settings: Settings, ref_ids: list[str], outcomes: Counter[str], opens_at: datetime
 ) -> None:
+    # The simulator package needs aiohttp (the `worker` extra): loaded when a demo runs.
     from esms_callbacks.simulator.process import RemoteSimulator
 
     requests = RemoteSimulator(settings.base_url).requests()

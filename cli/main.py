@@ -9,13 +9,30 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from kombu import Connection, Queue
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from esms_callbacks.cli.demo import OA_ID, run_demo, simulator_pushes, submit_in_groups
+from esms_callbacks.cli.progress import bar, line
+from esms_callbacks.cli.ref_files import read_ref_ids
+from esms_callbacks.cli.stack import (
+    processes,
+    stack_commands,
+    stack_environment,
+    wait_for_worker,
+)
+from esms_callbacks.cli.status_text import process_state, render
+from esms_callbacks.tasks import app, fetch_callbacks
 from esms_callbacks.workers.errors import ConfigError, InvalidSubmission
-from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.events import status_exchange, status_queue
+from esms_callbacks.workers.lookup import find_ref
+from esms_callbacks.workers.runtime import get_runtime
+from esms_callbacks.workers.settings import DEFAULT_BROKER_URL, Settings, redact_url
+from esms_callbacks.workers.status import account_state
 from esms_callbacks.workers.validation import validate_submission
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
@@ -52,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def unreachable(setting: str, exc: Exception) -> str:
     """Say which setting points at the server that did not answer (password hidden)."""
-    from esms_callbacks.workers.settings import DEFAULT_BROKER_URL, redact_url
 
     broker = os.environ.get("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
     url = broker if setting == "CELERY_BROKER_URL" else os.environ.get(setting, broker)
@@ -170,7 +186,6 @@ def _help_of(sub: Any, prog: str) -> str | None:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("esms-zns-callbacks")
@@ -179,7 +194,6 @@ def _version() -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from esms_callbacks.cli.stack import processes, stack_commands, stack_environment
 
     settings = Settings.from_env()
     generated_password = not os.environ.get("FLOWER_BASIC_AUTH")
@@ -214,8 +228,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def show_demo(count: int) -> None:
     """Submit `count` demo RefIds in small groups and print their events until all are terminal."""
-    from esms_callbacks.cli.demo import OA_ID, simulator_pushes, submit_in_groups
-    from esms_callbacks.tasks import app
 
     settings = Settings.from_env()
     wait_for_worker(app)
@@ -233,18 +245,7 @@ def show_demo(count: int) -> None:
     print(f"All {count} RefIds terminal: {dict(terminal)}", flush=True)
 
 
-def wait_for_worker(app: Any, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if app.control.ping(timeout=1.0):
-            return
-    raise SystemExit("esms-callbacks: no worker answered within 60 s; see the worker's log above")
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
-    from esms_callbacks.cli.progress import bar, line
-    from esms_callbacks.cli.ref_files import read_ref_ids
-    from esms_callbacks.tasks import fetch_callbacks
 
     if args.chunk < 1:
         raise InvalidSubmission("--chunk must be at least 1")
@@ -280,23 +281,16 @@ def plural(count: int, noun: str) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from esms_callbacks.cli.status_text import processes, render
-    from esms_callbacks.workers.runtime import get_runtime
-    from esms_callbacks.workers.status import account_state
 
     runtime = get_runtime()
     state = account_state(runtime, runtime.clock.now_s())
     if not args.no_processes:
-        from esms_callbacks.tasks import app
-
-        state["processes"] = processes(runtime.settings, app)
+        state["processes"] = process_state(runtime.settings, app)
     print(json.dumps(state, indent=2) if args.json else render(state))
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from esms_callbacks.workers.lookup import find_ref
-    from esms_callbacks.workers.runtime import get_runtime
 
     runtime = get_runtime()
     found = find_ref(runtime, args.ref_id, args.oa)
@@ -351,10 +345,6 @@ def consume(settings: Settings, stop: Any, take: bool = True) -> Iterable[dict[s
     import socket
     import uuid
 
-    from kombu import Connection, Queue
-
-    from esms_callbacks.workers.events import status_exchange, status_queue
-
     exchange = settings.events_exchange
     if take:
         queue = status_queue(settings.status_queue, exchange)
@@ -395,7 +385,6 @@ def format_event(event: dict[str, Any]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from esms_callbacks.cli.demo import run_demo
 
     if args.refs < 1 or args.opens_in < 0 or args.interval <= 0:
         raise InvalidSubmission("--refs must be >= 1, --opens-in >= 0 and --interval > 0")

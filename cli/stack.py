@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from esms_callbacks.workers.settings import Settings
 
@@ -100,6 +100,15 @@ def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> d
             env.get("ESMS_TIMEZONE", "Asia/Ho_Chi_Minh"),
         ]
     return commands
+
+
+def wait_for_worker(app: Any, timeout_s: float = 60.0) -> None:
+    """Return once a worker answers a ping; exit with a message after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if app.control.ping(timeout=1.0):
+            return
+    raise SystemExit("esms-callbacks: no worker answered within 60 s; see the worker's log above")
 
 
 def push_url(env: dict[str, str]) -> str:

@@ -18,7 +18,7 @@ QUEUES = ("esms.fetch", "esms.drain")
 PING_TIMEOUT_S = 1.0
 
 
-def processes(settings: Settings, app: Any) -> dict[str, Any]:
+def process_state(settings: Settings, app: Any) -> dict[str, Any]:
     """Messages queued in the broker per queue, and the workers that answer (with uptime)."""
     from kombu import Connection
 

@@ -1,6 +1,6 @@
 """A faithful eSMS GetCallback simulator on aiohttp.web.
 
-eSMS endpoint (see ../shared/seeds/000_be810d55234dcadb.txt for eSMS's own sample):
+eSMS endpoint (see docs/esms/getcallback.md, eSMS's own page, for its sample):
 
     POST /ZaloCallback/GetCallback
     {"ApiKey": "...", "SecretKey": "...", "ListRefid": ["<SMSID>", ...], "OAId": "..."}

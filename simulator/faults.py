@@ -19,7 +19,8 @@ from typing import Literal, TypeGuard, get_args
 FaultKind = Literal["http500", "slow", "badjson", "html", "code", "reset"]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 
-# Messages for the codes DESIGN.md lists; other codes get a neutral text rather than a guess.
+# Messages for the codes workers/errors.py knows (eSMS's public docs); other codes get a
+# neutral text rather than a guess.
 CODE_MESSAGES: dict[int, str] = {
     99: "Invalid request",
     101: "Authorize Failed: wrong ApiKey or SecretKey",

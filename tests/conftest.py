@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -29,10 +28,7 @@ from esms_callbacks.workers.drainer import Drainer  # noqa: E402
 from esms_callbacks.workers.runtime import Runtime  # noqa: E402
 from esms_callbacks.workers.settings import Settings  # noqa: E402
 from esms_callbacks.workers.window import Window  # noqa: E402
-
-T0 = 1_800_000_000.0  # a fixed epoch second for manual clocks
-SIM_API_KEY = "sim-api-key-Zq81TESTONLY"
-SIM_SECRET_KEY = "sim-secret-key-Xk29TESTONLY"
+from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, T0  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -98,100 +94,6 @@ def make_settings(redis_url: str, running_sim: Any) -> Callable[..., Settings]:
         return base.with_changes(**changes)
 
     return make
-
-
-def drain_events(
-    broker_url: str,
-    queue: str,
-    want: int,
-    timeout_s: float = 30.0,
-    until: Callable[[list[dict[str, Any]]], bool] | None = None,
-) -> list[dict[str, Any]]:
-    """Consume events from the status queue until `want` arrived (or `until` says so)."""
-    import time
-
-    events: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
-    done = until or (lambda got: len(got) >= want)
-    with Connection(broker_url) as conn:
-        q = conn.SimpleQueue(queue)
-        try:
-            while not done(events) and time.monotonic() < deadline:
-                try:
-                    message = q.get(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
-                except q.Empty:
-                    continue
-                events.append(message.payload)
-                message.ack()
-        finally:
-            q.close()
-    return events
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll `predicate` every 50 ms; TimeoutError naming `what` after `timeout_s`."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
-
-
-@contextmanager
-def in_process_worker(settings: Settings) -> Iterator[Settings]:
-    """A Celery worker in this process (threads pool) on both queues, using `settings`, with
-    beat's part played by a thread: RefIds asked again later are only started by a release."""
-    from celery.contrib.testing.worker import start_worker
-
-    from esms_callbacks.tasks import app
-    from esms_callbacks.workers.runtime import use_settings
-
-    use_settings(settings)
-    app.conf.broker_url = settings.broker_url
-    try:
-        with (
-            start_worker(
-                app,
-                pool="threads",
-                concurrency=4,
-                perform_ping_check=False,
-                queues=["esms.fetch", "esms.drain"],
-                loglevel="WARNING",
-                shutdown_timeout=30,
-            ),
-            releasing_every(settings.release_every_s),
-        ):
-            yield settings
-    finally:
-        use_settings(None)
-
-
-@contextmanager
-def releasing_every(interval_s: float) -> Iterator[None]:
-    """Send `esms.release` every `interval_s`, as `celery beat` does with celeryconfig's
-    schedule (a publish that fails is skipped, as beat skips it)."""
-    import threading
-
-    from esms_callbacks.tasks import app
-
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.wait(interval_s):
-            try:
-                app.send_task("esms.release", expires=max(10.0, interval_s * 5))
-            except Exception:  # beat logs a failed publish and carries on; so do we
-                continue
-
-    thread = threading.Thread(target=run, name="beat-stand-in", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError
 
 from esms_callbacks.simulator.process import simulator_process
 from examples.producer_by_name import submit
-from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY, drain_events, wait_until
+from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, drain_events, wait_until
 from tests.procs import Proc, settings_env, start_beat, start_worker
 
 pytestmark = [

@@ -17,7 +17,7 @@ from kombu import Connection
 from esms_callbacks.cli.main import build_parser, main
 from esms_callbacks.workers.events import EventPublisher, build_event
 from esms_callbacks.workers.records import outcome_of
-from tests.conftest import drain_events, in_process_worker, wait_until
+from tests.helpers import drain_events, in_process_worker, wait_until
 
 OA = "1090257973118325189"
 

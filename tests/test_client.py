@@ -18,7 +18,7 @@ from esms_callbacks.workers.errors import (
     TransportError,
 )
 from esms_callbacks.workers.esms_client import MAX_ANSWER_BYTES, EsmsClient
-from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY
+from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY
 
 
 def ask(

@@ -14,7 +14,7 @@ from esms_callbacks.workers.clock import ManualClock
 from esms_callbacks.workers.drainer import DrainReport, Retry
 from esms_callbacks.workers.errors import TransientError
 from esms_callbacks.workers.limiter import MARGIN_STEP_S
-from tests.conftest import T0
+from tests.helpers import T0
 
 
 def statuses(events: list[dict[str, Any]], ref_id: str) -> list[str]:

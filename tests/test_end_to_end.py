@@ -9,7 +9,7 @@ import pytest
 from esms_callbacks.tasks import app, fetch_callbacks
 from esms_callbacks.workers.errors import InvalidSubmission
 from esms_callbacks.workers.settings import Settings
-from tests.conftest import drain_events, in_process_worker
+from tests.helpers import drain_events, in_process_worker
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from esms_callbacks.workers.events import (
     status_queue,
 )
 from esms_callbacks.workers.records import outcome_of
-from tests.conftest import drain_events
+from tests.helpers import drain_events
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 NO_RETRY = {"max_retries": 0, "interval_start": 0.0, "interval_step": 0.0, "interval_max": 0.0}

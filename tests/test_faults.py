@@ -17,7 +17,7 @@ import redis
 
 from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
 from esms_callbacks.tasks import app, fetch_callbacks
-from tests.conftest import drain_events, wait_until
+from tests.helpers import drain_events, wait_until
 from tests.procs import Proc, settings_env, start_beat, start_worker
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from esms_callbacks.tasks import app, fetch_callbacks
 from esms_callbacks.workers.backlog import Backlog
 from esms_callbacks.workers.keys import AccountKeys
 from esms_callbacks.workers.window import Window
-from tests.conftest import SIM_API_KEY, SIM_SECRET_KEY, drain_events
+from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, drain_events
 from tests.procs import Proc, settings_env, start_beat, start_worker
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from esms_callbacks.tasks import fetch_callbacks
-from tests.conftest import drain_events, in_process_worker
+from tests.helpers import drain_events, in_process_worker
 
 
 def free_port() -> int:

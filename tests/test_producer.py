@@ -61,10 +61,13 @@ def test_a_worker_without_an_account_keeps_the_submission_for_later(make_setting
 
 
 def test_producers_import_the_task_without_the_worker_s_dependencies():
-    # A producer-only install has no aiohttp, Flower or honcho (the `worker` extra).
+    # A producer-only install has no aiohttp, Flower, honcho or prometheus_client (the
+    # `worker` extra), and its command line (submit, status, show, tail) works without them.
     code = (
-        "import sys; from tasks import fetch_callbacks; "
-        "print(sorted(m for m in ('aiohttp', 'flower', 'honcho', 'tornado') if m in sys.modules))"
+        "import sys; from esms_callbacks.tasks import fetch_callbacks; "
+        "import esms_callbacks.cli.main; "
+        "print(sorted(m for m in ('aiohttp', 'flower', 'honcho', 'tornado', 'prometheus_client')"
+        " if m in sys.modules))"
     )
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(

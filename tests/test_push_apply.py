@@ -21,7 +21,7 @@ from esms_callbacks.workers.push import Push, parse_push
 from esms_callbacks.workers.push_apply import ApplyFailed, ApplyReport, PushApplier
 from esms_callbacks.workers.runtime import Runtime
 from esms_callbacks.workers.settings import Settings
-from tests.conftest import T0, wait_until
+from tests.helpers import T0, wait_until
 
 OA = "oa-apply"
 CONSUMER = "test-applier"

@@ -25,7 +25,7 @@ from esms_callbacks.workers.events import event_id
 from esms_callbacks.workers.inbox import PushInbox
 from esms_callbacks.workers.runtime import Runtime
 from esms_callbacks.workers.settings import Settings, _networks
-from tests.conftest import drain_events, wait_until
+from tests.helpers import drain_events, wait_until
 from tests.procs import PrivateRedis
 from tests.receiving import TOKEN, Served, get, push_params, serve_app
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from esms_callbacks.workers.runtime import Runtime
-from tests.conftest import drain_events, wait_until
+from tests.helpers import drain_events, wait_until
 from tests.procs import Proc, settings_env
 from tests.receiving import TOKEN, get, push_params
 

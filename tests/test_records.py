@@ -23,7 +23,7 @@ ERROR_INFO_SAMPLE = (
 )
 ERROR_INFO_STAMPED = '{"error":-124,"message":"Access token is invalid"}____24/04/2024 16:58:01'
 
-# The record of eSMS's sample answer (seeds/000_be810d55234dcadb.txt), as json.loads gives it.
+# The record of eSMS's sample answer (docs/esms/getcallback.md), as json.loads gives it.
 SAMPLE_RECORD = {
     "SMSID": "4a496110-9fd3-4838-ac8b-bcaa36616f7011",
     "SendFailed": 1,

@@ -26,7 +26,7 @@ from esms_callbacks.simulator.window_check import window_check
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OA_ID = "1090257973118325189"
-# eSMS's sample record (seeds/000_be810d55234dcadb.txt): field names and JSON types.
+# eSMS's sample record (docs/esms/getcallback.md): field names and JSON types.
 SAMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
     "SMSID": str,
     "SendFailed": int,

@@ -305,7 +305,8 @@ class Drainer:
         # settled and only the rest is handed back.
         plan.sort(key=lambda step: step[2] is None)
         events = [event for _, _, event in plan if event is not None]
-        published, failure = len(events), None  # type: tuple[int, Exception | None]
+        published: int = len(events)
+        failure: Exception | None = None
         try:
             self.publish(events)  # before settling: a crash here re-asks, never loses
         except PublishFailed as exc:  # the broker went away: settle what went out, retry later

@@ -78,7 +78,7 @@ def build_event(
         "observed_at": observed_at.isoformat(),
         "submitted_at": submitted_at.isoformat() if submitted_at else None,
         "record": record,
-        "decoded": decode(record) if record else None,
+        "decoded": decode(record, outcome.error_info) if record else None,
         "version": EVENT_VERSION,
         "source": source,
     }

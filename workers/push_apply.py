@@ -122,7 +122,8 @@ class PushApplier:
         )
         steps.sort(key=lambda step: step.event is None)
         events = [step.event for step in steps if step.event is not None]
-        published, failure = len(events), None  # type: tuple[int, Exception | None]
+        published: int = len(events)
+        failure: Exception | None = None
         try:
             self.publish(events)
         except PublishFailed as exc:

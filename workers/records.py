@@ -85,6 +85,7 @@ class Outcome:
     send_status: int | None
     error: dict[str, Any] | None
     record: dict[str, Any] | None
+    error_info: ErrorInfo | None = None  # the record's ErrorInfo, parsed once
 
     @property
     def terminal(self) -> bool:
@@ -139,15 +140,17 @@ def outcome_of(record: dict[str, Any]) -> Outcome:
                 else "delivery failed"
             ),
         }
-    return Outcome(status, send_status, error, record)
+    return Outcome(status, send_status, error, record, error_info)
 
 
-def decode(record: dict[str, Any]) -> dict[str, Any]:
-    """Human-readable names for a record's numeric fields, and its parsed ErrorInfo."""
+def decode(record: dict[str, Any], error_info: ErrorInfo | None = None) -> dict[str, Any]:
+    """Human-readable names for a record's numeric fields, and its parsed ErrorInfo (given
+    when the caller parsed it already: outcome_of does)."""
     type_id = _int_or_none(record.get("TypeId"))
     telco_id = _int_or_none(record.get("Telcoid"))
     send_status = _int_or_none(record.get("SendStatus"))
-    error_info = parse_error_info(record.get("ErrorInfo"))
+    if error_info is None:
+        error_info = parse_error_info(record.get("ErrorInfo"))
     return {
         "type": TYPE_NAMES.get(type_id) if type_id is not None else None,
         "telco": TELCO_NAMES.get(telco_id) if telco_id is not None else None,
