@@ -78,6 +78,10 @@ def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> d
         "procfile": [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start", *names]
     }
     if simulated:
+        # The simulator enforces the limits the stack was given, read as the stack reads them.
+        settings = Settings.from_env(env)
+        timezone = settings.to_env()["ESMS_TIMEZONE"]
+        window = settings.to_env()["ESMS_WINDOW"]
         commands["simulator"] = [
             sys.executable,
             "-m",
@@ -89,15 +93,15 @@ def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> d
             "--secret-key",
             SIM_SECRET_KEY,
             "--rate-interval",
-            env.get("ESMS_RATE_INTERVAL", "1.0"),
+            repr(settings.rate_interval_s),
             "--max-refs",
-            env.get("ESMS_MAX_REFS", "100"),
+            str(settings.max_refs_per_request),
             "--policy",
             "mixed",
             "--window",
-            env.get("ESMS_WINDOW", "always"),
+            window,
             "--timezone",
-            env.get("ESMS_TIMEZONE", "Asia/Ho_Chi_Minh"),
+            timezone,
         ]
     return commands
 
@@ -113,6 +117,6 @@ def wait_for_worker(app: Any, timeout_s: float = 60.0) -> None:
 
 def push_url(env: dict[str, str]) -> str:
     """The CallbackUrl the stack's receiver answers on (the simulator pushes there)."""
-    host = env.get("ESMS_RECEIVER_HOST", "127.0.0.1")
-    port = env.get("ESMS_RECEIVER_PORT", "8078")
-    return f"http://{host}:{port}/esms/push/{env['ESMS_PUSH_TOKEN']}"
+    settings = Settings.from_env(env)
+    host, port = settings.receiver_host, settings.receiver_port
+    return f"http://{host}:{port}/esms/push/{settings.push_token}"

@@ -16,39 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that makes a subprocess read `settings`."""
-    window = settings.window
+    """The environment that makes a subprocess read `settings` (every declared variable)."""
     env = dict(os.environ)
-    env.update(
-        {
-            "CELERY_BROKER_URL": settings.broker_url,
-            "ESMS_REDIS_URL": settings.redis_url,
-            "ESMS_API_KEY": settings.api_key,
-            "ESMS_SECRET_KEY": settings.secret_key,
-            "ESMS_BASE_URL": settings.base_url,
-            "ESMS_RATE_INTERVAL": repr(settings.rate_interval_s),
-            "ESMS_RATE_MARGIN": repr(settings.rate_margin_s),
-            "ESMS_MAX_REFS": str(settings.max_refs_per_request),
-            "ESMS_WINDOW": "always"
-            if window.always
-            else f"{window.opens:%H:%M:%S}-{window.closes:%H:%M:%S}",
-            "ESMS_TIMEZONE": str(window.zone),
-            "ESMS_STATUS_QUEUE": settings.status_queue,
-            "ESMS_HTTP_TIMEOUT": repr(settings.http_timeout_s),
-            "ESMS_REPOLL_AFTER": repr(settings.repoll_after_s),
-            "ESMS_MAX_AGE": repr(settings.max_age_s),
-            "ESMS_DRAINERS": str(settings.drainers or "auto"),
-            "ESMS_RELEASE_EVERY": repr(settings.release_every_s),
-            "ESMS_MAX_RETRIES": str(settings.max_retries),
-            "ESMS_RETRY_BASE": repr(settings.retry_base_s),
-            "ESMS_BREAKER_AFTER": str(settings.breaker_after),
-            "ESMS_BACKOFF_MAX": repr(settings.backoff_max_s),
-            "ESMS_DONE_TTL": repr(settings.done_ttl_s),
-            "ESMS_ACCOUNT_PAUSE": repr(settings.account_pause_s),
-            "ESMS_ACCOUNT": settings.account,
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env.update(settings.to_env())
+    env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 
 from esms_callbacks.workers.errors import ConfigError
-from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.settings import Settings, variables
 
 # Distinctive fake credentials: if either shows up anywhere, something printed a secret.
 FAKE_API_KEY = "FAKE-ApiKey-7f3c9e1d-NEVER-PRINT"
@@ -271,3 +272,51 @@ def test_more_drainers_than_can_keep_their_place_are_refused():
     assert Settings.from_env({**env, "ESMS_DRAINERS": "76"}).drainers == 76
     with pytest.raises(ConfigError, match=r"ESMS_DRAINERS=77.*at most 76"):
         Settings.from_env({**env, "ESMS_DRAINERS": "77"})
+
+
+def readme_defaults() -> dict[str, str]:
+    """Variable -> its default cell in the README's configuration table."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0])
+        defaults = cells[1].split(", ")
+        for i, name in enumerate(names):
+            out[name] = defaults[i] if len(defaults) == len(names) else cells[1]
+    return out
+
+
+def test_the_readme_configuration_table_and_the_declarations_agree():
+    documented = readme_defaults()
+    declared = {variable.name: variable for variable in variables()}
+    ours = {name for name in documented if name.startswith(("ESMS_", "CELERY_"))}
+    assert ours == set(declared)  # every variable documented, nothing documented undeclared
+    for name, variable in declared.items():
+        expected = variable.readme_default or (
+            f"`{variable.default}`" if variable.default else "none"
+        )
+        assert documented[name] == expected, name
+
+
+def test_settings_go_to_the_environment_and_back_unchanged():
+    settings = Settings.from_env(
+        {
+            "CELERY_BROKER_URL": "redis://broker:6379/2",
+            "ESMS_API_KEY": "key",
+            "ESMS_SECRET_KEY": "secret",
+            "ESMS_TIMEZONE": "UTC",
+            "ESMS_WINDOW": "23:30-00:30",
+            "ESMS_DRAINERS": "3",
+            "ESMS_PUSH_ALLOW_FROM": "203.0.113.0/24,2001:db8::/32",
+            "ESMS_PHONE_NUMBERS": "mask",
+            "ESMS_SIMULATED": "1",
+        }
+    )
+    again = Settings.from_env(settings.to_env())
+    assert again == settings
+    assert again.redis_url == "redis://broker:6379/2"  # its default follows the broker's
+    assert Settings.from_env({}) == Settings()  # the declared defaults are the Python ones

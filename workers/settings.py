@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,98 +33,260 @@ ASSUMED_REQUEST_TIME_S = 0.25  # until the first requests have been timed
 MIN_PUSH_TOKEN_CHARS = 16
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 
-T = TypeVar("T")
+DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _drainers(text: str) -> int:
+    if text == "auto":
+        return 0
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 100:
+        raise ValueError("must be 'auto' or a whole number between 1 and 100")
+    return int(text)
+
+
+def _networks(text: str) -> tuple[Network, ...]:
+    """'203.0.113.7, 198.51.100.0/24' -> networks; empty -> ()."""
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an IP address or network (e.g. 203.0.113.0/24)"
+            ) from None
+    return tuple(networks)
+
+
+def _proxies(text: str) -> tuple[Network, ...]:
+    networks = _networks(text)
+    for network in networks:
+        if network.prefixlen == 0:
+            raise ValueError(
+                f"{network} trusts every address, so anyone could name any source in "
+                "X-Forwarded-For; list your proxies' own addresses"
+            )
+    return networks
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name)") from None
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, its default as the README shows it, how its text
+    becomes the setting (`parse`, given the other values read so far) and back (`show`)."""
+
+    name: str
+    default: str  # the text read when the variable is unset
+    parse: Callable[[str, Mapping[str, Any]], Any]
+    show: Callable[[Any], str] = str
+    doc: str = ""
+    secret: bool = False
+    readme_default: str = ""  # how the README's table shows the default, if not `default`
+
+
+ZONE_VARIABLE = Variable(
+    "ESMS_TIMEZONE", DEFAULT_ZONE, lambda v, _: _zone(v), doc="the window's IANA zone"
+)
+
+
+def env(
+    name: str,
+    default: str,
+    parse: Callable[[str, Mapping[str, Any]], Any],
+    doc: str,
+    *,
+    show: Callable[[Any], str] = str,
+    secret: bool = False,
+    readme_default: str = "",
+) -> Any:
+    """Declare a setting read from `name`: its Python default is `parse(default)`."""
+    variable = Variable(name, default, parse, show, doc, secret, readme_default)
+    value = parse(default, {})
+    metadata = {"env": variable}
+    if isinstance(value, Window):
+        return field(default_factory=lambda: parse(default, {}), metadata=metadata)
+    return field(default=value, metadata=metadata, repr=not secret)
+
+
+def text(value: str, _: Mapping[str, Any]) -> str:
+    return value
+
+
+def number(minimum: float) -> Callable[[str, Mapping[str, Any]], float]:
+    def parse(value: str, _: Mapping[str, Any]) -> float:
+        number = float(value)
+        if not math.isfinite(number) or number < minimum:
+            raise ValueError(f"must be a number >= {minimum}")
+        return number
+
+    return parse
+
+
+def integer(minimum: int, maximum: int) -> Callable[[str, Mapping[str, Any]], int]:
+    def parse(value: str, _: Mapping[str, Any]) -> int:
+        whole = int(value)
+        if not minimum <= whole <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}")
+        return whole
+
+    return parse
+
+
+def choice(*options: str) -> Callable[[str, Mapping[str, Any]], str]:
+    def parse(value: str, _: Mapping[str, Any]) -> str:
+        if value not in options:
+            raise ValueError("must be " + " or ".join(repr(option) for option in options))
+        return value
+
+    return parse
+
+
+def _window(value: str, read: Mapping[str, Any]) -> Window:
+    return Window.parse(value, read.get("zone") or ZoneInfo(DEFAULT_ZONE))
+
+
+def _show_window(window: Window) -> str:
+    if window.always:
+        return "always"
+    return f"{window.opens:%H:%M:%S}-{window.closes:%H:%M:%S}"
+
+
+def _show_networks(networks: tuple[Network, ...]) -> str:
+    return ",".join(str(network) for network in networks)
 
 
 @dataclass(frozen=True, repr=False)
 class Settings:
-    broker_url: str = DEFAULT_BROKER_URL
-    redis_url: str = DEFAULT_BROKER_URL
-    api_key: str = field(default="", repr=False)
-    secret_key: str = field(default="", repr=False)
-    base_url: str = DEFAULT_BASE_URL
-    rate_interval_s: float = 1.0
+    """Every setting, each declared once with its variable (see README, Configuration)."""
+
+    broker_url: str = env(
+        "CELERY_BROKER_URL", DEFAULT_BROKER_URL, text, "broker for tasks and status events"
+    )
+    redis_url: str = env(
+        "ESMS_REDIS_URL",
+        "",
+        lambda value, read: value or read.get("broker_url", DEFAULT_BROKER_URL),
+        "Redis for the limiter and the waiting RefIds",
+        readme_default="the broker URL",
+    )
+    api_key: str = env("ESMS_API_KEY", "", text, "the eSMS ApiKey", secret=True)
+    secret_key: str = env("ESMS_SECRET_KEY", "", text, "the eSMS SecretKey", secret=True)
+    base_url: str = env("ESMS_BASE_URL", DEFAULT_BASE_URL, lambda v, _: _http_url(v), "eSMS host")
+    rate_interval_s: float = env(
+        "ESMS_RATE_INTERVAL", "1.0", number(0.001), "seconds between two requests of an account"
+    )
     # Extra spacing on top of rate_interval_s so that jitter between our commit and eSMS's
     # receipt cannot bring two requests closer than rate_interval_s where eSMS sees them; each
     # Code 160 widens it further for a while (workers.limiter).
-    rate_margin_s: float = DEFAULT_RATE_MARGIN_S
-    max_refs_per_request: int = 100
-    window: Window = field(default_factory=lambda: Window.parse("01:00-02:00"))
-    status_queue: str = "esms.status"
-    status_exchange: str = ""  # empty: named like status_queue (see events.status_queue)
-    phone_numbers: str = "keep"  # in events' records: keep, mask or drop
-    http_timeout_s: float = 30.0
-    repoll_after_s: float = 900.0
-    max_age_s: float = 604800.0
-    done_ttl_s: float = 172800.0
-    drainers: int = 0  # 0: auto, from the interval and the measured request time
-    release_every_s: float = 2.0
-    max_retries: int = 5
-    retry_base_s: float = 2.0
-    breaker_after: int = 5
-    window_guard_s: float = 1.0
-    backoff_max_s: float = 60.0
-    account_pause_s: float = 300.0
-    account: str = ""
-    simulated: bool = False
+    rate_margin_s: float = env(
+        "ESMS_RATE_MARGIN", str(DEFAULT_RATE_MARGIN_S), number(0.0), "seconds added to it"
+    )
+    max_refs_per_request: int = env(
+        "ESMS_MAX_REFS", "100", integer(1, ESMS_MAX_REFS_CEILING), "RefIds per request"
+    )
+    window: Window = env(  # noqa: RUF009 (a field with a default_factory, as env() builds it)
+        "ESMS_WINDOW", "01:00-02:00", _window, "the daily window", show=_show_window
+    )
+    status_queue: str = env("ESMS_STATUS_QUEUE", "esms.status", text, "the events' queue")
+    status_exchange: str = env(
+        "ESMS_STATUS_EXCHANGE",
+        "",
+        text,
+        "the events' exchange; empty: named like the queue",
+        readme_default="the queue's name",
+    )
+    phone_numbers: str = env(
+        "ESMS_PHONE_NUMBERS", "keep", choice("keep", "mask", "drop"), "phone numbers in events"
+    )
+    http_timeout_s: float = env("ESMS_HTTP_TIMEOUT", "30", number(0.1), "request timeout, s")
+    repoll_after_s: float = env("ESMS_REPOLL_AFTER", "900", number(0.0), "ask again after, s")
+    max_age_s: float = env("ESMS_MAX_AGE", "604800", number(0.0), "expire after, s")
+    done_ttl_s: float = env("ESMS_DONE_TTL", "172800", number(0.0), "remember done, s")
+    drainers: int = env(
+        "ESMS_DRAINERS",
+        "auto",
+        lambda v, _: _drainers(v),
+        "drainers at once; 0 (auto): from the interval and the measured request time",
+        show=lambda n: str(n or "auto"),
+    )
+    release_every_s: float = env("ESMS_RELEASE_EVERY", "2.0", number(0.1), "beat's checks, s")
+    max_retries: int = env("ESMS_MAX_RETRIES", "5", integer(0, 100), "retries of a drain task")
+    retry_base_s: float = env("ESMS_RETRY_BASE", "2.0", number(0.0), "first backoff, s")
+    breaker_after: int = env("ESMS_BREAKER_AFTER", "5", integer(1, 100), "failures in a row")
+    window_guard_s: float = env("ESMS_WINDOW_GUARD", "1.0", number(0.0), "window's guard, s")
+    backoff_max_s: float = env("ESMS_BACKOFF_MAX", "60", number(1.0), "longest backoff, s")
+    account_pause_s: float = env("ESMS_ACCOUNT_PAUSE", "300", number(1.0), "pause, s")
+    account: str = env(
+        "ESMS_ACCOUNT", "", text, "the account's name", readme_default="hash of the ApiKey"
+    )
+    simulated: bool = env(
+        "ESMS_SIMULATED",
+        "",
+        lambda v, _: v == "1",
+        "set to 1 by `make run` against the simulator",
+        show=lambda flag: "1" if flag else "",
+    )
     # The push receiver (receiver/): eSMS's CallbackUrl is .../esms/push/<push_token>.
-    push_token: str = field(default="", repr=False)
-    receiver_host: str = "127.0.0.1"
-    receiver_port: int = 8078
-    push_allow_from: tuple[Network, ...] = ()  # empty: any source
-    push_trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For is believed
-    push_rate_per_source: float = 500.0  # pushes a second from one address; 0: no limit
-    push_rate_wait_s: float = 5.0  # how long a push over its source's rate waits for its turn
-    push_inbox_max: int = 1_000_000  # pushes recorded and not yet applied, at most
-    push_unsubmitted: str = "publish"  # a push for a RefId never submitted: publish | ignore
-    push_reclaim_after_s: float = 30.0  # a push pending this long is taken over by a receiver
+    push_token: str = env(
+        "ESMS_PUSH_TOKEN",
+        "",
+        text,
+        "the push URL's secret",
+        secret=True,
+        readme_default="none (required by the receiver)",
+    )
+    receiver_host: str = env("ESMS_RECEIVER_HOST", "127.0.0.1", text, "receiver's address")
+    receiver_port: int = env("ESMS_RECEIVER_PORT", "8078", integer(0, 65535), "its port")
+    push_allow_from: tuple[Network, ...] = env(
+        "ESMS_PUSH_ALLOW_FROM",
+        "",
+        lambda v, _: _networks(v),
+        "who may push; empty: any source",
+        show=_show_networks,
+        readme_default="any",
+    )
+    push_trusted_proxies: tuple[Network, ...] = env(
+        "ESMS_PUSH_TRUSTED_PROXIES",
+        "",
+        lambda v, _: _proxies(v),
+        "whose X-Forwarded-For is believed",
+        show=_show_networks,
+        readme_default="none",
+    )
+    push_rate_per_source: float = env("ESMS_PUSH_RATE", "500", number(0.0), "pushes/s a source")
+    push_rate_wait_s: float = env("ESMS_PUSH_RATE_WAIT", "5", number(0.0), "wait for a turn, s")
+    push_inbox_max: int = env(
+        "ESMS_PUSH_INBOX_MAX", "1000000", integer(1, 100_000_000), "pushes waiting, at most"
+    )
+    push_unsubmitted: str = env(
+        "ESMS_PUSH_UNSUBMITTED", "publish", choice("publish", "ignore"), "pushes never submitted"
+    )
+    push_reclaim_after_s: float = env(
+        "ESMS_PUSH_RECLAIM_AFTER", "30", number(0.1), "take over a pending push after, s"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every ESMS_* variable (and CELERY_BROKER_URL)."""
+        """Read and validate every declared variable; ConfigError names the first bad one."""
         env = os.environ if env is None else env
-        read = _Reader(env)
-        broker_url = read.text("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
-        zone = read.parse("ESMS_TIMEZONE", "Asia/Ho_Chi_Minh", _zone)
-        settings = cls(
-            broker_url=broker_url,
-            redis_url=read.text("ESMS_REDIS_URL", broker_url),
-            api_key=read.text("ESMS_API_KEY", "", secret=True),
-            secret_key=read.text("ESMS_SECRET_KEY", "", secret=True),
-            base_url=read.parse("ESMS_BASE_URL", DEFAULT_BASE_URL, _http_url),
-            rate_interval_s=read.number("ESMS_RATE_INTERVAL", 1.0, minimum=0.001),
-            rate_margin_s=read.number("ESMS_RATE_MARGIN", DEFAULT_RATE_MARGIN_S, minimum=0.0),
-            max_refs_per_request=read.integer("ESMS_MAX_REFS", 100, 1, ESMS_MAX_REFS_CEILING),
-            window=read.parse("ESMS_WINDOW", "01:00-02:00", lambda s: Window.parse(s, zone)),
-            status_queue=read.text("ESMS_STATUS_QUEUE", "esms.status"),
-            status_exchange=read.text("ESMS_STATUS_EXCHANGE", ""),
-            phone_numbers=read.parse("ESMS_PHONE_NUMBERS", "keep", _phone_numbers),
-            http_timeout_s=read.number("ESMS_HTTP_TIMEOUT", 30.0, minimum=0.1),
-            repoll_after_s=read.number("ESMS_REPOLL_AFTER", 900.0, minimum=0.0),
-            max_age_s=read.number("ESMS_MAX_AGE", 604800.0, minimum=0.0),
-            done_ttl_s=read.number("ESMS_DONE_TTL", 172800.0, minimum=0.0),
-            drainers=read.parse("ESMS_DRAINERS", "auto", _drainers),
-            release_every_s=read.number("ESMS_RELEASE_EVERY", 2.0, minimum=0.1),
-            max_retries=read.integer("ESMS_MAX_RETRIES", 5, 0, 100),
-            retry_base_s=read.number("ESMS_RETRY_BASE", 2.0, minimum=0.0),
-            breaker_after=read.integer("ESMS_BREAKER_AFTER", 5, 1, 100),
-            window_guard_s=read.number("ESMS_WINDOW_GUARD", 1.0, minimum=0.0),
-            backoff_max_s=read.number("ESMS_BACKOFF_MAX", 60.0, minimum=1.0),
-            account_pause_s=read.number("ESMS_ACCOUNT_PAUSE", 300.0, minimum=1.0),
-            account=read.text("ESMS_ACCOUNT", ""),
-            simulated=read.text("ESMS_SIMULATED", "") == "1",
-            push_token=read.text("ESMS_PUSH_TOKEN", "", secret=True),
-            receiver_host=read.text("ESMS_RECEIVER_HOST", "127.0.0.1"),
-            receiver_port=read.integer("ESMS_RECEIVER_PORT", 8078, 0, 65535),
-            push_allow_from=read.parse("ESMS_PUSH_ALLOW_FROM", "", _networks),
-            push_trusted_proxies=read.parse("ESMS_PUSH_TRUSTED_PROXIES", "", _proxies),
-            push_rate_per_source=read.number("ESMS_PUSH_RATE", 500.0, minimum=0.0),
-            push_rate_wait_s=read.number("ESMS_PUSH_RATE_WAIT", 5.0, minimum=0.0),
-            push_inbox_max=read.integer("ESMS_PUSH_INBOX_MAX", 1_000_000, 1, 100_000_000),
-            push_unsubmitted=read.parse("ESMS_PUSH_UNSUBMITTED", "publish", _unsubmitted),
-            push_reclaim_after_s=read.number("ESMS_PUSH_RECLAIM_AFTER", 30.0, minimum=0.1),
-        )
+        read: dict[str, Any] = {"zone": _read(env, ZONE_VARIABLE, {})}
+        for f in fields(cls):
+            if "env" in f.metadata:
+                read[f.name] = _read(env, f.metadata["env"], read)
+        del read["zone"]
+        settings = cls(**read)
         if settings.drainers * settings.spacing_s >= settings.drainer_lease_s:
             # A drainer waits up to (drainers - 1) spacings for its slot before it renews its
             # place; a place that expires meanwhile lets one drainer too many in.
@@ -135,6 +297,15 @@ class Settings:
                 f"{math.ceil(settings.drainer_lease_s / settings.spacing_s) - 1}, or auto"
             )
         return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that make `from_env` give these settings again (for subprocesses)."""
+        out = {ZONE_VARIABLE.name: str(self.window.zone)}
+        for f in fields(self):
+            if "env" in f.metadata:
+                variable: Variable = f.metadata["env"]
+                out[variable.name] = variable.show(getattr(self, f.name))
+        return out
 
     def push_token_problem(self) -> str:
         """Why the receiver must not start with this ESMS_PUSH_TOKEN, or ''."""
@@ -252,94 +423,27 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def text(self, name: str, default: str, *, secret: bool = False) -> str:
-        value = self.env.get(name, default).strip()
-        if not value and default:  # set but empty: a mistake, not a wish for the default
-            raise ConfigError(
-                f"{name} is set but empty; unset it to use the default ({default!r}) or give "
-                "a value"
-            )
-        if any(c in value for c in "\r\n\0"):
-            shown = "it" if secret else repr(value)
-            raise ConfigError(f"{name}: {shown} contains a line break or NUL character")
-        return value
-
-    def parse(self, name: str, default: str, parse: Callable[[str], T]) -> T:
-        raw = self.text(name, default)
-        try:
-            return parse(raw)
-        except (ValueError, KeyError, ZoneInfoNotFoundError) as exc:
-            raise ConfigError(f"{name}={raw!r}: {exc}") from None
-
-    def number(self, name: str, default: float, *, minimum: float) -> float:
-        value = self.parse(name, str(default), float)
-        if not math.isfinite(value) or value < minimum:
-            raise ConfigError(f"{name}={value!r}: must be a number >= {minimum}")
-        return value
-
-    def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
-        value = self.parse(name, str(default), int)
-        if not minimum <= value <= maximum:
-            raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
-        return value
+def variables() -> list[Variable]:
+    """Every declared variable, ESMS_TIMEZONE first (the window is read in its zone)."""
+    return [ZONE_VARIABLE] + [f.metadata["env"] for f in fields(Settings) if "env" in f.metadata]
 
 
-def _drainers(text: str) -> int:
-    if text == "auto":
-        return 0
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 100:
-        raise ValueError("must be 'auto' or a whole number between 1 and 100")
-    return int(text)
-
-
-def _networks(text: str) -> tuple[Network, ...]:
-    """'203.0.113.7, 198.51.100.0/24' -> networks; empty -> ()."""
-    networks = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(
-                f"{item!r} is not an IP address or network (e.g. 203.0.113.0/24)"
-            ) from None
-    return tuple(networks)
-
-
-def _proxies(text: str) -> tuple[Network, ...]:
-    networks = _networks(text)
-    for network in networks:
-        if network.prefixlen == 0:
-            raise ValueError(
-                f"{network} trusts every address, so anyone could name any source in "
-                "X-Forwarded-For; list your proxies' own addresses"
-            )
-    return networks
-
-
-def _phone_numbers(text: str) -> str:
-    if text not in ("keep", "mask", "drop"):
-        raise ValueError("must be 'keep', 'mask' or 'drop'")
-    return text
-
-
-def _unsubmitted(text: str) -> str:
-    if text not in ("publish", "ignore"):
-        raise ValueError("must be 'publish' or 'ignore'")
-    return text
-
-
-def _zone(name: str) -> ZoneInfo:
+def _read(env: Mapping[str, str], variable: Variable, read: Mapping[str, Any]) -> Any:
+    """The setting `variable` gives in `env`; ConfigError naming it when it is malformed."""
+    name, raw = variable.name, env.get(variable.name)
+    if raw is None:
+        return variable.parse(variable.default, read)
+    value = raw.strip()
+    shown = "it" if variable.secret else repr(value)
+    if not value and variable.default:  # set but empty: a mistake, not a wish for the default
+        raise ConfigError(
+            f"{name} is set but empty; unset it to use the default ({variable.default!r}) or "
+            "give a value"
+        )
+    if any(c in value for c in "\r\n\0"):
+        raise ConfigError(f"{name}: {shown} contains a line break or NUL character")
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name)") from None
-
-
-def _http_url(url: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
-    return url.rstrip("/")
+        return variable.parse(value, read)
+    except (ValueError, KeyError, ZoneInfoNotFoundError) as exc:
+        detail = f"{name}: {exc}" if variable.secret else f"{name}={value!r}: {exc}"
+        raise ConfigError(detail) from None
