@@ -19,9 +19,17 @@ from esms_callbacks.workers.limiter import (
 )
 
 
-def make_limiter(client: redis.Redis, spacing_s: float, account: str = "") -> RateLimiter:
+def make_limiter(
+    client: redis.Redis, spacing_s: float, account: str = "", write_timeout_s: float = 0.25
+) -> RateLimiter:
     k = AccountKeys(account or f"t-{uuid.uuid4().hex}")
-    return RateLimiter(client, (k.rate, k.paused, k.health), spacing_s, margin_s=0.0)
+    return RateLimiter(
+        client,
+        (k.rate, k.paused, k.health),
+        spacing_s,
+        margin_s=0.0,
+        write_timeout_s=write_timeout_s,
+    )
 
 
 def redis_now_s(client: redis.Redis) -> float:
@@ -38,6 +46,7 @@ def send_through(limiter: RateLimiter, client: redis.Redis, sent_at: list[float]
     while not (commit := limiter.commit()).go:
         calls += 1
         time.sleep(commit.wait_s)
+    limiter.mark_sent(commit.at_us)  # as the drainer does once the request is written
     calls += 1
     sent_at.append(commit.at_s)  # the send's time as the limiter recorded it
     return calls
@@ -97,9 +106,11 @@ def test_commit_refuses_outside_the_window(redis_client):
 
 
 def test_commit_waits_for_a_late_previous_send(redis_client):
-    # given a send committed just now
+    # given a send committed just now, and in its socket
     limiter = make_limiter(redis_client, 0.5)
-    assert limiter.commit().go
+    first = limiter.commit()
+    assert first.go
+    limiter.mark_sent(first.at_us)
     # when the next one commits at once (its holder overslept nothing: it is simply early)
     commit = limiter.commit()
     # expect it told to wait the rest of the spacing
@@ -158,6 +169,7 @@ def test_commit_holds_back_while_the_breaker_is_open_then_lets_one_probe_through
     redis_client.hset(health, "open_until_us", now_us - 1)
     probe = limiter.commit()
     assert probe.go and probe.failures == 3
+    limiter.mark_sent(probe.at_us)
     time.sleep(0.002)  # past the 1 ms spacing, so only the probe can hold the second back
     held = limiter.commit()
     assert held.backing_off and not held.go
@@ -201,9 +213,9 @@ def test_the_spacing_counts_from_when_the_request_left(redis_client):
 def test_a_late_mark_never_moves_a_later_send(redis_client):
     # given a send committed, and then another one (the first one's mark comes late)
     account = f"t-{uuid.uuid4().hex}"
-    limiter = make_limiter(redis_client, 0.001, account)
+    limiter = make_limiter(redis_client, 0.001, account, write_timeout_s=0.02)
     first = limiter.commit()
-    time.sleep(0.002)
+    time.sleep(0.03)  # the first one's write is overdue: the second goes without it
     second = limiter.commit()
     assert first.go and second.go
     # when the first one's mark arrives
@@ -220,7 +232,9 @@ def test_the_strictest_spacing_of_any_host_wins(redis_client):
         make_limiter(redis_client, 0.5, account),
         make_limiter(redis_client, 0.05, account),
     )
-    assert strict.commit().go
+    sent = strict.commit()
+    assert sent.go
+    strict.mark_sent(sent.at_us)
     # when the loose host commits next: it waits for the strict spacing
     assert 0.4 < loose.commit().wait_s <= 0.5
     wait_s = loose.reserve()
@@ -229,7 +243,9 @@ def test_the_strictest_spacing_of_any_host_wins(redis_client):
     rate = AccountKeys(account).rate
     redis_client.hincrby(rate, "strict_at_us", -int((STRICTEST_KEPT_S + 1) * 1e6))
     redis_client.hset(rate, mapping={"last_us": 0, "tat_us": 0})
-    assert loose.commit().go
+    sent = loose.commit()
+    assert sent.go
+    loose.mark_sent(sent.at_us)
     assert 0.04 < loose.commit().wait_s <= 0.05
 
 
@@ -270,4 +286,29 @@ def test_a_backoff_further_ahead_than_any_backoff_can_be_is_not_waited_for(redis
     day_ahead_us = int((redis_now_s(redis_client) + 86400) * 1e6)
     redis_client.hset(k.health, mapping={"failures": 9, "open_until_us": day_ahead_us})
     # when a request commits: expect one probe to go, not a day's wait
+    assert limiter.commit().go
+
+
+def test_a_request_committed_and_not_yet_written_holds_the_next_back(redis_client):
+    # given a send committed whose worker has not written it yet (a stalled CPU)
+    limiter = make_limiter(redis_client, 0.05)
+    first = limiter.commit()
+    assert first.go
+    time.sleep(0.06)  # more than a spacing since its commit
+    # when the next one commits, expect it to wait for the first one's write, not overtake it
+    held = limiter.commit()
+    assert not held.go and 0 < held.wait_s <= 0.002
+    # and once the first is in its socket, a whole spacing from that moment
+    limiter.mark_sent(first.at_us)
+    after = limiter.commit()
+    assert not after.go and after.wait_s > 0.04
+
+
+def test_a_write_that_never_comes_holds_the_next_back_only_briefly(redis_client):
+    # given a send committed whose write failed (no mark will come)
+    limiter = make_limiter(redis_client, 0.001, write_timeout_s=0.03)
+    assert limiter.commit().go
+    assert not limiter.commit().go
+    # expect the next to go once the write is overdue
+    time.sleep(0.04)
     assert limiter.commit().go

@@ -27,6 +27,9 @@ MARGIN_HALF_LIFE_S = 300.0  # how fast the margin a 160 added fades again
 MARGIN_STEP_S = 0.002  # a 160 adds at least this to the margin (doubling what it adds)
 STRICTEST_KEPT_S = 300.0  # a stricter interval another host used holds this long after it
 MAX_WAITERS = 100  # drainers that can queue for slots (ESMS_DRAINERS is at most 100)
+# A committed request normally reaches its socket within milliseconds; one that has not after
+# this long (its write failed, its worker died) no longer holds the next one back.
+WRITE_TIMEOUT_S = 0.25
 
 # Computes the spacing (us) now: interval + base margin, the strictest any host used within
 # STRICTEST_KEPT_S (so hosts with different settings during a rolling change cannot break the
@@ -115,10 +118,15 @@ return 1
 # KEYS[1]: rate hash, KEYS[2]: paused, KEYS[3]: health hash (see workers.health).
 # ARGV[1], ARGV[2]: see _SPACING_LUA. ARGV[3], ARGV[4]: window open and close (us; 0 0 =
 # always open). ARGV[5]: how long a half-open probe may take before another one (us).
-# ARGV[6]: the longest backoff (us).
+# ARGV[6]: the longest backoff (us). ARGV[7]: how long a committed request may take to reach
+# its socket before the next may go without it (us).
 # Returns {status, value, failures}: {0, now} the send is recorded; {1, wait} spacing still
-# needed; {2, wait} the account backs off (breaker open, or a probe is under way); {-1, 0}
-# window not open; {-2, 0} account paused. `failures` is the breaker's failure streak.
+# needed, or the request committed before is not in its socket yet; {2, wait} the account
+# backs off (breaker open, or a probe is under way); {-1, 0} window not open; {-2, 0}
+# account paused. `failures` is the breaker's failure streak.
+# `sending_us` marks a request committed and not yet written: the next waits for its write
+# (MARK_SENT_LUA), so a worker stalled between commit and write cannot be overtaken and
+# have its request reach eSMS right after the next one.
 COMMIT_LUA = (
     _SPACING_LUA
     + """
@@ -143,9 +151,14 @@ if probing and now < probe_until then
 end
 local step = spacing(now)
 local _, last = repaired(now, step)
+local sending = tonumber(redis.call('HGET', KEYS[1], 'sending_us') or '0')
+if sending > 0 and now - sending < tonumber(ARGV[7]) and sending <= now then
+  return {1, string.format('%.0f', math.min(2000, sending + tonumber(ARGV[7]) - now)), failures}
+end
 local ready = last + step
 if now < ready then return {1, string.format('%.0f', math.max(1, ready - now)), failures} end
-redis.call('HSET', KEYS[1], 'last_us', string.format('%.0f', now))
+redis.call('HSET', KEYS[1], 'last_us', string.format('%.0f', now),
+  'sending_us', string.format('%.0f', now))
 keep(step)
 if probing then  -- one probe at a time until a success closes the breaker
   redis.call('HSET', KEYS[3], 'probe_until_us', string.format('%.0f', now + tonumber(ARGV[5])))
@@ -159,6 +172,9 @@ return {0, string.format('%.0f', now), failures}
 # since, the spacing to the next one counts from now (Redis clock), so the time this worker
 # took between commit and write (a busy CPU) cannot bring two requests closer at eSMS.
 MARK_SENT_LUA = """
+if redis.call('HGET', KEYS[1], 'sending_us') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'sending_us')
+end
 if redis.call('HGET', KEYS[1], 'last_us') ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -216,8 +232,10 @@ class RateLimiter:
         margin_s: float,
         probe_timeout_s: float = 60.0,
         max_backoff_s: float = 3600.0,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         """`keys`: the account's rate hash, paused flag and health hash."""
+        self._write_timeout_us = int(write_timeout_s * 1e6)
         self._keys = list(keys)
         self._interval_us = int(interval_s * 1e6)
         self._margin_us = int(margin_s * 1e6)
@@ -252,6 +270,7 @@ class RateLimiter:
                 closes_us,
                 self._probe_timeout_us,
                 self._max_backoff_us,
+                self._write_timeout_us,
             ],
         )
         status, failures = int(status), int(failures)
