@@ -7,13 +7,10 @@ import json
 import os
 import random
 import socket
-import time
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
-
-from kombu import Connection
 
 from esms_callbacks.cli.progress import bar, line
 from esms_callbacks.cli.stack import (
@@ -25,6 +22,7 @@ from esms_callbacks.cli.stack import (
     wait_for_worker,
 )
 from esms_callbacks.tasks import app, fetch_callbacks
+from esms_callbacks.workers.consumer import read_events
 from esms_callbacks.workers.events import status_queue
 from esms_callbacks.workers.runtime import get_runtime
 from esms_callbacks.workers.settings import Settings
@@ -113,33 +111,30 @@ def watch(
     runtime = get_runtime()
     terminal: Counter[str] = Counter()
     latest: Counter[str] = Counter()
-    deadline = time.monotonic() + timeout_s
-    with Connection(settings.broker_url) as conn:
-        queue = conn.SimpleQueue(status_queue(settings.status_queue, settings.events_exchange))
-        try:
-            while sum(terminal.values()) < len(ref_ids) and time.monotonic() < deadline:
-                try:
-                    message = queue.get(timeout=0.25)
-                    event = message.payload
-                    message.ack()
-                    latest[event["status"]] += 1
-                    if event["terminal"]:
-                        terminal[event["status"]] += 1
-                    continue
-                except queue.Empty:
-                    pass
-                state = account_state(runtime, runtime.clock.now_s())
-                wait_s = (opens_at - datetime.now(UTC)).total_seconds()
-                window = f"window opens in {wait_s:3.0f}s" if wait_s > 0 else "window open"
-                done = sum(terminal.values())
-                line(
-                    f"{window} | waiting {state['waiting_refs']:5} | requests "
-                    f"{state['counters'].get('requests', 0):4} | "
-                    + " ".join(f"{k} {v}" for k, v in sorted(latest.items()))
-                    + f" | done {bar(done, len(ref_ids))} {done}/{len(ref_ids)}"
-                )
-        finally:
-            queue.close()
+
+    def redraw() -> None:
+        state = account_state(runtime, runtime.clock.now_s())
+        wait_s = (opens_at - datetime.now(UTC)).total_seconds()
+        window = f"window opens in {wait_s:3.0f}s" if wait_s > 0 else "window open"
+        done = sum(terminal.values())
+        line(
+            f"{window} | waiting {state['waiting_refs']:5} | requests "
+            f"{state['counters'].get('requests', 0):4} | "
+            + " ".join(f"{k} {v}" for k, v in sorted(latest.items()))
+            + f" | done {bar(done, len(ref_ids))} {done}/{len(ref_ids)}"
+        )
+
+    for event in read_events(
+        settings.broker_url,
+        status_queue(settings.status_queue, settings.events_exchange),
+        stop=lambda: sum(terminal.values()) >= len(ref_ids),
+        timeout_s=timeout_s,
+        poll_s=0.25,
+        idle=redraw,
+    ):
+        latest[event["status"]] += 1
+        if event["terminal"]:
+            terminal[event["status"]] += 1
     line("", end="\n")
     return terminal
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from kombu import Connection, Queue
+from kombu import Queue
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
@@ -27,6 +27,7 @@ from esms_callbacks.cli.stack import (
 )
 from esms_callbacks.cli.status_text import process_state, render
 from esms_callbacks.tasks import app, fetch_callbacks
+from esms_callbacks.workers.consumer import read_events
 from esms_callbacks.workers.errors import ConfigError, InvalidSubmission
 from esms_callbacks.workers.events import status_exchange, status_queue
 from esms_callbacks.workers.lookup import find_ref
@@ -358,20 +359,7 @@ def consume(settings: Settings, stop: Any, take: bool = True) -> Iterable[dict[s
             auto_delete=True,
             expires=TAIL_QUEUE_EXPIRES_S,
         )
-    with Connection(settings.broker_url) as conn:
-        simple = conn.SimpleQueue(queue)
-        try:
-            while not stop():
-                try:
-                    message = simple.get(timeout=1.0)
-                except simple.Empty:
-                    continue
-                message.ack()
-                yield message.payload
-        finally:
-            simple.close()
-            if not take:
-                queue.bind(conn.default_channel).delete()
+    yield from read_events(settings.broker_url, queue, stop=stop, delete_after=not take)
 
 
 def format_event(event: dict[str, Any]) -> str:

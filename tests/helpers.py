@@ -8,8 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from kombu import Connection
-
+from esms_callbacks.workers.consumer import read_events
 from esms_callbacks.workers.settings import Settings
 
 T0 = 1_800_000_000.0  # a fixed epoch second for manual clocks
@@ -24,22 +23,13 @@ def drain_events(
     timeout_s: float = 30.0,
     until: Callable[[list[dict[str, Any]]], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Consume events from the status queue until `want` arrived (or `until` says so)."""
+    """Take events off the status queue until `want` arrived (or `until` says so)."""
     events: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
     done = until or (lambda got: len(got) >= want)
-    with Connection(broker_url) as conn:
-        q = conn.SimpleQueue(queue)
-        try:
-            while not done(events) and time.monotonic() < deadline:
-                try:
-                    message = q.get(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
-                except q.Empty:
-                    continue
-                events.append(message.payload)
-                message.ack()
-        finally:
-            q.close()
+    for event in read_events(
+        broker_url, queue, stop=lambda: done(events), timeout_s=timeout_s, poll_s=1.0
+    ):
+        events.append(event)
     return events
 
 
