@@ -16,6 +16,7 @@ API_KEY = "bench-api-key-7Yq2"
 SECRET_KEY = "bench-secret-key-Pw81"
 ZONE = "Asia/Ho_Chi_Minh"
 WINDOW_LENGTH = timedelta(hours=1)
+STOP_GRACE_S = 10.0  # after SIGTERM (a warm shutdown), then SIGKILL for a process's group
 # Variables the processes read that must come from the benchmark, not the caller's shell.
 _OWN_PREFIXES = ("ESMS_", "CELERY_", "BENCH_")
 

@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.env import naive_env
+from bench.env import STOP_GRACE_S, naive_env
 from bench.measure import Terms, log_figures
 from bench.outcome import Outcome
-from bench.procs import Fleet
 from bench.scenarios import Scenario
 from bench.submit import Backlog, Group, submit_all
+from esms_callbacks.cli.processes import Children, worker_command
 from esms_callbacks.simulator.process import RemoteSimulator
 
 
@@ -65,15 +65,12 @@ def _run(
         for oa, refs in backlog.refs.items()
         for start in range(0, len(refs), size)
     ]
-    with Fleet(log_dir) as fleet:
-        for index in range(scenario.workers):
-            fleet.worker(
-                f"naive{index + 1}",
-                env,
-                scenario.concurrency,
-                app="bench.naive_app",
-                queues="bench.naive",
+    with Children(log_dir, stop_grace_s=STOP_GRACE_S) as fleet:
+        for name in (f"naive{index + 1}" for index in range(scenario.workers)):
+            command = worker_command(
+                name, scenario.concurrency, app="bench.naive_app", queues="bench.naive"
             )
+            fleet.start(name, command, env)
         fleet.wait_ready()
         cpu_before_s = fleet.cpu_s("naive")
         submissions = submit_all(naive_fetch.delay, tasks)

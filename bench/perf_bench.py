@@ -34,10 +34,10 @@ import redis
 
 from bench.env import prepare_producer
 from bench.outcome import Outcome
-from bench.procs import ROOT
 from bench.report import misses, render
 from bench.runner import SIMULATOR_NICE, RunOptions, run_scenario, say_to_stderr
 from bench.scenarios import BY_KEY, SCENARIOS, Scenario
+from esms_callbacks.cli.processes import ROOT
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 

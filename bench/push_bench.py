@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import tempfile
 import time
@@ -36,9 +35,23 @@ from pathlib import Path
 import aiohttp
 import redis
 
-from bench.env import API_KEY, SECRET_KEY, prepare_producer, project_env, window_opening_at
-from bench.procs import Fleet, Service
+from bench.env import (
+    API_KEY,
+    SECRET_KEY,
+    STOP_GRACE_S,
+    prepare_producer,
+    project_env,
+    window_opening_at,
+)
 from bench.status_queue import StatusQueueReader
+from esms_callbacks.cli.processes import (
+    Children,
+    beat_command,
+    free_port,
+    receiver_command,
+    simulator_options,
+    worker_command,
+)
 from esms_callbacks.simulator.process import simulator_process
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -76,7 +89,7 @@ def night(title: str, refs: int, push_when: str, redis_url: str, log_dir: Path) 
     client.flushdb()
     tag = uuid.uuid4().hex[:6]
     opens_at = datetime.now(UTC) + timedelta(seconds=OPENS_IN_S)
-    port = _free_port()
+    port = free_port()
     env = project_env(
         redis_url=redis_url,
         base_url="",
@@ -93,14 +106,19 @@ def night(title: str, refs: int, push_when: str, redis_url: str, log_dir: Path) 
     )
     ref_ids = [f"push-{tag}-{i:06d}" for i in range(refs)]
     pushed = ref_ids[::2] if push_when else []
-    sim_args = ["--api-key", API_KEY, "--secret-key", SECRET_KEY, "--policy", "sent"]
-    sim_args += ["--rate-interval", str(INTERVAL_S), "--max-refs", str(MAX_REFS)]
-    with simulator_process(*sim_args) as sim, Fleet(log_dir / tag) as fleet:
+    sim_args = simulator_options(
+        API_KEY, SECRET_KEY, rate_interval_s=INTERVAL_S, policy="sent", max_refs=MAX_REFS
+    )
+    run_dir = log_dir / tag
+    with (
+        simulator_process(*sim_args) as sim,
+        Children(run_dir, stop_grace_s=STOP_GRACE_S) as fleet,
+    ):
         env["ESMS_BASE_URL"] = sim.base_url
-        (log_dir / tag).mkdir(parents=True, exist_ok=True)
-        fleet.worker("worker1", env, 4)
-        fleet.beat(env)
-        fleet.services.append(_receiver(env, log_dir / tag))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fleet.start("worker1", worker_command("worker1", 4), env)
+        fleet.start("beat", beat_command(run_dir / "beat-schedule"), env)
+        fleet.start("receiver", receiver_command(), env)
         fleet.wait_ready()
         for start in range(0, len(ref_ids), 10):
             fetch_callbacks.delay(ref_ids[start : start + 10], OA)
@@ -113,7 +131,7 @@ def night(title: str, refs: int, push_when: str, redis_url: str, log_dir: Path) 
         seconds_left = opens_at.timestamp() - time.time()
         if seconds_left < 0:
             say(f"  ! the window opened {-seconds_left:.1f}s before the pushes were applied")
-        time.sleep(max(0.0, seconds_left))
+        time.sleep(max(0.0, seconds_left))  # until the window opens: a moment on the clock
         requests_before = sim.stats()["requests"]
         if push_when == "during":
             # Slower than the drain moves through the backlog, so that the drain catches up
@@ -128,11 +146,6 @@ def night(title: str, refs: int, push_when: str, redis_url: str, log_dir: Path) 
         run.conflicting = reader.tally.conflicting
         run.by_source = _sources(client, env["ESMS_STATUS_QUEUE"])
     return run
-
-
-def _receiver(env: dict[str, str], log_dir: Path) -> Service:
-    argv = [sys.executable, "-m", "esms_callbacks.cli.main", "receive"]
-    return Service("receiver", argv, env, log_dir, "receiving eSMS pushes")
 
 
 def _sources(client: redis.Redis, queue: str) -> str:
@@ -163,7 +176,7 @@ def load(title: str, pushes: int, rate: str, redis_url: str, log_dir: Path) -> L
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     tag = uuid.uuid4().hex[:6]
-    port = _free_port()
+    port = free_port()
     env = project_env(
         redis_url=redis_url,
         base_url="http://127.0.0.1:9",
@@ -179,9 +192,8 @@ def load(title: str, pushes: int, rate: str, redis_url: str, log_dir: Path) -> L
         },
     )
     (log_dir / tag).mkdir(parents=True, exist_ok=True)
-    with Fleet(log_dir / tag) as fleet:
-        receiver = _receiver(env, log_dir / tag)
-        fleet.services.append(receiver)
+    with Children(log_dir / tag, stop_grace_s=STOP_GRACE_S) as fleet:
+        receiver = fleet.start("receiver", receiver_command(), env)
         fleet.wait_ready()
         cpu_before_s = receiver.cpu_s()
         url = f"http://127.0.0.1:{port}/esms/push/{TOKEN}"
@@ -219,12 +231,6 @@ def _wait(done: Callable[[], bool], timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"no {what} within {timeout_s:.0f}s")
         time.sleep(0.1)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def render(nights: list[NightRun], refs: int, loads: list[LoadRun]) -> str:

@@ -18,7 +18,14 @@ from typing import Any
 import redis
 
 from bench import naive
-from bench.env import API_KEY, SECRET_KEY, ZONE, project_env, window_opening_at
+from bench.env import (
+    API_KEY,
+    SECRET_KEY,
+    STOP_GRACE_S,
+    ZONE,
+    project_env,
+    window_opening_at,
+)
 from bench.measure import (
     LogFigures,
     Submission,
@@ -29,10 +36,10 @@ from bench.measure import (
     probing,
 )
 from bench.outcome import Outcome
-from bench.procs import Fleet
 from bench.scenarios import Scenario
 from bench.status_queue import StatusQueueReader, StatusTally
 from bench.submit import Backlog, Group, Producer, Submit, submit_all
+from esms_callbacks.cli.processes import Children, beat_command, simulator_options, worker_command
 from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
 from esms_callbacks.workers.keys import AccountKeys
 
@@ -122,12 +129,18 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> list[Outcome]:
 
 
 def simulator_args(scenario: Scenario, window: str) -> list[str]:
-    args = ["--api-key", API_KEY, "--secret-key", SECRET_KEY, "--policy", "sent"]
-    args += ["--rate-interval", f"{scenario.interval_s:g}", "--max-refs", str(scenario.max_refs)]
-    args += ["--window", window, "--timezone", ZONE]
-    if scenario.fault_rate:
-        args += ["--fault-rate", f"http500:{scenario.fault_rate:g}", "--fault-seed", "1"]
-    return args
+    faulty = bool(scenario.fault_rate)
+    return simulator_options(
+        API_KEY,
+        SECRET_KEY,
+        rate_interval_s=scenario.interval_s,
+        policy="sent",
+        max_refs=scenario.max_refs,
+        window=window,
+        timezone=ZONE,
+        fault_rates=[f"http500:{scenario.fault_rate:g}"] if faulty else [],
+        fault_seed=1 if faulty else None,
+    )
 
 
 def fresh_broker(client: redis.Redis, naive_too: bool) -> None:
@@ -173,12 +186,12 @@ def run_ours(
     outcome.submitted = scenario.total_refs
     submissions: list[Submission] = []
     with ExitStack() as stack:
-        fleet = stack.enter_context(Fleet(plan.log_dir))
+        fleet = stack.enter_context(Children(plan.log_dir, stop_grace_s=STOP_GRACE_S))
         if opens_at is None:
             submissions = _submit(submit, plan.groups, say, key)
-        for index in range(scenario.workers):
-            fleet.worker(f"worker{index + 1}", env, scenario.concurrency)
-        fleet.beat(env)
+        for name in (f"worker{index + 1}" for index in range(scenario.workers)):
+            fleet.start(name, worker_command(name, scenario.concurrency), env)
+        fleet.start("beat", beat_command(plan.log_dir / "beat-schedule"), env)
         fleet.wait_ready()
         cpu_before_s = fleet.cpu_s("worker")
         outcome.notes.append(

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from esms_callbacks.cli.processes import ROOT as ROOT  # cli/demo.py keeps its log under it
+from esms_callbacks.cli.processes import (
+    Child,
+    Children,
+    Command,
+    simulator_command,
+    simulator_options,
+)
 from esms_callbacks.workers.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_S = 15.0
 SIM_PORT = 8077
 SIM_API_KEY = "sim-api-key"
 SIM_SECRET_KEY = "sim-secret-key"
@@ -46,63 +53,34 @@ def stack_environment(settings: Settings, env: dict[str, str]) -> tuple[dict[str
 
 @contextmanager
 def processes(
-    commands: dict[str, list[str]], env: dict[str, str], log: IO[bytes] | None = None
-) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    commands: dict[str, Command], env: dict[str, str], log: IO[bytes] | None = None
+) -> Iterator[dict[str, Child]]:
     """Start named processes in the repository root (output to `log`, else the terminal);
     stop them all on exit."""
-    started: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for name, argv in commands.items():
-            started[name] = subprocess.Popen(
-                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT if log else None
-            )
-        yield started
-    finally:
-        for proc in started.values():
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 15
-        for proc in started.values():
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if proc.poll() is None:
-                proc.kill()
+    with Children(output=log, stop_grace_s=STOP_GRACE_S) as children:
+        yield {name: children.start(name, command, env) for name, command in commands.items()}
 
 
-def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> dict[str, list[str]]:
+def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> dict[str, Command]:
     (ROOT / ".run").mkdir(exist_ok=True)
     names = ["worker", "beat"] + (["flower"] if with_flower else [])
     if env.get("ESMS_PUSH_TOKEN"):  # the receiver refuses to start without one
         names.append("receiver")
-    commands = {
-        "procfile": [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start", *names]
-    }
+    procfile = [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "start", *names]
+    commands = {"procfile": Command(procfile)}
     if simulated:
         # The simulator enforces the limits the stack was given, read as the stack reads them.
         settings = Settings.from_env(env)
-        timezone = settings.to_env()["ESMS_TIMEZONE"]
-        window = settings.to_env()["ESMS_WINDOW"]
-        commands["simulator"] = [
-            sys.executable,
-            "-m",
-            "esms_callbacks.simulator",
-            "--port",
-            env.get("ESMS_SIM_PORT", str(SIM_PORT)),
-            "--api-key",
+        options = simulator_options(
             SIM_API_KEY,
-            "--secret-key",
             SIM_SECRET_KEY,
-            "--rate-interval",
-            repr(settings.rate_interval_s),
-            "--max-refs",
-            str(settings.max_refs_per_request),
-            "--policy",
-            "mixed",
-            "--window",
-            window,
-            "--timezone",
-            timezone,
-        ]
+            rate_interval_s=settings.rate_interval_s,
+            max_refs=settings.max_refs_per_request,
+            policy="mixed",
+            window=settings.to_env()["ESMS_WINDOW"],
+            timezone=settings.to_env()["ESMS_TIMEZONE"],
+        )
+        commands["simulator"] = simulator_command(options, env.get("ESMS_SIM_PORT", SIM_PORT))
     return commands
 
 

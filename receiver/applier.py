@@ -17,12 +17,12 @@ from redis.exceptions import RedisError
 
 from esms_callbacks.workers.inbox import InboxEntry, PushInbox
 from esms_callbacks.workers.push_apply import ApplyFailed, PushApplier
+from esms_callbacks.workers.retry_policy import APPLIER_RETRY_FIRST_S, APPLIER_RETRY_MOST_S
 
 log = logging.getLogger("esms.receiver")
 
 BATCH = 500  # entries applied together: one claim, one publish, one settle per OA
 BLOCK_MS = 1000  # how long a read waits for new entries (and how soon a stop is noticed)
-MAX_PAUSE_S = 30.0
 # Longer than a loop can take when all is well: a batch applied, broker retries included.
 STALLED_AFTER_S = 120.0
 TIDY_EVERY_S = 600.0
@@ -44,7 +44,7 @@ class ApplierThread(threading.Thread):
         self.reclaim_after_s = reclaim_after_s
 
     def run(self) -> None:
-        pause_s, next_reclaim_s, next_tidy_s, grouped = 1.0, 0.0, 0.0, False
+        pause_s, next_reclaim_s, next_tidy_s, grouped = APPLIER_RETRY_FIRST_S, 0.0, 0.0, False
         while not self.stopping.is_set():
             self.alive_at_s = time.monotonic()
             try:
@@ -58,7 +58,7 @@ class ApplierThread(threading.Thread):
                 if time.monotonic() >= next_tidy_s:
                     self.inbox.forget_idle_consumers(CONSUMER_IDLE_S)
                     next_tidy_s = time.monotonic() + TIDY_EVERY_S
-                pause_s = 1.0
+                pause_s = APPLIER_RETRY_FIRST_S
             except Exception as exc:
                 # The entries stay pending: reclaimed and applied once Redis or the broker is
                 # back. Nothing answered 200 is dropped, and the thread never ends on an error.
@@ -68,7 +68,7 @@ class ApplierThread(threading.Thread):
                 else:
                     log.exception("applying pushes failed unexpectedly; trying again")
                 self.stopping.wait(pause_s)
-                pause_s = min(MAX_PAUSE_S, pause_s * 2)
+                pause_s = min(APPLIER_RETRY_MOST_S, pause_s * 2)
 
     def healthy(self) -> bool:
         """Running, and its loop went round recently (a read waits at most BLOCK_MS)."""

@@ -12,7 +12,6 @@ from aiohttp import web
 from esms_callbacks.receiver.app import STATE, make_app
 from esms_callbacks.receiver.applier import ApplierThread
 from esms_callbacks.workers.errors import ConfigError
-from esms_callbacks.workers.inbox import PushInbox
 from esms_callbacks.workers.push_apply import PushApplier
 from esms_callbacks.workers.redis_policy import eviction_problem
 from esms_callbacks.workers.runtime import Runtime
@@ -27,13 +26,12 @@ def build_app(settings: Settings) -> web.Application:
     if problem:
         raise ConfigError(problem)
     runtime = Runtime(settings)  # the account must be known: raises AccountUnknown otherwise
-    keys = runtime.keys
     eviction = eviction_problem(runtime.redis)
     if eviction:
         raise ConfigError(f"not starting: {eviction}")
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     app = make_app(settings, client)
-    inbox = PushInbox(runtime.redis, keys)
+    inbox = runtime.inbox
     applier = PushApplier(
         settings, runtime.backlog, inbox, runtime.publisher.publish, runtime.clock
     )

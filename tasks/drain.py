@@ -10,28 +10,20 @@ from celery import Task
 from redis.exceptions import RedisError
 
 from esms_callbacks.tasks.app import app
-from esms_callbacks.workers.capacity import coming_window, describe_shortfall
 from esms_callbacks.workers.clock import as_datetime
-from esms_callbacks.workers.drainer import Retry
-from esms_callbacks.workers.runtime import Runtime, get_runtime
+from esms_callbacks.workers.errors import Retry
+from esms_callbacks.workers.retry_policy import DRAIN_TASK_RETRY, drain_gives_up
+from esms_callbacks.workers.runtime import get_runtime, use_drain_task
 
 log = logging.getLogger(__name__)
 
 # A drain task gives its worker slot back this often, so restarts and deploys are prompt;
 # if work remains it asks for a successor.
 DRAIN_BUDGET_S = 60.0
-CAPACITY_WARNING_EVERY_S = 600
+DRAIN_EXPIRES_S = 60  # a drain nobody started within this is useless: others were asked since
 
 
-@app.task(
-    name="esms.drain",
-    bind=True,
-    acks_late=True,
-    autoretry_for=(RedisError,),
-    retry_backoff=1,
-    retry_backoff_max=60,
-    max_retries=5,
-)
+@app.task(name="esms.drain", bind=True, acks_late=True, **DRAIN_TASK_RETRY)
 def drain(self: Task) -> dict[str, object]:
     """Send full requests at the global rate while the window is open and RefIds are due."""
     runtime = get_runtime()
@@ -55,7 +47,7 @@ def drain(self: Task) -> dict[str, object]:
             ),
         )
     except Retry as exc:
-        if retries >= settings.max_retries:
+        if drain_gives_up(retries, settings):
             log.warning(
                 "eSMS request failed (%s) after %d retries of this drain; the RefIds wait "
                 "and a later drain asks them",
@@ -80,7 +72,7 @@ def drain(self: Task) -> dict[str, object]:
         with suppress(RedisError):  # unreachable Redis: the place frees itself when it expires
             slots.release(token)
     if report.stopped == "budget used":
-        request_drainers(runtime, runtime.clock.now_s(), force=True)
+        runtime.dispatch.request(runtime.clock.now_s(), force=True)
     if report.requests:
         log.info(
             "drain: %d requests, %d RefIds asked, %d events %s; stopped: %s",
@@ -101,33 +93,15 @@ def release() -> None:
         return  # nothing can be filed or sent; the worker said so when it started
     now_s = runtime.clock.now_s()
     # Beat's pulse, as a worker received it: `status` tells whether beat and workers run.
-    runtime.redis.hset(runtime.keys.stats, "beat_release_at_s", f"{now_s:.3f}")
-    check_capacity(runtime, now_s)
+    runtime.stats.mark_beat_release(now_s)
+    runtime.dispatch.check_capacity(now_s)
     if (
         runtime.settings.window.is_open(as_datetime(now_s))
         and not runtime.account_blocked()
         and runtime.backlog.next_due_oa(now_s)
     ):
-        request_drainers(runtime, now_s)
+        runtime.dispatch.request(now_s)
 
 
-def request_drainers(runtime: Runtime, now_s: float, force: bool = False) -> int:
-    """Queue drain tasks up to the number of drainers wanted; return how many."""
-    keys = runtime.keys
-    # Many producers may ask at once; one asking per second is enough.
-    if not force and not runtime.redis.set(keys.spawn_lock, 1, nx=True, px=1000):
-        return 0
-    missing = runtime.drainers_wanted() - runtime.drainer_slots.holders(now_s)
-    for _ in range(max(0, missing)):
-        drain.apply_async(expires=60)
-    return max(0, missing)
-
-
-def check_capacity(runtime: Runtime, now_s: float) -> None:
-    """Warn (at most every ten minutes) when the backlog exceeds the coming window."""
-    waiting = sum(oa.waiting + oa.leased for oa in runtime.backlog.per_oa(now_s))
-    capacity = coming_window(runtime.settings, now_s)
-    if capacity.fits(waiting):
-        return
-    if runtime.redis.set(runtime.keys.capacity_warned, 1, nx=True, ex=CAPACITY_WARNING_EVERY_S):
-        log.warning(describe_shortfall(capacity, waiting))
+# How the runtime's dispatch (workers.dispatch) queues a drain, in this process.
+use_drain_task(lambda: drain.apply_async(expires=DRAIN_EXPIRES_S))

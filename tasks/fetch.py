@@ -6,12 +6,11 @@ import logging
 from typing import Any
 
 from celery import Task
-from redis.exceptions import RedisError
 
 from esms_callbacks.tasks.app import app
-from esms_callbacks.tasks.drain import check_capacity, request_drainers
 from esms_callbacks.workers.clock import as_datetime
 from esms_callbacks.workers.errors import AccountUnknown, InvalidSubmission
+from esms_callbacks.workers.retry_policy import FETCH_TASK_RETRY
 from esms_callbacks.workers.runtime import get_runtime
 from esms_callbacks.workers.validation import validate_submission
 
@@ -74,19 +73,8 @@ def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, ob
     return ref_ids, oa_id, kwargs
 
 
-# Redis (the waiting set) unreachable, or this worker names no account to file RefIds under
-# (no credentials): retry with backoff until that is fixed; the submission stays in the
-# broker meanwhile, so it is never dropped nor filed where no drainer looks.
-@app.task(
-    name="esms.fetch_callbacks",
-    base=ValidatingTask,
-    acks_late=True,
-    autoretry_for=(RedisError, AccountUnknown),
-    retry_backoff=1,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=None,
-)
+# Redis unreachable, or no account named: retried until fixed (workers.retry_policy).
+@app.task(name="esms.fetch_callbacks", base=ValidatingTask, acks_late=True, **FETCH_TASK_RETRY)
 def fetch_callbacks(
     ref_ids: object = None, oa_id: object = None, **unknown: object
 ) -> dict[str, object]:
@@ -117,9 +105,9 @@ def fetch_callbacks(
         parked.already_finished,
     )
     if runtime.settings.window.is_open(as_datetime(now_s)):
-        request_drainers(runtime, now_s)
+        runtime.dispatch.request(now_s)
     else:
-        check_capacity(runtime, now_s)
+        runtime.dispatch.check_capacity(now_s)
     return {
         "oa_id": submission.oa_id,
         "accepted": len(submission.ref_ids),

@@ -13,22 +13,40 @@ from typing import Any
 
 import pytest
 import redis
+from kombu import Connection
+
+from esms_callbacks.simulator.app import Simulator
+from esms_callbacks.simulator.server import serve_in_thread
+from esms_callbacks.workers.clock import ManualClock
+from esms_callbacks.workers.drainer import Drainer
+from esms_callbacks.workers.runtime import Runtime
+from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.window import Window
+from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, T0, celery_config_for
 
 TEST_REDIS_URL = os.environ.get("ESMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-# Set before the Celery app is imported: celeryconfig reads the environment once.
-os.environ["CELERY_BROKER_URL"] = TEST_REDIS_URL
-os.environ["ESMS_REDIS_URL"] = TEST_REDIS_URL
 
-from kombu import Connection  # noqa: E402
 
-from esms_callbacks.simulator.app import Simulator  # noqa: E402
-from esms_callbacks.simulator.server import serve_in_thread  # noqa: E402
-from esms_callbacks.workers.clock import ManualClock  # noqa: E402
-from esms_callbacks.workers.drainer import Drainer  # noqa: E402
-from esms_callbacks.workers.runtime import Runtime  # noqa: E402
-from esms_callbacks.workers.settings import Settings  # noqa: E402
-from esms_callbacks.workers.window import Window  # noqa: E402
-from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, T0  # noqa: E402
+@pytest.fixture(scope="session", autouse=True)
+def production_app_on_the_test_redis() -> Iterator[None]:
+    """Point the production Celery app at the test Redis for the session, by its environment.
+
+    `esms_callbacks.tasks.app` is configured by the environment only, as under the Procfile,
+    and Celery reads CELERY_BROKER_URL before the app's own settings when it connects. Tests
+    `.delay()` through that app as a web app does, and tasks queue drains through it: this is
+    how they reach the test broker with the app itself left as it is. Undone after the
+    session; a CELERY_BROKER_URL or ESMS_REDIS_URL in the developer's shell reaches no test.
+    """
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CELERY_BROKER_URL", TEST_REDIS_URL)
+        env.setenv("ESMS_REDIS_URL", TEST_REDIS_URL)
+        yield
+
+
+@pytest.fixture(scope="session")
+def celery_config() -> dict[str, Any]:
+    """pytest-celery's `celery_session_app`: the project's celeryconfig on the test Redis."""
+    return celery_config_for(TEST_REDIS_URL)
 
 
 @pytest.fixture(scope="session")
@@ -97,11 +115,11 @@ def make_settings(redis_url: str, running_sim: Any) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def fetch_queue(redis_url: str) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+def fetch_queue(
+    redis_url: str, celery_session_app: Any
+) -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """Read back (and remove) what producers queued on esms.fetch; empty at the start."""
-    from esms_callbacks.tasks import app
-
-    app.control.purge()
+    celery_session_app.control.purge()
 
     def queued() -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = []
@@ -127,7 +145,7 @@ def fetch_queue(redis_url: str) -> Iterator[Callable[[], list[dict[str, Any]]]]:
                 queue.close()
 
     yield queued
-    app.control.purge()
+    celery_session_app.control.purge()
 
 
 @pytest.fixture
@@ -159,6 +177,8 @@ def cli_env(
     """The environment the CLI reads, for one test's account and status queue."""
     settings = make_settings()
     for name, value in {
+        "CELERY_BROKER_URL": settings.broker_url,
+        "ESMS_REDIS_URL": settings.redis_url,
         "ESMS_ACCOUNT": settings.account,
         "ESMS_STATUS_QUEUE": settings.status_queue,
         "ESMS_API_KEY": settings.api_key,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 from esms_callbacks.workers.consumer import read_events
@@ -42,19 +43,47 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
         time.sleep(0.05)
 
 
+def celery_config_for(broker_url: str) -> dict[str, Any]:
+    """The project's celeryconfig (queues, routes, acks, events) on `broker_url`: how the
+    tests' own Celery apps are configured, so that the production app never is."""
+    from esms_callbacks import celeryconfig
+
+    return {
+        **{
+            name: value
+            for name, value in vars(celeryconfig).items()
+            if name.islower() and not name.startswith("_") and not isinstance(value, ModuleType)
+        },
+        "broker_url": broker_url,
+        # Celery prefers CELERY_BROKER_URL to broker_url, but not to these.
+        "broker_read_url": broker_url,
+        "broker_write_url": broker_url,
+    }
+
+
 @contextmanager
 def in_process_worker(settings: Settings) -> Iterator[Settings]:
     """A Celery worker in this process (threads pool) on both queues, using `settings`, with
-    beat's part played by a thread: RefIds asked again later are only started by a release."""
+    beat's part played by a thread: RefIds asked again later are only started by a release.
+
+    The worker runs on a Celery app of its own, built as pytest-celery's celery_session_app
+    is (celery.contrib.testing's TestApp) from `celery_config_for(settings.broker_url)`, and
+    closed afterwards: the production app is not reconfigured. Its tasks are the project's
+    own (`@app.task` registers a task on every app, not only on the app it names); the
+    drains they queue go through the production app, on the test broker (see conftest.py)."""
+    from celery.contrib.testing.app import TestApp, setup_default_app
     from celery.contrib.testing.worker import start_worker
 
-    from esms_callbacks.tasks import app
+    # Imported before the app exists: its tasks are added to apps finalized after the import.
+    import esms_callbacks.tasks  # noqa: F401
     from esms_callbacks.workers.runtime import use_settings
 
+    app = TestApp("esms-test", config=celery_config_for(settings.broker_url))
     use_settings(settings)
-    app.conf.broker_url = settings.broker_url
     try:
+        # setup_default_app: the worker makes its app the current one; put the previous back.
         with (
+            setup_default_app(app),
             start_worker(
                 app,
                 pool="threads",
@@ -64,7 +93,7 @@ def in_process_worker(settings: Settings) -> Iterator[Settings]:
                 loglevel="WARNING",
                 shutdown_timeout=30,
             ),
-            releasing_every(settings.release_every_s),
+            releasing_every(app, settings.release_every_s),
         ):
             yield settings
     finally:
@@ -72,12 +101,10 @@ def in_process_worker(settings: Settings) -> Iterator[Settings]:
 
 
 @contextmanager
-def releasing_every(interval_s: float) -> Iterator[None]:
-    """Send `esms.release` every `interval_s`, as `celery beat` does with celeryconfig's
-    schedule (a publish that fails is skipped, as beat skips it)."""
+def releasing_every(app: Any, interval_s: float) -> Iterator[None]:
+    """Send `esms.release` through `app` every `interval_s`, as `celery beat` does with
+    celeryconfig's schedule (a publish that fails is skipped, as beat skips it)."""
     import threading
-
-    from esms_callbacks.tasks import app
 
     stop = threading.Event()
 

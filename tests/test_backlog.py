@@ -1,4 +1,5 @@
-"""The backlog's Lua scripts (workers/backlog.py) against real Redis, one by one.
+"""The backlog's Lua scripts (workers/backlog.py, and the push claim's, workers/push_claim.py)
+against real Redis, one by one.
 
 Park, lease, renew, settle, unlease and claim are what keep a RefId's one terminal event;
 the drainer and the push applier tests use them together, these check each alone.
@@ -13,6 +14,7 @@ import pytest
 
 from esms_callbacks.workers.backlog import Backlog, Requeue, Tally
 from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.push_claim import PushClaims
 from tests.helpers import T0
 
 OA, OTHER = "oa-a", "oa-b"
@@ -96,7 +98,8 @@ def test_a_claim_for_a_push_says_what_each_refid_was(backlog):
     store.park(OA, ["held"], T0 + 1)
     store.lease_next(T0 + 1, 1, 60, "r2")  # a request holds it
     store.park(OA, ["waiting"], T0 + 2)
-    claims = store.claim_pushed(OA, ["waiting", "held", "done", "new"], T0 + 3, 60, "push", True)
+    pushes = PushClaims(client, keys)
+    claims = pushes.claim(OA, ["waiting", "held", "done", "new"], T0 + 3, 60, "push", True)
     assert [(c.ref_id, c.kind, c.held) for c in claims] == [
         ("waiting", "waiting", True),
         ("held", "busy", False),
@@ -105,5 +108,5 @@ def test_a_claim_for_a_push_says_what_each_refid_was(backlog):
     ]
     assert claims[0].due_s == T0 + 2  # it keeps its turn if the push is not final
     assert client.hget(keys.owner(OA), "waiting") == b"push"
-    ignored = store.claim_pushed(OA, ["stranger"], T0, 60, "push", take_unsubmitted=False)
+    ignored = pushes.claim(OA, ["stranger"], T0, 60, "push", take_unsubmitted=False)
     assert [c.kind for c in ignored] == ["unknown"]

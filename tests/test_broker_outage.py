@@ -5,20 +5,16 @@ down instead of a silent drop."""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 from kombu.exceptions import OperationalError
 
-from esms_callbacks.simulator.process import simulator_process
+from esms_callbacks.cli.processes import Child, stop_all
 from examples.producer_by_name import submit
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, drain_events, wait_until
-from tests.procs import Proc, settings_env, start_beat, start_worker
+from tests.procs import PrivateRedis, remote_simulator, settings_env, start_beat, start_worker
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,55 +24,11 @@ OA = "1090257973118325189"
 SLOW_S = 6.0  # eSMS answers the request under way this late: the outage falls inside it
 
 
-class RedisServer:
-    """A redis-server of our own, with an append-only file so a restart keeps its data."""
-
-    def __init__(self, data_dir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.data_dir = data_dir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                str(self.data_dir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture
-def own_redis(tmp_path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+def own_redis(tmp_path) -> Iterator[PrivateRedis]:
+    """A redis-server of our own, with an append-only file so a restart keeps its data."""
+    with PrivateRedis(tmp_path) as server:
+        yield server
 
 
 def test_workers_carry_on_after_the_broker_restarts_under_a_running_task(
@@ -84,16 +36,7 @@ def test_workers_carry_on_after_the_broker_restarts_under_a_running_task(
 ):
     # Celery prefers CELERY_BROKER_URL from the environment over a broker argument
     monkeypatch.setenv("CELERY_BROKER_URL", own_redis.url)
-    with simulator_process(
-        "--api-key",
-        SIM_API_KEY,
-        "--secret-key",
-        SIM_SECRET_KEY,
-        "--rate-interval",
-        "0",
-        "--policy",
-        "sent",
-    ) as sim:
+    with remote_simulator(SIM_API_KEY, SIM_SECRET_KEY, rate_interval_s=0, policy="sent") as sim:
         # given a worker and beat on a broker (and Redis) of their own, the worker inside a
         # drain task (unacknowledged until it ends) whose request eSMS is slow to answer
         settings = make_settings(
@@ -104,7 +47,7 @@ def test_workers_carry_on_after_the_broker_restarts_under_a_running_task(
             release_every_s=0.5,
         )
         env = settings_env(settings)
-        procs: list[Proc] = []
+        procs: list[Child] = []
         try:
             procs += [start_worker("w0", env, tmp_path), start_beat(env, tmp_path)]
             worker = procs[0]
@@ -118,7 +61,8 @@ def test_workers_carry_on_after_the_broker_restarts_under_a_running_task(
             with pytest.raises(OperationalError):
                 submit(own_redis.url, ["lost?"], OA)
             assert time.monotonic() - started < 30
-            time.sleep(1.0)
+            # the outage lasts until the worker has noticed it
+            worker.wait_for("Connection to broker lost", timeout_s=SLOW_S)
             own_redis.start()
             down_s = time.monotonic() - started
 
@@ -134,8 +78,7 @@ def test_workers_carry_on_after_the_broker_restarts_under_a_running_task(
             )
             alive = worker.popen.poll() is None
         finally:
-            for proc in procs:
-                proc.stop()
+            stop_all(procs)
 
     assert down_s < SLOW_S, f"the outage ({down_s:.1f} s) outlasted the request: not mid-task"
     assert alive and "Unrecoverable" not in worker.log, worker.log[-3000:]

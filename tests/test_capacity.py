@@ -6,7 +6,6 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from esms_callbacks.tasks.drain import check_capacity
 from esms_callbacks.workers.capacity import coming_window
 from esms_callbacks.workers.runtime import Runtime
 from esms_callbacks.workers.settings import Settings
@@ -58,14 +57,14 @@ def test_backlog_over_capacity_is_logged_once_per_ten_minutes(make_settings, cap
     now_s = at_vn(0)
     runtime.backlog.park("oa1", [f"c{i}" for i in range(5800)], now_s)
     with caplog.at_level(logging.WARNING):
-        check_capacity(runtime, now_s)
+        runtime.dispatch.check_capacity(now_s)
     assert caplog.records == []  # 5,800 fit exactly
 
     # when one more RefId waits
     runtime.backlog.park("oa1", ["one-more"], now_s)
     with caplog.at_level(logging.WARNING):
-        check_capacity(runtime, now_s)
-        check_capacity(runtime, now_s)
+        runtime.dispatch.check_capacity(now_s)
+        runtime.dispatch.check_capacity(now_s)
 
     # expect one warning naming the numbers
     assert [r.getMessage() for r in caplog.records] == [

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from esms_callbacks.workers.clock import ManualClock
-from esms_callbacks.workers.drainer import DrainReport, Retry
-from esms_callbacks.workers.errors import TransientError
+from esms_callbacks.workers.drainer import DrainReport
+from esms_callbacks.workers.errors import Retry, TransientError
 from esms_callbacks.workers.limiter import MARGIN_STEP_S
 from tests.helpers import T0
 
@@ -251,7 +251,7 @@ def test_a_refid_that_already_finished_is_not_asked_again(drain_env, sim):
 
 
 def test_broker_failing_part_way_settles_what_went_out_and_hands_back_the_rest(drain_env, sim):
-    from esms_callbacks.workers.events import PublishFailed
+    from esms_callbacks.workers.errors import PublishFailed
 
     # given three RefIds answered "sent", and a broker that takes only the first event
     drainer, runtime, clock, events = drain_env()

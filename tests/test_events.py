@@ -8,7 +8,6 @@ import json
 import logging
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,15 +19,15 @@ import redis
 from kombu import Connection, Exchange, Producer, Queue
 
 from esms_callbacks.workers import events as events_module
+from esms_callbacks.workers.errors import PublishFailed
 from esms_callbacks.workers.events import (
     EventPublisher,
-    PublishFailed,
     build_event,
     masked,
     status_queue,
 )
 from esms_callbacks.workers.records import outcome_of
-from tests.helpers import drain_events
+from tests.helpers import drain_events, wait_until
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 NO_RETRY = {"max_retries": 0, "interval_start": 0.0, "interval_step": 0.0, "interval_max": 0.0}
@@ -300,6 +299,18 @@ def test_without_the_expected_kombu_internals_events_go_one_by_one(
     ]
 
 
+def policy_applied(queue: str, policy: str) -> bool:
+    """Whether RabbitMQ lists `policy` as applied to `queue` (policies reach queues
+    asynchronously)."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "list_queues", "--quiet", "--no-table-headers", "name", "policy"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return f"{queue}\t{policy}" in listed.splitlines()
+
+
 @pytest.fixture
 def rabbit_queue() -> Iterator[str]:
     """A fresh status queue on the local RabbitMQ; queue and exchange deleted afterwards."""
@@ -351,7 +362,7 @@ def test_rabbitmq_refusing_an_event_is_an_error_not_a_silent_loss(rabbit_queue: 
     try:
         with Connection(RABBIT_URL) as conn:  # declare the queue so the policy applies to it
             status_queue(rabbit_queue).bind(conn.default_channel).declare()
-        time.sleep(1)  # policies reach queues asynchronously
+        wait_until(lambda: policy_applied(rabbit_queue, policy), 60, f"policy {policy} applied")
         # when three events are published
         with pytest.raises(PublishFailed) as caught:
             EventPublisher(Connection(RABBIT_URL), rabbit_queue, NO_RETRY).publish(make_events(3))

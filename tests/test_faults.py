@@ -15,16 +15,18 @@ from typing import Any
 import pytest
 import redis
 
-from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
+from esms_callbacks.cli.processes import Child, stop_all
+from esms_callbacks.simulator.process import RemoteSimulator
 from esms_callbacks.tasks import app, fetch_callbacks
 from tests.helpers import drain_events, wait_until
-from tests.procs import Proc, settings_env, start_beat, start_worker
+from tests.procs import remote_simulator, settings_env, start_beat, start_worker
 
 pytestmark = pytest.mark.slow
 OA = "1090257973118325189"
 API_KEY = "FAULTTESTapikey7Q2W9E4R"
 SECRET_KEY = "FAULTTESTsecret5Z8X1C6V"
 VICTIM_SLOW_S = 8.0
+PROBE = "test-probe"  # an event type of this test's own (see TaskEvents.caught_up)
 FAULTS: list[tuple[str, dict[str, Any], int]] = [  # kind, parameters, requests in a row
     ("http500", {}, 3),
     ("badjson", {}, 2),
@@ -38,21 +40,13 @@ FAULTS: list[tuple[str, dict[str, Any], int]] = [  # kind, parameters, requests 
 
 @pytest.fixture(scope="module")
 def faulty_sim() -> Iterator[RemoteSimulator]:
-    with simulator_process(
-        "--api-key",
-        API_KEY,
-        "--secret-key",
-        SECRET_KEY,
-        "--rate-interval",
-        "0.1",
-        "--policy",
-        "mixed",
-    ) as sim:
+    with remote_simulator(API_KEY, SECRET_KEY, rate_interval_s=0.1, policy="mixed") as sim:
         yield sim
 
 
 class TaskEvents:
-    """Capture Celery task events (what Flower sees) in a background thread."""
+    """Capture Celery task events (what Flower sees) in a background thread. `caught_up()`
+    returns once every event published before it was called has been seen."""
 
     def __init__(self) -> None:
         self.seen: dict[str, int] = defaultdict(int)
@@ -69,10 +63,23 @@ class TaskEvents:
     def _on_event(self, event: dict[str, Any]) -> None:
         self.seen[event["type"]] += 1
 
+    def caught_up(self, timeout_s: float = 10.0) -> None:
+        """Send probe events until one arrives: events reach one queue in the order they were
+        published, so everything published before is in. (Probes also tell when the
+        receiver's queue is bound, which happens once capture() consumes.)"""
+        seen_before = self.seen[PROBE]
+        with app.events.default_dispatcher() as dispatcher:
+
+            def probe_arrived() -> bool:
+                dispatcher.send(PROBE)
+                return self.seen[PROBE] > seen_before
+
+            wait_until(probe_arrived, timeout_s, "no probe event came back")
+
     def __enter__(self) -> TaskEvents:
         self._thread.start()
         self._ready.wait(10)
-        time.sleep(0.5)  # the receiver's queue is bound once capture() starts consuming
+        self.caught_up()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -122,7 +129,7 @@ def test_no_refid_lost_under_faults_and_a_killed_worker(
     )
     env = settings_env(settings)
     ref_ids = [f"fault-{i:05d}" for i in range(2000)]
-    procs: list[Proc] = []
+    procs: list[Child] = []
     try:
         with TaskEvents() as task_events:
             # given one worker inside a request that eSMS is slow (8 s, within the victim's
@@ -166,10 +173,9 @@ def test_no_refid_lost_under_faults_and_a_killed_worker(
                 timeout_s=150,
                 until=lambda got: {e["ref_id"] for e in got if e["terminal"]} >= set(ref_ids),
             )
-            time.sleep(1.0)  # let the last task events arrive
+            task_events.caught_up()
     finally:
-        for proc in procs:
-            proc.stop()
+        stop_all(procs)
 
     # expect every RefId to end in exactly one terminal state
     terminal_states: dict[str, set[str]] = defaultdict(set)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "flower-test-pw-8c1d"
@@ -69,19 +70,21 @@ def test_flower_listens_on_loopback_and_keeps_its_password_off_the_command_line(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401  # it answers, and not without the password
+            return True
+        except OSError:
+            assert flower.poll() is None, "flower exited"
+            return False
+        raise AssertionError("flower answered without the password")
+
     try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 401  # it answers, and not without the password
-                break
-            except OSError:
-                assert flower.poll() is None, "flower exited"
-                assert time.monotonic() < deadline, "flower did not start"
-                time.sleep(0.2)
+        wait_until(answers, 60, "flower did not start")
         login = b64encode(f"admin:{PASSWORD}".encode()).decode()
         request = urllib.request.Request(url, headers={"Authorization": f"Basic {login}"})
         assert urllib.request.urlopen(request, timeout=5).status == 200

@@ -1,5 +1,6 @@
-"""The account's circuit breaker against real Redis: sporadic failures cost themselves, a
-streak backs off exponentially up to a cap, one success ends it."""
+"""The account's health against real Redis. The circuit breaker: sporadic failures cost
+themselves, a streak backs off exponentially up to a cap, one success ends it. The pause: a
+reason with a TTL, read with the breaker in one round trip."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 
 import pytest
 
-from esms_callbacks.workers.health import Breaker
+from esms_callbacks.workers.health import AccountPause, Breaker
 from esms_callbacks.workers.keys import AccountKeys
 
 
@@ -15,6 +16,14 @@ from esms_callbacks.workers.keys import AccountKeys
 def breaker(redis_client):
     key = AccountKeys(f"t-{uuid.uuid4().hex}").health
     return Breaker(redis_client, key, trip_after=3, base_s=2.0, max_s=60.0)
+
+
+@pytest.fixture
+def health(redis_client):
+    keys = AccountKeys(f"t-{uuid.uuid4().hex}")
+    breaker = Breaker(redis_client, keys.health, trip_after=1, base_s=30.0, max_s=60.0)
+    yield AccountPause(redis_client, keys.paused, keys.health), breaker, keys
+    redis_client.delete(keys.paused, keys.health)
 
 
 def test_sporadic_failures_do_not_hold_the_account(breaker):
@@ -63,3 +72,24 @@ def test_beat_starts_no_drainers_while_the_account_is_held(make_settings):
     runtime.breaker.record_success()
     runtime.redis.set(runtime.keys.paused, "Code 101", px=60_000)
     assert runtime.account_blocked() == "account paused"
+
+
+def test_a_pause_keeps_its_reason_for_its_time_then_ends_by_itself(health, redis_client):
+    pause, _, keys = health
+    assert pause.reason() is None
+    # when eSMS refuses the account
+    pause.pause("eSMS answered Code 101 (wrong ApiKey or SecretKey): 'Sai ApiKey'", 300)
+    # expect the reason for status, and a TTL of the pause (it ends without an operator)
+    assert pause.reason() == "eSMS answered Code 101 (wrong ApiKey or SecretKey): 'Sai ApiKey'"
+    assert 299_000 < redis_client.pttl(keys.paused) <= 300_000
+
+
+def test_blocked_names_the_pause_before_the_breaker_and_nothing_when_clear(health):
+    pause, breaker, _ = health
+    assert pause.blocked() == ""
+    breaker.record_failure()  # trips at once here: open for 30 s
+    assert pause.blocked() == "backing off after failures"
+    pause.pause("Code 103", 60)
+    assert pause.blocked() == "account paused"
+    breaker.record_success()
+    assert pause.blocked() == "account paused"

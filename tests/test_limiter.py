@@ -37,11 +37,23 @@ def redis_now_s(client: redis.Redis) -> float:
     return seconds + micros / 1e6
 
 
+def backdate_last_send(client: redis.Redis, account: str, by_s: float) -> int:
+    """Move the account's last send (and its write, if still awaited) `by_s` into the past on
+    the limiter's record: Redis time gone by without sleeping (the limiter keeps time on the
+    Redis server's clock, which a test cannot pass in). Return the send's time as recorded."""
+    rate, by_us = AccountKeys(account).rate, int(by_s * 1e6)
+    if client.hexists(rate, "sending_us"):
+        client.hincrby(rate, "sending_us", -by_us)
+    return int(client.hincrby(rate, "last_us", -by_us))
+
+
 def send_through(limiter: RateLimiter, client: redis.Redis, sent_at: list[float]) -> int:
     """Reserve, sleep until the slot, commit; return how many Redis calls it took."""
     calls = 1
     wait_s = limiter.reserve()
     assert wait_s is not None
+    # Sleeps, not conditions: sleeping for the waits the limiter gives, on the real Redis
+    # clock, is what a drainer does and what this measures (spacing, calls per send).
     time.sleep(wait_s)
     while not (commit := limiter.commit()).go:
         calls += 1
@@ -170,12 +182,12 @@ def test_commit_holds_back_while_the_breaker_is_open_then_lets_one_probe_through
     probe = limiter.commit()
     assert probe.go and probe.failures == 3
     limiter.mark_sent(probe.at_us)
-    time.sleep(0.002)  # past the 1 ms spacing, so only the probe can hold the second back
+    # the probe left a second ago: past the 1 ms spacing, so only the probe can hold it back
+    backdate_last_send(redis_client, account, 1.0)
     held = limiter.commit()
     assert held.backing_off and not held.go
     # and once the probe succeeded (the breaker closed), requests go at the rate again
     redis_client.delete(health)
-    time.sleep(0.002)
     assert limiter.commit().go
 
 
@@ -198,14 +210,14 @@ def test_a_160_widens_the_spacing_and_the_widening_fades(redis_client):
 
 
 def test_the_spacing_counts_from_when_the_request_left(redis_client):
-    # given a send committed, whose worker then took 300 ms to write it (a busy CPU)
+    # given a send committed 300 ms ago, whose worker only now wrote it (a busy CPU)
     account = f"t-{uuid.uuid4().hex}"
     limiter = make_limiter(redis_client, 0.5, account)
     commit = limiter.commit()
     assert commit.go
-    time.sleep(0.3)
+    committed_at_us = backdate_last_send(redis_client, account, 0.3)
     # when it says the request is in the socket
-    limiter.mark_sent(commit.at_us)
+    limiter.mark_sent(committed_at_us)
     # expect the next request to wait a whole spacing from then, not from the commit
     assert limiter.commit().wait_s > 0.45
 
@@ -215,11 +227,12 @@ def test_a_late_mark_never_moves_a_later_send(redis_client):
     account = f"t-{uuid.uuid4().hex}"
     limiter = make_limiter(redis_client, 0.001, account, write_timeout_s=0.02)
     first = limiter.commit()
-    time.sleep(0.03)  # the first one's write is overdue: the second goes without it
+    # committed 30 ms ago: the first one's write is overdue, the second goes without it
+    first_at_us = backdate_last_send(redis_client, account, 0.03)
     second = limiter.commit()
     assert first.go and second.go
     # when the first one's mark arrives
-    limiter.mark_sent(first.at_us)
+    limiter.mark_sent(first_at_us)
     # expect the second send to stay the last one recorded
     last_us = int(redis_client.hget(AccountKeys(account).rate, "last_us"))
     assert last_us == second.at_us
@@ -291,24 +304,26 @@ def test_a_backoff_further_ahead_than_any_backoff_can_be_is_not_waited_for(redis
 
 def test_a_request_committed_and_not_yet_written_holds_the_next_back(redis_client):
     # given a send committed whose worker has not written it yet (a stalled CPU)
-    limiter = make_limiter(redis_client, 0.05)
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(redis_client, 0.05, account)
     first = limiter.commit()
     assert first.go
-    time.sleep(0.06)  # more than a spacing since its commit
+    first_at_us = backdate_last_send(redis_client, account, 0.06)  # more than a spacing ago
     # when the next one commits, expect it to wait for the first one's write, not overtake it
     held = limiter.commit()
     assert not held.go and 0 < held.wait_s <= 0.002
     # and once the first is in its socket, a whole spacing from that moment
-    limiter.mark_sent(first.at_us)
+    limiter.mark_sent(first_at_us)
     after = limiter.commit()
     assert not after.go and after.wait_s > 0.04
 
 
 def test_a_write_that_never_comes_holds_the_next_back_only_briefly(redis_client):
     # given a send committed whose write failed (no mark will come)
-    limiter = make_limiter(redis_client, 0.001, write_timeout_s=0.03)
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(redis_client, 0.001, account, write_timeout_s=0.03)
     assert limiter.commit().go
     assert not limiter.commit().go
-    # expect the next to go once the write is overdue
-    time.sleep(0.04)
+    # expect the next to go once the write is overdue (committed 40 ms ago)
+    backdate_last_send(redis_client, account, 0.04)
     assert limiter.commit().go

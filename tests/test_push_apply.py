@@ -15,10 +15,12 @@ import redis.asyncio as aioredis
 from esms_callbacks.receiver.applier import ApplierThread
 from esms_callbacks.workers.backlog import Backlog
 from esms_callbacks.workers.clock import ManualClock
-from esms_callbacks.workers.events import PublishFailed, event_id
+from esms_callbacks.workers.errors import PublishFailed
+from esms_callbacks.workers.events import event_id
 from esms_callbacks.workers.inbox import InboxEntry, PushInbox, PushRecorder
 from esms_callbacks.workers.push import Push, parse_push
 from esms_callbacks.workers.push_apply import ApplyFailed, ApplyReport, PushApplier
+from esms_callbacks.workers.push_claim import PushClaims
 from esms_callbacks.workers.runtime import Runtime
 from esms_callbacks.workers.settings import Settings
 from tests.helpers import T0, wait_until
@@ -176,7 +178,8 @@ def test_a_pushed_final_state_published_before_a_crash_stands_against_a_later_po
     backlog = runtime.backlog
     backlog.park(OA, ["y"], clock.now_s())
     # an applier claimed a pushed `failed`, recorded it, published, then died
-    [claimed] = backlog.claim_pushed(OA, ["y"], clock.now_s(), 1, "died", True)
+    claims = PushClaims(runtime.redis, runtime.keys)
+    [claimed] = claims.claim(OA, ["y"], clock.now_s(), 1, "died", True)
     assert claimed.kind == "waiting"
     backlog.decide(OA, "died", {"y": "failed:4"})
     clock.advance(5)
@@ -192,7 +195,7 @@ def test_a_pushed_final_state_published_before_a_crash_stands_against_a_later_po
 
 def test_the_applier_thread_outlives_a_lost_group_and_an_unexpected_error(env, monkeypatch):
     settings, runtime, _clock, broker, inbox, applier = env
-    monkeypatch.setattr("esms_callbacks.receiver.applier.MAX_PAUSE_S", 0.2)
+    monkeypatch.setattr("esms_callbacks.receiver.applier.APPLIER_RETRY_MOST_S", 0.2)
     real_apply, calls = applier.apply, []
 
     def apply_failing_once(entries: list[InboxEntry]) -> ApplyReport:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -271,7 +270,7 @@ def test_a_redis_outage_is_503_meanwhile_and_every_push_answered_200_is_publishe
     push_settings, tmp_path
 ):
     # given a receiver whose Redis (limiter, RefIds, inbox) is a server of the test's own
-    private = PrivateRedis(free_port(), tmp_path).start()
+    private = PrivateRedis(tmp_path).start()
     settings = push_settings(redis_url=private.url)
     try:
         with receiving(settings) as (served, _):
@@ -320,12 +319,6 @@ def test_a_request_line_past_aiohttp_s_limit_is_refused_and_the_receiver_goes_on
         huge = get(served.push_url() + "?SMSID=" + "r" * 20_000)
         assert huge.status in (400, 414)
         assert get(served.push_url(), push_params("fine", OA)).status == 200
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_health_says_so_when_the_applier_is_not_running(push_settings):

@@ -8,8 +8,6 @@ allowed, as the contract says), the killed receiver's pending pushes applied by 
 
 from __future__ import annotations
 
-import socket
-import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from esms_callbacks.cli.processes import Child, free_port, receiver_command, stop_all
 from esms_callbacks.workers.runtime import Runtime
 from tests.helpers import drain_events, wait_until
-from tests.procs import Proc, settings_env
+from tests.procs import settings_env
 from tests.receiving import TOKEN, get, push_params
 
 pytestmark = pytest.mark.slow
@@ -27,12 +26,11 @@ OA = "1397492183140006179"
 PUSHES = 600
 
 
-def start_receiver(name: str, env: dict[str, str], log_dir: Path) -> tuple[Proc, str]:
-    port = _free_port()
-    argv = [sys.executable, "-m", "esms_callbacks.cli.main", "receive", "--port", str(port)]
-    proc = Proc(name, argv, env, log_dir)
-    proc.wait_for("receiving eSMS pushes", timeout_s=30)
-    return proc, f"http://127.0.0.1:{port}/esms/push/{TOKEN}"
+def start_receiver(name: str, env: dict[str, str], log_dir: Path) -> tuple[Child, str]:
+    port = free_port()
+    receiver = Child(name, receiver_command(port), env, log_dir / f"{name}.log")
+    receiver.wait_ready(timeout_s=30)
+    return receiver, f"http://127.0.0.1:{port}/esms/push/{TOKEN}"
 
 
 def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged(
@@ -61,7 +59,7 @@ def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged
                         return
                 except OSError:
                     pass  # connection refused or reset: the killed receiver
-                time.sleep(0.05)
+                time.sleep(0.05)  # a retrying sender's pause, not a wait for something
 
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(deliver, i) for i in range(PUSHES)]
@@ -81,8 +79,7 @@ def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged
             until=lambda got: {e["ref_id"] for e in got if e["terminal"]} >= set(refs),
         )
     finally:
-        first.stop()
-        second.stop()
+        stop_all([first, second])
     terminal_ids: defaultdict[str, set[str]] = defaultdict(set)
     for event in events:
         if event["terminal"]:
@@ -97,9 +94,3 @@ def pending_of(runtime: Runtime, pid: int) -> int:
     is named host-pid-random)."""
     consumers = runtime.redis.xinfo_consumers(runtime.keys.pushes, "appliers")
     return sum(int(c["pending"]) for c in consumers if f"-{pid}-" in c["name"].decode())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -78,7 +78,7 @@ def http(url: str, body: object = None, *, raw: bytes | None = None, method: str
         return Reply(exc.code, exc.headers["Content-Type"], exc.read().decode())
 
 
-def ask(running: RunningSimulator, ref_ids: list[str], **overrides: object) -> Reply:
+def callback_body(ref_ids: list[str], **overrides: object) -> dict[str, object]:
     body: dict[str, object] = {
         "ApiKey": "sim-api-key",
         "SecretKey": "sim-secret-key",
@@ -86,7 +86,25 @@ def ask(running: RunningSimulator, ref_ids: list[str], **overrides: object) -> R
         "OAId": OA_ID,
     }
     body.update(overrides)
-    return http(running.base_url + GET_CALLBACK_PATH, body)
+    return body
+
+
+def ask(running: RunningSimulator, ref_ids: list[str], **overrides: object) -> Reply:
+    return http(running.base_url + GET_CALLBACK_PATH, callback_body(ref_ids, **overrides))
+
+
+def ask_at(running: RunningSimulator, received_monotonic_s: float, ref_ids: list[str]) -> Reply:
+    """Ask as `ask` does, with the receipt time passed in rather than taken by the HTTP
+    handler: the simulator's rate clock moves on without the test sleeping."""
+    raw = json.dumps(callback_body(ref_ids)).encode()
+    answer = running.sim.receive(raw, time.time(), received_monotonic_s)
+    assert answer.fault is None, answer.fault
+    return Reply(200, "application/json", json.dumps(answer.payload))
+
+
+def just_after_the_interval(running: RunningSimulator) -> float:
+    """A receipt time just past the rate interval after the last request's."""
+    return running.sim.requests[-1].received_monotonic_s + running.sim.rate_interval_s + 0.01
 
 
 def records(reply: Reply) -> list[dict[str, object]]:
@@ -206,8 +224,7 @@ def test_body_that_is_not_json_gets_99(running: RunningSimulator) -> None:
 def test_two_quick_requests_get_160_and_the_log_measures_the_gap() -> None:
     with serve_in_thread(Simulator(rate_interval_s=0.5, policy="sent")) as running:
         first, second = ask(running, ["r1"]), ask(running, ["r1"])
-        time.sleep(0.5)
-        third = ask(running, ["r1"])
+        third = ask_at(running, just_after_the_interval(running), ["r1"])
 
         assert [r.json()["Code"] for r in (first, second, third)] == [100, 160, 100]
         log = running.sim.requests
@@ -385,8 +402,7 @@ def test_requests_failed_at_random_move_the_rate_clock() -> None:
         running.sim.set_fault_rate("http500", 0)
 
         assert ask(running, ["r1"]).json()["Code"] == 160  # the failed request counted
-        time.sleep(0.5)
-        assert ask(running, ["r1"]).json()["Code"] == 100
+        assert ask_at(running, just_after_the_interval(running), ["r1"]).json()["Code"] == 100
 
 
 def test_one_shot_faults_come_before_random_ones(running: RunningSimulator) -> None:

@@ -317,6 +317,8 @@ def test_retries_stop_after_the_configured_count(
     assert counts["answers"] == {"500": 6}
     assert (counts["attempts"], counts["retried"], counts["given_up"]) == (6, 4, 2)
     assert counts["delivered"] == 0
+    # A sleep, not a condition: what is checked is that nothing comes; a retry that should
+    # not be would have come within a retry delay, and this waits five.
     time.sleep(5 * FAST.retry_delay_s)
     assert len(receiver.hits()) == 6, "nothing after giving up"
 
@@ -412,7 +414,9 @@ def test_reset_drops_queued_pushes_and_zeroes_the_counts(
         "waiting": 0,
         "answers": {},
     }
-    time.sleep(0.6)  # past the delay: the dropped pushes would have gone by now
+    # A sleep, not a condition: what is checked is that nothing comes; past the 0.5 s delay
+    # the dropped pushes would have gone by now.
+    time.sleep(0.6)
     assert receiver.hits() == [] and remote.pushes()["attempts"] == 0
 
 

@@ -5,7 +5,8 @@ by lease expiry, owned by one request's token) -> settle: remembered as done whe
 back to due for a later ask. A lease that expires (its worker died or stalled) puts the RefId
 back to due, and its old holder can no longer settle it: only the current holder publishes
 and settles, so a RefId gets one terminal event. Every multi-key change is one Lua script on
-keys of one hash tag.
+keys of one hash tag. A recorded push takes its RefIds through the same leases
+(workers.push_claim) and settles them here.
 """
 
 from __future__ import annotations
@@ -222,53 +223,6 @@ end
 return 1
 """
 
-# KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas, KEYS[6] owner,
-# KEYS[7] done. ARGV[1] now (ms), ARGV[2] lease expiry (ms), ARGV[3] token, ARGV[4] OA id,
-# ARGV[5] '1' to take RefIds never submitted, ARGV[6..] RefIds pushed by eSMS.
-# Leases pushed RefIds to `token` as a request would, so a push and a poll of one RefId never
-# both publish: only the holder does. Returns per RefId a quadruple: what it was, submitted
-# (ms), last state key, due (ms). What it was: 'done' (had its terminal event), 'busy' (a
-# request holds it: try again later), 'unknown' (never submitted, left alone), 'waiting' or
-# 'new' (never submitted, now waiting too): both leased to `token`.
-CLAIM_PUSHED_LUA = """
-local now = tonumber(ARGV[1])
-local out = {}
-for i = 6, #ARGV do
-  local ref = ARGV[i]
-  local kind, submitted, state, due = 'unknown', '', '', ''
-  local lease = redis.call('ZSCORE', KEYS[2], ref)
-  if redis.call('ZSCORE', KEYS[7], ref) then
-    kind = 'done'
-  elseif lease and tonumber(lease) > now then
-    kind = 'busy'
-  else
-    submitted = redis.call('HGET', KEYS[3], ref)
-    if submitted then
-      kind = 'waiting'
-      due = redis.call('ZSCORE', KEYS[1], ref) or ARGV[1]
-      if lease then due = ARGV[1] end  -- its holder died: it was due again
-      state = redis.call('HGET', KEYS[4], ref) or ''
-      redis.call('ZREM', KEYS[1], ref)
-    elseif ARGV[5] == '1' then
-      kind, submitted, due = 'new', ARGV[1], ARGV[1]
-      redis.call('HSET', KEYS[3], ref, ARGV[1])
-      redis.call('SADD', KEYS[5], ARGV[4])
-    else
-      submitted = ''
-    end
-    if kind ~= 'unknown' then
-      redis.call('ZADD', KEYS[2], ARGV[2], ref)
-      redis.call('HSET', KEYS[6], ref, ARGV[3])
-    end
-  end
-  out[#out + 1] = kind
-  out[#out + 1] = submitted
-  out[#out + 1] = state
-  out[#out + 1] = due
-end
-return out
-"""
-
 PARK_CHUNK = 1000  # RefIds per script call, so one huge submission never blocks Redis long
 
 
@@ -277,21 +231,6 @@ class Leased:
     ref_id: str
     submitted_s: float
     state_key: str
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """What a pushed RefId was when an applier claimed it (see CLAIM_PUSHED_LUA)."""
-
-    ref_id: str
-    kind: str  # done, busy, unknown, waiting, new
-    submitted_s: float | None
-    state_key: str
-    due_s: float | None
-
-    @property
-    def held(self) -> bool:
-        return self.kind in ("waiting", "new")
 
 
 @dataclass(frozen=True)
@@ -305,8 +244,9 @@ class Requeue:
 @dataclass
 class Tally:
     """What a request adds to the account's stats hash (`counters` incremented, `gauges`
-    set) and its entry in the recent-requests log (`recent_member`, kept `recent_keep_s`);
-    `answered`: eSMS answered it, so the account is healthy (the breaker closes)."""
+    set) and its entry in the recent-requests log (`recent_member`, kept `recent_keep_s`),
+    both described in workers.stats; `answered`: eSMS answered it, so the account is healthy
+    (the breaker closes)."""
 
     counters: dict[str, int] = field(default_factory=dict)
     gauges: dict[str, str] = field(default_factory=dict)
@@ -342,7 +282,14 @@ class Backlog:
         self._settle = client.register_script(SETTLE_LUA)
         self._unlease = client.register_script(UNLEASE_LUA)
         self._decide = client.register_script(DECIDE_LUA)
-        self._claim_pushed = client.register_script(CLAIM_PUSHED_LUA)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    @property
+    def keys(self) -> AccountKeys:
+        return self._keys
 
     def park(self, oa_id: str, ref_ids: Sequence[str], now_s: float) -> Parked:
         """Add RefIds to wait, due now."""
@@ -375,39 +322,6 @@ class Backlog:
             for i in range(0, len(items), 3)
         ]
         return oa_id, leased
-
-    def claim_pushed(
-        self,
-        oa_id: str,
-        ref_ids: Sequence[str],
-        now_s: float,
-        lease_s: float,
-        token: str,
-        take_unsubmitted: bool,
-    ) -> list[Claimed]:
-        """Lease pushed RefIds to `token` unless they are done or held by a request."""
-        flat = self._claim_pushed(
-            keys=self._life_keys(oa_id),
-            args=[
-                _ms(now_s),
-                _ms(now_s + lease_s),
-                token,
-                oa_id,
-                "1" if take_unsubmitted else "",
-                *ref_ids,
-            ],
-        )
-        items = [_text(x) for x in flat]
-        return [
-            Claimed(
-                ref_id,
-                items[i],
-                int(items[i + 1]) / 1000 if items[i + 1] else None,
-                items[i + 2],
-                int(float(items[i + 3])) / 1000 if items[i + 3] else None,
-            )
-            for ref_id, i in zip(ref_ids, range(0, len(items), 4), strict=True)
-        ]
 
     def renew(
         self,
@@ -478,7 +392,7 @@ class Backlog:
         args += [tally.recent_member, tally.recent_keep_s] if tally.recent_member else ["", ""]
         args.append("1" if tally.answered else "")
         self._settle(
-            keys=[*self._life_keys(oa_id), k.stats, k.recent, k.health, k.history(oa_id)],
+            keys=[*life_keys(k, oa_id), k.stats, k.recent, k.health, k.history(oa_id)],
             args=args,
         )
 
@@ -491,20 +405,6 @@ class Backlog:
                 keys=[k.due(oa_id), k.leased(oa_id), k.owner(oa_id)],
                 args=[token, _ms(due_s), *refs],
             )
-
-    def _life_keys(self, oa_id: str) -> list[str]:
-        """The keys of a RefId's life in one OA, in the order the settle and claim scripts
-        take them: due, leased, submitted, state, oas, owner, done."""
-        k = self._keys
-        return [
-            k.due(oa_id),
-            k.leased(oa_id),
-            k.submitted(oa_id),
-            k.state(oa_id),
-            k.oas,
-            k.owner(oa_id),
-            k.done(oa_id),
-        ]
 
     def oa_ids(self) -> list[str]:
         return sorted(_text(x) for x in self._redis.smembers(self._keys.oas))
@@ -541,6 +441,20 @@ class Backlog:
                 )
             )
         return out
+
+
+def life_keys(keys: AccountKeys, oa_id: str) -> list[str]:
+    """The keys of a RefId's life in one OA, in the order the settle script (and the push
+    claim's, workers.push_claim) take them: due, leased, submitted, state, oas, owner, done."""
+    return [
+        keys.due(oa_id),
+        keys.leased(oa_id),
+        keys.submitted(oa_id),
+        keys.state(oa_id),
+        keys.oas,
+        keys.owner(oa_id),
+        keys.done(oa_id),
+    ]
 
 
 def _ms(seconds: float) -> int:

@@ -21,17 +21,9 @@ import redis
 
 from esms_callbacks.workers.backlog import Backlog, Leased, Requeue, Tally
 from esms_callbacks.workers.clock import Clock, as_datetime
-from esms_callbacks.workers.errors import (
-    AccountError,
-    EsmsError,
-    NotReady,
-    NotSent,
-    RateLimited,
-    TransientError,
-)
-from esms_callbacks.workers.events import PublishFailed, build_event, event_summary
-from esms_callbacks.workers.health import Breaker
-from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.errors import EsmsError, NotReady, NotSent, PublishFailed, Retry
+from esms_callbacks.workers.events import build_event, event_summary
+from esms_callbacks.workers.health import AccountPause, Breaker
 from esms_callbacks.workers.limiter import Commit, RateLimiter
 from esms_callbacks.workers.records import (
     EXPIRED_OUTCOME,
@@ -40,13 +32,21 @@ from esms_callbacks.workers.records import (
     decided_outcome,
     outcome_of,
 )
+from esms_callbacks.workers.retry_policy import (
+    PAUSE,
+    RETRY,
+    WAIT_FOR_WINDOW,
+    after_publish_failure_s,
+    decide,
+    retry_after_s,
+)
 from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.stats import RECENT_KEEP_S, RequestStats
 
 if TYPE_CHECKING:  # aiohttp stays out of producers, which import the tasks but never ask eSMS
     from esms_callbacks.workers.esms_client import CallbackAnswer
 
 log = logging.getLogger(__name__)
-RECENT_S = 300  # how far back the rate actually used is measured
 REQUEST_TIME_WEIGHT = 0.2  # weight of the newest request in the request-time average
 WAKE_EARLY_SHARE = 0.2  # of a spacing: how early a drainer wakes before its slot
 # An input rejection this close to a window edge is eSMS's clock disagreeing with ours.
@@ -77,31 +77,18 @@ class SentRequest:
     error: str = ""  # the eSMS code, for an answer that is an error for every RefId (105)
 
 
-class Retry(Exception):
-    """A transient failure (eSMS or broker): the RefIds are back to wait; retry the drain
-    after `after_s`."""
-
-    def __init__(self, cause: Exception, after_s: float) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-        self.after_s = after_s
-
-
 @dataclass
 class Drainer:
     settings: Settings
-    redis: redis.Redis
     backlog: Backlog
     limiter: RateLimiter
     breaker: Breaker
+    pause: AccountPause
+    stats: RequestStats
     ask: AskEsms
     publish: Publish
     clock: Clock
     request_time_s: float | None = None  # this drainer's running average, slot to settled
-
-    @property
-    def keys(self) -> AccountKeys:
-        return AccountKeys(self.settings.account_id)
 
     def drain(self, budget_s: float, keep_going: Callable[[], bool] = lambda: True) -> DrainReport:
         """Send requests until nothing is due, the window closes, `budget_s` runs out or
@@ -179,8 +166,11 @@ class Drainer:
             self._settle(oa_id, token, batch, {}, report, sent)
             return ""
         except EsmsError as exc:
+            report.requests += 1
+            report.refs_asked += len(ref_ids)
             error = str(exc.code or type(exc).__name__)
-            self._count_failure(report, len(ref_ids), error, _sent_at(commits, started_s))
+            sent_at_s = _sent_at(commits, started_s)
+            self.stats.count_failure(len(ref_ids), error, sent_at_s, self.clock.now_s())
             return self._failed(oa_id, token, batch, exc, report)
         for problem in answer.skipped:
             log.warning("skipped part of an eSMS answer for OA %s: %s", oa_id, problem)
@@ -191,22 +181,21 @@ class Drainer:
     def _failed(
         self, oa_id: str, token: str, batch: list[Leased], exc: EsmsError, report: DrainReport
     ) -> str:
-        """Put the RefIds back to wait as the error deserves; return why to stop, if so.
+        """Put the RefIds back to wait as the retry policy decides (workers.retry_policy);
+        return why to stop, if so.
 
         RefIds past their age get their one last answer now: expired, whatever the failure.
         """
         now_s = self.clock.now_s()
         expired = [item for item in batch if now_s >= self._expires_s(item)]
         ref_ids = [item.ref_id for item in batch if item not in expired]
+        decision = decide(exc, self.settings, self._near_window_edge(now_s))
         retry: Retry | None = None
-        stopped = ""
-        if isinstance(exc, TransientError):
-            hold_s = 0.0
-            if isinstance(exc, RateLimited):  # eSMS saw us too close: widen the margin
+        if decision.kind == RETRY:
+            if decision.widen_margin:  # eSMS saw us too close: widen the margin
                 extra_s = self.limiter.widen_margin()
-                hold_s = self.settings.rate_interval_s
                 log.warning("eSMS answered 160; rate margin widened to +%.0f ms", extra_s * 1000)
-            failure = self.breaker.record_failure(hold_s)
+            failure = self.breaker.record_failure(decision.hold_s)
             if failure.wait_s:
                 log.warning(
                     "eSMS failed %d times in a row (%s); no request for %.1fs, then one probe",
@@ -214,23 +203,17 @@ class Drainer:
                     exc,
                     failure.wait_s,
                 )
-            # The failed batch goes behind what is already due, so one bad batch cannot hold
-            # the account; a failing eSMS is the breaker's business.
-            self.backlog.unlease(oa_id, token, ref_ids, now_s + self.settings.retry_base_s)
-            retry = Retry(exc, max(failure.wait_s, self.settings.spacing_s))
-        elif isinstance(exc, AccountError):
-            pause_s = self.settings.account_pause_s
-            self.redis.set(self.keys.paused, str(exc), px=int(pause_s * 1000))
-            self.backlog.unlease(oa_id, token, ref_ids, now_s)
+            retry = Retry(exc, retry_after_s(self.settings, failure.wait_s))
+        elif decision.kind == PAUSE:
+            self.pause.pause(str(exc), decision.pause_s)  # before the RefIds are due again
             log.error(
                 "eSMS refused the account (%s); pausing requests for %.0fs, %d RefIds keep "
                 "waiting. Fix the credentials, IP whitelist or balance.",
                 exc,
-                pause_s,
+                decision.pause_s,
                 len(ref_ids),
             )
-            stopped = "account paused"
-        elif self._near_window_edge(now_s):
+        elif decision.kind == WAIT_FOR_WINDOW:
             # eSMS's clock and ours disagree about the window: this is "not now", not bad
             # input. The RefIds wait for the window, not ESMS_REPOLL_AFTER.
             log.warning(
@@ -239,23 +222,20 @@ class Drainer:
                 exc,
                 len(ref_ids),
             )
-            self.backlog.unlease(oa_id, token, ref_ids, now_s + self.settings.window_guard_s)
-            stopped = "window closed"
-        else:  # RequestRejected: the same input would be refused again at once; ask later.
-            delay_s = self.settings.repoll_after_s
+        else:  # REPOLL: the same input would be refused again at once; ask later.
             log.error(
                 "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
                 oa_id,
                 exc,
                 len(ref_ids),
-                delay_s,
+                decision.requeue_after_s,
             )
-            self.backlog.unlease(oa_id, token, ref_ids, now_s + delay_s)
+        self.backlog.unlease(oa_id, token, ref_ids, now_s + decision.requeue_after_s)
         if expired:
             self._settle(oa_id, token, expired, {}, report, None)
         if retry is not None and ref_ids:
             raise retry from exc
-        return stopped
+        return decision.stop
 
     def _settle(
         self,
@@ -333,7 +313,7 @@ class Drainer:
             oa_id, token, now_s, finished, requeue, tally, summaries, asked=sent is not None
         )
         if failure is not None:
-            delay_s = self.settings.retry_base_s
+            delay_s = after_publish_failure_s(self.settings)
             rest = [item.ref_id for item, _, _ in plan[published:]]
             self.backlog.unlease(oa_id, token, rest, now_s + delay_s)
             raise Retry(failure, delay_s) from failure
@@ -376,7 +356,7 @@ class Drainer:
 
     def _tally(self, events: list[dict[str, Any]], report: DrainReport) -> Tally:
         """Count published events by status, in the report and for the account's stats."""
-        tally = Tally(recent_keep_s=RECENT_S)
+        tally = Tally(recent_keep_s=RECENT_KEEP_S)
         report.events += len(events)
         for event in events:
             status = event["status"]
@@ -401,24 +381,6 @@ class Drainer:
         # Any answer, even one committed before others failed, says eSMS is up again.
         tally.answered = True
         tally.recent_member = f"{sent.sent_at_s:.6f}:{ref_count}"
-
-    def _count_failure(
-        self, report: DrainReport, ref_count: int, error: str, sent_at_s: float
-    ) -> None:
-        """Best effort: counters never stand between a failure and its handling."""
-        report.requests += 1
-        report.refs_asked += ref_count
-        now_s = self.clock.now_s()
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hincrby(self.keys.stats, "requests", 1)
-            pipe.hincrby(self.keys.stats, "refs_asked", ref_count)
-            pipe.hincrby(self.keys.stats, f"errors:{error}", 1)
-            pipe.zadd(self.keys.recent, {f"{sent_at_s:.6f}:{ref_count}": now_s})
-            pipe.zremrangebyscore(self.keys.recent, "-inf", now_s - RECENT_S)
-            pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("could not update request counters: %s", exc)
 
 
 def _sent_at(commits: list[Commit], default_s: float) -> float:

@@ -19,6 +19,12 @@
     InvalidSubmission           bad task arguments; raised at the producer and in the worker
     ConfigError                 a malformed setting; names the environment variable
     └── AccountUnknown          no account to file RefIds under (no ApiKey, no ESMS_ACCOUNT)
+    PublishFailed               the broker stopped taking status events part way
+    Retry                       a transient failure (eSMS or broker): the RefIds are back to
+                                wait, the drain task retries after `after_s`
+
+What each failure leads to (retried or not, how long to wait, when to give up, the Celery
+tasks' own retry options) is decided in one place: workers.retry_policy.
 
 Messages never contain credentials: the client never puts the request body in an error.
 """
@@ -81,6 +87,24 @@ class RequestRejected(EsmsError):
 
 class NotSent(Exception):
     """The request was not sent: the gate before it said no (the window closed)."""
+
+
+class PublishFailed(Exception):
+    """The broker stopped taking events after the first `published` of them."""
+
+    def __init__(self, published: int, total: int) -> None:
+        super().__init__(f"published {published} of {total} status events, then the broker failed")
+        self.published = published
+
+
+class Retry(Exception):
+    """A transient failure (eSMS or broker): the RefIds are back to wait; retry the drain
+    after `after_s`."""
+
+    def __init__(self, cause: Exception, after_s: float) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.after_s = after_s
 
 
 class InvalidSubmission(ValueError):

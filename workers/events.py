@@ -20,21 +20,15 @@ from kombu.serialization import dumps as serialize
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps as json_dumps
 
+from esms_callbacks.workers.errors import PublishFailed
 from esms_callbacks.workers.records import Outcome, decode
+from esms_callbacks.workers.retry_policy import PUBLISH_RETRY
 
 log = logging.getLogger(__name__)
 
 EVENT_VERSION = 1
 SOURCE_POLL, SOURCE_PUSH = "poll", "push"  # where an event's status came from
 PERSISTENT = 2  # AMQP delivery_mode: the broker keeps the message across a restart
-# Broker hiccups are retried for about 20 s (well inside a lease), then the error surfaces and
-# the RefIds go back to wait: an event is never silently dropped.
-RETRY_POLICY: Mapping[str, float] = {
-    "max_retries": 6,
-    "interval_start": 0.5,
-    "interval_step": 1.0,
-    "interval_max": 5.0,
-}
 # What the Redis batch path calls on kombu's Redis channel: private methods, checked against
 # kombu 5.7.0. If one is missing, events go out one by one through the producer (slower, same
 # messages) and a warning says so once.
@@ -115,14 +109,6 @@ def status_queue(name: str, exchange: str | None = None) -> Queue:
     return Queue(name, status_exchange(exchange), routing_key=exchange, durable=True)
 
 
-class PublishFailed(Exception):
-    """The broker stopped taking events after the first `published` of them."""
-
-    def __init__(self, published: int, total: int) -> None:
-        super().__init__(f"published {published} of {total} status events, then the broker failed")
-        self.published = published
-
-
 class EventPublisher:
     """Publish events persistently; raise if the broker cannot take them (nothing is dropped).
 
@@ -135,7 +121,7 @@ class EventPublisher:
         self,
         connection: Connection,
         queue_name: str,
-        retry_policy: Mapping[str, float] = RETRY_POLICY,
+        retry_policy: Mapping[str, float] = PUBLISH_RETRY,
         exchange_name: str | None = None,
     ) -> None:
         self._connection = connection

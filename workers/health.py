@@ -1,5 +1,12 @@
-"""The account's circuit breaker: transient eSMS failures slow the account only when they
-come in a row, and one success ends the slowdown.
+"""The account's health in Redis: its pause, when eSMS refuses the account, and its circuit
+breaker, when eSMS fails; both tell every drainer of the account that no request may go.
+
+The pause (AccountPause): one string key whose value is the reason and whose TTL is the pause
+(ESMS_ACCOUNT_PAUSE), set after an auth or balance error; it ends by itself, or sooner when an
+operator deletes it.
+
+The breaker (Breaker): transient eSMS failures slow the account only when they come in a row,
+and one success ends the slowdown.
 
 closed     requests go at the full rate; a failure costs only itself (a Code 160 also holds
            the account for one interval: eSMS asked us to slow down)
@@ -11,7 +18,8 @@ half-open  once `open_until` passed: exactly one probe request (the limiter's co
            probe timeout.
 
 State lives in one Redis hash (`failures`, `open_until_us`, `probe_until_us`, Redis clock),
-shared by every drainer of the account; workers.limiter's commit reads it.
+shared by every drainer of the account. workers.limiter's commit reads both keys: it alone
+decides that a request may go.
 """
 
 from __future__ import annotations
@@ -82,6 +90,39 @@ class Breaker:
             "failures_in_a_row": values.get("failures", 0.0),
             "open_until_s": values.get("open_until_us", 0.0) / 1e6,
         }
+
+
+class AccountPause:
+    """The account's pause (`paused` key): set after eSMS refused the account, read by status
+    and by whoever decides whether starting drainers is worth it."""
+
+    def __init__(self, client: redis.Redis, key: str, breaker_key: str) -> None:
+        self._redis = client
+        self._key = key
+        self._breaker_key = breaker_key
+
+    def pause(self, reason: str, pause_s: float) -> None:
+        """No request of the account for `pause_s`; `reason` is what status shows."""
+        self._redis.set(self._key, reason, px=int(pause_s * 1000))
+
+    def reason(self) -> str | None:
+        """Why the account is paused, or None while it is not."""
+        raw = self._redis.get(self._key)
+        return _text(raw) if raw else None
+
+    def blocked(self) -> str:
+        """Why no request may go for a while (paused, breaker open), or '': one round trip,
+        on the Redis clock. A hint for starting drainers; the limiter's commit enforces it."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(self._key)
+        pipe.hget(self._breaker_key, "open_until_us")
+        pipe.time()
+        paused, open_until_us, (seconds, micros) = pipe.execute()
+        if paused:
+            return "account paused"
+        if open_until_us and float(open_until_us) > seconds * 1e6 + micros:
+            return "backing off after failures"
+        return ""
 
 
 def _text(value: bytes | str) -> str:

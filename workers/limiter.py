@@ -235,6 +235,7 @@ class RateLimiter:
         write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         """`keys`: the account's rate hash, paused flag and health hash."""
+        self._redis = client
         self._write_timeout_us = int(write_timeout_s * 1e6)
         self._keys = list(keys)
         self._interval_us = int(interval_s * 1e6)
@@ -293,6 +294,10 @@ class RateLimiter:
         """eSMS answered 160: widen the margin; return the extra margin now (s)."""
         extra_us = self._widen(keys=self._keys[:1], args=[*self._spacing_args, self._interval_us])
         return int(extra_us) / 1e6
+
+    def added_margin_s(self) -> float:
+        """What Code 160s last added to the margin (s), before it fades (for status)."""
+        return float(self._redis.hget(self._keys[0], "extra_us") or 0) / 1e6
 
     @property
     def _spacing_args(self) -> list[int]:

@@ -1,6 +1,6 @@
 """Apply recorded pushes through the same state machine as polled answers.
 
-A pushed RefId is leased like a polled one (workers.backlog.CLAIM_PUSHED_LUA): whoever holds
+A pushed RefId is leased like a polled one (workers.push_claim): whoever holds
 the lease publishes and settles, so a push and a poll of the same RefId give one terminal event
 whichever comes first. A RefId a request holds right now is left for later; one that already
 had its terminal event is a duplicate. Events go out before the settle and the inbox entries
@@ -15,11 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from esms_callbacks.workers.backlog import Backlog, Claimed, Requeue, Tally
+from esms_callbacks.workers.backlog import Backlog, Requeue, Tally
 from esms_callbacks.workers.clock import Clock, as_datetime
 from esms_callbacks.workers.drainer import Publish
-from esms_callbacks.workers.events import SOURCE_PUSH, PublishFailed, build_event, event_summary
+from esms_callbacks.workers.errors import PublishFailed
+from esms_callbacks.workers.events import SOURCE_PUSH, build_event, event_summary
 from esms_callbacks.workers.inbox import InboxEntry, PushInbox
+from esms_callbacks.workers.push_claim import Claimed, PushClaims
 from esms_callbacks.workers.records import Outcome, decided_outcome, outcome_of
 from esms_callbacks.workers.settings import Settings
 
@@ -56,6 +58,10 @@ class PushApplier:
     inbox: PushInbox
     publish: Publish
     clock: Clock
+    claims: PushClaims = field(init=False)  # on the backlog's Redis and account
+
+    def __post_init__(self) -> None:
+        self.claims = PushClaims(self.backlog.client, self.backlog.keys)
 
     def apply(self, entries: list[InboxEntry]) -> ApplyReport:
         """Apply a batch of inbox entries; acknowledge those that are done with."""
@@ -86,7 +92,7 @@ class PushApplier:
     ) -> None:
         token = uuid.uuid4().hex
         now_s = self.clock.now_s()
-        claims = self.backlog.claim_pushed(
+        claims = self.claims.claim(
             oa_id,
             list(by_ref),
             now_s,

@@ -13,13 +13,16 @@ from kombu import Connection
 
 from esms_callbacks.workers.backlog import Backlog
 from esms_callbacks.workers.clock import RedisClock
+from esms_callbacks.workers.dispatch import DrainerDispatch
 from esms_callbacks.workers.drainer import Drainer
 from esms_callbacks.workers.events import EventPublisher
-from esms_callbacks.workers.health import Breaker
+from esms_callbacks.workers.health import AccountPause, Breaker
+from esms_callbacks.workers.inbox import PushInbox
 from esms_callbacks.workers.keys import AccountKeys
 from esms_callbacks.workers.limiter import RateLimiter
 from esms_callbacks.workers.semaphore import LeaseSemaphore
 from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.stats import RequestStats
 
 if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when first used
     from esms_callbacks.workers.esms_client import CallbackAnswer, EsmsClient
@@ -64,6 +67,10 @@ class Runtime:
         )
 
     @cached_property
+    def inbox(self) -> PushInbox:
+        return PushInbox(self.redis, self.keys)
+
+    @cached_property
     def breaker(self) -> Breaker:
         s = self.settings
         return Breaker(
@@ -71,27 +78,36 @@ class Runtime:
         )
 
     @cached_property
+    def pause(self) -> AccountPause:
+        return AccountPause(self.redis, self.keys.paused, self.keys.health)
+
+    @cached_property
+    def stats(self) -> RequestStats:
+        return RequestStats(self.redis, self.keys)
+
+    @cached_property
     def drainer_slots(self) -> LeaseSemaphore:
         return LeaseSemaphore(self.redis, self.keys.drainers, lease_s=self.settings.drainer_lease_s)
 
+    @cached_property
+    def dispatch(self) -> DrainerDispatch:
+        return DrainerDispatch(
+            self.redis,
+            self.keys,
+            self.settings,
+            self.backlog,
+            self.drainer_slots,
+            self.drainers_wanted,
+            _queue_drain_task,
+        )
+
     def drainers_wanted(self) -> int:
         """How many drainers the account should have now (see Settings.drainers_wanted)."""
-        measured = self.redis.hget(self.keys.stats, "request_time_s")
-        return self.settings.drainers_wanted(None if measured is None else float(measured))
+        return self.settings.drainers_wanted(self.stats.request_time_s())
 
     def account_blocked(self) -> str:
-        """Why no request may go for a while (paused, breaker open), or ''. A hint for
-        starting drainers; the limiter's commit is what enforces it."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(self.keys.paused)
-        pipe.hget(self.keys.health, "open_until_us")
-        pipe.time()
-        paused, open_until_us, (seconds, micros) = pipe.execute()
-        if paused:
-            return "account paused"
-        if open_until_us and float(open_until_us) > seconds * 1e6 + micros:
-            return "backing off after failures"
-        return ""
+        """Why no request may go for a while (paused, breaker open), or ''."""
+        return self.pause.blocked()
 
     @cached_property
     def client(self) -> EsmsClient:
@@ -130,10 +146,11 @@ class Runtime:
     def drainer(self) -> Drainer:
         return Drainer(
             self.settings,
-            self.redis,
             self.backlog,
             self.limiter,
             self.breaker,
+            self.pause,
+            self.stats,
             self.ask,
             self.publisher.publish,
             self.clock,
@@ -142,6 +159,7 @@ class Runtime:
 
 _runtime: tuple[int, Runtime] | None = None
 _settings_override: Settings | None = None
+_queue_drain: Callable[[], object] | None = None
 
 
 def get_runtime() -> Runtime:
@@ -166,3 +184,18 @@ def close_runtime() -> None:
     if _runtime is not None and _runtime[0] == os.getpid():
         _runtime[1].close()
     _runtime = None
+
+
+def use_drain_task(queue_drain: Callable[[], object]) -> None:
+    """Say how this process queues one drain task; tasks/drain.py does when it is imported
+    (workers/ never imports tasks/)."""
+    global _queue_drain
+    _queue_drain = queue_drain
+
+
+def _queue_drain_task() -> object:
+    if _queue_drain is None:
+        raise RuntimeError(
+            "no drain task to queue: import esms_callbacks.tasks before asking for drainers"
+        )
+    return _queue_drain()

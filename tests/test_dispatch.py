@@ -1,0 +1,61 @@
+"""Starting drainers (workers/dispatch.py) against real Redis: up to the number wanted, one
+asking per second unless forced."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from esms_callbacks.workers.backlog import Backlog
+from esms_callbacks.workers.dispatch import DrainerDispatch
+from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.semaphore import LeaseSemaphore
+from esms_callbacks.workers.settings import Settings
+from tests.helpers import T0
+
+
+@pytest.fixture
+def env(redis_client):
+    keys = AccountKeys(f"test-dispatch-{uuid.uuid4().hex}")
+    slots = LeaseSemaphore(redis_client, keys.drainers, lease_s=10)
+    queued: list[str] = []
+    dispatch = DrainerDispatch(
+        redis_client,
+        keys,
+        Settings(),
+        Backlog(redis_client, keys, done_ttl_s=3600),
+        slots,
+        wanted=lambda: 3,
+        queue_drain=lambda: queued.append("drain"),
+    )
+    yield dispatch, slots, queued
+    for key in redis_client.scan_iter(match=f"{keys.prefix}*"):
+        redis_client.delete(key)
+
+
+def test_drainers_are_queued_up_to_the_number_wanted(env):
+    dispatch, slots, queued = env
+    # given one drainer running of three wanted
+    slots.acquire(T0, 3)
+    # when asked: two more are queued
+    assert dispatch.request(T0) == 2
+    assert queued == ["drain", "drain"]
+
+
+def test_a_burst_of_askings_queues_once_unless_forced(env):
+    dispatch, _, queued = env
+    assert dispatch.request(T0) == 3
+    # asked again within the second (another producer): nothing more
+    assert dispatch.request(T0) == 0
+    # a drain that used its budget asks for its successor whatever the lock
+    assert dispatch.request(T0, force=True) == 3
+    assert len(queued) == 6
+
+
+def test_no_drainer_is_queued_when_enough_run(env):
+    dispatch, slots, queued = env
+    for _ in range(3):
+        slots.acquire(T0, 3)
+    assert dispatch.request(T0, force=True) == 0
+    assert queued == []
