@@ -17,7 +17,7 @@ from bench.outcome import Outcome
 from bench.scenarios import Scenario
 from bench.submit import Backlog, Group, submit_all
 from esms_callbacks.cli.processes import Children, worker_command
-from esms_callbacks.simulator.process import RemoteSimulator
+from esms_callbacks.simulator.remote import RemoteSimulator
 
 
 def run(

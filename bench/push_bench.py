@@ -50,9 +50,9 @@ from esms_callbacks.cli.processes import (
     free_port,
     receiver_command,
     simulator_options,
+    simulator_process,
     worker_command,
 )
-from esms_callbacks.simulator.process import simulator_process
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 OA = "1090257973118325189"

@@ -39,8 +39,14 @@ from bench.outcome import Outcome
 from bench.scenarios import Scenario
 from bench.status_queue import StatusQueueReader, StatusTally
 from bench.submit import Backlog, Group, Producer, Submit, submit_all
-from esms_callbacks.cli.processes import Children, beat_command, simulator_options, worker_command
-from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
+from esms_callbacks.cli.processes import (
+    Children,
+    beat_command,
+    simulator_options,
+    simulator_process,
+    worker_command,
+)
+from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.workers.keys import AccountKeys
 
 Say = Callable[[str], None]
@@ -111,7 +117,9 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> list[Outcome]:
         plan.log_dir.mkdir(parents=True, exist_ok=True)
         say(f"[{scenario.key}] {scenario.title}; window {plan.window}; logs {plan.log_dir}")
         with simulator_process(
-            *simulator_args(scenario, plan.window), nice=options.simulator_nice
+            *simulator_args(scenario, plan.window),
+            log_dir=plan.log_dir,
+            nice=options.simulator_nice,
         ) as sim:
             ours = Outcome(scenario, f"{scenario.key}. {scenario.title}")
             try:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from esms_callbacks.cli.processes import ROOT, free_port
 from esms_callbacks.cli.progress import bar, line
 from esms_callbacks.cli.stack import (
-    ROOT,
     processes,
     push_url,
     stack_commands,
@@ -39,7 +38,7 @@ def run_demo(refs: int, opens_in_s: float, interval_s: float, timeout_s: float) 
     env = {k: v for k, v in os.environ.items() if k not in ("ESMS_API_KEY", "ESMS_SECRET_KEY")}
     env.update(
         {
-            "ESMS_SIM_PORT": str(_free_port()),
+            "ESMS_SIM_PORT": str(free_port()),
             "ESMS_WINDOW": f"{local:%H:%M:%S}-{local + timedelta(hours=1):%H:%M:%S}",
             "ESMS_TIMEZONE": ZONE,
             "ESMS_RATE_INTERVAL": str(interval_s),
@@ -143,7 +142,7 @@ def summarize(
     settings: Settings, ref_ids: list[str], outcomes: Counter[str], opens_at: datetime
 ) -> None:
     # The simulator package needs aiohttp (the `worker` extra): loaded when a demo runs.
-    from esms_callbacks.simulator.process import RemoteSimulator
+    from esms_callbacks.simulator.remote import RemoteSimulator
 
     requests = RemoteSimulator(settings.base_url).requests()
     answered = [r for r in requests if r["code"] == 100]
@@ -165,9 +164,3 @@ def summarize(
         f"  rate used                 {rate:.2f} of the allowed "
         f"{1 / settings.rate_interval_s:g}/s (while requests were going out)"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:  # the simulator package needs aiohttp (the `worker` extra); the CLI may not
+    from esms_callbacks.simulator.remote import RemoteSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_S = 20.0  # after SIGTERM, this long to shut down warm before the group is killed
@@ -29,6 +34,7 @@ READY_TIMEOUT_S = 60.0
 _POLL_S = 0.1
 _LOG_TAIL_CHARS = 3000
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+_LISTENING = re.compile(r"listening on (http://[^/\s]+)")
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,37 @@ def simulator_command(options: Sequence[str], port: int | str = 0) -> Command:
     """The eSMS simulator on `port` (0 picks a free one, which it prints)."""
     argv = [sys.executable, "-m", "esms_callbacks.simulator", "--port", str(port), *options]
     return Command(argv, "listening on")
+
+
+@contextlib.contextmanager
+def simulator_process(
+    *options: str, log_dir: Path | None = None, nice: int = 0, timeout_s: float = 20.0
+) -> Iterator[RemoteSimulator]:
+    """The eSMS simulator with `options` on a free port, in its own process (logging to
+    `log_dir/simulator.log`, else a temporary file); yield its controller; stop it on exit.
+
+    `nice` < 0 raises its CPU priority where this process may (root), so that on a machine it
+    shares with the workers it stands in for eSMS's own servers: its receipt times then carry
+    less of the workers' CPU contention. `RemoteSimulator.nice` says what it got."""
+    from esms_callbacks.simulator.remote import RemoteSimulator
+
+    with tempfile.TemporaryDirectory(prefix="esms-sim-") as scratch:
+        log = Path(log_dir or scratch) / "simulator.log"
+        child = Child("simulator", simulator_command(options), os.environ, log)
+        try:
+            if nice:
+                with contextlib.suppress(PermissionError):
+                    priority = os.getpriority(os.PRIO_PROCESS, 0) + nice
+                    os.setpriority(os.PRIO_PROCESS, child.popen.pid, priority)
+            child.wait_ready(timeout_s)
+            listening = _LISTENING.search(child.log)
+            if listening is None:
+                raise RuntimeError(f"the simulator gave no address:\n{child.log}")
+            remote = RemoteSimulator(listening.group(1))
+            remote.nice = os.getpriority(os.PRIO_PROCESS, child.popen.pid)
+            yield remote
+        finally:
+            child.stop(grace_s=10)
 
 
 def free_port() -> int:

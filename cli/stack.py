@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from esms_callbacks.cli.processes import ROOT as ROOT  # cli/demo.py keeps its log under it
 from esms_callbacks.cli.processes import (
+    ROOT,
     Child,
     Children,
     Command,

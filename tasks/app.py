@@ -10,7 +10,6 @@ from esms_callbacks.tasks import broker_fix
 from esms_callbacks.workers.redis_policy import eviction_problem
 from esms_callbacks.workers.runtime import close_runtime, get_runtime
 
-STOPPING_FLAG_S = 300  # longer than any drain's step; a restarted worker has a new pid
 app = Celery("esms")
 app.config_from_object("esms_callbacks.celeryconfig")
 
@@ -38,7 +37,7 @@ def _tell_drainers_to_stop(sender: str = "", **_: Any) -> None:
     their next step rather than run out their budget (tasks/drain.py)."""
     runtime = get_runtime()
     if runtime.settings.account_known:
-        runtime.redis.set(runtime.keys.stopping(sender), 1, ex=STOPPING_FLAG_S)
+        runtime.dispatch.worker_stopping(sender)
 
 
 @worker_process_shutdown.connect
@@ -53,7 +52,7 @@ def _say_where(sender: Any = None, **_: Any) -> None:
     s = runtime.settings
     hostname = getattr(sender, "hostname", "")
     if hostname and s.account_known:  # a worker restarted under the same name drains again
-        runtime.redis.delete(runtime.keys.stopping(hostname))
+        runtime.dispatch.worker_started(hostname)
     where = "the bundled eSMS SIMULATOR" if s.simulated else "eSMS"
     credentials = "set" if s.has_credentials else "NOT SET: nothing will be sent"
     logging.getLogger("esms").warning(

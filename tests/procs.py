@@ -16,9 +16,10 @@ from esms_callbacks.cli.processes import (
     beat_command,
     free_port,
     simulator_options,
+    simulator_process,
     worker_command,
 )
-from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
+from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.workers.settings import Settings
 from tests.helpers import wait_until
 

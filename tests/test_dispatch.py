@@ -29,13 +29,13 @@ def env(redis_client):
         wanted=lambda: 3,
         queue_drain=lambda: queued.append("drain"),
     )
-    yield dispatch, slots, queued
+    yield dispatch, slots, queued, keys
     for key in redis_client.scan_iter(match=f"{keys.prefix}*"):
         redis_client.delete(key)
 
 
 def test_drainers_are_queued_up_to_the_number_wanted(env):
-    dispatch, slots, queued = env
+    dispatch, slots, queued, _ = env
     # given one drainer running of three wanted
     slots.acquire(T0, 3)
     # when asked: two more are queued
@@ -44,7 +44,7 @@ def test_drainers_are_queued_up_to_the_number_wanted(env):
 
 
 def test_a_burst_of_askings_queues_once_unless_forced(env):
-    dispatch, _, queued = env
+    dispatch, _, queued, _ = env
     assert dispatch.request(T0) == 3
     # asked again within the second (another producer): nothing more
     assert dispatch.request(T0) == 0
@@ -54,8 +54,22 @@ def test_a_burst_of_askings_queues_once_unless_forced(env):
 
 
 def test_no_drainer_is_queued_when_enough_run(env):
-    dispatch, slots, queued = env
+    dispatch, slots, queued, _ = env
     for _ in range(3):
         slots.acquire(T0, 3)
     assert dispatch.request(T0, force=True) == 0
     assert queued == []
+
+
+def test_a_stopping_worker_gives_its_drainer_places_up_until_it_serves_again(env):
+    dispatch, slots, _, keys = env
+    stopping_key = keys.stopping("w1@host")
+    token = slots.acquire(T0, 3, stopping_key=stopping_key)
+    assert token is not None
+    # when its warm shutdown begins, its drain loses its place at the next step
+    dispatch.worker_stopping("w1@host")
+    assert slots.acquire(T0, 3, token, stopping_key) is None
+    assert slots.holders(T0) == 0
+    # a worker restarted under the same name drains again
+    dispatch.worker_started("w1@host")
+    assert slots.acquire(T0, 3, stopping_key=stopping_key) is not None

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from esms_callbacks.cli.processes import Child, stop_all
-from esms_callbacks.simulator.process import RemoteSimulator
+from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.tasks import app, fetch_callbacks
 from tests.helpers import drain_events, wait_until
 from tests.procs import remote_simulator, settings_env, start_beat, start_worker

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from esms_callbacks.cli.processes import free_port
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,12 +23,6 @@ def procfile_line(name: str) -> str:
         if line.startswith(f"{name}:"):
             return line.split(":", 1)[1].strip()
     raise AssertionError(f"no {name} line in the Procfile")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def listening_addresses(port: int) -> set[str]:

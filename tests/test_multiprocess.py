@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from esms_callbacks.cli.processes import Child, stop_all
-from esms_callbacks.simulator.process import RemoteSimulator
+from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.tasks import app, fetch_callbacks
 from esms_callbacks.workers.backlog import Backlog
 from esms_callbacks.workers.keys import AccountKeys

@@ -21,7 +21,7 @@ import pytest
 
 from esms_callbacks.simulator import GET_CALLBACK_PATH, RunningSimulator, Simulator, serve_in_thread
 from esms_callbacks.simulator.outcomes import build_record, default_script
-from esms_callbacks.simulator.process import RemoteSimulator
+from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.simulator.window_check import window_check
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

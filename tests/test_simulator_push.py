@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from esms_callbacks.cli.processes import simulator_process
 from esms_callbacks.simulator import PushSettings, RunningSimulator, Simulator, serve_in_thread
 from esms_callbacks.simulator.outcomes import build_record
-from esms_callbacks.simulator.process import RemoteSimulator, simulator_process
+from esms_callbacks.simulator.remote import RemoteSimulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OA_ID = "1397492183140006179"

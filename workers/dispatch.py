@@ -3,8 +3,9 @@ exceeds what the coming window can carry.
 
 Keys: `spawn-lock` (a string with a one-second TTL: someone just asked for drainers, so the
 many producers of a burst ask once) and `capacity-warned` (a string with a TTL: the capacity
-warning was logged, so it is logged at most every CAPACITY_WARNING_EVERY_S). The drainers'
-places are workers.semaphore's.
+warning was logged, so it is logged at most every CAPACITY_WARNING_EVERY_S), `stopping:HOST`
+(a worker's warm shutdown began: its drains give their places up at their next step). The
+drainers' places are workers.semaphore's.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from esms_callbacks.workers.settings import Settings
 log = logging.getLogger(__name__)
 SPAWN_LOCK_MS = 1000  # many producers may ask at once; one asking per second is enough
 CAPACITY_WARNING_EVERY_S = 600
+STOPPING_FLAG_S = 300  # longer than any drain's step; a restarted worker clears it
 
 
 class DrainerDispatch:
@@ -66,3 +68,12 @@ class DrainerDispatch:
             return
         if self._redis.set(self._keys.capacity_warned, 1, nx=True, ex=CAPACITY_WARNING_EVERY_S):
             log.warning(describe_shortfall(capacity, waiting))
+
+    def worker_stopping(self, hostname: str) -> None:
+        """A warm shutdown of `hostname` began (a deploy): its drains stop at their next step
+        rather than run out their budget."""
+        self._redis.set(self._keys.stopping(hostname), 1, ex=STOPPING_FLAG_S)
+
+    def worker_started(self, hostname: str) -> None:
+        """`hostname` serves (again: a worker restarted under the same name drains again)."""
+        self._redis.delete(self._keys.stopping(hostname))

@@ -1,26 +1,18 @@
-"""A simulator in its own process, scripted over its /_sim control API.
+"""A simulator running elsewhere (its own process: cli.processes.simulator_process), scripted
+over its /_sim control API.
 
-Tests and benchmarks that measure timing use this rather than a simulator thread, so the
+Tests and benchmarks that measure timing use one rather than a simulator thread, so the
 receipt times it logs are not skewed by the measuring process's own work.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-_LISTENING = re.compile(r"listening on (http://[^/\s]+)")
 # The simulator is local: never reach it through a proxy named in the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -118,49 +110,3 @@ class RemoteSimulator:
                 raise
             # The control API explains what it refused; say it as callers expect bad input.
             raise ValueError(json.loads(exc.read()).get("error", "refused")) from None
-
-
-@contextmanager
-def simulator_process(
-    *args: str, timeout_s: float = 20.0, nice: int = 0
-) -> Iterator[RemoteSimulator]:
-    """Run `python -m esms_callbacks.simulator --port 0 ARGS...`; yield a controller; stop it
-    on exit.
-
-    `nice` < 0 raises the simulator's CPU priority where this process may (root), so that on
-    a machine it shares with the workers it stands in for eSMS's own servers: its receipt
-    times then carry less of the workers' CPU contention. `RemoteSimulator.nice` says what
-    it got."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "esms_callbacks.simulator", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    if nice:
-        with contextlib.suppress(PermissionError):
-            os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        seen = ""
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                raise RuntimeError(f"simulator exited: {seen}")
-            seen += line
-            match = _LISTENING.search(line)
-            if match:
-                remote = RemoteSimulator(match.group(1))
-                remote.nice = os.getpriority(os.PRIO_PROCESS, proc.pid)
-                yield remote
-                return
-        raise TimeoutError(f"simulator did not start: {seen}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.stdout is not None:
-            proc.stdout.close()
