@@ -213,3 +213,29 @@ def commit_to_receipt(committed_s: Sequence[float], log: list[Request]) -> Delay
     delays.sort()
     p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
     return Delays(len(delays), statistics.median(delays), p99, delays[-1], delays[-1] - delays[0])
+
+
+def too_close(committed_s: Sequence[float], log: Sequence[Request], interval_s: float) -> list[str]:
+    """For each two requests that reached the simulator closer than `interval_s`: how far
+    apart the limiter committed them and how long each took from commit to receipt, which
+    says whether the time was lost before the send or at the receiving end."""
+    commits = sorted(committed_s)
+    requests = account_requests(log)
+    found = []
+    for first, second in itertools.pairwise(requests):
+        gap_s = second["received_monotonic_s"] - first["received_monotonic_s"]
+        if gap_s >= interval_s:
+            continue
+        receipt_a, receipt_b = first["received_at_s"], second["received_at_s"]
+        index_a = bisect.bisect_right(commits, receipt_a) - 1
+        index_b = bisect.bisect_right(commits, receipt_b) - 1
+        if index_a < 0 or index_b < 0:
+            found.append(f"receipts {gap_s * 1e3:.1f} ms apart (commits not found)")
+            continue
+        commit_a, commit_b = commits[index_a], commits[index_b]
+        found.append(
+            f"receipts {gap_s * 1e3:.1f} ms apart, commits {(commit_b - commit_a) * 1e3:.1f} ms "
+            f"apart, commit to receipt {(receipt_a - commit_a) * 1e3:.1f} then "
+            f"{(receipt_b - commit_b) * 1e3:.1f} ms"
+        )
+    return found

@@ -34,6 +34,7 @@ from bench.measure import (
     goodput,
     log_figures,
     probing,
+    too_close,
 )
 from bench.outcome import Outcome
 from bench.scenarios import Scenario
@@ -234,13 +235,16 @@ def run_ours(
             f"{time.monotonic() - stopping:.1f}s"
         )
     log = sim.requests()
-    delays = commit_to_receipt(committed_at_s(client, account), log)
+    committed = committed_at_s(client, account)
+    delays = commit_to_receipt(committed, log)
     if delays is not None:
         outcome.notes.append(
             f"commit to receipt over {delays.count} requests: median {delays.median_s * 1e3:.1f}"
             f" ms, p99 {delays.p99_s * 1e3:.1f} ms, max {delays.max_s * 1e3:.1f} ms, spread "
             f"{delays.spread_s * 1e3:.1f} ms"
         )
+    closest = too_close(committed, log, scenario.interval_s)
+    outcome.notes += [f"too close: {pair}" for pair in closest]
     terms = Terms(scenario.interval_s, scenario.max_refs)
     outcome.figures = log_figures(log, submissions, terms)
     submitted = {ref for _, refs in plan.groups for ref in refs}
