@@ -229,8 +229,9 @@ def too_close(committed_s: Sequence[float], log: Sequence[Request], interval_s: 
         receipt_a, receipt_b = first["received_at_s"], second["received_at_s"]
         index_a = bisect.bisect_right(commits, receipt_a) - 1
         index_b = bisect.bisect_right(commits, receipt_b) - 1
-        if index_a < 0 or index_b < 0:
-            found.append(f"receipts {gap_s * 1e3:.1f} ms apart (commits not found)")
+        if index_a < 0 or index_b < 0 or index_a == index_b:
+            # the first took longer than a spacing to arrive: no commit tells them apart
+            found.append(f"receipts {gap_s * 1e3:.1f} ms apart (their commits not told apart)")
             continue
         commit_a, commit_b = commits[index_a], commits[index_b]
         found.append(

@@ -7,6 +7,10 @@ with a deadline), measured (CPU time of its group) and stopped: SIGTERM to the m
 which lets a Celery worker finish its running tasks (its pool processes reset SIGTERM to "die
 at once", so they must not get it), then SIGKILL for the whole group after a grace period.
 `Children` starts several and stops them together, in parallel.
+
+The stack a user runs (`esms-callbacks run`, `demo`) stays in the user's process group
+instead (`own_group=False`): a closed terminal (SIGHUP) or a signal to the whole group then
+reaches it too, as it would a Procfile run by hand.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ STOP_GRACE_S = 20.0  # after SIGTERM, this long to shut down warm before the gro
 READY_TIMEOUT_S = 60.0
 _POLL_S = 0.1
 _LOG_TAIL_CHARS = 3000
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _LISTENING = re.compile(r"listening on (http://[^/\s]+)")
 
 
@@ -161,9 +164,13 @@ class Child:
         command: Command,
         env: Mapping[str, str],
         log: Path | IO[bytes] | None = None,
+        *,
+        own_group: bool = True,
     ) -> None:
         self.name = name
         self.command = command
+        self.own_group = own_group
+        self._killed = False
         self.log_path: Path | None = None
         self._own_log: IO[bytes] | None = None
         if isinstance(log, Path):
@@ -178,7 +185,7 @@ class Child:
                 env=dict(env),
                 stdout=output,
                 stderr=subprocess.STDOUT if output is not None else None,
-                start_new_session=True,
+                start_new_session=own_group,
             )
         except BaseException:
             self._close_log()
@@ -241,11 +248,21 @@ class Child:
         self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: the main process and what it forked."""
-        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-        self._close_log()
+        """SIGKILL the whole process group (the main process and what it forked), or the
+        process alone when it has no group of its own; once."""
+        if self._killed:  # its pid, as a group id, may belong to someone else by now
+            return
+        self._killed = True
+        try:
+            with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+                if self.own_group:
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                else:
+                    self.popen.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=10)
+        finally:
+            self._close_log()
 
     def _close_log(self) -> None:
         if self._own_log is not None:
@@ -259,8 +276,13 @@ def stop_all(children: Iterable[Child], grace_s: float = STOP_GRACE_S) -> None:
     for child in children:
         child.terminate()
     deadline = time.monotonic() + grace_s
-    for child in children:
-        child.stop(grace_s=max(0.1, deadline - time.monotonic()))
+    try:
+        for child in children:
+            child.stop(grace_s=max(0.1, deadline - time.monotonic()))
+    finally:  # one that failed to stop leaves none of the others running
+        for child in children:
+            with contextlib.suppress(Exception):
+                child.kill()
 
 
 class Children:
@@ -274,15 +296,17 @@ class Children:
         *,
         output: IO[bytes] | None = None,
         stop_grace_s: float = STOP_GRACE_S,
+        own_groups: bool = True,
     ) -> None:
         self.log_dir = log_dir
         self.output = output
+        self.own_groups = own_groups
         self.stop_grace_s = stop_grace_s
         self._started: list[Child] = []
 
     def start(self, name: str, command: Command, env: Mapping[str, str]) -> Child:
         log = self.log_dir / f"{name}.log" if self.log_dir is not None else self.output
-        child = Child(name, command, env, log)
+        child = Child(name, command, env, log, own_group=self.own_groups)
         self._started.append(child)
         return child
 
@@ -325,4 +349,4 @@ def group_cpu_s(pgid: int) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid:  # pgrp
             ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-    return ticks / _TICKS_PER_S
+    return ticks / os.sysconf("SC_CLK_TCK")

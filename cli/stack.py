@@ -56,8 +56,9 @@ def processes(
     commands: dict[str, Command], env: dict[str, str], log: IO[bytes] | None = None
 ) -> Iterator[dict[str, Child]]:
     """Start named processes in the repository root (output to `log`, else the terminal);
-    stop them all on exit."""
-    with Children(output=log, stop_grace_s=STOP_GRACE_S) as children:
+    stop them all on exit. They stay in the caller's process group: a closed terminal stops
+    them with it."""
+    with Children(output=log, stop_grace_s=STOP_GRACE_S, own_groups=False) as children:
         yield {name: children.start(name, command, env) for name, command in commands.items()}
 
 
