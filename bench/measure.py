@@ -195,6 +195,13 @@ class Delays:
     spread_s: float  # max - min: what the rate margin has to absorb
 
 
+def _commit_before(commits: Sequence[float], at_s: float) -> int | None:
+    """Index of the latest of the sorted `commits` at or before `at_s` (requests are a spacing
+    apart, delays a few ms: the commit of the request received at `at_s`), if any."""
+    index = bisect.bisect_right(commits, at_s) - 1
+    return index if index >= 0 else None
+
+
 def commit_to_receipt(committed_s: Sequence[float], log: list[Request]) -> Delays | None:
     """Pair each request the simulator received with the latest commit before it (requests
     are a spacing apart, delays a few ms) and measure the delays. Both clocks are this
@@ -205,8 +212,8 @@ def commit_to_receipt(committed_s: Sequence[float], log: list[Request]) -> Delay
         if not request["api_key_ok"]:
             continue
         at_s = request["received_at_s"]
-        index = bisect.bisect_right(commits, at_s) - 1
-        if index >= 0:
+        index = _commit_before(commits, at_s)
+        if index is not None:
             delays.append(at_s - commits[index])
     if not delays:
         return None
@@ -227,9 +234,8 @@ def too_close(committed_s: Sequence[float], log: Sequence[Request], interval_s: 
         if gap_s >= interval_s:
             continue
         receipt_a, receipt_b = first["received_at_s"], second["received_at_s"]
-        index_a = bisect.bisect_right(commits, receipt_a) - 1
-        index_b = bisect.bisect_right(commits, receipt_b) - 1
-        if index_a < 0 or index_b < 0 or index_a == index_b:
+        index_a, index_b = _commit_before(commits, receipt_a), _commit_before(commits, receipt_b)
+        if index_a is None or index_b is None or index_a == index_b:
             # the first took longer than a spacing to arrive: no commit tells them apart
             found.append(f"receipts {gap_s * 1e3:.1f} ms apart (their commits not told apart)")
             continue

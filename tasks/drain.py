@@ -97,7 +97,7 @@ def release() -> None:
     runtime.dispatch.check_capacity(now_s)
     if (
         runtime.settings.window.is_open(as_datetime(now_s))
-        and not runtime.account_blocked()
+        and not runtime.pause.blocked()
         and runtime.backlog.next_due_oa(now_s)
     ):
         runtime.dispatch.request(now_s)

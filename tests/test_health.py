@@ -64,14 +64,14 @@ def test_beat_starts_no_drainers_while_the_account_is_held(make_settings):
     from esms_callbacks.workers.runtime import Runtime
 
     runtime = Runtime(make_settings(breaker_after=2, retry_base_s=30.0))
-    assert runtime.account_blocked() == ""
+    assert runtime.pause.blocked() == ""
     runtime.breaker.record_failure()
-    assert runtime.account_blocked() == ""  # one failure holds nothing
+    assert runtime.pause.blocked() == ""  # one failure holds nothing
     runtime.breaker.record_failure()
-    assert runtime.account_blocked() == "backing off after failures"
+    assert runtime.pause.blocked() == "backing off after failures"
     runtime.breaker.record_success()
     runtime.redis.set(runtime.keys.paused, "Code 101", px=60_000)
-    assert runtime.account_blocked() == "account paused"
+    assert runtime.pause.blocked() == "account paused"
 
 
 def test_a_pause_keeps_its_reason_for_its_time_then_ends_by_itself(health, redis_client):

@@ -105,10 +105,6 @@ class Runtime:
         """How many drainers the account should have now (see Settings.drainers_wanted)."""
         return self.settings.drainers_wanted(self.stats.request_time_s())
 
-    def account_blocked(self) -> str:
-        """Why no request may go for a while (paused, breaker open), or ''."""
-        return self.pause.blocked()
-
     @cached_property
     def client(self) -> EsmsClient:
         from esms_callbacks.workers.esms_client import EsmsClient
