@@ -93,6 +93,22 @@ def gaps_s(requests: Sequence[Request]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
+def handler_lag(log: Sequence[Request], interval_s: float) -> str:
+    """How long after arrival (the kernel's receipt, the receipt time of every other figure)
+    the simulator's handler ran, and how many gaps would have looked shorter than the interval
+    had receipts been timed by the handler, as before simulator.arrival."""
+    requests = account_requests(log)
+    lags_s = sorted(r.get("handler_lag_s", 0.0) for r in requests)
+    if not lags_s:
+        return ""
+    handler_s = sorted(r["received_monotonic_s"] + r.get("handler_lag_s", 0.0) for r in requests)
+    short = sum(1 for a, b in itertools.pairwise(handler_s) if b - a < interval_s)
+    return (
+        f"simulator handler started after arrival: median {statistics.median(lags_s) * 1e3:.1f} "
+        f"ms, max {lags_s[-1] * 1e3:.1f} ms; gaps < interval by handler start: {short}"
+    )
+
+
 def log_figures(
     log: Sequence[Request], submissions: Sequence[Submission], terms: Terms
 ) -> LogFigures:

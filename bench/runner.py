@@ -32,6 +32,7 @@ from bench.measure import (
     Terms,
     commit_to_receipt,
     goodput,
+    handler_lag,
     log_figures,
     probing,
     too_close,
@@ -204,7 +205,8 @@ def run_ours(
         fleet.wait_ready()
         cpu_before_s = fleet.cpu_s("worker")
         outcome.notes.append(
-            f"simulator at nice {sim.nice}; worker start-up CPU {cpu_before_s:.1f}s (not counted)"
+            f"simulator at nice {sim.nice}{_autogroup_note(sim.autogroup_nice)}; "
+            f"worker start-up CPU {cpu_before_s:.1f}s (not counted)"
         )
         say(f"[{key}] {scenario.workers} workers x {scenario.concurrency} and beat ready")
         producer: Producer | None = None
@@ -345,6 +347,9 @@ def _notes(
     first_at = _first_request_at(log)
     if figures.median_gap_ratio is not None:
         notes.append(f"median gap {figures.median_gap_ratio:.3f} x interval")
+    lag = handler_lag(log, scenario.interval_s)
+    if lag:
+        notes.append(lag)
     if opens_at is not None and first_at is not None:
         notes.append(
             f"first request {first_at - opens_at.timestamp():.2f}s after the window opened"
@@ -379,3 +384,7 @@ def _notes(
     if watched.deadline_hit:
         notes.append(f"deadline hit: {scenario.total_refs - tally.finished} RefIds not terminal")
     return notes
+
+
+def _autogroup_note(nice: int | None) -> str:
+    return "" if nice is None else f" (its autogroup at nice {nice})"

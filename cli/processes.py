@@ -131,18 +131,41 @@ def simulator_process(
         child = Child("simulator", simulator_command(options), os.environ, log)
         try:
             if nice:
-                with contextlib.suppress(PermissionError):
-                    priority = os.getpriority(os.PRIO_PROCESS, 0) + nice
-                    os.setpriority(os.PRIO_PROCESS, child.popen.pid, priority)
+                _raise_priority(child.popen.pid, nice)
             child.wait_ready(timeout_s)
             listening = _LISTENING.search(child.log)
             if listening is None:
                 raise RuntimeError(f"the simulator gave no address:\n{child.log}")
             remote = RemoteSimulator(listening.group(1))
             remote.nice = os.getpriority(os.PRIO_PROCESS, child.popen.pid)
+            remote.autogroup_nice = _autogroup_nice(child.popen.pid)
             yield remote
         finally:
             child.stop(grace_s=10)
+
+
+def _raise_priority(pid: int, nice: int) -> None:
+    """Change `pid`'s CPU priority by `nice` where this process may (root).
+
+    Under Linux's autogroup scheduling (`/proc/sys/kernel/sched_autogroup_enabled`), a child
+    started in a session of its own is weighed against the other sessions by its autogroup's
+    nice, and its own nice only counts inside that group: both are set."""
+    priority = os.getpriority(os.PRIO_PROCESS, 0) + nice
+    with contextlib.suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, pid, priority)
+    with contextlib.suppress(OSError):  # no autogroups here, or not allowed
+        Path(f"/proc/{pid}/autogroup").write_text(f"{priority}\n")
+
+
+def _autogroup_nice(pid: int) -> int | None:
+    """The nice of `pid`'s autogroup, or None where there are none (or autogroups are off)."""
+    try:
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+            return None
+        found = re.search(r"nice (-?\d+)", Path(f"/proc/{pid}/autogroup").read_text())
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
 
 
 def free_port() -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from esms_callbacks.simulator.app import GET_CALLBACK_PATH, make_app
+from esms_callbacks.simulator.arrival import new_event_loop
 from esms_callbacks.simulator.outcomes import POLICIES
 from esms_callbacks.simulator.pusher import PushSettings
 from esms_callbacks.simulator.state import Simulator
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m esms_callbacks.si
     except ValueError as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(sim, args.host, args.port, args.window, push_settings))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve(sim, args.host, args.port, args.window, push_settings))
     return 0
 
 

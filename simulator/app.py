@@ -66,7 +66,9 @@ import struct
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from esms_callbacks.simulator.arrival import take_arrival_s
 from esms_callbacks.simulator.control import control_routes
 from esms_callbacks.simulator.faults import Fault
 from esms_callbacks.simulator.pusher import PUSHER_KEY, Pusher, PushSettings
@@ -75,6 +77,9 @@ from esms_callbacks.simulator.state import SIM_KEY, LoggedRequest, Simulator
 __all__ = ["GET_CALLBACK_PATH", "LoggedRequest", "Simulator", "make_app"]
 
 GET_CALLBACK_PATH = "/ZaloCallback/GetCallback"
+ARRIVAL_KEY = web.RequestKey("arrival_s", float)  # see _stamp_arrival; absent: unknown
+# A handler runs this long after its request arrived only if the wall clock stepped.
+_MAX_ARRIVAL_LAG_S = 60.0
 
 # What a response cut off mid-stream looks like: valid start, no end.
 _TRUNCATED_JSON = '{"Code":100,"Message":"Success","Data_callback":[{"SMSID":"4a496110-9fd3-48'
@@ -90,7 +95,7 @@ _HTML_PAGE = """<!DOCTYPE html>
 def make_app(sim: Simulator, push_settings: PushSettings | None = None) -> web.Application:
     """Build the aiohttp application serving GetCallback and the /_sim control API for `sim`,
     with a pusher delivering statuses as `push_settings` say (defaults: eSMS's)."""
-    app = web.Application()
+    app = web.Application(middlewares=[_stamp_arrival])
     app[SIM_KEY] = sim
     pusher = Pusher(push_settings)
     app[PUSHER_KEY] = pusher
@@ -100,11 +105,31 @@ def make_app(sim: Simulator, push_settings: PushSettings | None = None) -> web.A
     return app
 
 
+@web.middleware
+async def _stamp_arrival(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give each request the kernel time its first bytes arrived (simulator.arrival)."""
+    arrived_s = take_arrival_s(request.transport)
+    if arrived_s is not None:
+        request[ARRIVAL_KEY] = arrived_s
+    try:
+        return await handler(request)
+    finally:
+        # Bytes read after the request began (the rest of its body) are not the next one's.
+        take_arrival_s(request.transport)
+
+
 async def _get_callback(request: web.Request) -> web.StreamResponse:
-    # Receipt time is taken before reading the body: eSMS's rate clock sees arrival.
-    received_at_s, received_monotonic_s = time.time(), time.monotonic()
+    # eSMS's rate clock sees arrival: the kernel's receive time of the request's first bytes,
+    # else the handler's start, before the body is read.
+    handler_s, handler_monotonic_s = time.time(), time.monotonic()
+    arrived_s = request.get(ARRIVAL_KEY)
+    lag_s = handler_s - arrived_s if arrived_s is not None else 0.0
+    if not 0.0 <= lag_s < _MAX_ARRIVAL_LAG_S:  # the wall clock stepped: trust the handler's
+        lag_s = 0.0
     raw = await request.read()
-    answer = request.app[SIM_KEY].receive(raw, received_at_s, received_monotonic_s)
+    answer = request.app[SIM_KEY].receive(
+        raw, handler_s - lag_s, handler_monotonic_s - lag_s, handler_lag_s=lag_s
+    )
     if answer.fault is None:
         return web.json_response(answer.payload)
     return await _faulted(request, answer.fault, answer.payload)

@@ -23,6 +23,7 @@ class RemoteSimulator:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.nice = 0  # the simulator process's scheduling priority, where known
+        self.autogroup_nice: int | None = None  # its autogroup's, where autogroups are on
 
     def requests(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/_sim/requests")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -16,6 +17,7 @@ from types import TracebackType
 from aiohttp import web
 
 from esms_callbacks.simulator.app import GET_CALLBACK_PATH, make_app
+from esms_callbacks.simulator.arrival import new_event_loop
 from esms_callbacks.simulator.pusher import PushSettings
 from esms_callbacks.simulator.state import Simulator
 
@@ -79,6 +81,27 @@ class RunningSimulator:
         thread.join(timeout=5.0)
         self._loop = self._runner = self._thread = None
 
+    def hold_loop(self, seconds: float) -> float:
+        """Keep the serving loop busy for `seconds`, as a stalled server would be: requests
+        wait in the kernel meanwhile. Returns once the hold has begun, with its end
+        (time.time())."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("this simulator is not running")
+        began = threading.Event()
+        ends_s = time.time() + seconds
+
+        def hold() -> None:
+            nonlocal ends_s
+            ends_s = time.time() + seconds
+            began.set()
+            time.sleep(seconds)
+
+        loop.call_soon_threadsafe(hold)
+        if not began.wait(_START_TIMEOUT_S):
+            raise RuntimeError("the simulator's loop did not take the hold")
+        return ends_s
+
     def __enter__(self) -> RunningSimulator:
         return self.start()
 
@@ -91,7 +114,7 @@ class RunningSimulator:
         self.stop()
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._listen())

@@ -44,8 +44,8 @@ _FAULT_HTTP_STATUS = {"http500": 500, "slow": 200, "badjson": 200, "html": 200, 
 class LoggedRequest:
     """One GetCallback request as received. Never holds the ApiKey or SecretKey."""
 
-    received_at_s: float  # time.time() at receipt
-    received_monotonic_s: float  # time.monotonic() at receipt, for gaps
+    received_at_s: float  # time.time() at arrival (simulator.arrival), eSMS's rate clock
+    received_monotonic_s: float  # time.monotonic() at arrival, for gaps
     api_key_ok: bool  # both ApiKey and SecretKey matched
     oa_id: str | None
     ref_count_sent: int  # len(ListRefid) as received
@@ -54,6 +54,7 @@ class LoggedRequest:
     code: int | None  # eSMS Code answered; None when the fault sent no JSON
     http_status: int | None  # None when the connection was aborted
     fault: str | None  # the fault kind applied, if any
+    handler_lag_s: float = 0.0  # from arrival (the kernel's receipt) to its handler starting
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -72,6 +73,13 @@ class _Request:
     body: dict[str, object] | None
     credentials_ok: bool
     too_soon: bool
+
+
+@dataclass(frozen=True)
+class _Receipt:
+    at_s: float  # time.time() at arrival
+    monotonic_s: float  # time.monotonic() at arrival
+    handler_lag_s: float
 
 
 class Simulator:
@@ -204,17 +212,25 @@ class Simulator:
             "faults": dict(Counter(r.fault for r in log if r.fault)),
         }
 
-    def receive(self, raw: bytes, received_at_s: float, received_monotonic_s: float) -> Answer:
-        """Decide the answer to one GetCallback body received at the given times, and log it."""
+    def receive(
+        self,
+        raw: bytes,
+        received_at_s: float,
+        received_monotonic_s: float,
+        handler_lag_s: float = 0.0,
+    ) -> Answer:
+        """Decide the answer to one GetCallback body received (arrived) at the given times,
+        and log it; `handler_lag_s` is how long after arrival its handler started."""
+        received = _Receipt(received_at_s, received_monotonic_s, handler_lag_s)
         with self._lock:
             request = self._read(raw, received_monotonic_s)
             fault = self._faults.popleft() if self._faults else self._random_faults.draw()
             if fault is not None and fault.kind != "slow":
                 payload: dict[str, object] = {"Code": fault.code, "Message": fault.message}
-                self._log(request, received_at_s, received_monotonic_s, fault, payload)
+                self._log(request, received, fault, payload)
                 return Answer(payload, fault)
             payload = self._answer(request)
-            self._log(request, received_at_s, received_monotonic_s, fault, payload)
+            self._log(request, received, fault, payload)
             return Answer(payload, fault)
 
     def _read(self, raw: bytes, received_monotonic_s: float) -> _Request:
@@ -267,8 +283,7 @@ class Simulator:
     def _log(
         self,
         request: _Request,
-        received_at_s: float,
-        received_monotonic_s: float,
+        received: _Receipt,
         fault: Fault | None,
         payload: dict[str, object],
     ) -> None:
@@ -284,8 +299,8 @@ class Simulator:
         ref_count_sent = len(ref_ids) if isinstance(ref_ids, list) else 0
         self.requests.append(
             LoggedRequest(
-                received_at_s=received_at_s,
-                received_monotonic_s=received_monotonic_s,
+                received_at_s=received.at_s,
+                received_monotonic_s=received.monotonic_s,
                 api_key_ok=request.credentials_ok,
                 oa_id=oa_id if isinstance(oa_id, str) else None,
                 ref_count_sent=ref_count_sent,
@@ -294,6 +309,7 @@ class Simulator:
                 code=code if isinstance(code, int) else None,
                 http_status=http_status,
                 fault=fault.kind if fault is not None else None,
+                handler_lag_s=received.handler_lag_s,
             )
         )
 

@@ -6,7 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from esms_callbacks.cli.processes import Child, Command
+import pytest
+
+from esms_callbacks.cli.processes import Child, Command, simulator_process
 from esms_callbacks.cli.stack import processes
 from tests.helpers import wait_until
 
@@ -71,3 +73,15 @@ def test_a_group_is_killed_once(tmp_path, monkeypatch):
     # group by now, which must not be signalled
     child.stop(grace_s=0.1)
     assert killed == [child.popen.pid]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority needs root")
+def test_the_simulator_gets_the_priority_asked_for_its_process_and_its_autogroup():
+    # Under autogroup scheduling a process's own nice only counts inside its session's group:
+    # a simulator in a session of its own needs its group's nice raised too, or it gains nothing.
+    with simulator_process(nice=-5) as sim:
+        assert sim.nice == os.getpriority(os.PRIO_PROCESS, 0) - 5
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1":
+            assert sim.autogroup_nice == sim.nice
+        else:
+            assert sim.autogroup_nice is None
