@@ -73,8 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--simulator-nice",
         type=int,
         default=SIMULATOR_NICE,
-        help="CPU priority change of the simulator process (default %(default)s, as root: it "
-        "stands in for eSMS's own servers; 0 to share the CPUs evenly with the workers)",
+        help="CPU priority change of the simulator process and its autogroup (default "
+        "%(default)s: it shares the CPUs evenly with the workers; below 0 needs root)",
     )
     parser.add_argument(
         "--redis",
