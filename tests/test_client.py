@@ -17,7 +17,7 @@ from esms_callbacks.workers.errors import (
     ServerError,
     TransportError,
 )
-from esms_callbacks.workers.esms_client import MAX_ANSWER_BYTES, EsmsClient
+from esms_callbacks.workers.esms_client import MAX_ANSWER_BYTES, CallbackAnswer, EsmsClient
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY
 
 
@@ -155,3 +155,25 @@ def test_an_answer_too_large_is_refused(chunked):
 
     outcome, _ = asyncio.run(_ask_local_app([web.post("/ZaloCallback/GetCallback", huge)]))
     assert isinstance(outcome, MalformedResponse) and "too large" in str(outcome)
+
+
+def test_a_gate_closed_on_a_kept_connection_sends_nothing_and_the_next_request_goes(
+    running_sim, sim
+):
+    # given a client that has asked once (its connection kept open)
+    async def go() -> CallbackAnswer:
+        client = EsmsClient(running_sim.base_url, SIM_API_KEY, SIM_SECRET_KEY, 5.0)
+        try:
+            await client.get_callback(["k1"], "oa1")
+            # when the next request's gate says no: NotSent, not a transport error
+            with pytest.raises(NotSent):
+                await client.get_callback(["k2"], "oa1", lambda: False)
+            # and the one after it goes as usual
+            return await client.get_callback(["k3"], "oa1", lambda: True)
+        finally:
+            await client.close()
+
+    answer = asyncio.run(go())
+    # expect eSMS to have received the first and the third only
+    assert [r.ref_count_sent for r in sim.requests] == [1, 1]
+    assert set(answer.records) == {"k3"}

@@ -12,11 +12,14 @@ import redis
 
 from esms_callbacks.workers.keys import AccountKeys
 from esms_callbacks.workers.limiter import (
+    COMMIT_AHEAD_S,
     MARGIN_HALF_LIFE_S,
     MARGIN_STEP_S,
     STRICTEST_KEPT_S,
+    Commit,
     RateLimiter,
 )
+from esms_callbacks.workers.redis_time import RedisTimeBounds
 
 
 def make_limiter(
@@ -327,3 +330,81 @@ def test_a_write_that_never_comes_holds_the_next_back_only_briefly(redis_client)
     # expect the next to go once the write is overdue (committed 40 ms ago)
     backdate_last_send(redis_client, account, 0.04)
     assert limiter.commit().go
+
+
+def commit_5ms_early(client: redis.Redis) -> tuple[RateLimiter, Commit]:
+    """A limiter at 50 ms whose last send was in its socket 45 ms ago (on the Redis clock),
+    and the next commit, made 5 ms before the spacing allows."""
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(client, 0.05, account)
+    first = limiter.commit()
+    limiter.mark_sent(first.at_us)
+    backdate_last_send(client, account, 0.045)
+    return limiter, limiter.commit()
+
+
+def test_a_commit_just_before_its_moment_is_granted_for_that_moment(redis_client):
+    # given a send 50 ms apart from the next, in its socket 45 ms ago
+    # when the next commits 5 ms before the spacing allows
+    _, commit = commit_5ms_early(redis_client)
+    # expect it granted for that moment, and told to wait for it
+    assert commit.go and 0 < commit.wait_s <= COMMIT_AHEAD_S
+    assert commit.at_s > redis_now_s(redis_client)
+    # and waiting `wait_s` from then lands no earlier than the moment on the Redis clock
+    time.sleep(commit.wait_s)
+    assert redis_now_s(redis_client) >= commit.at_s
+
+
+def test_a_waiter_too_early_comes_back_shortly_before_its_moment(redis_client):
+    # given a send in its socket just now, at 100 ms
+    limiter = make_limiter(redis_client, 0.1)
+    first = limiter.commit()
+    limiter.mark_sent(first.at_us)
+    # when the next commits at once: expect no grant, and a wait ending half of
+    # COMMIT_AHEAD_S before the moment, so that its next commit is granted ahead of it
+    commit = limiter.commit()
+    assert not commit.go
+    assert 0.1 - COMMIT_AHEAD_S < commit.wait_s <= 0.1 - COMMIT_AHEAD_S / 2
+
+
+def test_the_next_waits_a_spacing_after_a_granted_moment_not_yet_written(redis_client):
+    # given a send granted for a moment a few ms ahead, not written yet
+    limiter, granted = commit_5ms_early(redis_client)
+    assert granted.go and granted.at_s > redis_now_s(redis_client)
+    # when another commits meanwhile
+    held = limiter.commit()
+    # expect it held until shortly before a spacing after that moment, not polling
+    assert not held.go
+    until_s = redis_now_s(redis_client) + held.wait_s
+    assert granted.at_s + 0.05 - COMMIT_AHEAD_S <= until_s <= granted.at_s + 0.05
+
+
+def test_a_write_is_dated_by_this_hosts_bound_on_the_redis_clock(redis_client):
+    # given a limiter whose view of the Redis clock is 5 ms behind it (as if its mark reached
+    # Redis 5 ms after the write), and a send committed 10 ms ago
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(redis_client, 0.001, account)
+    commit = limiter.commit()
+    committed_at_us = backdate_last_send(redis_client, account, 0.01)
+    limiter.redis_time = RedisTimeBounds()
+    now_s = time.monotonic()
+    limiter.redis_time.sample(redis_now_s(redis_client) - 0.005, now_s, now_s)
+    # when it marks the write
+    limiter.mark_sent(committed_at_us)
+    # expect the write dated by its bound (5 ms before Redis's own reading), never before
+    # the moment it was committed for
+    last_s = int(redis_client.hget(AccountKeys(account).rate, "last_us")) / 1e6
+    assert commit.go
+    assert committed_at_us / 1e6 <= last_s <= redis_now_s(redis_client) - 0.004
+
+
+def test_an_exact_sleep_never_wakes_before_its_moment(redis_client):
+    from esms_callbacks.workers.clock import SPIN_S, RedisClock
+
+    clock = RedisClock(redis_client)
+    # sleeps shorter and longer than the spun part, as a granted request waits for its moment
+    for seconds in (0.0, SPIN_S / 4, SPIN_S, SPIN_S * 3, 0.0123):
+        for _ in range(5):
+            started_s = time.monotonic()
+            clock.sleep_exactly(seconds)
+            assert time.monotonic() - started_s >= seconds

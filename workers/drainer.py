@@ -2,9 +2,10 @@
 
 One step: reserve a rate slot and sleep until it; then, at the moment of sending, lease a full
 batch of the OA due longest under a fresh token (nothing due: hand the slot back); commit the
-slot once a connection is held (pause, breaker, window and spacing checked atomically on the
-Redis clock); ask eSMS; renew the leases still held, publish their events in one batch and
-settle them with the request's counters in one round trip.
+slot right before the request is written (pause, breaker, window and spacing checked
+atomically on the Redis clock; a commit granted for a moment just ahead waits for it
+exactly); ask eSMS; renew the leases still held, publish their events in one batch and settle
+them with the request's counters in one round trip.
 Everything it touches is passed in, so tests can drive it with a manual clock.
 """
 
@@ -139,7 +140,8 @@ class Drainer:
             while True:
                 commit = self.limiter.commit(window_s)
                 commits.append(commit)
-                if commit.go:
+                if commit.go:  # granted for a moment just ahead: leave at that moment
+                    self.clock.sleep_exactly(commit.wait_s)
                     return True
                 if commit.refused:
                     return False

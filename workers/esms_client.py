@@ -58,21 +58,22 @@ class EsmsClient:
     ) -> CallbackAnswer:
         """POST GetCallback for `ref_ids`; raise an EsmsError subclass on any failure.
 
-        `gate`, if given, is called once a connection to eSMS is held (new or reused) and just
-        before the request is written, so the rate slot is committed after DNS, TCP and TLS,
-        as close to eSMS's receipt as we can; if it returns False nothing is sent and NotSent
-        is raised. `on_sent`, if given, is called once the request has been handed to the
+        `gate`, if given, is called once the request is built and its connection held (after
+        DNS, TCP and TLS), right before its bytes are written: the rate slot is committed as
+        close to eSMS's receipt as we can. If it returns False nothing is sent and NotSent is
+        raised. `on_sent`, if given, is called once the request has been handed to the
         socket (right after the write, before the answer is awaited).
         """
         body = {**self._credentials, "ListRefid": ref_ids, "OAId": oa_id}
         session = await self._ensure_session()
+        request_gate = _Gate(gate, on_sent)
         try:
             # Never follow a redirect: it would carry the credentials to another host, outside
             # the rate gate. A 3xx is an answer like any other non-200.
             async with session.post(
                 self._url,
                 json=body,
-                trace_request_ctx=_Gate(gate, on_sent),
+                trace_request_ctx=request_gate,
                 allow_redirects=False,
             ) as response:
                 text = await _read_capped(response)
@@ -82,6 +83,10 @@ class EsmsClient:
         except TimeoutError:
             raise TransportError(f"eSMS did not answer within {self._timeout.total}s") from None
         except aiohttp.ClientError as exc:
+            # aiohttp writes the body in a task of its own and reports what stopped it as a
+            # connection error: a closed gate is still "not sent".
+            if request_gate.held_back:
+                raise NotSent("the request was held back before sending") from None
             raise TransportError(f"eSMS connection failed: {type(exc).__name__}: {exc}") from None
         if status != 200:
             raise ServerError(f"eSMS answered HTTP {status}: {_snippet(text)}")
@@ -95,8 +100,6 @@ class EsmsClient:
     async def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             trace = aiohttp.TraceConfig()
-            trace.on_connection_create_end.append(_open_gate)
-            trace.on_connection_reuseconn.append(_open_gate)
             trace.on_request_chunk_sent.append(_body_going_out)
             self._session = aiohttp.ClientSession(timeout=self._timeout, trace_configs=[trace])
         return self._session
@@ -123,6 +126,7 @@ class _Gate:
     ) -> None:
         self.gate = gate
         self.opened = gate is None
+        self.held_back = False
         self.on_sent = on_sent
 
     def open(self) -> None:
@@ -130,20 +134,20 @@ class _Gate:
             return
         assert self.gate is not None
         if not self.gate():
+            self.held_back = True
             raise NotSent("the request was held back before sending")
         self.opened = True
 
 
-async def _open_gate(_: aiohttp.ClientSession, context: Any, __: object) -> None:
-    if isinstance(context.trace_request_ctx, _Gate):
-        context.trace_request_ctx.open()
-
-
 async def _body_going_out(_: aiohttp.ClientSession, context: Any, __: object) -> None:
-    """aiohttp writes the body (headers coalesced) right after this returns, without yielding
-    to the loop: a callback scheduled now runs once the request is in the socket."""
+    """aiohttp calls this right before it writes the body (headers coalesced), and writes it
+    as soon as this returns, without yielding to the loop: the gate is the last thing before
+    the write, and a callback scheduled now runs once the request is in the socket."""
     gate = context.trace_request_ctx
-    if isinstance(gate, _Gate) and gate.on_sent is not None:
+    if not isinstance(gate, _Gate):
+        return
+    gate.open()  # NotSent: aiohttp drops the connection, and nothing was written on it
+    if gate.on_sent is not None:
         on_sent, gate.on_sent = gate.on_sent, None
         asyncio.get_running_loop().call_soon(on_sent)
 
