@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 from typing import Any
 
 import pytest
+import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -177,3 +180,48 @@ def test_a_gate_closed_on_a_kept_connection_sends_nothing_and_the_next_request_g
     # expect eSMS to have received the first and the third only
     assert [r.ref_count_sent for r in sim.requests] == [1, 1]
     assert set(answer.records) == {"k3"}
+
+
+def test_a_gate_that_fails_raises_its_own_error_and_sends_nothing(running_sim, sim):
+    # given a gate whose commit cannot reach Redis
+    def gate() -> bool:
+        raise redis.ConnectionError("Redis is down")
+
+    # expect that error (which the drain task retries), not an eSMS transport failure
+    with pytest.raises(redis.ConnectionError):
+        ask(running_sim.base_url, gate)
+    assert sim.requests == []
+
+
+def test_no_byte_of_the_request_reaches_the_socket_before_the_gate_opens():
+    # given a plain TCP server that counts every byte it receives
+    received = bytearray()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while chunk := conn.recv(65536):
+                received.extend(chunk)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    seen_at_gate: list[int] = []
+
+    def gate() -> bool:
+        time.sleep(0.05)  # room for any byte already written (headers) to arrive
+        seen_at_gate.append(len(received))
+        return False
+
+    # when a request is asked with a gate that holds it back
+    try:
+        with pytest.raises(NotSent):
+            ask(f"http://127.0.0.1:{port}", gate)
+        server.join(timeout=5)
+    finally:
+        listener.close()
+
+    # expect the connection made and closed with nothing written: not even the headers
+    assert seen_at_gate == [0]
+    assert not server.is_alive() and bytes(received) == b""

@@ -1,4 +1,5 @@
-"""Clocks. Production decisions use the Redis server's clock so hosts' clocks don't matter."""
+"""Clocks. Production decisions use the Redis server's clock, so hosts' clocks need not agree
+with it (only run at nearly its rate over a second: see workers.redis_time)."""
 
 from __future__ import annotations
 

@@ -119,7 +119,7 @@ class Drainer:
         if wait_s is None:
             return "window closes before the next slot"
         # Wake a little early: leasing and taking a connection are done when the slot comes,
-        # and the commit waits out the rest on the Redis clock.
+        # and the commit decides the moment on the Redis clock.
         self.clock.sleep(wait_s - min(wait_s, self.settings.spacing_s * WAKE_EARLY_SHARE))
         # The batch is chosen now, at the slot, not before sleeping toward it: whichever OA
         # is due longest at the moment of sending gets it.
@@ -148,8 +148,9 @@ class Drainer:
                 self.clock.sleep(commit.wait_s)
 
         def on_sent() -> None:
-            """Count the spacing to the next request from now: a busy CPU between commit and
-            write must not bring two requests closer at eSMS."""
+            """Count the spacing to the next request from this write (dated as late as it can
+            have been): a busy CPU between commit and write must not bring two requests closer
+            at eSMS."""
             try:
                 self.limiter.mark_sent(commits[-1].at_us)
             except redis.RedisError as exc:  # the commit's time stands; the margin covers it

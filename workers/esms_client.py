@@ -61,8 +61,9 @@ class EsmsClient:
         `gate`, if given, is called once the request is built and its connection held (after
         DNS, TCP and TLS), right before its bytes are written: the rate slot is committed as
         close to eSMS's receipt as we can. If it returns False nothing is sent and NotSent is
-        raised. `on_sent`, if given, is called once the request has been handed to the
-        socket (right after the write, before the answer is awaited).
+        raised; if it raises, nothing is sent and its error is raised. `on_sent`, if given, is
+        called once the request has been handed to the socket (right after the write, before
+        the answer is awaited).
         """
         body = {**self._credentials, "ListRefid": ref_ids, "OAId": oa_id}
         session = await self._ensure_session()
@@ -78,15 +79,13 @@ class EsmsClient:
             ) as response:
                 text = await _read_capped(response)
                 status = response.status
-        except NotSent:
-            raise
-        except TimeoutError:
-            raise TransportError(f"eSMS did not answer within {self._timeout.total}s") from None
-        except aiohttp.ClientError as exc:
-            # aiohttp writes the body in a task of its own and reports what stopped it as a
-            # connection error: a closed gate is still "not sent".
-            if request_gate.held_back:
-                raise NotSent("the request was held back before sending") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # aiohttp writes the body in a task of its own and reports whatever stopped it as a
+            # connection error: the gate's own error (NotSent, Redis down) is raised as itself.
+            if request_gate.error is not None:
+                raise request_gate.error from None
+            if isinstance(exc, TimeoutError):
+                raise TransportError(f"eSMS did not answer within {self._timeout.total}s") from None
             raise TransportError(f"eSMS connection failed: {type(exc).__name__}: {exc}") from None
         if status != 200:
             raise ServerError(f"eSMS answered HTTP {status}: {_snippet(text)}")
@@ -126,16 +125,19 @@ class _Gate:
     ) -> None:
         self.gate = gate
         self.opened = gate is None
-        self.held_back = False
+        self.error: Exception | None = None  # why the gate did not open
         self.on_sent = on_sent
 
     def open(self) -> None:
         if self.opened:
             return
         assert self.gate is not None
-        if not self.gate():
-            self.held_back = True
-            raise NotSent("the request was held back before sending")
+        try:
+            if not self.gate():
+                raise NotSent("the request was held back before sending")
+        except Exception as exc:
+            self.error = exc
+            raise
         self.opened = True
 
 

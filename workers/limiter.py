@@ -40,9 +40,9 @@ WRITE_TIMEOUT_S = 0.25
 # A commit this close to the moment the spacing allows is granted for that moment (at most a
 # quarter of the spacing), and waiters are told to come back half of it early: room for the
 # waiter's wake-up (~0.1 ms median here, p99 0.2-0.7 ms) and the commit's round trip (at 20
-# requests/s on the loaded 2-core machine: median 1.4-2.2 ms, p90 4.7-6.8 ms). It costs no
-# CPU (the caller sleeps all but the last SPIN_S) and checks pause, breaker and window at most
-# this long before the send.
+# requests/s on the loaded 2-core machine: median 1.4-2.2 ms, p90 4.7-6.8 ms). The caller
+# sleeps all but the last SPIN_S of the wait (1 ms spun per request); pause, breaker and
+# window are checked at most this long before the send.
 COMMIT_AHEAD_S = 0.012
 
 # Computes the spacing (us) now: interval + base margin, the strictest any host used within
@@ -72,7 +72,8 @@ local function spacing(now)
 end
 -- State far in the future means the Redis clock went back (a failover, a stepped clock):
 -- bring it to now rather than make every drainer sleep for the size of the jump. Waiters
--- queue at most MAX_WAITERS spacings ahead; a recorded send is never ahead of now.
+-- queue at most MAX_WAITERS spacings ahead; a recorded send is at most COMMIT_AHEAD_S
+-- (under a spacing) ahead of now.
 local function repaired(now, step)
   local tat = tonumber(redis.call('HGET', KEYS[1], 'tat_us') or '0')
   local last = tonumber(redis.call('HGET', KEYS[1], 'last_us') or '0')
@@ -240,7 +241,7 @@ class Commit:
     closed: bool = False  # the window is not open
     paused: bool = False  # eSMS refused the account
     backing_off: bool = False  # the breaker holds requests back for `wait_s`
-    at_us: int = 0  # when go: the commit's time on the Redis clock (us)
+    at_us: int = 0  # when go: the moment granted, on the Redis clock (us)
     failures: int = 0  # the breaker's current failure streak
 
     @property
