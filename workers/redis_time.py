@@ -1,12 +1,13 @@
 """Where this host's monotonic clock stands against the Redis server's clock.
 
-Every limiter script reads Redis TIME. A reading taken by a call sent at local time `sent_s`
-and answered at `received_s` says the offset (Redis minus local) lies between
-`redis_s - received_s` and `redis_s - sent_s`. The tightest recent readings bound it to about
-one fast round trip, where a single reading is only as good as its own round trip (1-2 ms on
-a loaded machine, mostly the reply waiting for a CPU). With those bounds a request granted for
-a moment on the Redis clock leaves right at it, and its write is dated on the Redis clock
-without waiting for another round trip; each bound errs on the safe side (later moments).
+The limiter's commit and mark scripts return the Redis TIME they read. A reading taken by a
+call sent at local time `sent_s` and answered at `received_s` says the offset (Redis minus
+local) lies between `redis_s - received_s` and `redis_s - sent_s`. The tightest recent
+readings bound it to about one fast round trip, where a single reading is only as good as its
+own round trip (1-2 ms on a loaded machine, mostly the reply waiting for a CPU). With those
+bounds a request granted for a moment on the Redis clock leaves right at it, and its write is
+dated on the Redis clock without waiting for another round trip; each bound errs on the safe
+side (later moments).
 """
 
 from __future__ import annotations
