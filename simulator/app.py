@@ -17,6 +17,9 @@ Control API, so a simulator in another process can be scripted (errors answer 40
     POST /_sim/policy   {"policy": "sent" | "mixed"}
     POST /_sim/fault    {"kind": "http500|slow|badjson|html|code|reset", "count": 1, ...params}
                         (params: "delay_s" for slow; "code", "message" for code)
+    POST /_sim/poison   {"ref_id": "...", "kind": "html", ...params}: every request that
+                        carries that RefId fails as `kind` (after one-shot faults, before
+                        random ones), as eSMS choking on one record would
     POST /_sim/fault_rate {"kind": "http500", "rate": 0.1, "seed": 7, ...params}
                         make a random share of the coming requests fail as that kind (any
                         kind above, same params) until changed: "rate" 0 turns it off, 1 makes

@@ -23,6 +23,7 @@ def control_routes() -> list[web.RouteDef]:
         web.post("/_sim/script", _guarded(_script)),
         web.post("/_sim/policy", _guarded(_policy)),
         web.post("/_sim/fault", _guarded(_fault)),
+        web.post("/_sim/poison", _guarded(_poison)),
         web.post("/_sim/fault_rate", _guarded(_fault_rate)),
         web.post("/_sim/reset", _guarded(_reset)),
         web.post("/_sim/config", _guarded(_set_config)),
@@ -93,6 +94,15 @@ async def _fault(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIM_KEY]
     sim.add_fault(str(kind), count, **params)
     return _ok(pending_faults=sim.pending_faults())
+
+
+async def _poison(request: web.Request) -> web.StreamResponse:
+    params = await _body(request)
+    ref_id, kind = params.pop("ref_id", None), params.pop("kind", None)
+    if not isinstance(ref_id, str) or not ref_id:
+        raise ValueError('give "ref_id", the RefId every request carrying it fails for')
+    request.app[SIM_KEY].poison(ref_id, str(kind), **params)
+    return _ok()
 
 
 async def _fault_rate(request: web.Request) -> web.StreamResponse:

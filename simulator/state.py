@@ -7,7 +7,8 @@ this; 99 is the simulator's choice); ListRefid not a non-empty list of strings o
 non-empty string -> 99; otherwise 100 with one record per known RefId among the first `max_refs`.
 
 Faults replace that answer: first the one-shot faults queued by `add_fault`, in order; when
-none is queued, a random fault drawn from the rates set by `set_fault_rate`.
+none is queued, the fault of a poisoned RefId the request carries (`poison`); else a random
+fault drawn from the rates set by `set_fault_rate`.
 
 Every request that carries the account's credentials moves the rate clock, whatever it is
 answered (160 and faults, one-shot or random, included): the simulator assumes eSMS counts
@@ -107,6 +108,7 @@ class Simulator:
         self._book = ScriptBook(parse_policy(policy))
         self._faults: deque[Fault] = deque()
         self._random_faults = RandomFaults()
+        self._poisoned: dict[str, Fault] = {}  # RefId -> the fault of every request carrying it
         self._last_request_monotonic_s: float | None = None
         self._lock = threading.Lock()
         self.configure(max_refs=max_refs, rate_interval_s=rate_interval_s)
@@ -135,6 +137,13 @@ class Simulator:
         fault = make_fault(kind, **params)
         with self._lock:
             self._faults.extend([fault] * count)
+
+    def poison(self, ref_id: str, kind: str, **params: object) -> None:
+        """Make every request that carries `ref_id` fail as `kind`, as eSMS choking on one
+        record would (an HTML error page, a cut-off answer, Code 99)."""
+        fault = make_fault(kind, **params)
+        with self._lock:
+            self._poisoned[ref_id] = fault
 
     def set_fault_rate(
         self, kind: str, rate: float, seed: int | None = None, **params: object
@@ -179,6 +188,7 @@ class Simulator:
             self._book.clear()
             self._faults.clear()
             self._random_faults.clear()
+            self._poisoned.clear()
             self._last_request_monotonic_s = None
 
     def asked(self, ref_id: str) -> int:
@@ -224,7 +234,8 @@ class Simulator:
         received = _Receipt(received_at_s, received_monotonic_s, handler_lag_s)
         with self._lock:
             request = self._read(raw, received_monotonic_s)
-            fault = self._faults.popleft() if self._faults else self._random_faults.draw()
+            fault = self._faults.popleft() if self._faults else self._poison_in(request)
+            fault = fault or self._random_faults.draw()
             if fault is not None and fault.kind != "slow":
                 payload: dict[str, object] = {"Code": fault.code, "Message": fault.message}
                 self._log(request, received, fault, payload)
@@ -232,6 +243,12 @@ class Simulator:
             payload = self._answer(request)
             self._log(request, received, fault, payload)
             return Answer(payload, fault)
+
+    def _poison_in(self, request: _Request) -> Fault | None:
+        refs = request.body.get("ListRefid") if request.body else None
+        if not self._poisoned or not isinstance(refs, list):
+            return None
+        return next((self._poisoned[r] for r in refs if r in self._poisoned), None)
 
     def _read(self, raw: bytes, received_monotonic_s: float) -> _Request:
         try:

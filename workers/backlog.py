@@ -58,8 +58,11 @@ return {added, finished}
 # Picks the OA whose RefId has been due longest (an expired lease counts as due since it
 # expired), puts that OA's expired leases back to due (their holder lost them), then leases its
 # RefIds due longest ago to `token`. Per-OA keys are built here from the prefix, for the OAs
-# listed in `oas`; all share the account's hash tag. Returns {} when nothing is due, else a
-# flat list: OA id, then RefId, submitted (ms), last state key ('' if none) per RefId.
+# listed in `oas`; all share the account's hash tag. A RefId that failed two requests or more
+# (its `strikes`) rides in a batch of at most ARGV[4] / 2^(strikes - 1): a RefId eSMS chokes
+# on is split away from its neighbours within a few requests. Returns {} when nothing is due,
+# else a flat list: OA id, then RefId, submitted (ms), last state key ('' if none), strikes
+# per RefId.
 LEASE_LUA = """
 local prefix, now = ARGV[1], tonumber(ARGV[2])
 local best, best_since = nil, nil
@@ -83,15 +86,40 @@ for _, ref in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now)) do
   redis.call('HDEL', owner, ref)
   redis.call('ZADD', due, now, ref)
 end
-local refs = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
-local out = {best}
+local most = tonumber(ARGV[4])
+local refs = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, most)
+local strikes = prefix .. best .. ':strikes'
+local any_struck = redis.call('EXISTS', strikes) == 1
+local out, taken = {best}, 0
 for _, ref in ipairs(refs) do
+  local struck = any_struck and tonumber(redis.call('HGET', strikes, ref) or '0') or 0
+  if struck > 1 then  -- failed twice: halve the batch it may ride in, for each later failure
+    most = math.min(most, math.max(1, math.floor(tonumber(ARGV[4]) / 2 ^ (struck - 1))))
+  end
+  if taken >= most then break end
+  taken = taken + 1
   redis.call('ZREM', due, ref)
   redis.call('ZADD', leased, ARGV[3], ref)
   redis.call('HSET', owner, ref, ARGV[5])
   out[#out + 1] = ref
   out[#out + 1] = redis.call('HGET', submitted, ref) or '0'
   out[#out + 1] = redis.call('HGET', state, ref) or ''
+  out[#out + 1] = struck
+end
+return out
+"""
+
+# KEYS[1] owner, KEYS[2] strikes. ARGV[1] token, ARGV[2..] RefIds.
+# Counts a failed request against each RefId `token` still holds (see Backlog.strike);
+# returns the new counts, 0 for a RefId no longer held.
+STRIKE_LUA = """
+local out = {}
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    out[#out + 1] = redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
+  else
+    out[#out + 1] = 0
+  end
 end
 return out
 """
@@ -141,7 +169,8 @@ return 1
 # event summary for RefIds to ask again (a summary is '' when no event was published); pairs
 # field, increment for the stats hash; pairs field, value set in it; a member for `recent`
 # (scored now, s) and how long `recent` keeps members (s), or two empty strings; and '1' if
-# eSMS answered, which closes the breaker (workers.health), else ''.
+# eSMS answered, which closes the breaker (workers.health), else ''. KEYS[12] strikes: a
+# finished RefId, or one eSMS just answered for, has its failed requests forgotten.
 # Only RefIds `token` still holds are touched; the counters ride along so that a request
 # costs one round trip to settle. History: `asks|last event summary` per RefId, for `show`.
 SETTLE_LUA = (
@@ -169,6 +198,7 @@ for _ = 1, n_finished do
     redis.call('HDEL', KEYS[4], ref)
     redis.call('HDEL', KEYS[6], ref)
     redis.call('ZADD', KEYS[7], ARGV[3], ref)
+    redis.call('HDEL', KEYS[12], ref)
     remember(ref, ARGV[i + 1])
   end
   i = i + 2
@@ -185,6 +215,7 @@ for _ = 1, n_requeue do
     redis.call('HDEL', KEYS[6], ref)
     redis.call('ZADD', KEYS[1], ARGV[i + 1], ref)
     if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[4], ref, ARGV[i + 2]) end
+    if ARGV[9] == '1' then redis.call('HDEL', KEYS[12], ref) end
     remember(ref, ARGV[i + 3])
   end
   i = i + 4
@@ -231,6 +262,7 @@ class Leased:
     ref_id: str
     submitted_s: float
     state_key: str
+    strikes: int = 0  # failed requests that carried it since eSMS last answered for it
 
 
 @dataclass(frozen=True)
@@ -282,6 +314,7 @@ class Backlog:
         self._settle = client.register_script(SETTLE_LUA)
         self._unlease = client.register_script(UNLEASE_LUA)
         self._decide = client.register_script(DECIDE_LUA)
+        self._strike = client.register_script(STRIKE_LUA)
 
     @property
     def client(self) -> redis.Redis:
@@ -318,8 +351,8 @@ class Backlog:
             return None
         oa_id, *items = [_text(x) for x in flat]
         leased = [
-            Leased(items[i], int(items[i + 1]) / 1000, items[i + 2])
-            for i in range(0, len(items), 3)
+            Leased(items[i], int(items[i + 1]) / 1000, items[i + 2], int(items[i + 3]))
+            for i in range(0, len(items), 4)
         ]
         return oa_id, leased
 
@@ -392,9 +425,25 @@ class Backlog:
         args += [tally.recent_member, tally.recent_keep_s] if tally.recent_member else ["", ""]
         args.append("1" if tally.answered else "")
         self._settle(
-            keys=[*life_keys(k, oa_id), k.stats, k.recent, k.health, k.history(oa_id)],
+            keys=[
+                *life_keys(k, oa_id),
+                k.stats,
+                k.recent,
+                k.health,
+                k.history(oa_id),
+                k.strikes(oa_id),
+            ],
             args=args,
         )
+
+    def strike(self, oa_id: str, token: str, ref_ids: Sequence[str]) -> dict[str, int]:
+        """Count a failed request against the RefIds `token` still holds; return each one's
+        failed requests so far (forgotten once eSMS answers for it)."""
+        if not ref_ids:
+            return {}
+        k = self._keys
+        counts = self._strike(keys=[k.owner(oa_id), k.strikes(oa_id)], args=[token, *ref_ids])
+        return {ref: int(n) for ref, n in zip(ref_ids, counts, strict=True) if int(n)}
 
     def unlease(self, oa_id: str, token: str, ref_ids: Iterable[str], due_s: float) -> None:
         """Hand RefIds `token` still holds back to wait, due at `due_s`."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,14 @@ import redis
 
 from esms_callbacks.workers.backlog import Backlog, Leased, Requeue, Tally
 from esms_callbacks.workers.clock import Clock, as_datetime
-from esms_callbacks.workers.errors import EsmsError, NotReady, NotSent, PublishFailed, Retry
+from esms_callbacks.workers.errors import (
+    EsmsError,
+    NotReady,
+    NotSent,
+    PublishFailed,
+    Retry,
+    printable,
+)
 from esms_callbacks.workers.events import build_event, event_summary
 from esms_callbacks.workers.health import AccountPause, Breaker
 from esms_callbacks.workers.limiter import Commit, RateLimiter
@@ -30,16 +37,20 @@ from esms_callbacks.workers.records import (
     EXPIRED_OUTCOME,
     NOT_FOUND_OUTCOME,
     Outcome,
-    decided_outcome,
+    given_up_outcome,
     outcome_of,
+    progressed,
 )
 from esms_callbacks.workers.retry_policy import (
     PAUSE,
+    REPOLL,
     RETRY,
     WAIT_FOR_WINDOW,
     after_publish_failure_s,
     decide,
+    gives_up,
     retry_after_s,
+    split_after_s,
 )
 from esms_callbacks.workers.settings import Settings
 from esms_callbacks.workers.stats import RECENT_KEEP_S, RequestStats
@@ -188,25 +199,36 @@ class Drainer:
         return why to stop, if so.
 
         RefIds past their age get their one last answer now: expired, whatever the failure.
+        A failure that may come from one of the RefIds strikes them all (split later), and a
+        RefId that failed alone once too often is given up.
         """
         now_s = self.clock.now_s()
         expired = [item for item in batch if now_s >= self._expires_s(item)]
-        ref_ids = [item.ref_id for item in batch if item not in expired]
+        live = [item for item in batch if item not in expired]
         decision = decide(exc, self.settings, self._near_window_edge(now_s))
+        requeue_after_s = decision.requeue_after_s
+        # Whether the account's request before this one was answered: then this failure is
+        # this batch's own, not eSMS being down.
+        answering: bool | None = None
         retry: Retry | None = None
         if decision.kind == RETRY:
             if decision.widen_margin:  # eSMS saw us too close: widen the margin
                 extra_s = self.limiter.widen_margin()
                 log.warning("eSMS answered 160; rate margin widened to +%.0f ms", extra_s * 1000)
-            failure = self.breaker.record_failure(decision.hold_s)
-            if failure.wait_s:
-                log.warning(
-                    "eSMS failed %d times in a row (%s); no request for %.1fs, then one probe",
-                    failure.in_a_row,
-                    exc,
-                    failure.wait_s,
-                )
-            retry = Retry(exc, retry_after_s(self.settings, failure.wait_s))
+            wait_s = 0.0
+            if live and all(item.strikes for item in live):
+                answering = self.breaker.failures_in_a_row() == 0
+            if not answering:  # a batch being split while eSMS answers the others: not counted
+                failure = self.breaker.record_failure(decision.hold_s)
+                answering, wait_s = failure.in_a_row == 1, failure.wait_s
+                if failure.wait_s:
+                    log.warning(
+                        "eSMS failed %d times in a row (%s); no request for %.1fs, then one probe",
+                        failure.in_a_row,
+                        exc,
+                        failure.wait_s,
+                    )
+            retry = Retry(exc, retry_after_s(self.settings, wait_s))
         elif decision.kind == PAUSE:
             self.pause.pause(str(exc), decision.pause_s)  # before the RefIds are due again
             log.error(
@@ -214,7 +236,7 @@ class Drainer:
                 "waiting. Fix the credentials, IP whitelist or balance.",
                 exc,
                 decision.pause_s,
-                len(ref_ids),
+                len(live),
             )
         elif decision.kind == WAIT_FOR_WINDOW:
             # eSMS's clock and ours disagree about the window: this is "not now", not bad
@@ -223,19 +245,44 @@ class Drainer:
                 "eSMS refused a request at the window's edge (%s); its %d RefIds wait for the "
                 "window",
                 exc,
-                len(ref_ids),
+                len(live),
             )
-        else:  # REPOLL: the same input would be refused again at once; ask later.
+        strikes: dict[str, int] = {}
+        if decision.suspects_refs and live:
+            strikes = self.backlog.strike(oa_id, token, [item.ref_id for item in live])
+            if decision.kind == REPOLL and (len(live) > 1 or live[0].strikes):
+                requeue_after_s = split_after_s(self.settings)  # split soon, not in 15 min
+        given_up: dict[str, Outcome] = {}
+        if len(live) == 1 and live[0].ref_id in strikes:
+            if answering is None:
+                answering = self.breaker.failures_in_a_row() == 0
+            count = strikes[live[0].ref_id]
+            if gives_up(count, self.settings, answering):
+                given_up[live[0].ref_id] = given_up_outcome(
+                    exc.code,
+                    f"given up: eSMS failed all {count} requests that carried this RefId, "
+                    f"the last with it alone, while it answered others ({exc})",
+                )
+                log.error(
+                    "gave up RefId %s of OA %s: eSMS failed all %d requests that carried it (%s)",
+                    printable(live[0].ref_id, 60),
+                    printable(oa_id, 60),
+                    count,
+                    type(exc).__name__,
+                )
+        if decision.kind == REPOLL and not given_up:  # REPOLL: refused again at once; later
             log.error(
                 "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
                 oa_id,
                 exc,
-                len(ref_ids),
-                decision.requeue_after_s,
+                len(live),
+                requeue_after_s,
             )
-        self.backlog.unlease(oa_id, token, ref_ids, now_s + decision.requeue_after_s)
-        if expired:
-            self._settle(oa_id, token, expired, {}, report, None)
+        ref_ids = [item.ref_id for item in live if item.ref_id not in given_up]
+        self.backlog.unlease(oa_id, token, ref_ids, now_s + requeue_after_s)
+        finished = expired + [item for item in live if item.ref_id in given_up]
+        if finished:
+            self._settle(oa_id, token, finished, {}, report, None, given_up)
         if retry is not None and ref_ids:
             raise retry from exc
         return decision.stop
@@ -248,11 +295,16 @@ class Drainer:
         records: dict[str, dict[str, Any]],
         report: DrainReport,
         sent: SentRequest | None,
+        given_up: Mapping[str, Outcome] | None = None,
     ) -> None:
         """Publish the events of the RefIds still held, then settle them and count the
-        request (`sent`, if one was) in the same round trip."""
+        request (`sent`, if one was) in the same round trip. `given_up`: RefIds ended
+        without an answer (see _failed)."""
         now_s = self.clock.now_s()
-        outcomes = [(item, self._outcome(item, records, now_s)) for item in batch]
+        given_up = given_up or {}
+        outcomes = [
+            (item, self._outcome(item, records, now_s, given_up.get(item.ref_id))) for item in batch
+        ]
         # One round trip: leases renewed, and terminal states recorded before their events go
         # out, so that if the settle never comes (a crash) the next holder, poll or push,
         # publishes the same state again. A lease that expired while we waited on eSMS
@@ -321,14 +373,18 @@ class Drainer:
             self.backlog.unlease(oa_id, token, rest, now_s + delay_s)
             raise Retry(failure, delay_s) from failure
 
-    def _outcome(self, item: Leased, records: dict[str, dict[str, Any]], now_s: float) -> Outcome:
-        """What the answer says about a RefId; a terminal state recorded before a crash
-        stands, and a RefId past its age expires."""
+    def _outcome(
+        self,
+        item: Leased,
+        records: dict[str, dict[str, Any]],
+        now_s: float,
+        given_up: Outcome | None = None,
+    ) -> Outcome:
+        """What the answer says about a RefId (moving its state forward only, see
+        records.progressed); a RefId past its age expires."""
         record = records.get(item.ref_id)
-        outcome = outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
-        decided = decided_outcome(item.state_key)
-        if decided is not None and decided.state_key != outcome.state_key:
-            return decided
+        seen = outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
+        outcome = progressed(item.state_key, given_up or seen)
         if not outcome.terminal and now_s >= self._expires_s(item):
             return EXPIRED_OUTCOME
         return outcome

@@ -82,6 +82,10 @@ class Breaker:
         round trip that settles an answered request: workers.backlog's settle.)"""
         self._redis.delete(self._key)
 
+    def failures_in_a_row(self) -> int:
+        """Transient failures since the account's last answered request."""
+        return int(float(self._redis.hget(self._key, "failures") or 0))
+
     def state(self) -> dict[str, float]:
         """The raw state, for status and metrics (times in epoch seconds, 0 if unset)."""
         raw = self._redis.hgetall(self._key)

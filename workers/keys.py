@@ -109,6 +109,11 @@ class AccountKeys:
         as it is remembered as done (`esms-callbacks show`)."""
         return f"{self.oa_prefix}{oa_id}:history"
 
+    def strikes(self, oa_id: str) -> str:
+        """Hash: RefId -> failed requests that carried it since eSMS last answered for it
+        (a RefId eSMS chokes on is split from its neighbours, then given up)."""
+        return f"{self.oa_prefix}{oa_id}:strikes"
+
     def state(self, oa_id: str) -> str:
         """Hash: RefId -> last published non-terminal state key."""
         return f"{self.oa_prefix}{oa_id}:state"

@@ -22,7 +22,7 @@ from esms_callbacks.workers.errors import PublishFailed
 from esms_callbacks.workers.events import SOURCE_PUSH, build_event, event_summary
 from esms_callbacks.workers.inbox import InboxEntry, PushInbox
 from esms_callbacks.workers.push_claim import Claimed, PushClaims
-from esms_callbacks.workers.records import Outcome, decided_outcome, outcome_of
+from esms_callbacks.workers.records import Outcome, outcome_of, progressed, state_rank
 from esms_callbacks.workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -176,16 +176,11 @@ class PushApplier:
             raise ApplyFailed(f"could not publish push events: {failure}") from failure
 
     def _step(self, oa_id: str, claimed: Claimed, entries: list[InboxEntry]) -> _Step:
-        """The event a held RefId's pushes call for: a terminal push wins over the others
-        (eSMS may deliver a retried 'waiting' after the final status)."""
+        """The event a held RefId's pushes call for: the one furthest along wins (eSMS may
+        deliver a retried 'waiting' after the final status)."""
         pushed = [(entry, outcome_of(entry.push.record)) for entry in entries if entry.push]
-        entry, outcome = next(
-            ((e, o) for e, o in pushed if o.terminal),
-            pushed[-1],
-        )
-        decided = decided_outcome(claimed.state_key)
-        if decided is not None and decided.state_key != outcome.state_key:
-            outcome = decided  # decided (then a crash): the same event again, never another
+        entry, outcome = max(pushed, key=lambda step: state_rank(step[1].state_key))
+        outcome = progressed(claimed.state_key, outcome)  # forward only, as a poll's
         event = None
         if outcome.terminal or outcome.state_key != claimed.state_key:
             submitted_at = (

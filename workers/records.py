@@ -101,6 +101,11 @@ NOT_FOUND_OUTCOME = Outcome(NOT_FOUND, None, None, None)
 EXPIRED_OUTCOME = Outcome(EXPIRED, None, {"code": None, "message": "gave up after max age"}, None)
 
 
+def given_up_outcome(code: int | None, reason: str) -> Outcome:
+    """A RefId eSMS fails every request for: terminal, `expired`, with why in its error."""
+    return Outcome(EXPIRED, None, {"code": code, "message": reason}, None)
+
+
 def decided_outcome(state_key: str) -> Outcome | None:
     """The terminal outcome a recorded state key names, or None if it names none.
 
@@ -114,6 +119,41 @@ def decided_outcome(state_key: str) -> Outcome | None:
     number = _int_or_none(send_status)
     error = {"code": None, "message": "rejected" if number == 4 else "delivery failed"}
     return Outcome(status, number, error if status == FAILED else None, None)
+
+
+# How far along a state is. A RefId's state only moves to a higher rank, so no state comes back
+# after a later one (deduplicating by event_id stays safe) and a found RefId is never
+# `not_found` again. Unknown SendStatus values rank between 2 and 7.
+NOT_FOUND_RANK, UNKNOWN_PENDING_RANK, TERMINAL_RANK = 0, 3, 5
+PENDING_RANKS = {1: 1, 2: 2, 7: 4}
+
+
+def state_rank(state_key: str) -> int:
+    """The rank of a state key ('' when none was published yet ranks lowest)."""
+    status, _, send_status = state_key.partition(":")
+    if status in TERMINAL_STATUSES:
+        return TERMINAL_RANK
+    if status == PENDING:
+        number = _int_or_none(send_status)
+        return PENDING_RANKS.get(number, UNKNOWN_PENDING_RANK) if number is not None else 1
+    return NOT_FOUND_RANK if status else -1
+
+
+def progressed(previous_key: str, seen: Outcome) -> Outcome:
+    """What a RefId's state becomes when `seen` is observed after `previous_key`, the state
+    it last had (poll and push both call this): a terminal state recorded before a crash
+    stands; otherwise the state only moves forward, and an observation that would move it
+    back (a RefId missing from one answer, a late push of SendStatus 1 after a 7) leaves it
+    where it was, without an event."""
+    decided = decided_outcome(previous_key)
+    if decided is not None:
+        return decided if decided.state_key != seen.state_key else seen
+    if previous_key and state_rank(seen.state_key) <= state_rank(previous_key):
+        if seen.state_key == previous_key:
+            return seen  # the same state again, with the record as now received
+        status, _, send_status = previous_key.partition(":")
+        return Outcome(status, _int_or_none(send_status), None, None)
+    return seen
 
 
 def outcome_of(record: dict[str, Any]) -> Outcome:

@@ -10,6 +10,13 @@ next to the error tree (workers.errors); the drainer and the tasks only apply th
     RequestRejected  near a window edge, WAIT_FOR_WINDOW: eSMS's clock disagrees with ours,
                      the RefIds wait ESMS_WINDOW_GUARD; else REPOLL: the same input would be
                      refused again at once, the RefIds wait ESMS_REPOLL_AFTER
+    one bad RefId    a transient failure (not 160) or a rejection strikes each RefId of the
+                     request; struck twice, a RefId rides in half a batch, then a quarter...,
+                     waiting ESMS_RETRY_BASE each time, until alone; failing alone once more
+                     while the account's other requests are answered, it is given up with an
+                     `expired` event that says why. A failure of a batch that is being split
+                     does not count for the breaker while the account's previous request was
+                     answered: one RefId cannot back the whole account off
     PublishFailed    the broker, not eSMS, failed: the RefIds not published wait
                      ESMS_RETRY_BASE, and so does the drain task before it retries
     a drain task     gives up after ESMS_MAX_RETRIES retries; its RefIds wait for a later drain
@@ -83,6 +90,10 @@ class Decision:
     widen_margin: bool = False  # RETRY: eSMS saw requests too close together
     hold_s: float = 0.0  # RETRY: the breaker holds the account at least this long
     pause_s: float = 0.0  # PAUSE: no request of the account for this long
+    # The failure may come from one of the RefIds the request carried (eSMS choking on it):
+    # each of them gets a strike, and a RefId struck twice rides in ever smaller batches
+    # (workers.backlog's lease) until the one eSMS chokes on is alone (see gives_up).
+    suspects_refs: bool = False
 
 
 def decide(exc: EsmsError, settings: Settings, near_window_edge: bool) -> Decision:
@@ -97,12 +108,27 @@ def decide(exc: EsmsError, settings: Settings, near_window_edge: bool) -> Decisi
             settings.retry_base_s,
             widen_margin=rate_limited,
             hold_s=settings.rate_interval_s if rate_limited else 0.0,
+            suspects_refs=not rate_limited,
         )
     if isinstance(exc, AccountError):
         return Decision(PAUSE, 0.0, stop="account paused", pause_s=settings.account_pause_s)
     if near_window_edge:
         return Decision(WAIT_FOR_WINDOW, settings.window_guard_s, stop="window closed")
-    return Decision(REPOLL, settings.repoll_after_s)
+    return Decision(REPOLL, settings.repoll_after_s, suspects_refs=True)
+
+
+def split_after_s(settings: Settings) -> float:
+    """How long the RefIds of a failed request that is being split wait (Code 99 included):
+    the halves without the culprit should not wait ESMS_REPOLL_AFTER for it."""
+    return settings.retry_base_s
+
+
+def gives_up(strikes: int, settings: Settings, account_was_answering: bool) -> bool:
+    """Whether a RefId whose request failed with it alone, for the `strikes`-th time, is
+    given up (an `expired` event that says why): it failed every request that carried it,
+    through as many halvings as reach a batch of one (log2 ESMS_MAX_REFS, and once more
+    alone), and the account's previous request was answered, so eSMS is not simply down."""
+    return account_was_answering and strikes > settings.max_refs_per_request.bit_length()
 
 
 def retry_after_s(settings: Settings, breaker_wait_s: float) -> float:
