@@ -6,6 +6,7 @@ one RefId fail); time is the test's manual clock.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -81,10 +82,8 @@ def test_the_last_batch_with_a_bad_refid_is_split_too(drain_env, sim):
     # when drained (the breaker's backoff waived, as its time passing would)
     for _ in range(60):
         waive_backoff(runtime)
-        try:
+        with contextlib.suppress(Retry):
             drainer.drain(budget_s=5)
-        except Retry:
-            pass
         clock.advance(5)
 
     # expect the 99 neighbours sent, and the culprit given up
@@ -104,10 +103,8 @@ def test_an_outage_gives_no_refid_up(drain_env, sim):
     # when many requests fail (the breaker's backoff waived each time)
     for _ in range(40):
         waive_backoff(runtime)
-        try:
+        with contextlib.suppress(Retry):
             drainer.drain(budget_s=5)
-        except Retry:
-            pass
         clock.advance(5)
     assert len(sim.requests) >= 30
 
@@ -121,7 +118,7 @@ def test_an_outage_gives_no_refid_up(drain_env, sim):
 
 def test_sporadic_failures_do_not_shrink_batches(drain_env, sim):
     # given a batch that failed once by chance (a 500), then succeeds
-    drainer, runtime, clock, events = drain_env()
+    drainer, runtime, clock, _events = drain_env()
     runtime.backlog.park("oa1", [f"s-{i:03d}" for i in range(100)], clock.now_s())
     sim.add_fault("http500")
 
