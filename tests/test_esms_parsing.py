@@ -277,11 +277,41 @@ def test_records_of_refids_not_asked_are_skipped_with_a_reason():
 def test_records_without_a_string_smsid_are_skipped_with_a_reason(item):
     # given one good record and one without a usable SMSID
     parsed = parse_answer(answer([{"SMSID": "r1"}, item]), {"r1"})
-    # expect the good one kept and the other skipped, quoted
+    # expect the good one kept and the other skipped, described by its shape
     assert list(parsed.records) == ["r1"]
     assert len(parsed.skipped) == 1
     assert parsed.skipped[0].startswith("record without a string SMSID: ")
-    assert repr(item) in parsed.skipped[0]
+
+
+def test_a_skipped_record_is_logged_by_its_field_names_never_its_values():
+    # given a record without a string SMSID that carries a phone number and a push URL
+    record = {
+        "SMSID": 12345,
+        "PhoneNumber": "0901888484",
+        "CallbackUrl": "https://shop.example/esms/push/Secret-Push-Token-123456",
+    }
+    # when parsed
+    parsed = parse_answer(answer([record]), {"r1"})
+    # expect field names, no value
+    (line,) = parsed.skipped
+    assert "PhoneNumber" in line and "CallbackUrl" in line
+    for value in ("0901888484", "Secret-Push-Token-123456", "12345"):
+        assert value not in line
+
+
+def test_a_cut_off_answer_is_reported_without_its_phone_numbers_or_urls():
+    # given an answer cut off mid-record, as a broken proxy would send it
+    body = (
+        '{"Code":100,"Data_callback":[{"SMSID":"r1","PhoneNumber":"84901888484",'
+        '"CallbackUrl":"https://shop.example/esms/push/Secret-Push-Token-123456","Send'
+    )
+    # when parsed
+    with pytest.raises(MalformedResponse) as caught:
+        parse_answer(body, {"r1"})
+    # expect the error to say what it is, with neither the number nor the token
+    message = str(caught.value)
+    assert "not JSON" in message
+    assert "84901888484" not in message and "Secret-Push-Token" not in message
 
 
 def test_a_duplicate_record_is_skipped_with_a_reason():

@@ -407,3 +407,32 @@ def test_phone_numbers_in_events_are_kept_masked_or_dropped(how: str, expected: 
     assert event["record"]["PhoneNumber"] == expected
     assert record["PhoneNumber"] == "0901888484"  # the record itself is left alone
     assert masked("12345", "mask") == "1***5" and masked(None, "mask") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://shop.example/esms/push/Secret-Push-Token-123456",
+            "https://shop.example/<redacted>",
+        ),
+        (
+            "https://u:p@shop.example:8443/cb?token=Secret-Push-Token-123456",
+            "https://shop.example:8443/<redacted>",
+        ),
+        ("https://shop.example", "https://shop.example"),
+        ("not a url Secret-Push-Token-123456", "<redacted>"),
+        ("", None),
+        (None, None),
+        (12, None),
+    ],
+)
+def test_a_records_callback_url_leaves_the_worker_without_its_token(url: object, shown: object):
+    # given a record whose CallbackUrl carries the push token (GetCallback returns it)
+    record = {"SMSID": "r", "SendStatus": 5, "SendFailed": 0, "CallbackUrl": url}
+    # when it becomes an event
+    event = build_event("r", "oa", outcome_of(record), datetime.now(UTC))
+    # expect scheme and host only, and the token nowhere in the event
+    assert event["record"]["CallbackUrl"] == shown
+    assert "Secret-Push-Token" not in json.dumps(event)
+    assert record["CallbackUrl"] == url  # the record itself is left alone

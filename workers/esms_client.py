@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -181,16 +182,35 @@ def parse_answer(text: str, asked: set[str]) -> CallbackAnswer:
     for item in data:
         ref_id = item.get("SMSID") if isinstance(item, dict) else None
         if not isinstance(item, dict) or not isinstance(ref_id, str):
-            skipped.append(f"record without a string SMSID: {_snippet(repr(item))}")
+            skipped.append(f"record without a string SMSID: {_shape(item)}")
         elif ref_id not in asked:
-            skipped.append(f"record for a RefId not asked: {_snippet(ref_id)}")
+            skipped.append(f"record for a RefId not asked: {printable(ref_id)}")
         else:
             if ref_id in records:
-                skipped.append(f"duplicate record for {_snippet(ref_id)}; the last one wins")
+                skipped.append(f"duplicate record for {printable(ref_id)}; the last one wins")
             records[ref_id] = item
     return CallbackAnswer(records, skipped)
 
 
+# What eSMS's text may carry that a log line must not: a phone number (a long run of digits)
+# and a URL (a record's CallbackUrl holds the push token).
+_PHONE_LIKE = re.compile(r"\+?\d{9,}")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]*")
+
+
 def _snippet(text: str, limit: int = 200) -> str:
-    """eSMS's text for a log line or an error: whitespace folded, the rest escaped."""
-    return printable(" ".join(text.split()), limit)
+    """eSMS's text for a log line or an error (an HTML page, a cut-off answer): whitespace
+    folded, phone-like digit runs and URLs blanked, the rest escaped."""
+    folded = " ".join(text[: limit * 4].split())
+    scrubbed = _PHONE_LIKE.sub("<digits>", _URL.sub("<url>", folded))
+    return printable(scrubbed, limit)
+
+
+def _shape(item: object) -> str:
+    """Describe a record by its field names only: its values may be personal data."""
+    if not isinstance(item, dict):
+        return f"a {type(item).__name__}, not an object"
+    ref_id = item.get("SMSID")
+    names = ", ".join(printable(str(name), 40) for name in list(item)[:30])
+    smsid = "no SMSID" if ref_id is None else f"SMSID a {type(ref_id).__name__}"
+    return f"{smsid}; fields: {names or 'none'}"

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from kombu import Connection, Exchange, Queue
 from kombu.pools import producers
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 EVENT_VERSION = 1
 SOURCE_POLL, SOURCE_PUSH = "poll", "push"  # where an event's status came from
+REDACTED = "<redacted>"
 PERSISTENT = 2  # AMQP delivery_mode: the broker keeps the message across a restart
 # What the Redis batch path calls on kombu's Redis channel: private methods, checked against
 # kombu 5.7.0. If one is missing, events go out one by one through the producer (slower, same
@@ -61,6 +63,8 @@ def build_event(
     record = outcome.record
     if record is not None and phone_numbers != "keep" and "PhoneNumber" in record:
         record = {**record, "PhoneNumber": masked(record["PhoneNumber"], phone_numbers)}
+    if record is not None and "CallbackUrl" in record:
+        record = {**record, "CallbackUrl": redacted_url(record["CallbackUrl"])}
     return {
         "event_id": event_id(ref_id, oa_id, outcome.state_key),
         "ref_id": ref_id,
@@ -84,6 +88,22 @@ SUMMARY_KEYS = ("event_id", "status", "send_status", "error", "observed_at", "so
 def event_summary(event: dict[str, Any]) -> str:
     """What a RefId's history keeps of an event (`esms-callbacks show`): compact JSON."""
     return json.dumps({key: event.get(key) for key in SUMMARY_KEYS}, separators=(",", ":"))
+
+
+def redacted_url(url: object) -> str | None:
+    """A record's CallbackUrl as events may show it: scheme and host only. Its path holds the
+    push token (`/esms/push/<token>`), and whoever holds the token can push statuses."""
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return REDACTED
+    if not parts.scheme or not host:
+        return REDACTED
+    shown = f"{parts.scheme}://{host}{f':{port}' if port else ''}"
+    return shown + "/" + REDACTED if (parts.path.strip("/") or parts.query) else shown
 
 
 def masked(phone: object, how: str) -> object:
