@@ -20,6 +20,7 @@ from esms_callbacks.cli.stack import (
     stack_environment,
     wait_for_worker,
 )
+from esms_callbacks.cli.status_text import shown
 from esms_callbacks.tasks import app, fetch_callbacks
 from esms_callbacks.workers.consumer import read_events
 from esms_callbacks.workers.events import status_queue
@@ -119,7 +120,7 @@ def watch(
         line(
             f"{window} | waiting {state['waiting_refs']:5} | requests "
             f"{state['counters'].get('requests', 0):4} | "
-            + " ".join(f"{k} {v}" for k, v in sorted(latest.items()))
+            + " ".join(f"{shown(k)} {v}" for k, v in sorted(latest.items()))  # from the broker
             + f" | done {bar(done, len(ref_ids))} {done}/{len(ref_ids)}"
         )
 

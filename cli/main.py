@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -16,16 +18,9 @@ from kombu import Queue
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from esms_callbacks.cli.demo import OA_ID, run_demo, simulator_pushes, submit_in_groups
 from esms_callbacks.cli.progress import bar, line
 from esms_callbacks.cli.ref_files import read_ref_ids
-from esms_callbacks.cli.stack import (
-    processes,
-    stack_commands,
-    stack_environment,
-    wait_for_worker,
-)
-from esms_callbacks.cli.status_text import process_state, render
+from esms_callbacks.cli.status_text import process_state, render, shown
 from esms_callbacks.tasks import app, fetch_callbacks
 from esms_callbacks.workers.consumer import read_events
 from esms_callbacks.workers.errors import ConfigError, InvalidSubmission
@@ -40,13 +35,39 @@ EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 TAIL_QUEUE_EXPIRES_S = 60  # a killed tail's own queue goes this long after its last read
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
+# The `worker` extra (pyproject.toml): a producer-only install (a web app's) has none of them.
+WORKER_EXTRA = frozenset({"aiohttp", "flower", "hiredis", "honcho", "prometheus_client"})
+INSTALL_WORKER_EXTRA = "pip install 'esms-zns-callbacks[worker]'"
+
+
+class MissingExtra(Exception):
+    """A command needs the `worker` extra, which is not installed."""
+
+
+@contextmanager
+def worker_extra(command: str, *modules: str) -> Iterator[None]:
+    """Import `modules` (and run the block's imports) as `command` needs them; a package of the
+    worker extra missing is one line saying what to install, before anything has started."""
+    try:
+        for module in modules:
+            importlib.import_module(module)
+        yield
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in WORKER_EXTRA:
+            raise
+        raise MissingExtra(
+            f"`esms-callbacks {command}` needs the worker extra ({missing} is not installed): "
+            f"{INSTALL_WORKER_EXTRA}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["simulate"]:  # every option is the simulator's own
-            from esms_callbacks.simulator.__main__ import main as simulator_main
+            with worker_extra("simulate"):
+                from esms_callbacks.simulator.__main__ import main as simulator_main
 
             return simulator_main(argv[1:], prog="esms-callbacks simulate")
         args = build_parser().parse_args(argv)
@@ -55,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InvalidSubmission) as exc:
         print(f"esms-callbacks: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MissingExtra as exc:
+        print(f"esms-callbacks: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except RedisError as exc:
         print(f"esms-callbacks: {unreachable('ESMS_REDIS_URL', exc)}", file=sys.stderr)
         return EXIT_FAILED
@@ -195,8 +219,12 @@ def _version() -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # The Procfile runs on honcho; the worker, the receiver and the simulator need aiohttp.
+    with worker_extra("run", "honcho", "aiohttp", *([] if args.no_flower else ["flower"])):
+        from esms_callbacks.cli.stack import processes, stack_commands, stack_environment
 
     settings = Settings.from_env()
+    settings.require_redis_url()  # the stack's own state; a worker would stop on it later
     generated_password = not os.environ.get("FLOWER_BASIC_AUTH")
     env, simulated = stack_environment(settings, dict(os.environ))
     if simulated:
@@ -229,6 +257,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def show_demo(count: int) -> None:
     """Submit `count` demo RefIds in small groups and print their events until all are terminal."""
+    from esms_callbacks.cli.demo import OA_ID, simulator_pushes, submit_in_groups
+    from esms_callbacks.cli.stack import wait_for_worker
 
     settings = Settings.from_env()
     wait_for_worker(app)
@@ -300,13 +330,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     elif not found:
         days = runtime.settings.done_ttl_s / 86400
         print(
-            f"{args.ref_id}: not known here: never submitted"
-            f"{' under OA ' + args.oa if args.oa else ''}, or finished more than "
+            f"{shown(args.ref_id)}: not known here: never submitted"
+            f"{' under OA ' + shown(args.oa) if args.oa else ''}, or finished more than "
             f"{days:g} days ago (ESMS_DONE_TTL)",
             file=sys.stderr,
         )
     for state in [] if args.json else found:
-        print(f"{state.ref_id} (OA {state.oa_id}): {state.where}")
+        print(f"{shown(state.ref_id)} (OA {shown(state.oa_id)}): {state.where}")
         for label, value in [
             ("submitted at", state.submitted_at),
             ("next ask at", state.next_ask_at),
@@ -316,24 +346,33 @@ def cmd_show(args: argparse.Namespace) -> int:
             ("asked eSMS", plural(state.asks, "time")),
         ]:
             if value:
-                print(f"  {label:24} {value}")
+                print(f"  {label:24} {shown(value)}")
         if state.last_event:
-            event = state.last_event
-            error = event.get("error") or {}
-            detail = f", error {error.get('code')}: {error.get('message')}" if error else ""
-            print(
-                f"  {'last event':24} {event.get('status')} (send_status "
-                f"{event.get('send_status')}, {event.get('source')}, {event.get('observed_at')}"
-                f"{detail}) id {event.get('event_id')}"
-            )
+            print(f"  {'last event':24} {last_event_text(state.last_event)}")
     return EXIT_OK if found else EXIT_FAILED
+
+
+def last_event_text(event: dict[str, Any]) -> str:
+    """A RefId's last event as `show` prints it (from Redis, so escaped)."""
+    error = event.get("error") or {}
+    detail = f", error {error_text(error)}" if error else ""
+    return shown(
+        f"{event.get('status')} (send_status {event.get('send_status')}, "
+        f"{event.get('source')}, {event.get('observed_at')}{detail}) id {event.get('event_id')}"
+    )
+
+
+def error_text(error: dict[str, Any]) -> str:
+    return f"{error.get('code')}: {error.get('message')}"
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     events = consume(settings, stop=lambda: False, take=args.take)
     for seen, event in enumerate(events, start=1):
-        print(json.dumps(event) if args.json else format_event(event), flush=True)
+        # JSON with ensure_ascii escapes every control and non-ASCII character: one line each.
+        text = json.dumps(event, ensure_ascii=True) if args.json else format_event(event)
+        print(text, flush=True)
         if args.count and seen >= args.count:
             break
     return EXIT_OK
@@ -363,12 +402,14 @@ def consume(settings: Settings, stop: Any, take: bool = True) -> Iterable[dict[s
 
 
 def format_event(event: dict[str, Any]) -> str:
+    """One line per event; every field came over the broker, so each is escaped."""
     error = event.get("error") or {}
-    detail = f"  error {error.get('code')}: {error.get('message')}" if error else ""
+    detail = f"  error {shown(error_text(error))}" if error else ""
     mark = "*" if event.get("terminal") else " "
     return (
-        f"{event.get('observed_at', '')[:19]} {mark} {event.get('status', '?'):9} "
-        f"{event.get('ref_id')} (OA {event.get('oa_id')}, {event.get('source', 'poll')}){detail}"
+        f"{shown(event.get('observed_at', ''))[:19]} {mark} {shown(event.get('status', '?')):9} "
+        f"{shown(event.get('ref_id'))} (OA {shown(event.get('oa_id'))}, "
+        f"{shown(event.get('source', 'poll'))}){detail}"
     )
 
 
@@ -376,12 +417,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.refs < 1 or args.opens_in < 0 or args.interval <= 0:
         raise InvalidSubmission("--refs must be >= 1, --opens-in >= 0 and --interval > 0")
+    with worker_extra("demo", "honcho", "aiohttp"):  # the stack, as for `run`, without Flower
+        from esms_callbacks.cli.demo import run_demo
     return run_demo(args.refs, args.opens_in, args.interval, args.timeout)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from esms_callbacks.cli.metrics_server import serve
+    with worker_extra("metrics"):
+        from esms_callbacks.cli.metrics_server import serve
 
+    Settings.from_env().require_redis_url()  # every scrape reads Redis: say so before serving
     serve(args.host, args.port)
     return EXIT_OK
 
@@ -389,7 +434,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_receive(args: argparse.Namespace) -> int:
     import logging
 
-    from esms_callbacks.receiver.serve import serve
+    with worker_extra("receive"):
+        from esms_callbacks.receiver.serve import serve
 
     settings = Settings.from_env()
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)

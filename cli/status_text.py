@@ -18,6 +18,16 @@ QUEUES = ("esms.fetch", "esms.drain")
 PING_TIMEOUT_S = 1.0
 
 
+def shown(value: object) -> str:
+    """`value` as it may be printed on a terminal: text from outside (eSMS's messages, events,
+    Redis, the broker) with its control characters escaped as Python writes them (\\x1b, \\n),
+    so it can neither move the cursor nor start a line that looks like one of ours."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def process_state(settings: Settings, app: Any) -> dict[str, Any]:
     """Messages queued in the broker per queue, and the workers that answer (with uptime)."""
     from kombu import Connection
@@ -42,7 +52,7 @@ def process_state(settings: Settings, app: Any) -> dict[str, Any]:
 
 def render(state: dict[str, Any]) -> str:
     """The snapshot as lines a person reads."""
-    lines = [f"account      {state['account']} (named by {state['account_named_by']})"]
+    lines = [f"account      {shown(state['account'])} (named by {state['account_named_by']})"]
     window = "open" if state["window_open"] else f"closed; opens {state['window_opens_at']}"
     lines.append(f"window       {state['window']}: {window}")
     fits = "fits in" if state["backlog_fits"] else "does NOT fit in"
@@ -52,12 +62,12 @@ def render(state: dict[str, Any]) -> str:
     )
     for oa in state["per_oa"]:
         lines.append(
-            f"  OA {oa['oa_id']}: {oa['waiting']:,} waiting ({oa['due_now']:,} due now), "
+            f"  OA {shown(oa['oa_id'])}: {oa['waiting']:,} waiting ({oa['due_now']:,} due now), "
             f"{oa['leased']:,} in a request"
         )
     paused = state["paused"]
     lines.append(
-        f"eSMS         {'PAUSED: ' + paused if paused else 'not paused'}; " + _breaker(state)
+        f"eSMS         {'PAUSED: ' + shown(paused) if paused else 'not paused'}; " + _breaker(state)
     )
     rate = state["rate_used"]
     per_request = state["refs_per_request_last_minute"]
@@ -89,7 +99,7 @@ def render(state: dict[str, Any]) -> str:
         lines.append(
             "workers      "
             + (
-                "; ".join(f"{name} up since {since}" for name, since in workers.items())
+                "; ".join(f"{shown(name)} up since {since}" for name, since in workers.items())
                 if workers
                 else "none answered within 1 s"
             )
@@ -97,13 +107,30 @@ def render(state: dict[str, Any]) -> str:
     pushes = state.get("pushes") or {}
     lines.append(
         "pushes       "
-        + (", ".join(f"{result} {count:,}" for result, count in pushes.items()) or "none received")
+        + (
+            ", ".join(f"{shown(result)} {count:,}" for result, count in pushes.items())
+            or "none received"
+        )
         + f"; {state.get('push_inbox_waiting', 0):,} waiting to be applied"
     )
+    lines.append("events       " + _status_queue(state.get("status_queue") or {}))
     counters = state["counters"]
-    shown = ", ".join(f"{name} {value:,}" for name, value in sorted(counters.items()))
-    lines.append(f"counters     {shown or 'nothing counted yet'}")
+    counted = ", ".join(f"{shown(name)} {value:,}" for name, value in sorted(counters.items()))
+    lines.append(f"counters     {counted or 'nothing counted yet'}")
     return "\n".join(lines)
+
+
+def _status_queue(queue: dict[str, Any]) -> str:
+    name = shown(str(queue.get("name", "")))
+    if not queue.get("default_queue", True):
+        return f"default queue {name} off: events go to the queues bound to the exchange"
+    text = f"{queue.get('events') or 0:,} waiting in {name}"
+    if queue.get("consumers") is not None:
+        text += f", {queue['consumers']} consumers"
+    if queue.get("growing"):
+        text += ", growing"
+    warning = queue.get("warning")
+    return text + (f"\nWARNING      {warning}" if warning else "")
 
 
 def _breaker(state: dict[str, Any]) -> str:

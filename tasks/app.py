@@ -7,6 +7,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutting_down
 
 from esms_callbacks.tasks import broker_fix
+from esms_callbacks.workers.errors import ConfigError
 from esms_callbacks.workers.redis_policy import eviction_problem
 from esms_callbacks.workers.runtime import close_runtime, get_runtime
 
@@ -25,7 +26,12 @@ def _install_broker_fix(**_: Any) -> None:
 def _refuse_an_evicting_redis(**_: Any) -> None:
     """A worker on a Redis that may evict keys cannot keep the rate or the one terminal event
     per RefId: it does not start (SystemExit passes through Celery's signal handling)."""
-    problem = eviction_problem(get_runtime().redis)
+    try:
+        client = get_runtime().redis
+    except ConfigError as exc:  # Celery logs and ignores anything but SystemExit here
+        logging.getLogger("esms").critical("not starting: %s", exc)
+        raise SystemExit(str(exc)) from None
+    problem = eviction_problem(client)
     if problem:
         logging.getLogger("esms").critical("not starting: %s", problem)
         raise SystemExit(problem)

@@ -37,9 +37,23 @@ def _connparams_of_a_live_connection(channel: Any, asynchronous: bool = False) -
     return _connparams(channel, asynchronous=asynchronous)
 
 
+def treat_a_full_broker_as_unreachable() -> None:
+    """A broker Redis out of memory (maxmemory under noeviction) refuses writes, MULTI
+    included, with OutOfMemoryError, which kombu counts as a channel error: Celery gives up
+    ("Unrecoverable error") and the worker exits. Counted as a connection error instead, the
+    worker does what it does for a broker that went away: logs, reconnects with backoff and
+    carries on once there is room; a task it could not acknowledge stays in the broker's
+    `unacked` hash (the transaction that would remove it was refused whole) and is delivered
+    again after the visibility timeout. Idempotent."""
+    errors = kombu_redis.Transport.connection_errors
+    if redis.exceptions.OutOfMemoryError not in errors:
+        kombu_redis.Transport.connection_errors = (*errors, redis.exceptions.OutOfMemoryError)
+
+
 def install(kombu_version: str = kombu.__version__) -> bool:
     """Patch kombu's Redis channel in this (worker) process, for the kombu versions this was
     written for; return whether it did. Idempotent."""
+    treat_a_full_broker_as_unreachable()
     if not kombu_version.startswith(WRITTEN_FOR_KOMBU):
         log.info("kombu %s: the broker-restart fix is not installed", kombu_version)
         return False

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Task
+from celery.exceptions import Reject
 
 from esms_callbacks.tasks.app import app
 from esms_callbacks.workers.clock import as_datetime
-from esms_callbacks.workers.errors import AccountUnknown, InvalidSubmission
+from esms_callbacks.workers.errors import AccountUnknown, BrokerFull, InvalidSubmission
 from esms_callbacks.workers.retry_policy import FETCH_TASK_RETRY
 from esms_callbacks.workers.runtime import get_runtime
 from esms_callbacks.workers.validation import validate_submission
@@ -28,6 +30,28 @@ class ValidatingTask(Task):  # type: ignore[misc]
     submission into messages of a bounded size."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any) -> Any:
+        try:
+            return self._queue(args, kwargs, *rest, **options)
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            raise BrokerFull(
+                "the broker's Redis is out of memory (maxmemory reached): nothing was queued; "
+                "submit again once there is room (see `esms-callbacks status`: an unread "
+                "status queue is the usual cause)"
+            ) from exc
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        """Celery's retry, except that a retry the broker refuses to queue (full, or gone)
+        keeps the submission: Celery would reject it for good (Reject(requeue=False))."""
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as exc:
+            if exc.requeue:
+                raise
+            raise Reject(exc.reason, requeue=True) from exc
+
+    def _queue(self, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
         ref_ids, oa_id, unknown = bind_arguments(args, kwargs)
         submission = validate_submission(ref_ids, oa_id, unknown)
         chunks = split_by_size(submission.ref_ids, MAX_MESSAGE_REFID_BYTES)
@@ -41,6 +65,17 @@ class ValidatingTask(Task):  # type: ignore[misc]
         for chunk in others:
             super().apply_async((), {"ref_ids": chunk, "oa_id": submission.oa_id}, **options)
         return result
+
+
+def out_of_memory(exc: BaseException | None) -> bool:
+    """Whether `exc` is, or was caused by, Redis refusing a write for want of memory (kombu
+    may wrap it as a connection error)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, redis.exceptions.OutOfMemoryError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def split_by_size(ref_ids: list[str], max_bytes: int) -> list[list[str]]:
@@ -95,7 +130,19 @@ def fetch_callbacks(
         log.error("%s", problem)
         raise problem
     now_s = runtime.clock.now_s()
-    parked = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s)
+    try:
+        parked = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s)
+    except redis.exceptions.OutOfMemoryError:
+        log.error(
+            "Redis is full (maxmemory reached, noeviction): could not park %d RefIds for OA "
+            "%s; the submission stays in the broker and is taken again once there is room. "
+            "Free memory (an unread status queue: see `esms-callbacks status`) or raise "
+            "maxmemory",
+            len(submission.ref_ids),
+            submission.oa_id,
+        )
+        raise  # retried (autoretry_for RedisError); never dropped
+
     log.info(
         "accepted %d RefIds for OA %s (%d new, %d already waiting, %d already finished)",
         len(submission.ref_ids),

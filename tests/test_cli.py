@@ -245,3 +245,105 @@ def test_status_speaks_plainly_and_names_the_processes_behind_it(cli_env, capsys
     assert re.search(r"^workers      \S+@\S+ up since \d{4}-", out, re.M)
     assert re.search(r"^beat         last pulse reached a worker [\d.]+s ago", out, re.M)
     assert re.search(r"^broker       queued: esms.fetch \d+, esms.drain \d+", out, re.M)
+
+
+# --- text from outside is printed escaped ----------------------------------------------------
+
+FORGING = "\x1b[2Jfake line\nINFO forged"  # clears the screen, then starts a line of its own
+
+
+def forging_event(ref_id: str, oa_id: str = OA) -> dict[str, Any]:
+    """A failed event whose Zalo error message carries a terminal escape and a line break."""
+    record = {
+        "SMSID": ref_id,
+        "SendStatus": 4,
+        "ErrorInfo": json.dumps({"error": -124, "message": FORGING}),
+    }
+    return build_event(ref_id, oa_id, outcome_of(record), datetime.now(UTC))
+
+
+def assert_not_forged(out: str, lines: int) -> None:
+    assert "\x1b" not in out
+    assert len(out.splitlines()) == lines
+    assert not any(line.startswith(("INFO", "fake")) for line in out.splitlines())
+
+
+def test_tail_prints_an_error_message_with_escapes_on_one_line(cli_env, capsys):
+    # given an event whose error message (and OA id) would forge lines on a terminal
+    event = forging_event("e1", oa_id="oa\x1b[31m\r")
+    EventPublisher(Connection(cli_env.broker_url), cli_env.status_queue).publish([event])
+    # when tailed in words
+    assert main(["tail", "--take", "--count", "1"]) == 0
+    out = capsys.readouterr().out
+    # expect one line, the escapes shown as text
+    assert_not_forged(out, lines=1)
+    assert "error -124: \\x1b[2Jfake line\\nINFO forged" in out
+    assert "(OA oa\\x1b[31m\\r, poll)" in out
+
+
+def test_tail_json_escapes_control_characters(cli_env, capsys):
+    # given the same event
+    event = forging_event("e2")
+    EventPublisher(Connection(cli_env.broker_url), cli_env.status_queue).publish([event])
+    # when tailed as JSON
+    assert main(["tail", "--take", "--json", "--count", "1"]) == 0
+    out = capsys.readouterr().out
+    # expect one line of JSON, no raw control character, the same event read back
+    assert_not_forged(out, lines=1)
+    assert not any(ord(c) < 0x20 for c in out.rstrip("\n"))
+    assert json.loads(out) == event
+
+
+def test_show_prints_the_last_event_s_error_escaped(cli_env, capsys):
+    from esms_callbacks.workers.events import event_summary
+    from esms_callbacks.workers.runtime import get_runtime
+
+    # given a waiting RefId whose last event carries the forging message
+    runtime = get_runtime()
+    runtime.backlog.park(OA, ["s1"], runtime.clock.now_s())
+    runtime.redis.hset(runtime.keys.history(OA), "s1", "1|" + event_summary(forging_event("s1")))
+    # when shown
+    assert main(["show", "s1"]) == 0
+    out = capsys.readouterr().out
+    # expect the usual lines, none forged: where, submitted, next ask, asks, last event
+    assert_not_forged(out, lines=5)
+    assert "error -124: \\x1b[2Jfake line\\nINFO forged)" in out
+
+
+def test_status_prints_esms_s_pause_reason_and_oa_ids_escaped(cli_env, capsys):
+    from esms_callbacks.workers.runtime import get_runtime
+
+    # given a pause whose reason is eSMS's text, and an OA id with a line break
+    runtime = get_runtime()
+    runtime.pause.pause(f"Code 101: {FORGING}", 60)
+    runtime.backlog.park("oa\nINFO forged", ["p1"], runtime.clock.now_s())
+    # when the status is printed
+    assert main(["status", "--no-processes"]) == 0
+    out = capsys.readouterr().out
+    # expect each on its own line, the escapes shown as text
+    assert "\x1b" not in out
+    assert not any(line.startswith(("INFO", "fake")) for line in out.splitlines())
+    assert "PAUSED: Code 101: \\x1b[2Jfake line\\nINFO forged; " in out
+    assert "  OA oa\\nINFO forged: 1 waiting" in out
+
+
+def test_status_names_esms_redis_url_when_the_broker_is_not_redis(cli_env):
+    import os
+    import subprocess
+    import sys
+
+    # given a RabbitMQ broker and no ESMS_REDIS_URL, as a web app's environment may be
+    env = {k: v for k, v in os.environ.items() if k != "ESMS_REDIS_URL"}
+    env["CELERY_BROKER_URL"] = "amqp://guest:guest@127.0.0.1:5672//"
+    command = Path(sys.executable).parent / "esms-callbacks"
+    # when `status` runs
+    done = subprocess.run(
+        [str(command), "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    # expect one line saying what to set, the broker's password hidden, no traceback
+    assert done.returncode != 0
+    assert done.stderr.splitlines() == [
+        "esms-callbacks: ESMS_REDIS_URL is not set and CELERY_BROKER_URL "
+        "(amqp://guest:***@127.0.0.1:5672//) is not a Redis URL: set ESMS_REDIS_URL=redis://..."
+    ]
+    assert done.stdout == ""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -32,7 +34,7 @@ def test_defaults_follow_the_esms_page():
     # expect the documented defaults
     assert settings.broker_url == "redis://localhost:6379/0"
     assert settings.redis_url == settings.broker_url
-    assert settings.base_url == "http://status-sms.esms.vn"
+    assert settings.base_url == "https://status-sms.esms.vn"
     assert settings.rate_interval_s == 1.0
     assert settings.max_refs_per_request == 100
     assert str(settings.window) == "01:00:00-02:00:00 Asia/Ho_Chi_Minh"
@@ -320,3 +322,165 @@ def test_settings_go_to_the_environment_and_back_unchanged():
     assert again == settings
     assert again.redis_url == "redis://broker:6379/2"  # its default follows the broker's
     assert Settings.from_env({}) == Settings()  # the declared defaults are the Python ones
+
+
+# --- settings that could not work ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://status-sms.esms.vn", "http://10.0.0.7:8077", "http://localhost.example.com"]
+)
+def test_plain_http_to_another_host_is_refused_by_name(url):
+    # given credentials that would cross the network unencrypted
+    # when settings are read
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**KEYS, "ESMS_BASE_URL": url})
+    # expect the variable named, the https fix and the setting that allows it anyway
+    message = str(caught.value)
+    assert message.startswith("ESMS_BASE_URL")
+    assert "https://" in message and "ESMS_ALLOW_PLAIN_HTTP=1" in message
+    assert_no_credentials(message)
+
+
+def test_plain_http_elsewhere_is_accepted_when_allowed():
+    # given plain http to eSMS, allowed on purpose
+    env = {"ESMS_BASE_URL": "http://status-sms.esms.vn", "ESMS_ALLOW_PLAIN_HTTP": "1"}
+    # when read; expect it kept, and passed on to subprocesses
+    settings = Settings.from_env(env)
+    assert settings.base_url == "http://status-sms.esms.vn"
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8077", "http://127.1.2.3:9", "http://localhost:8077", "http://[::1]:8077"],
+)
+def test_plain_http_to_this_host_is_accepted(url):
+    # given the bundled simulator's kind of address; when read; expect it taken as it is
+    assert Settings.from_env({"ESMS_BASE_URL": url}).base_url == url
+
+
+def test_allow_plain_http_takes_only_one_or_zero():
+    with pytest.raises(ConfigError, match="ESMS_ALLOW_PLAIN_HTTP='yes'"):
+        Settings.from_env({"ESMS_ALLOW_PLAIN_HTTP": "yes"})
+    env = {"ESMS_BASE_URL": "http://status-sms.esms.vn", "ESMS_ALLOW_PLAIN_HTTP": "0"}
+    with pytest.raises(ConfigError, match="ESMS_BASE_URL"):
+        Settings.from_env(env)
+
+
+AMQP_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def test_a_producer_on_another_broker_needs_no_redis_url():
+    # given a web app's environment: a RabbitMQ broker and no ESMS_REDIS_URL
+    # when its settings are read (celeryconfig does, for `fetch_callbacks.delay`)
+    settings = Settings.from_env({"CELERY_BROKER_URL": AMQP_BROKER})
+    # expect them read, and read again the same in a subprocess
+    assert settings.broker_url == AMQP_BROKER
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+@pytest.mark.parametrize("broker", [AMQP_BROKER, "sentinel://:guest@127.0.0.1:26379/0"])
+def test_redis_is_asked_for_by_name_when_the_broker_is_not_redis(broker):
+    # given a broker that is not Redis and no ESMS_REDIS_URL
+    settings = Settings.from_env({"CELERY_BROKER_URL": broker})
+    # when the Redis URL is needed
+    with pytest.raises(ConfigError) as caught:
+        settings.require_redis_url()
+    # expect the variable to set named, the broker's password hidden
+    message = str(caught.value)
+    assert message.startswith("ESMS_REDIS_URL is not set and CELERY_BROKER_URL (")
+    assert message.endswith("is not a Redis URL: set ESMS_REDIS_URL=redis://...")
+    assert ":***@127.0.0.1" in message and ":guest@" not in message
+
+
+def test_an_explicit_redis_url_that_is_not_redis_is_named():
+    settings = Settings.from_env({"ESMS_REDIS_URL": "amqp://u:hunter2@state/"})
+    with pytest.raises(ConfigError, match=r"^ESMS_REDIS_URL \(amqp://u:\*\*\*@state/\)") as caught:
+        settings.require_redis_url()
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({}, "redis://localhost:6379/0"),
+        ({"CELERY_BROKER_URL": "rediss://b:6380/1"}, "rediss://b:6380/1"),
+        ({"CELERY_BROKER_URL": AMQP_BROKER, "ESMS_REDIS_URL": "redis://s/2"}, "redis://s/2"),
+        ({"ESMS_REDIS_URL": "unix:///run/redis.sock?db=3"}, "unix:///run/redis.sock?db=3"),
+    ],
+)
+def test_the_redis_url_in_use(env, url):
+    assert Settings.from_env(env).require_redis_url() == url
+
+
+def test_the_runtime_s_redis_client_says_which_variable_to_set():
+    from esms_callbacks.workers.runtime import Runtime
+
+    # given a worker's settings on a RabbitMQ broker without ESMS_REDIS_URL
+    runtime = Runtime(Settings.from_env({"CELERY_BROKER_URL": AMQP_BROKER}))
+    # when its Redis client is made; expect our error, not redis-py's ValueError
+    with pytest.raises(ConfigError, match="set ESMS_REDIS_URL=redis://"):
+        runtime.redis  # noqa: B018 (the property builds the client)
+
+
+@pytest.mark.parametrize(
+    ("window", "guard", "problem"),
+    [
+        ("01:00-02:00", "1800", "half of it is 1800 s"),
+        ("01:00-02:00", "3600", "half of it is 1800 s"),
+        ("23:59-00:01", "60", "half of it is 60 s"),
+    ],
+)
+def test_a_guard_that_leaves_no_window_is_refused(window, guard, problem):
+    # given a guard at both ends that covers the whole window; when read
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"ESMS_WINDOW": window, "ESMS_WINDOW_GUARD": guard})
+    # expect the guard named, and what would work
+    message = str(caught.value)
+    assert message.startswith(f"ESMS_WINDOW_GUARD={guard}")
+    assert problem in message and "ESMS_WINDOW" in message
+
+
+def test_a_guard_that_leaves_some_window_is_accepted():
+    assert Settings.from_env({"ESMS_WINDOW_GUARD": "1799"}).window_guard_s == 1799
+    always = {"ESMS_WINDOW": "always", "ESMS_WINDOW_GUARD": "86400"}
+    assert Settings.from_env(always).window_guard_s == 86400  # no ends to keep clear
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "minimum"),
+    [
+        ("ESMS_DONE_TTL", "0", "900"),
+        ("ESMS_DONE_TTL", "899", "900"),
+        ("ESMS_MAX_AGE", "0", "60"),
+        ("ESMS_MAX_AGE", "-1", "60"),
+    ],
+)
+def test_memory_and_age_too_short_to_work_are_refused(name, value, minimum):
+    # given a value under the documented minimum; when read
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    # expect the variable named with its minimum and the default
+    message = str(caught.value)
+    assert message.startswith(f"{name}={value!r}: must be at least {minimum} seconds")
+    assert "the default is" in message
+
+
+def test_the_shortest_memory_and_age_are_accepted():
+    settings = Settings.from_env({"ESMS_DONE_TTL": "900", "ESMS_MAX_AGE": "60"})
+    assert (settings.done_ttl_s, settings.max_age_s) == (900.0, 60.0)
+
+
+def test_capacity_counts_only_the_guarded_window():
+    from esms_callbacks.workers.capacity import coming_window
+
+    # given the default one-hour window with a 5-minute guard at each end, before it opens
+    settings = Settings.from_env({"ESMS_WINDOW_GUARD": "300", "ESMS_RATE_MARGIN": "0"})
+    before = datetime(2026, 11, 28, 0, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")).timestamp()
+    # when the coming window's capacity is counted
+    capacity = coming_window(settings, before)
+    # expect only the 50 minutes requests may go out in: 3000 requests of 100
+    assert capacity.refs == 3000 * 100
+    # and, half an hour in, what is left up to the closing guard: 1500 requests
+    assert coming_window(settings, before + 5400).refs == 1500 * 100

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import redis
 
 from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.scripts import register
 
 # Forgets finished RefIds older than `cutoff` (ms) from `done` and their history, a bounded
 # number per call so that no call holds Redis long; what is left goes at the next call.
@@ -308,13 +309,13 @@ class Backlog:
         self._redis = client
         self._keys = keys
         self._done_ttl_s = done_ttl_s
-        self._park = client.register_script(PARK_LUA)
-        self._lease = client.register_script(LEASE_LUA)
-        self._renew = client.register_script(RENEW_LUA)
-        self._settle = client.register_script(SETTLE_LUA)
-        self._unlease = client.register_script(UNLEASE_LUA)
-        self._decide = client.register_script(DECIDE_LUA)
-        self._strike = client.register_script(STRIKE_LUA)
+        self._park = register(client, PARK_LUA)
+        self._lease = register(client, LEASE_LUA)
+        self._renew = register(client, RENEW_LUA)
+        self._settle = register(client, SETTLE_LUA)
+        self._unlease = register(client, UNLEASE_LUA)
+        self._decide = register(client, DECIDE_LUA)
+        self._strike = register(client, STRIKE_LUA)
 
     @property
     def client(self) -> redis.Redis:

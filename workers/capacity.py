@@ -14,7 +14,7 @@ class Capacity:
     window_opens_at: datetime  # now, if the window is open
     window_closes_at: datetime | None  # None: always open
     open_s: float  # seconds of window left (open now) or in the next window; a day if always
-    refs: int  # RefIds those seconds carry at the current limits
+    refs: int  # RefIds its seconds within the guards (ESMS_WINDOW_GUARD) carry at the limits
 
     def fits(self, backlog_refs: int) -> bool:
         return backlog_refs <= self.refs
@@ -29,14 +29,17 @@ def coming_window(settings: Settings, now_s: float) -> Capacity:
     opens_at = window.next_open(now)
     bounds = window.bounds_at(opens_at)
     assert bounds is not None
-    closes_at = bounds[1]
+    opened_at, closes_at = bounds
     open_s = (closes_at - max(opens_at, now)).total_seconds()
+    # Requests go out only between the guards, kept clear at both ends (workers.drainer).
+    guard = timedelta(seconds=settings.window_guard_s)
+    sendable_s = (closes_at - guard - max(opened_at + guard, now)).total_seconds()
     zone = window.zone  # operators read times in the window's own zone
     return Capacity(
         opens_at.astimezone(zone),
         closes_at.astimezone(zone),
         open_s,
-        settings.window_capacity_refs(open_s),
+        settings.window_capacity_refs(sendable_s),
     )
 
 

@@ -20,6 +20,7 @@
     ConfigError                 a malformed setting; names the environment variable
     └── AccountUnknown          no account to file RefIds under (no ApiKey, no ESMS_ACCOUNT)
     PublishFailed               the broker stopped taking status events part way
+    BrokerFull                  the broker's Redis is out of memory: a submission was not queued
     Retry                       a transient failure (eSMS or broker): the RefIds are back to
                                 wait, the drain task retries after `after_s`
 
@@ -92,9 +93,13 @@ class NotSent(Exception):
 class PublishFailed(Exception):
     """The broker stopped taking events after the first `published` of them."""
 
-    def __init__(self, published: int, total: int) -> None:
-        super().__init__(f"published {published} of {total} status events, then the broker failed")
+    def __init__(self, published: int, total: int, reason: str = "the broker failed") -> None:
+        super().__init__(f"published {published} of {total} status events, then {reason}")
         self.published = published
+
+
+class BrokerFull(RuntimeError):
+    """The broker's Redis is out of memory: a submission was not queued."""
 
 
 class Retry(Exception):

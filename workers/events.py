@@ -6,6 +6,7 @@ declares the same queue (a direct exchange and a routing key of the same name).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -143,11 +144,14 @@ class EventPublisher:
         queue_name: str,
         retry_policy: Mapping[str, float] = PUBLISH_RETRY,
         exchange_name: str | None = None,
+        declare_queue: bool = True,
     ) -> None:
         self._connection = connection
         # The default queue is declared (and bound) with every publish: without a queue bound
-        # the broker would drop events nobody had subscribed to yet.
+        # the broker would drop events nobody had subscribed to yet. Without it (consumers
+        # bind queues of their own), a publish that no queue would receive fails instead.
         self._queue = status_queue(queue_name, exchange_name)
+        self._declare_queue = declare_queue
         self._retry_policy = dict(retry_policy)
         if not isinstance(connection.transport, kombu_redis.Transport):
             # AMQP publishes are fire-and-forget: without publisher confirms a message the
@@ -170,6 +174,8 @@ class EventPublisher:
                     for event in events:
                         self._send(producer, event)
                         published += 1
+        except NoQueueBound as exc:
+            raise PublishFailed(published, len(events), str(exc)) from exc
         except Exception as exc:
             raise PublishFailed(published, len(events)) from exc
 
@@ -194,21 +200,34 @@ class EventPublisher:
 
     def _push_batch(self, producer: Any, events: list[dict[str, Any]]) -> None:
         channel = producer.channel  # after a reconnect, the revived one
-        producer.maybe_declare(self._queue)
+        producer.maybe_declare(self._queue if self._declare_queue else self._queue.exchange)
         exchange, routing_key = self._queue.exchange.name, self._queue.routing_key
+        queues = bound_queues(channel, self._queue, rebind=self._declare_queue)
+        if not queues:
+            raise NoQueueBound(self._no_queue_bound())
         messages = [redis_message(channel, event, exchange, routing_key) for event in events]
-        push_to_redis(channel, messages, bound_queues(channel, self._queue))
+        push_to_redis(channel, messages, queues)
 
     def _send(self, producer: Any, event: dict[str, Any]) -> None:
+        # Without the default queue, `mandatory`: an event no queue would receive comes back
+        # (basic.return, before the confirm) and fails the publish instead of vanishing.
         producer.publish(
             event,
             exchange=self._queue.exchange,
             routing_key=self._queue.routing_key,
-            declare=[self._queue],
+            declare=[self._queue] if self._declare_queue else [self._queue.exchange],
+            mandatory=not self._declare_queue,
             serializer="json",
             delivery_mode=PERSISTENT,
             retry=True,
             retry_policy=self._retry_policy,
+        )
+
+    def _no_queue_bound(self) -> str:
+        return (
+            f"no queue is bound to exchange {self._queue.exchange.name!r} with routing key "
+            f"{self._queue.routing_key!r} (ESMS_STATUS_DEFAULT_QUEUE=off): bind your "
+            "consumers' queues, or turn the default queue on; the RefIds wait"
         )
 
 
@@ -226,11 +245,12 @@ def redis_message(channel: Any, event: dict[str, Any], exchange: str, routing_ke
     return message
 
 
-def bound_queues(channel: Any, queue: Queue) -> list[str]:
-    """Every queue bound to `queue`'s exchange and routing key, as kombu routes a publish."""
+def bound_queues(channel: Any, queue: Queue, rebind: bool = True) -> list[str]:
+    """Every queue bound to `queue`'s exchange and routing key, as kombu routes a publish;
+    `rebind`: bind `queue` again if none is (the default queue is on)."""
     exchange, routing_key = queue.exchange.name, queue.routing_key
     queues: list[str] = channel._lookup(exchange, routing_key)
-    if not queues:
+    if not queues and rebind:
         # Redis lost kombu's bindings (flushed, or restarted empty) while this process still
         # remembers declaring them, so kombu would drop the events: bind again instead.
         bound = queue.bind(channel)
@@ -258,6 +278,25 @@ def push_to_redis(channel: Any, messages: list[Any], queues: list[str]) -> None:
             # LPUSH k a b == LPUSH k a; LPUSH k b: consumers (BRPOP) still get `a` first.
             pipe.lpush(key, *payloads)
         pipe.execute()
+
+
+class NoQueueBound(Exception):
+    """The default queue is off and no queue would receive the events."""
+
+
+def queue_depth(connection: Connection, name: str) -> tuple[int, int | None]:
+    """Events waiting in queue `name`, and its consumers (None where the broker cannot tell:
+    Redis); (0, None) for a queue that does not exist (yet)."""
+    channel = connection.channel()
+    try:
+        _, events, consumers = channel.queue_declare(queue=name, passive=True)
+    except connection.channel_errors:
+        return 0, None  # passive declare of a missing queue
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+    redis_broker = isinstance(connection.transport, kombu_redis.Transport)
+    return int(events), None if redis_broker else int(consumers)
 
 
 _warned: set[str] = set()

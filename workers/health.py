@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import redis
 
+from esms_callbacks.workers.scripts import register
+
 # KEYS[1]: health hash. ARGV[1]: failures in a row that open the breaker, ARGV[2]: first open
 # time (us), ARGV[3]: longest open time (us), ARGV[4]: open at least this long (us) whatever
 # the streak (0: only by the streak). Returns {failures in a row, wait (us) before the account
@@ -67,7 +69,7 @@ class Breaker:
         self._redis = client
         self._key = key
         self._args = [trip_after, int(base_s * 1e6), int(max_s * 1e6)]
-        self._failure = client.register_script(FAILURE_LUA)
+        self._failure = register(client, FAILURE_LUA)
 
     def record_failure(self, hold_s: float = 0.0) -> Failure:
         """Count a transient failure; return the streak and how long the account waits.

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import redis
 
 from esms_callbacks.workers.redis_time import RedisTimeBounds
+from esms_callbacks.workers.scripts import register
 
 MARGIN_HALF_LIFE_S = 300.0  # how fast the margin a 160 added fades again
 MARGIN_STEP_S = 0.002  # a 160 adds at least this to the margin (doubling what it adds)
@@ -277,11 +278,11 @@ class RateLimiter:
         self._margin_us = int(margin_s * 1e6)
         self._probe_timeout_us = int(probe_timeout_s * 1e6)
         self._max_backoff_us = int(max_backoff_s * 1e6)
-        self._reserve = client.register_script(RESERVE_LUA)
-        self._hand_back = client.register_script(HAND_BACK_LUA)
-        self._commit = client.register_script(COMMIT_LUA)
-        self._widen = client.register_script(WIDEN_LUA)
-        self._mark_sent = client.register_script(MARK_SENT_LUA)
+        self._reserve = register(client, RESERVE_LUA)
+        self._hand_back = register(client, HAND_BACK_LUA)
+        self._commit = register(client, COMMIT_LUA)
+        self._widen = register(client, WIDEN_LUA)
+        self._mark_sent = register(client, MARK_SENT_LUA)
         # Where this host's clock stands against Redis's, from every commit's and mark's TIME
         self.redis_time = RedisTimeBounds()
 

@@ -85,6 +85,17 @@ class AccountCollector(Collector):
             for oa in state["per_oa"]:
                 gauge.add_metric([account, str(oa["oa_id"])], float(oa[key]))
             yield gauge
+        queue = state.get("status_queue") or {}
+        gauge = GaugeMetricFamily(
+            "esms_status_queue_events",
+            "events waiting in the default status queue (NaN when it is off)",
+            labels=["account", "queue"],
+        )
+        events = queue.get("events")
+        gauge.add_metric(
+            [account, str(queue.get("name", ""))], float("nan") if events is None else events
+        )
+        yield gauge
         counters: dict[str, int] = state["counters"]
         for key, (name, help_text) in COUNTERS.items():
             counter = CounterMetricFamily(name, help_text, labels=["account"])

@@ -12,6 +12,7 @@ import redis
 
 from esms_callbacks.workers.backlog import life_keys
 from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.scripts import register
 
 # KEYS[1] due, KEYS[2] leased, KEYS[3] submitted, KEYS[4] state, KEYS[5] oas, KEYS[6] owner,
 # KEYS[7] done. ARGV[1] now (ms), ARGV[2] lease expiry (ms), ARGV[3] token, ARGV[4] OA id,
@@ -79,7 +80,7 @@ class Claimed:
 class PushClaims:
     def __init__(self, client: redis.Redis, keys: AccountKeys) -> None:
         self._keys = keys
-        self._claim = client.register_script(CLAIM_PUSHED_LUA)
+        self._claim = register(client, CLAIM_PUSHED_LUA)
 
     def claim(
         self,

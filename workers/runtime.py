@@ -35,7 +35,7 @@ class Runtime:
     @cached_property
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(
-            self.settings.redis_url,
+            self.settings.require_redis_url(),  # ConfigError naming what to set, if none
             socket_timeout=10,
             socket_connect_timeout=10,
             health_check_interval=30,
@@ -116,7 +116,10 @@ class Runtime:
     def publisher(self) -> EventPublisher:
         s = self.settings
         return EventPublisher(
-            Connection(s.broker_url), s.status_queue, exchange_name=s.events_exchange
+            Connection(s.broker_url),
+            s.status_queue,
+            exchange_name=s.events_exchange,
+            declare_queue=s.status_default_queue,
         )
 
     def ask(

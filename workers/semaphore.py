@@ -10,6 +10,8 @@ import uuid
 
 import redis
 
+from esms_callbacks.workers.scripts import register
+
 # KEYS[1] holders zset, KEYS[2] a flag that says the holder's worker is shutting down.
 # ARGV[1] now (ms), ARGV[2] expiry (ms), ARGV[3] limit, ARGV[4] token.
 # Returns 1 if the token holds a place (new or renewed), else 0 (and a stopping holder's
@@ -34,7 +36,7 @@ class LeaseSemaphore:
         self._redis = client
         self._key = key
         self._lease_ms = int(lease_s * 1000)
-        self._acquire = client.register_script(ACQUIRE_LUA)
+        self._acquire = register(client, ACQUIRE_LUA)
 
     def acquire(
         self, now_s: float, limit: int, token: str | None = None, stopping_key: str = ""

@@ -21,7 +21,15 @@ from esms_callbacks.workers.errors import AccountUnknown, ConfigError
 from esms_callbacks.workers.window import Window
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
-DEFAULT_BASE_URL = "http://status-sms.esms.vn"
+DEFAULT_BASE_URL = "https://status-sms.esms.vn"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # what redis-py's from_url takes
+# A finished RefId is remembered at least this long: the broker hands a dead worker's
+# submission back after its visibility timeout (celeryconfig, 900 s), and that copy must still
+# find its RefIds done, or they are asked for again and get a second terminal event.
+MIN_DONE_TTL_S = 900.0
+# eSMS often does not know a RefId in its first minute (Code 105); a shorter age would expire
+# RefIds at their first answer.
+MIN_MAX_AGE_S = 60.0
 ESMS_MAX_REFS_CEILING = 200  # eSMS's own table; past it RefIds are silently dropped
 # Jitter between our commit (right before the request is written) and the simulator's
 # receipt, measured by `make bench` on a loaded 2-core machine, stayed under this; real
@@ -82,6 +90,31 @@ def _http_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def _flag(value: str) -> bool:
+    if value not in ("", "0", "1"):
+        raise ValueError("must be 1 (yes) or 0 (no)")
+    return value == "1"
+
+
+def _is_local(url: str) -> bool:
+    """Whether `url` names this machine (localhost, 127.0.0.0/8, ::1): plain HTTP there never
+    crosses a network."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _redis_url(value: str, read: Mapping[str, Any]) -> str:
+    """ESMS_REDIS_URL, else the broker's URL if it is Redis, else '' (a producer needs none;
+    `Settings.require_redis_url` says what to set when it is needed)."""
+    broker = read.get("broker_url", DEFAULT_BROKER_URL)
+    return value or (broker if broker.startswith(REDIS_SCHEMES) else "")
+
+
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: its name, its default as the README shows it, how its text
@@ -122,6 +155,20 @@ def env(
 
 def text(value: str, _: Mapping[str, Any]) -> str:
     return value
+
+
+def seconds(minimum_s: float, why: str, default: str) -> Callable[[str, Mapping[str, Any]], float]:
+    """Seconds of at least `minimum_s`; the error says `why` and the default."""
+
+    def parse(value: str, _: Mapping[str, Any]) -> float:
+        number = float(value)
+        if not math.isfinite(number) or number < minimum_s:
+            raise ValueError(
+                f"must be at least {minimum_s:g} seconds: {why}; the default is {default}"
+            )
+        return number
+
+    return parse
 
 
 def number(minimum: float) -> Callable[[str, Mapping[str, Any]], float]:
@@ -177,13 +224,20 @@ class Settings:
     redis_url: str = env(
         "ESMS_REDIS_URL",
         "",
-        lambda value, read: value or read.get("broker_url", DEFAULT_BROKER_URL),
+        _redis_url,
         "Redis for the limiter and the waiting RefIds",
-        readme_default="the broker URL",
+        readme_default="the broker URL if it is Redis",
     )
     api_key: str = env("ESMS_API_KEY", "", text, "the eSMS ApiKey", secret=True)
     secret_key: str = env("ESMS_SECRET_KEY", "", text, "the eSMS SecretKey", secret=True)
     base_url: str = env("ESMS_BASE_URL", DEFAULT_BASE_URL, lambda v, _: _http_url(v), "eSMS host")
+    allow_plain_http: bool = env(
+        "ESMS_ALLOW_PLAIN_HTTP",
+        "",
+        lambda v, _: _flag(v),
+        "1: allow an http:// ESMS_BASE_URL to another host",
+        show=lambda flag: "1" if flag else "",
+    )
     rate_interval_s: float = env(
         "ESMS_RATE_INTERVAL", "1.0", number(0.001), "seconds between two requests of an account"
     )
@@ -207,13 +261,43 @@ class Settings:
         "the events' exchange; empty: named like the queue",
         readme_default="the queue's name",
     )
+    # Off for deployments whose consumers read queues of their own bound to the exchange: the
+    # default queue would otherwise fill Redis with events nobody reads.
+    status_default_queue: bool = env(
+        "ESMS_STATUS_DEFAULT_QUEUE",
+        "on",
+        lambda v, _: choice("on", "off")(v, _) == "on",
+        "declare and bind ESMS_STATUS_QUEUE on every publish",
+        show=lambda on: "on" if on else "off",
+    )
+    status_queue_warn_events: int = env(
+        "ESMS_STATUS_QUEUE_WARN",
+        "10000",
+        integer(1, 1_000_000_000),
+        "events in ESMS_STATUS_QUEUE that, growing, make `status` warn",
+    )
     phone_numbers: str = env(
         "ESMS_PHONE_NUMBERS", "keep", choice("keep", "mask", "drop"), "phone numbers in events"
     )
     http_timeout_s: float = env("ESMS_HTTP_TIMEOUT", "30", number(0.1), "request timeout, s")
     repoll_after_s: float = env("ESMS_REPOLL_AFTER", "900", number(0.0), "ask again after, s")
-    max_age_s: float = env("ESMS_MAX_AGE", "604800", number(0.0), "expire after, s")
-    done_ttl_s: float = env("ESMS_DONE_TTL", "172800", number(0.0), "remember done, s")
+    max_age_s: float = env(
+        "ESMS_MAX_AGE",
+        "604800",
+        seconds(MIN_MAX_AGE_S, "eSMS may not know a RefId yet in its first minute", "604800"),
+        "expire after, s",
+    )
+    done_ttl_s: float = env(
+        "ESMS_DONE_TTL",
+        "172800",
+        seconds(
+            MIN_DONE_TTL_S,
+            "a submission the broker hands back after a worker died (up to 900 s later) must "
+            "still find its RefIds done",
+            "172800",
+        ),
+        "remember done, s",
+    )
     drainers: int = env(
         "ESMS_DRAINERS",
         "auto",
@@ -247,8 +331,15 @@ class Settings:
         secret=True,
         readme_default="none (required by the receiver)",
     )
+    # Taken beside push_token while eSMS's CallbackUrl changes (README: rotating the token).
+    push_token_previous: str = env(
+        "ESMS_PUSH_TOKEN_PREVIOUS", "", text, "the push URL's previous secret", secret=True
+    )
     receiver_host: str = env("ESMS_RECEIVER_HOST", "127.0.0.1", text, "receiver's address")
     receiver_port: int = env("ESMS_RECEIVER_PORT", "8078", integer(0, 65535), "its port")
+    receiver_header_timeout_s: float = env(
+        "ESMS_RECEIVER_HEADER_TIMEOUT", "10", number(0.1), "request headers within, s"
+    )
     push_allow_from: tuple[Network, ...] = env(
         "ESMS_PUSH_ALLOW_FROM",
         "",
@@ -287,15 +378,10 @@ class Settings:
                 read[f.name] = _read(env, f.metadata["env"], read)
         del read["zone"]
         settings = cls(**read)
-        if settings.drainers * settings.spacing_s >= settings.drainer_lease_s:
-            # A drainer waits up to (drainers - 1) spacings for its slot before it renews its
-            # place; a place that expires meanwhile lets one drainer too many in.
-            raise ConfigError(
-                f"ESMS_DRAINERS={settings.drainers}: that many drainers cannot all keep their "
-                f"place ({settings.drainer_lease_s:.0f}s lease) at one request per "
-                f"{settings.spacing_s:g}s; use at most "
-                f"{math.ceil(settings.drainer_lease_s / settings.spacing_s) - 1}, or auto"
-            )
+        for check in (_drainers_problem, _plain_http_problem, _guard_problem):
+            problem = check(settings)
+            if problem:
+                raise ConfigError(problem)
         return settings
 
     def to_env(self) -> dict[str, str]:
@@ -307,20 +393,36 @@ class Settings:
                 out[variable.name] = variable.show(getattr(self, f.name))
         return out
 
-    def push_token_problem(self) -> str:
-        """Why the receiver must not start with this ESMS_PUSH_TOKEN, or ''."""
-        token = self.push_token
-        if not token:
-            return "ESMS_PUSH_TOKEN is not set; the receiver needs a secret for its URL"
-        if len(token) < MIN_PUSH_TOKEN_CHARS:
-            return (
-                f"ESMS_PUSH_TOKEN is {len(token)} characters; use at least "
-                f"{MIN_PUSH_TOKEN_CHARS} (e.g. python -c 'import secrets; "
-                "print(secrets.token_urlsafe(24))')"
+    def require_redis_url(self) -> str:
+        """The Redis URL to connect to; ConfigError naming the variable to set when there is
+        none. Asked by whoever uses Redis (workers, the receiver, status), never at start-up:
+        a producer on another broker needs no Redis."""
+        if not self.redis_url:
+            raise ConfigError(
+                f"ESMS_REDIS_URL is not set and CELERY_BROKER_URL ({redact_url(self.broker_url)})"
+                " is not a Redis URL: set ESMS_REDIS_URL=redis://..."
             )
-        if not _TOKEN_CHARS.fullmatch(token):
-            return "ESMS_PUSH_TOKEN may hold only letters, digits, '-' and '_' (it is in a URL)"
-        return ""
+        if not self.redis_url.startswith(REDIS_SCHEMES):
+            raise ConfigError(
+                f"ESMS_REDIS_URL ({redact_url(self.redis_url)}) is not a Redis URL: set "
+                "ESMS_REDIS_URL=redis://... (or rediss://, unix://)"
+            )
+        return self.redis_url
+
+    def push_token_problem(self) -> str:
+        """Why the receiver must not start with this ESMS_PUSH_TOKEN (and
+        ESMS_PUSH_TOKEN_PREVIOUS, if set), or ''. Never shows a token."""
+        if not self.push_token:
+            return "ESMS_PUSH_TOKEN is not set; the receiver needs a secret for its URL"
+        problem = _token_problem("ESMS_PUSH_TOKEN", self.push_token)
+        if problem or not self.push_token_previous:
+            return problem
+        if self.push_token_previous == self.push_token:
+            return (
+                "ESMS_PUSH_TOKEN_PREVIOUS is ESMS_PUSH_TOKEN: set it to the token eSMS used "
+                "before, or unset it"
+            )
+        return _token_problem("ESMS_PUSH_TOKEN_PREVIOUS", self.push_token_previous)
 
     @property
     def has_credentials(self) -> bool:
@@ -386,9 +488,10 @@ class Settings:
         took_s = ASSUMED_REQUEST_TIME_S if request_time_s is None else request_time_s
         return min(MAX_AUTO_DRAINERS, 2 + math.ceil(took_s / self.spacing_s))
 
-    def window_capacity_refs(self, open_s: float) -> int:
-        """RefIds that `open_s` seconds of open window can carry at these limits."""
-        return math.floor(open_s / self.spacing_s) * self.max_refs_per_request
+    def window_capacity_refs(self, sendable_s: float) -> int:
+        """RefIds that `sendable_s` seconds in which requests may go out (the window within its
+        guards: workers.capacity) can carry at these limits."""
+        return math.floor(max(0.0, sendable_s) / self.spacing_s) * self.max_refs_per_request
 
     def with_changes(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -398,7 +501,7 @@ class Settings:
         shown: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("api_key", "secret_key", "push_token"):
+            if f.name in ("api_key", "secret_key", "push_token", "push_token_previous"):
                 value = "<set>" if value else "<unset>"
             elif f.name.endswith("_url"):
                 value = redact_url(value)
@@ -412,6 +515,69 @@ class Settings:
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())
         return f"Settings({shown})"
+
+
+def _drainers_problem(settings: Settings) -> str:
+    # A drainer waits up to (drainers - 1) spacings for its slot before it renews its place;
+    # a place that expires meanwhile lets one drainer too many in.
+    if settings.drainers * settings.spacing_s < settings.drainer_lease_s:
+        return ""
+    return (
+        f"ESMS_DRAINERS={settings.drainers}: that many drainers cannot all keep their "
+        f"place ({settings.drainer_lease_s:.0f}s lease) at one request per "
+        f"{settings.spacing_s:g}s; use at most "
+        f"{math.ceil(settings.drainer_lease_s / settings.spacing_s) - 1}, or auto"
+    )
+
+
+def _plain_http_problem(settings: Settings) -> str:
+    """The ApiKey and SecretKey are in every request's body: unencrypted only to this host."""
+    url = settings.base_url
+    if not url.startswith("http://") or settings.allow_plain_http or _is_local(url):
+        return ""
+    https = urlunsplit(urlsplit(url)._replace(scheme="https"))
+    return (
+        f"ESMS_BASE_URL={redact_url(url)!r} would send the eSMS keys unencrypted: use "
+        f"{redact_url(https)} (eSMS's own is {DEFAULT_BASE_URL}), or set "
+        "ESMS_ALLOW_PLAIN_HTTP=1 to allow plain HTTP anyway"
+    )
+
+
+def _guard_problem(settings: Settings) -> str:
+    """The guard is kept clear at both ends of the window: half the window or more leaves no
+    moment at which a request may go."""
+    window = settings.window
+    if window.always:
+        return ""
+    length_s = window_length_s(window)
+    if 2 * settings.window_guard_s < length_s:
+        return ""
+    return (
+        f"ESMS_WINDOW_GUARD={settings.window_guard_s:g} is kept clear at both ends of the "
+        f"window ESMS_WINDOW={_show_window(window)}, so no request could ever go: half of it "
+        f"is {length_s / 2:g} s; use a guard under that (default 1.0) or a longer ESMS_WINDOW"
+    )
+
+
+def window_length_s(window: Window) -> float:
+    """Seconds from the window's opening to its closing on a day without a clock change."""
+    assert window.opens is not None and window.closes is not None
+    opens, closes = (
+        t.hour * 3600 + t.minute * 60 + t.second for t in (window.opens, window.closes)
+    )
+    return float((closes - opens) % 86400)
+
+
+def _token_problem(name: str, token: str) -> str:
+    """Why `token` cannot be the push URL's secret read from `name`, or ''."""
+    if len(token) < MIN_PUSH_TOKEN_CHARS:
+        return (
+            f"{name} is {len(token)} characters; use at least {MIN_PUSH_TOKEN_CHARS} (e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    if not _TOKEN_CHARS.fullmatch(token):
+        return f"{name} may hold only letters, digits, '-' and '_' (it is in a URL)"
+    return ""
 
 
 def redact_url(url: str) -> str:

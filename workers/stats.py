@@ -2,7 +2,8 @@
 
 `stats` (hash): counters `requests`, `refs_asked`, `events:STATUS`, `errors:CODE`,
 `pushes:RESULT` (the receiver's answers), `pushes_applied:OUTCOME`; gauges `request_time_s`
-(the drainers' running average, slot to settled) and `beat_release_at_s` (beat's last pulse).
+(the drainers' running average, slot to settled), `beat_release_at_s` (beat's last pulse) and
+`status_queue_sample` (the status queue's depth a minute ago, `events@time_s`).
 `recent` (sorted set): one member `sent_at_s:RefIds` per request, scored by when it was
 counted (s), kept RECENT_KEEP_S.
 
@@ -22,6 +23,8 @@ from esms_callbacks.workers.keys import AccountKeys
 
 log = logging.getLogger(__name__)
 RECENT_KEEP_S = 300  # how far back the rate actually used is measured
+STATUS_QUEUE_SAMPLE = "status_queue_sample"  # `events@time_s`: the status queue's depth then
+STATUS_QUEUE_SAMPLE_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,19 @@ class RequestStats:
         """Beat's pulse, as a worker received it: `status` tells whether beat and workers run."""
         self._redis.hset(self._stats, "beat_release_at_s", f"{now_s:.3f}")
 
+    def sample_status_queue(self, events: int, now_s: float) -> int | None:
+        """Keep a sample of the status queue's depth (one a minute); return the events the
+        sample before this one counted (None before any), so a depth that grows shows."""
+        raw = self._redis.hget(self._stats, STATUS_QUEUE_SAMPLE)
+        previous_events: int | None = None
+        previous_at_s = float("-inf")
+        if raw:
+            count, _, at_s = _text(raw).partition("@")
+            previous_events, previous_at_s = int(count), float(at_s)
+        if now_s - previous_at_s >= STATUS_QUEUE_SAMPLE_EVERY_S:
+            self._redis.hset(self._stats, STATUS_QUEUE_SAMPLE, f"{events}@{now_s:.0f}")
+        return previous_events
+
     def request_time_s(self) -> float | None:
         """The drainers' running average request time, None before any request."""
         measured = self._redis.hget(self._stats, "request_time_s")
@@ -64,6 +80,7 @@ class RequestStats:
         raw = {_text(k): _text(v) for k, v in self._redis.hgetall(self._stats).items()}
         request_time_s = raw.pop("request_time_s", None)
         beat_release_at_s = raw.pop("beat_release_at_s", None)
+        raw.pop(STATUS_QUEUE_SAMPLE, None)
         return StatsSnapshot(
             {name: int(value) for name, value in raw.items()},
             float(request_time_s) if request_time_s else None,

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import redis
+from kombu import Connection
+
 from esms_callbacks.workers.capacity import coming_window
 from esms_callbacks.workers.clock import as_datetime
+from esms_callbacks.workers.events import queue_depth
 from esms_callbacks.workers.runtime import Runtime
 
 RATE_WINDOW_S = 60.0  # "rate used" is measured over the last minute
@@ -56,5 +60,39 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
         "beat_release_seconds_ago": round(now_s - stats.beat_release_at_s, 1)
         if stats.beat_release_at_s is not None
         else None,
+        "status_queue": status_queue_state(runtime, now_s),
         "counters": counters,
     }
+
+
+def status_queue_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
+    """The default status queue: how many events wait in it, its consumers where the broker
+    tells (RabbitMQ), and a warning when it grows with nobody reading it."""
+    settings = runtime.settings
+    state: dict[str, Any] = {
+        "name": settings.status_queue,
+        "default_queue": settings.status_default_queue,
+        "events": None,
+        "consumers": None,
+        "growing": None,
+        "warning": "",
+    }
+    if not settings.status_default_queue:
+        return state
+    with Connection(settings.broker_url, connect_timeout=5) as connection:
+        events, consumers = queue_depth(connection, settings.status_queue)
+    try:
+        previous = runtime.stats.sample_status_queue(events, now_s)
+    except redis.RedisError:  # a full Redis must still show its status
+        previous = None
+    growing = previous is not None and events > previous
+    unread = consumers == 0 or (consumers is None and growing)
+    if events >= settings.status_queue_warn_events and unread:
+        state["warning"] = (
+            f"{events} events wait in {settings.status_queue!r} and nobody reads it: they "
+            "fill the broker (and, on Redis, the memory the waiting RefIds need). Consume it, "
+            "or set ESMS_STATUS_DEFAULT_QUEUE=off if your consumers read queues of their own "
+            "bound to the exchange"
+        )
+    state.update(events=events, consumers=consumers, growing=growing)
+    return state
