@@ -17,7 +17,7 @@ from esms_callbacks.workers.errors import PublishFailed
 from esms_callbacks.workers.events import EventPublisher, queue_depth
 from tests.helpers import drain_events
 from tests.test_events import NO_RETRY, RABBIT_URL, make_events
-from tests.test_events import rabbit_queue as rabbit_queue  # noqa: F401 (fixture)
+from tests.test_events import rabbit_queue as rabbit_queue
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_the_default_queue_depth_is_read_from_the_broker(redis_url, names):
     assert queue_depth(Connection(redis_url), default + ".never-declared") == (0, None)
 
 
-def test_rabbitmq_with_the_default_queue_off_and_no_queue_bound_fails(rabbit_queue):  # noqa: F811
+def test_rabbitmq_with_the_default_queue_off_and_no_queue_bound_fails(rabbit_queue):
     # given RabbitMQ, the default queue off and nobody bound
     publisher = EventPublisher(Connection(RABBIT_URL), rabbit_queue, NO_RETRY, declare_queue=False)
     # when events are published, expect an error, not a silent drop
@@ -94,7 +94,7 @@ def test_rabbitmq_with_the_default_queue_off_and_no_queue_bound_fails(rabbit_que
             bound.delete()
 
 
-def test_rabbitmq_with_the_default_queue_off_feeds_the_consumers_queue(rabbit_queue):  # noqa: F811
+def test_rabbitmq_with_the_default_queue_off_feeds_the_consumers_queue(rabbit_queue):
     # given RabbitMQ, the default queue off, and a consumer's own queue bound
     crm = rabbit_queue + ".crm"
     with Connection(RABBIT_URL) as conn:
@@ -155,5 +155,6 @@ def test_the_status_queue_depth_is_a_metric(make_settings):
     text = generate_latest(registry).decode()
 
     # expect the gauge with the queue's name
-    line = f'esms_status_queue_events{{account="{settings.account}",queue="{settings.status_queue}"}} 3.0'
+    labels = f'account="{settings.account}",queue="{settings.status_queue}"'
+    line = f"esms_status_queue_events{{{labels}}} 3.0"
     assert line in text
