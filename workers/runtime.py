@@ -20,6 +20,7 @@ from esms_callbacks.workers.health import AccountPause, Breaker
 from esms_callbacks.workers.inbox import PushInbox
 from esms_callbacks.workers.keys import AccountKeys
 from esms_callbacks.workers.limiter import RateLimiter
+from esms_callbacks.workers.redis_connect import connect
 from esms_callbacks.workers.semaphore import LeaseSemaphore
 from esms_callbacks.workers.settings import Settings
 from esms_callbacks.workers.stats import RequestStats
@@ -34,13 +35,8 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.settings.require_redis_url(),  # ConfigError naming what to set, if none
-            socket_timeout=10,
-            socket_connect_timeout=10,
-            health_check_interval=30,
-            retry_on_timeout=True,
-        )
+        # ConfigError naming what to set, if there is no Redis URL
+        return connect(self.settings.require_redis_url())
 
     @cached_property
     def keys(self) -> AccountKeys:
