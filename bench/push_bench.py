@@ -217,6 +217,7 @@ async def _send_all(url: str, pushes: int, tag: str) -> int:
             nonlocal not_200
             params = {"SMSID": f"load-{tag}-{i:07d}", "SendStatus": "5", "SendFailed": "0"}
             params.update({"SendSuccess": "1", "TypeId": "25", "oaid": OA, "error_info": ""})
+            params.update({"TotalReceiver": "1", "TotalSent": "1"})
             async with semaphore, session.get(url, params=params) as answer:
                 await answer.read()
                 not_200 += answer.status != 200

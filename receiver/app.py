@@ -1,10 +1,12 @@
 """The receiver's HTTP side: eSMS's GET on /esms/push/<token>, answered once recorded.
 
 Answers: 200 once the push is in the inbox (eSMS stops retrying after a 200, so never before);
-400 with a reason for a malformed push; 404 for a wrong token, exactly as for a path that does
-not exist; 403 for a source outside ESMS_PUSH_ALLOW_FROM; 503 when Redis cannot record it or
-the inbox is full (eSMS retries). A source over ESMS_PUSH_RATE is slowed down, not refused: its
-push waits for its turn (up to ESMS_PUSH_RATE_WAIT) and only past that gets 429.
+400 with a reason for a malformed push, or one without what eSMS sends with every status
+(workers.push.parse_esms_push); 404 for a wrong token (neither ESMS_PUSH_TOKEN nor, while it is
+being rotated, ESMS_PUSH_TOKEN_PREVIOUS), exactly as for a path that does not exist; 403 for
+a source outside ESMS_PUSH_ALLOW_FROM; 503 when Redis cannot record it or the inbox is full
+(eSMS retries). A source over ESMS_PUSH_RATE is slowed down, not refused: its push waits for
+its turn (up to ESMS_PUSH_RATE_WAIT) and only past that gets 429.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from esms_callbacks.receiver.sources import allowed, client_address
 from esms_callbacks.workers.errors import printable
 from esms_callbacks.workers.inbox import PushRecorder, Recorded
 from esms_callbacks.workers.keys import AccountKeys
-from esms_callbacks.workers.push import MalformedPush, Push, parse_push
+from esms_callbacks.workers.push import MalformedPush, Push, parse_esms_push
 from esms_callbacks.workers.settings import Settings
 
 log = logging.getLogger("esms.receiver")
@@ -95,10 +97,12 @@ def make_app(settings: Settings, client: aioredis.Redis) -> web.Application:
 
 async def handle_push(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    given = request.match_info.get("token", "").encode()
-    if not hmac.compare_digest(given, state.settings.push_token.encode()):
+    token = _token_used(state.settings, request.match_info.get("token", ""))
+    if token is None:
         state.counts["wrong_token"] += 1
         raise web.HTTPNotFound()  # the same answer as any unknown path
+    if token == "previous":
+        state.counts["previous_token"] += 1  # until it stays 0, eSMS has not fully switched
     if request.method != "GET":
         state.counts["malformed"] += 1
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
@@ -112,7 +116,7 @@ async def handle_push(request: web.Request) -> web.Response:
         _log(state, "forbidden", "refused a push from %s: not in ESMS_PUSH_ALLOW_FROM", source)
         return web.Response(status=403, text="source not allowed\n")
     try:
-        push = parse_push(request.rel_url.query.items())
+        push = parse_esms_push(request.rel_url.query.items())
     except MalformedPush as exc:
         state.counts["malformed"] += 1
         _log(state, "malformed", "malformed push from %s: %s", source, exc)
@@ -144,6 +148,17 @@ async def handle_push(request: web.Request) -> web.Response:
     return web.Response(
         status=429, text="too many pushes\n", headers={"Retry-After": str(retry_after_s)}
     )
+
+
+def _token_used(settings: Settings, given: str) -> str | None:
+    """Which token `given` is: "current", "previous" or None (a wrong one); each compared in
+    constant time."""
+    given_bytes = given.encode()
+    current = hmac.compare_digest(given_bytes, settings.push_token.encode())
+    previous = hmac.compare_digest(given_bytes, settings.push_token_previous.encode())
+    if current:
+        return "current"
+    return "previous" if previous and settings.push_token_previous else None
 
 
 async def _record(state: ReceiverState, push: Push, source: str) -> Recorded:
