@@ -363,7 +363,8 @@ def last_event_text(event: dict[str, Any]) -> str:
 
 
 def error_text(error: dict[str, Any]) -> str:
-    return f"{error.get('code')}: {error.get('message')}"
+    message = error.get("message")  # a RefId's memory keeps the code only
+    return f"{error.get('code')}: {message}" if message else f"{error.get('code')}"
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

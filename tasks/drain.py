@@ -94,6 +94,7 @@ def release() -> None:
     now_s = runtime.clock.now_s()
     # Beat's pulse, as a worker received it: `status` tells whether beat and workers run.
     runtime.stats.mark_beat_release(now_s)
+    runtime.backlog.sweep(now_s)  # forget done RefIds past the done memory, a few buckets a time
     runtime.dispatch.check_capacity(now_s)
     if (
         runtime.settings.window.is_open(as_datetime(now_s))

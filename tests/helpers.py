@@ -122,3 +122,10 @@ def releasing_every(app: Any, interval_s: float) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def whereabouts(backlog: Any, oa_id: str, ref_id: str) -> Any:
+    """Where a RefId the test knows is there is (Backlog.where, never None here)."""
+    found = backlog.where(oa_id, ref_id)
+    assert found is not None, f"{ref_id} is not known under OA {oa_id}"
+    return found

@@ -7,7 +7,6 @@ the drainer and the push applier tests use them together, these check each alone
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from esms_callbacks.workers.backlog import Backlog, Requeue, Tally
 from esms_callbacks.workers.keys import AccountKeys
 from esms_callbacks.workers.push_claim import PushClaims
-from tests.helpers import T0
+from tests.helpers import T0, whereabouts
 
 OA, OTHER = "oa-a", "oa-b"
 
@@ -60,34 +59,36 @@ def test_settle_touches_only_what_its_token_holds_and_counts_in_one_call(backlog
     store.lease_next(T0, 10, 60, "mine")
     tally = Tally(counters={"requests": 1}, gauges={"request_time_s": "0.5"})
     store.settle(OA, "someone-else", T0 + 1, ["s1"], [Requeue("s2", T0 + 900, "pending:7")])
-    assert client.zcard(keys.leased(OA)) == 2  # untouched: not its token
+    assert [store.where(OA, r).where for r in ("s1", "s2")] == ["leased", "leased"]  # not its token
     store.settle(
         OA,
         "mine",
         T0 + 1,
         ["s1"],
-        [Requeue("s2", T0 + 900, "pending:7", '{"status":"pending"}')],
+        [Requeue("s2", T0 + 900, "pending:7", "pending:7|1|p|")],
         tally,
-        {"s1": '{"status":"sent"}'},
+        {"s1": "sent:5|1|p|"},
         asked=True,
     )
-    assert client.zscore(keys.done(OA), "s1") is not None
-    assert client.zscore(keys.due(OA), "s2") == (T0 + 900) * 1000
-    assert client.hget(keys.state(OA), "s2") == b"pending:7"
+    done, waiting = store.where(OA, "s1"), store.where(OA, "s2")
+    assert (done.where, done.asks, done.summary) == ("done", 1, "sent:5|1|p|")
+    assert (waiting.where, waiting.due_s, waiting.state_key) == ("waiting", T0 + 900, "pending:7")
+    assert waiting.summary == "pending:7|1|p|"
     assert client.hget(keys.stats, "requests") == b"1"
-    asks, _, last = client.hget(keys.history(OA), "s1").decode().partition("|")
-    assert (asks, json.loads(last)) == ("1", {"status": "sent"})
 
 
 def test_unlease_hands_back_only_what_its_token_holds(backlog):
-    store, keys, client = backlog
+    store, _keys, _client = backlog
     store.park(OA, ["u1"], T0)
     store.lease_next(T0, 10, 60, "mine")
     store.unlease(OA, "not-mine", ["u1"], T0 + 5)
-    assert client.zscore(keys.leased(OA), "u1") is not None
+    assert whereabouts(store, OA, "u1").where == "leased"
     store.unlease(OA, "mine", ["u1"], T0 + 5)
-    assert client.zscore(keys.due(OA), "u1") == (T0 + 5) * 1000
-    assert client.hget(keys.owner(OA), "u1") is None
+    assert (whereabouts(store, OA, "u1").where, whereabouts(store, OA, "u1").due_s) == (
+        "waiting",
+        T0 + 5,
+    )
+    assert store.renew(OA, "mine", ["u1"], T0 + 60) == set()  # no longer its
 
 
 def test_a_claim_for_a_push_says_what_each_refid_was(backlog):
@@ -98,7 +99,7 @@ def test_a_claim_for_a_push_says_what_each_refid_was(backlog):
     store.park(OA, ["held"], T0 + 1)
     store.lease_next(T0 + 1, 1, 60, "r2")  # a request holds it
     store.park(OA, ["waiting"], T0 + 2)
-    pushes = PushClaims(client, keys)
+    pushes = PushClaims(client, keys, done_ttl_s=3600)
     claims = pushes.claim(OA, ["waiting", "held", "done", "new"], T0 + 3, 60, "push", True)
     assert [(c.ref_id, c.kind, c.held) for c in claims] == [
         ("waiting", "waiting", True),
@@ -107,6 +108,58 @@ def test_a_claim_for_a_push_says_what_each_refid_was(backlog):
         ("new", "new", True),
     ]
     assert claims[0].due_s == T0 + 2  # it keeps its turn if the push is not final
-    assert client.hget(keys.owner(OA), "waiting") == b"push"
+    assert store.renew(OA, "push", ["waiting"], T0 + 60) == {"waiting"}  # the push holds it
     ignored = pushes.claim(OA, ["stranger"], T0, 60, "push", take_unsubmitted=False)
     assert [c.kind for c in ignored] == ["unknown"]
+
+
+def test_a_lease_takes_part_of_a_chunk_and_the_rest_stays_due(backlog):
+    # given 150 RefIds parked at once (a chunk of 100, then one of 50)
+    store, _, _ = backlog
+    refs = [f"p{i:03d}" for i in range(150)]
+    store.park(OA, refs, T0)
+    # when leases of 40 are taken
+    taken = []
+    for token in ("t1", "t2", "t3", "t4"):
+        _, leased = store.lease_next(T0, 40, 60, token) or ("", [])
+        taken.append([item.ref_id for item in leased])
+    # expect them oldest first, 40, 40, 40 and the last 30, nothing twice
+    assert [len(batch) for batch in taken] == [40, 40, 40, 30]
+    assert [ref for batch in taken for ref in batch] == refs
+    assert [whereabouts(store, OA, r).where for r in ("p000", "p149")] == ["leased", "leased"]
+    assert store.lease_next(T0, 40, 60, "t5") is None
+
+
+def test_a_settle_puts_refids_due_at_different_times_each_where_it_belongs(backlog):
+    # given a request holding three RefIds, one of which expires sooner than the others
+    store, _, _ = backlog
+    store.park(OA, ["a", "b", "c"], T0)
+    store.lease_next(T0, 10, 60, "tok")
+    # when it settles a as finished, b due in 900 s and c due in 10 s
+    store.settle(
+        OA, "tok", T0 + 1, ["a"], [Requeue("b", T0 + 900, "pending:7"), Requeue("c", T0 + 10, "")]
+    )
+    # expect each where it belongs, and only c due at T0 + 10
+    assert whereabouts(store, OA, "a").where == "done"
+    assert (whereabouts(store, OA, "b").due_s, whereabouts(store, OA, "c").due_s) == (
+        T0 + 900,
+        T0 + 10,
+    )
+    _, due = store.lease_next(T0 + 10, 10, 60, "tok2") or ("", [])
+    assert [item.ref_id for item in due] == ["c"]
+    [oa] = store.per_oa(T0 + 10)
+    assert (oa.waiting, oa.due_now, oa.leased) == (1, 0, 1)
+
+
+def test_done_refids_are_swept_after_the_done_memory_and_can_be_submitted_again(backlog):
+    # given a RefId done at T0 (memory 3600 s)
+    store, _, _ = backlog
+    store.park(OA, ["d1"], T0)
+    store.lease_next(T0, 10, 60, "tok")
+    store.settle(OA, "tok", T0, ["d1"], [])
+    # expect it remembered for the hour, then swept, then new again
+    assert store.sweep(T0 + 3599) == 0
+    assert store.park(OA, ["d1"], T0 + 3599).already_finished == 1
+    assert store.sweep(T0 + 3601) == 1
+    assert store.where(OA, "d1") is None
+    assert store.park(OA, ["d1"], T0 + 3601).added == 1

@@ -294,20 +294,25 @@ def test_tail_json_escapes_control_characters(cli_env, capsys):
     assert json.loads(out) == event
 
 
-def test_show_prints_the_last_event_s_error_escaped(cli_env, capsys):
+def test_show_prints_the_last_event_without_its_message(cli_env, capsys):
+    from esms_callbacks.workers.backlog import Requeue
     from esms_callbacks.workers.events import event_summary
     from esms_callbacks.workers.runtime import get_runtime
 
-    # given a waiting RefId whose last event carries the forging message
+    # given a waiting RefId whose last event carried the forging message
     runtime = get_runtime()
-    runtime.backlog.park(OA, ["s1"], runtime.clock.now_s())
-    runtime.redis.hset(runtime.keys.history(OA), "s1", "1|" + event_summary(forging_event("s1")))
+    now_s = runtime.clock.now_s()
+    runtime.backlog.park(OA, ["s1"], now_s)
+    runtime.backlog.lease_next(now_s, 10, 60, "tok")
+    summary = event_summary(forging_event("s1"))
+    runtime.backlog.settle(OA, "tok", now_s, [], [Requeue("s1", now_s, "pending:7", summary)])
     # when shown
     assert main(["show", "s1"]) == 0
     out = capsys.readouterr().out
-    # expect the usual lines, none forged: where, submitted, next ask, asks, last event
-    assert_not_forged(out, lines=5)
-    assert "error -124: \\x1b[2Jfake line\\nINFO forged)" in out
+    # expect the usual lines, none forged: where, submitted, next ask, asks, last state, last
+    # event; the memory keeps the error's code, not eSMS's text
+    assert_not_forged(out, lines=6)
+    assert "error -124)" in out and "fake line" not in out
 
 
 def test_status_prints_esms_s_pause_reason_and_oa_ids_escaped(cli_env, capsys):

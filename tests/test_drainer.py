@@ -14,7 +14,7 @@ from esms_callbacks.workers.clock import ManualClock
 from esms_callbacks.workers.drainer import DrainReport
 from esms_callbacks.workers.errors import Retry, TransientError
 from esms_callbacks.workers.limiter import MARGIN_STEP_S
-from tests.helpers import T0
+from tests.helpers import T0, whereabouts
 
 
 def statuses(events: list[dict[str, Any]], ref_id: str) -> list[str]:
@@ -484,5 +484,5 @@ def test_an_input_rejection_at_the_window_edge_means_wait_for_the_window(
     drainer.drain(budget_s=5)
     # expect: 10 s after the opening, eSMS's clock just disagrees: ask again in a second;
     # half an hour in, it is a real rejection: ask again after ESMS_REPOLL_AFTER
-    due_s = runtime.redis.zscore(runtime.keys.due("oa1"), "e1") / 1000
+    due_s = whereabouts(runtime.backlog, "oa1", "e1").due_s
     assert due_s - clock.now_s() == pytest.approx(waits_s, abs=0.5)

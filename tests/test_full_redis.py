@@ -18,7 +18,7 @@ from celery.signals import task_postrun
 
 from esms_callbacks.workers.backlog import Backlog
 from esms_callbacks.workers.keys import AccountKeys
-from tests.helpers import T0, celery_config_for, wait_until
+from tests.helpers import T0, celery_config_for, wait_until, whereabouts
 from tests.procs import PrivateRedis
 
 OA = "oa-full"
@@ -54,8 +54,7 @@ def test_no_script_half_applies_when_redis_is_full(full_redis):
 
     # expect nothing done at all: it is still leased (its lease expires; it is asked again),
     # not taken out of `leased` and never put back in `due`
-    keys = AccountKeys("full")
-    assert client.zscore(keys.leased(OA), "r1") is not None
+    assert whereabouts(backlog, OA, "r1").where == "leased"
     make_room(client)
     _, again = backlog.lease_next(T0 + 61, 10, 60, "tok2") or ("", [])
     assert [item.ref_id for item in again] == ["r1"]
@@ -104,7 +103,7 @@ def test_a_submission_taken_while_redis_is_full_is_kept_and_parked_once_there_is
     # (a countdown, so that it takes it now and runs it after the Redis is full)
     settings = make_settings(broker_url=full_redis.url, redis_url=full_redis.url, retry_base_s=0.1)
     client = full_redis.client()
-    keys = AccountKeys(settings.account_id)
+    backlog = Backlog(client, AccountKeys(settings.account_id), 3600)
     ran = threading.Event()
 
     def on_run(sender: Any = None, **_: Any) -> None:
@@ -130,11 +129,13 @@ def test_a_submission_taken_while_redis_is_full_is_kept_and_parked_once_there_is
 
         # expect the submission kept (unacknowledged, or back in its queue), not dropped
         assert client.hlen("unacked") + client.llen("esms.fetch") == 1
-        assert client.zcard(keys.due(OA)) == 0
+        assert backlog.where(OA, "f1") is None
 
         # and once there is room, its RefIds parked
         make_room(client)
-        wait_until(lambda: client.zcard(keys.due(OA)) == 2, 30, "the submission was lost")
+        wait_until(
+            lambda: [oa.waiting for oa in backlog.per_oa(T0)] == [2], 30, "the submission was lost"
+        )
     task_postrun.disconnect(on_run)
 
 

@@ -46,11 +46,11 @@ def test_the_history_goes_with_the_done_memory(drain_env, sim):
     sim.script("old", ["sent"])
     runtime.backlog.park(OA, ["old"], clock.now_s())
     drainer.drain(budget_s=5)
-    assert runtime.redis.hexists(runtime.keys.history(OA), "old")
+    assert find_ref(runtime, "old")[0].where == FINISHED
     clock.advance(61)
-    runtime.backlog.park(OA, ["new"], clock.now_s())  # parking forgets what is too old
+    assert runtime.backlog.sweep(clock.now_s()) == 1  # beat's release sweeps what is too old
     assert find_ref(runtime, "old") == []
-    assert not runtime.redis.hexists(runtime.keys.history(OA), "old")
+    assert runtime.backlog.park(OA, ["old"], clock.now_s()).added == 1  # a new submission
 
 
 def test_show_prints_the_state_and_says_when_nothing_is_known(cli_env, capsys):

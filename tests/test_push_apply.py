@@ -178,7 +178,7 @@ def test_a_pushed_final_state_published_before_a_crash_stands_against_a_later_po
     backlog = runtime.backlog
     backlog.park(OA, ["y"], clock.now_s())
     # an applier claimed a pushed `failed`, recorded it, published, then died
-    claims = PushClaims(runtime.redis, runtime.keys)
+    claims = PushClaims(runtime.redis, runtime.keys, runtime.settings.done_ttl_s)
     [claimed] = claims.claim(OA, ["y"], clock.now_s(), 1, "died", True)
     assert claimed.kind == "waiting"
     backlog.decide(OA, "died", {"y": "failed:4"})

@@ -24,7 +24,7 @@ from esms_callbacks.workers.events import event_id
 from esms_callbacks.workers.inbox import PushInbox
 from esms_callbacks.workers.runtime import Runtime
 from esms_callbacks.workers.settings import Settings, _networks
-from tests.helpers import drain_events, wait_until
+from tests.helpers import drain_events, wait_until, whereabouts
 from tests.procs import PrivateRedis
 from tests.receiving import TOKEN, Served, get, push_params, serve_app
 
@@ -99,13 +99,13 @@ def test_a_pending_push_updates_the_state_once_and_the_refid_keeps_waiting(push_
     settings = push_settings()
     with receiving(settings) as (served, runtime):
         runtime.backlog.park(OA, ["r3"], 1_000.0)  # due long ago
-        due_before = runtime.redis.zscore(runtime.keys.due(OA), "r3")
+        due_before = whereabouts(runtime.backlog, OA, "r3").due_s
         for _ in range(2):
             assert get(served.push_url(), push_params("r3", OA, send_status=1)).status == 200
         applied(runtime, 2)
         events = drain_events(settings.broker_url, settings.status_queue, 2, timeout_s=1.5)
         assert [(e["status"], e["send_status"]) for e in events] == [("pending", 1)]
-        assert runtime.redis.zscore(runtime.keys.due(OA), "r3") == due_before
+        assert whereabouts(runtime.backlog, OA, "r3").due_s == due_before
         assert stats(runtime)["pushes_applied:published"] == 1
 
 

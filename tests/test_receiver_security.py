@@ -17,7 +17,7 @@ from esms_callbacks.receiver.serve import build_app
 from esms_callbacks.workers.errors import ConfigError
 from esms_callbacks.workers.runtime import Runtime
 from esms_callbacks.workers.settings import Settings, _networks
-from tests.helpers import drain_events, wait_until
+from tests.helpers import drain_events, wait_until, whereabouts
 from tests.receiving import TOKEN, Served, get, push_params, serve_app
 
 OA = "1397492183140006179"
@@ -76,7 +76,7 @@ def test_a_forged_push_is_refused_with_the_reason_and_changes_nothing(push_setti
         assert runtime.redis.xlen(runtime.keys.pushes) == 0
         assert "pushes:accepted" not in stats(runtime)
         assert drain_events(settings.broker_url, settings.status_queue, 1, timeout_s=1) == []
-        assert runtime.redis.zscore(runtime.keys.due(OA), "X") is not None
+        assert whereabouts(runtime.backlog, OA, "X").where == "waiting"
 
 
 # B. Anyone may push while no allow-list is set: say so at start.

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from esms_callbacks.workers.backlog import SETTLE_LUA, Backlog, Tally
+from esms_callbacks.workers.backlog import Backlog, Tally
 from esms_callbacks.workers.keys import AccountKeys
 from esms_callbacks.workers.redis_connect import connect
-from esms_callbacks.workers.scripts import SHEBANG
+from esms_callbacks.workers.scripts import SHEBANG, lua_source
 from tests.helpers import T0
 
 
@@ -67,7 +67,9 @@ def proxy(redis_url: str) -> Iterator[DroppingProxy]:
 def test_a_settle_whose_reply_is_lost_counts_its_request_once(redis_url, redis_client, proxy):
     # given the settle script loaded, and a project client that reaches Redis through the proxy
     db = urlsplit(redis_url).path.strip("/") or "0"
-    redis_client.script_load(SHEBANG + SETTLE_LUA)
+    redis_client.script_load(
+        SHEBANG + "\n".join([lua_source("backlog_prelude"), lua_source("backlog_settle")])
+    )
     keys = AccountKeys("retry-once")
     backlog = Backlog(connect(f"redis://127.0.0.1:{proxy.port}/{db}", 2.0), keys, 3600)
 

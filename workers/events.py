@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,12 +82,42 @@ def build_event(
     }
 
 
-SUMMARY_KEYS = ("event_id", "status", "send_status", "error", "observed_at", "source")
+SOURCE_LETTERS = {SOURCE_POLL: "p", SOURCE_PUSH: "h"}  # an event's source, in a summary
 
 
 def event_summary(event: dict[str, Any]) -> str:
-    """What a RefId's history keeps of an event (`esms-callbacks show`): compact JSON."""
-    return json.dumps({key: event.get(key) for key in SUMMARY_KEYS}, separators=(",", ":"))
+    """What a RefId's record keeps of the last event published for it (`esms-callbacks
+    show`): `state|observed s|source|error code`, a few dozen bytes (workers.backlog keeps
+    it in a compact Redis hash, where a value must stay short). The event id is not kept:
+    it follows from the OA, the RefId and the state."""
+    error = event.get("error") or {}
+    code = error.get("code") if isinstance(error, dict) else None
+    observed_s = int(datetime.fromisoformat(event["observed_at"]).timestamp())
+    send_status = event.get("send_status")
+    state = f"{event['status']}:{'' if send_status is None else send_status}"
+    source = SOURCE_LETTERS.get(event.get("source", SOURCE_POLL), "p")
+    return f"{state}|{observed_s}|{source}|{code if isinstance(code, int) else ''}"
+
+
+def summary_event(ref_id: str, oa_id: str, summary: str) -> dict[str, Any] | None:
+    """The last event a summary describes (event_id, status, send_status, error code,
+    observed_at, source), or None for an empty or unreadable one."""
+    parts = summary.split("|")
+    if len(parts) != 4 or not parts[0]:
+        return None
+    state, observed_s, source, code = parts
+    status, _, send_status = state.partition(":")
+    sources = {letter: name for name, letter in SOURCE_LETTERS.items()}
+    return {
+        "event_id": event_id(ref_id, oa_id, state),
+        "status": status,
+        "send_status": int(send_status) if send_status.lstrip("-").isdigit() else None,
+        "error": {"code": int(code)} if code.lstrip("-").isdigit() else None,
+        "observed_at": datetime.fromtimestamp(int(observed_s), UTC).isoformat()
+        if observed_s.isdigit()
+        else None,
+        "source": sources.get(source, SOURCE_POLL),
+    }
 
 
 def redacted_url(url: object) -> str | None:

@@ -1,8 +1,8 @@
 """Every Redis key of the project, built in one place.
 
 All keys of one account share the prefix `esms:{account_id}`. (The braces are a Redis Cluster
-hash tag, but Cluster is not supported: the lease script builds the per-OA keys of the OAs it
-finds in `oas`, keys Cluster would need declared.) RefIds and OA ids are never parsed back
+hash tag, but Cluster is not supported: the backlog's scripts build the per-OA keys (chunks,
+buckets) they need, keys Cluster would need declared.) RefIds and OA ids are never parsed back
 out of keys; RefIds are only ever members, so a RefId that looks like a key cannot reach
 another key.
 """
@@ -84,36 +84,24 @@ class AccountKeys:
         lease script builds keys from it, for the OAs it finds in `oas`."""
         return f"{self.prefix}:oa:"
 
+    @property
+    def known_oas(self) -> str:
+        """Set: OA ids ever parked or pushed to (their done memory is swept)."""
+        return f"{self.prefix}:known-oas"
+
+    def oa(self, oa_id: str) -> str:
+        """What every key of one OA starts with (workers/lua/backlog_prelude.lua lists them:
+        `due`, `leased`, `owner`, chunks `c:ID`, buckets `b:HHHH`, `forget`, `meta`)."""
+        return f"{self.oa_prefix}{oa_id}:"
+
     def due(self, oa_id: str) -> str:
-        """Sorted set: waiting RefIds of an OA scored by when to ask them (ms)."""
-        return f"{self.oa_prefix}{oa_id}:due"
+        """Sorted set: an OA's waiting chunks (ids) scored by when to ask their RefIds (ms)."""
+        return f"{self.oa(oa_id)}due"
 
     def leased(self, oa_id: str) -> str:
-        """Sorted set: RefIds in a request right now, scored by lease expiry (ms)."""
-        return f"{self.oa_prefix}{oa_id}:leased"
-
-    def submitted(self, oa_id: str) -> str:
-        """Hash: RefId -> first submission time (ms); membership means 'not yet terminal'."""
-        return f"{self.oa_prefix}{oa_id}:submitted"
+        """Sorted set: an OA's chunks in a request right now, scored by lease expiry (ms)."""
+        return f"{self.oa(oa_id)}leased"
 
     def owner(self, oa_id: str) -> str:
-        """Hash: leased RefId -> token of the request holding it."""
-        return f"{self.oa_prefix}{oa_id}:owner"
-
-    def done(self, oa_id: str) -> str:
-        """Sorted set: RefIds that had their terminal event, scored by when (ms)."""
-        return f"{self.oa_prefix}{oa_id}:done"
-
-    def history(self, oa_id: str) -> str:
-        """Hash: RefId -> `asks|last event summary (JSON)`, kept while it waits and as long
-        as it is remembered as done (`esms-callbacks show`)."""
-        return f"{self.oa_prefix}{oa_id}:history"
-
-    def strikes(self, oa_id: str) -> str:
-        """Hash: RefId -> failed requests that carried it since eSMS last answered for it
-        (a RefId eSMS chokes on is split from its neighbours, then given up)."""
-        return f"{self.oa_prefix}{oa_id}:strikes"
-
-    def state(self, oa_id: str) -> str:
-        """Hash: RefId -> last published non-terminal state key."""
-        return f"{self.oa_prefix}{oa_id}:state"
+        """Hash: leased chunk id -> token of the request (or push) holding it."""
+        return f"{self.oa(oa_id)}owner"

@@ -61,7 +61,7 @@ class PushApplier:
     claims: PushClaims = field(init=False)  # on the backlog's Redis and account
 
     def __post_init__(self) -> None:
-        self.claims = PushClaims(self.backlog.client, self.backlog.keys)
+        self.claims = PushClaims(self.backlog.client, self.backlog.keys, self.backlog.done_ttl_s)
 
     def apply(self, entries: list[InboxEntry]) -> ApplyReport:
         """Apply a batch of inbox entries; acknowledge those that are done with."""

@@ -48,7 +48,8 @@ class Runtime:
 
     @cached_property
     def backlog(self) -> Backlog:
-        return Backlog(self.redis, self.keys, self.settings.done_ttl_s)
+        s = self.settings
+        return Backlog(self.redis, self.keys, s.done_ttl_s, s.max_refs_per_request)
 
     @cached_property
     def limiter(self) -> RateLimiter:

@@ -1,0 +1,14 @@
+-- Record the terminal states of the RefIds ARGV[2] still holds, before their events are
+-- published: if the settle never comes (a crash), whoever holds the RefId next (a request or
+-- a push) finds the decision and publishes the same event again, never another one.
+-- ARGV[1] the OA's prefix P, ARGV[2] token, then pairs RefId, state key.
+local p, token = ARGV[1], ARGV[2]
+for i = 3, #ARGV, 2 do
+  local id = held(p, ARGV[i], token)
+  if id then
+    local f = fields(redis.call('HGET', chunk(p, id), ARGV[i]))
+    f[4] = ARGV[i + 1]
+    redis.call('HSET', chunk(p, id), ARGV[i], table.concat(f, '|'))
+  end
+end
+return 1

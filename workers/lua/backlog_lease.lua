@@ -1,0 +1,65 @@
+-- Lease up to ARGV[4] RefIds of the OA due longest, for one request held by ARGV[5].
+-- KEYS[1] the account's OAs with work. ARGV[1] the account's per-OA prefix (P is it, the OA
+-- id and ':'), ARGV[2] now (ms), ARGV[3] lease expiry (ms), ARGV[4] most RefIds, ARGV[5]
+-- token. The OA whose chunk has been due longest goes first (an expired lease counts as due
+-- since it expired); its expired leases are due again now (their holder lost them). RefIds
+-- are taken oldest due first; a RefId that failed two requests or more (its strikes) rides
+-- in a batch of at most ARGV[4] / 2^(strikes - 1), so one RefId eSMS chokes on is split from
+-- its neighbours within a few requests. The batch is one chunk, leased to the token.
+-- Returns {} when nothing is due, else: OA id, then RefId, submitted (ms), state, strikes
+-- per RefId.
+local base, now, most_of_all = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local best, best_since = nil, nil
+for _, oa in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local p, since = base .. oa .. ':', nil
+  local head = redis.call('ZRANGE', p .. 'due', 0, 0, 'WITHSCORES')
+  if head[2] and tonumber(head[2]) <= now then since = tonumber(head[2]) end
+  local lost = redis.call('ZRANGEBYSCORE', p .. 'leased', '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+  if lost[2] and (since == nil or tonumber(lost[2]) < since) then since = tonumber(lost[2]) end
+  if since and (best == nil or since < best_since or (since == best_since and oa < best)) then
+    best, best_since = oa, since
+  end
+end
+if best == nil then return {} end
+local p = base .. best .. ':'
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'leased', '-inf', now)) do
+  release(p, id, now)
+end
+local most, taken, lease, out = most_of_all, 0, nil, {best}
+while taken < most do
+  local head = redis.call('ZRANGEBYSCORE', p .. 'due', '-inf', now, 'LIMIT', 0, 1)
+  if #head == 0 then break end
+  local id = head[1]
+  local flat = redis.call('HGETALL', chunk(p, id))
+  local fit = 0
+  for j = 1, #flat, 2 do
+    local struck = tonumber(fields(flat[j + 1])[3]) or 0
+    if struck > 1 then
+      most = math.min(most, math.max(1, math.floor(most_of_all / 2 ^ (struck - 1))))
+    end
+    if taken + fit >= most then break end
+    fit = fit + 1
+  end
+  if fit == 0 then break end
+  if lease == nil and fit * 2 == #flat then
+    lease = id  -- the whole chunk: leased as it is
+    redis.call('ZREM', p .. 'due', id)
+  else
+    lease = lease or new_chunk(p)
+    for j = 1, fit * 2, 2 do move(p, flat[j], flat[j + 1], id, lease) end
+    drop_if_empty(p, id)
+  end
+  for j = 1, fit * 2, 2 do
+    local f = fields(flat[j + 1])
+    out[#out + 1] = flat[j]
+    out[#out + 1] = f[1]
+    out[#out + 1] = f[4]
+    out[#out + 1] = tonumber(f[3]) or 0
+  end
+  taken = taken + fit
+  if fit * 2 < #flat then break end  -- the limit was reached inside this chunk
+end
+if lease == nil then return {} end
+redis.call('ZADD', p .. 'leased', ARGV[3], lease)
+redis.call('HSET', p .. 'owner', lease, ARGV[5])
+return out

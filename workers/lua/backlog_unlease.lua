@@ -1,0 +1,29 @@
+-- Hand RefIds ARGV[2] still holds back to wait, due at ARGV[3] (ms), unchanged (e.g. after a
+-- failed request). KEYS[1] the account's OAs with work. ARGV[1] the OA's prefix P, ARGV[2]
+-- token, ARGV[3] due (ms), ARGV[4..] RefIds. A whole leased chunk waits as it is; part of
+-- one moves to a chunk of its own.
+local p, token, due = ARGV[1], ARGV[2], ARGV[3]
+local by_chunk, order = {}, {}
+for i = 4, #ARGV do
+  local id = held(p, ARGV[i], token)
+  if id then
+    if not by_chunk[id] then by_chunk[id], order[#order + 1] = {}, id end
+    table.insert(by_chunk[id], ARGV[i])
+  end
+end
+local target = nil
+for _, id in ipairs(order) do
+  local refs = by_chunk[id]
+  if #refs == redis.call('HLEN', chunk(p, id)) then
+    release(p, id, due)
+  else
+    if target == nil then
+      target = new_chunk(p)
+      redis.call('ZADD', p .. 'due', due, target)
+    end
+    for _, ref in ipairs(refs) do
+      move(p, ref, redis.call('HGET', chunk(p, id), ref), id, target)
+    end
+  end
+end
+return 1
