@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run demo test test-fast lint types check bench bench-push clean
+.PHONY: setup redis run demo test test-fast lint types check bench bench-push bench-memory clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: setup redis
 
 bench-push: setup redis
 	$(BIN)/python -m bench.push_bench $(BENCH_ARGS)
+
+# Redis bytes per RefId parked, pending and remembered as done (a redis-server of its own).
+bench-memory: setup
+	$(BIN)/python -m bench.memory_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info .pytest_cache .mypy_cache .ruff_cache
