@@ -23,6 +23,7 @@ from esms_callbacks.workers.runtime import Runtime
 from esms_callbacks.workers.settings import Settings
 from esms_callbacks.workers.window import Window
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, T0, celery_config_for
+from tests.receiving import TOKEN as RECEIVER_TOKEN
 
 TEST_REDIS_URL = os.environ.get("ESMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
@@ -190,3 +191,16 @@ def cli_env(
     use_settings(None)
     yield settings
     use_settings(None)
+
+
+@pytest.fixture
+def push_settings(make_settings: Any) -> Any:
+    """Settings for a receiver test: the test token, pending pushes reclaimed after 0.5 s."""
+
+    def make(**changes: Any) -> Settings:
+        settings: Settings = make_settings(
+            push_token=RECEIVER_TOKEN, push_reclaim_after_s=0.5, **changes
+        )
+        return settings
+
+    return make

@@ -11,8 +11,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+
+from esms_callbacks.workers.runtime import Runtime
+from esms_callbacks.workers.settings import Settings
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -110,3 +114,18 @@ def push_params(
         "oaid": oa_id,
         "tempid": "2056446",
     }
+
+
+@contextmanager
+def receiving(settings: Settings) -> Iterator[tuple[Served, Runtime]]:
+    """A receiver (HTTP and applier thread, as `esms-callbacks receive` runs it)."""
+    from esms_callbacks.receiver.serve import build_app
+
+    runtime = Runtime(settings)
+    with serve_app(lambda: build_app(settings)) as served:
+        yield served, runtime
+
+
+def stats(runtime: Runtime) -> dict[str, int]:
+    raw: dict[Any, Any] = runtime.redis.hgetall(runtime.keys.stats)
+    return {k.decode(): int(v) for k, v in raw.items() if not k.startswith(b"request_time")}

@@ -7,44 +7,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
 from esms_callbacks.receiver.serve import build_app
 from esms_callbacks.workers.errors import ConfigError
-from esms_callbacks.workers.runtime import Runtime
 from esms_callbacks.workers.settings import Settings, _networks
 from tests.helpers import drain_events, wait_until, whereabouts
-from tests.receiving import TOKEN, Served, get, push_params, serve_app
+from tests.receiving import (
+    TOKEN,
+    get,
+    push_params,
+    receiving,
+    stats,
+)
 
 OA = "1397492183140006179"
 PREVIOUS = "previous-token-9876543210zyxw"
 THIRD = "another-token-0000000000aaaa"
-
-
-@contextmanager
-def receiving(settings: Settings) -> Iterator[tuple[Served, Runtime]]:
-    """A receiver (HTTP and applier thread, as `esms-callbacks receive` runs it)."""
-    runtime = Runtime(settings)
-    with serve_app(lambda: build_app(settings)) as served:
-        yield served, runtime
-
-
-@pytest.fixture
-def push_settings(make_settings):
-    def make(**changes: Any) -> Settings:
-        settings: Settings = make_settings(push_token=TOKEN, push_reclaim_after_s=0.5, **changes)
-        return settings
-
-    return make
-
-
-def stats(runtime: Runtime) -> dict[str, int]:
-    raw: dict[Any, Any] = runtime.redis.hgetall(runtime.keys.stats)
-    return {k.decode(): int(v) for k, v in raw.items() if not k.startswith(b"request_time")}
 
 
 # A. A forged push settles nothing.

@@ -5,10 +5,6 @@
 local p, token = ARGV[1], ARGV[2]
 for i = 3, #ARGV, 2 do
   local id = held(p, ARGV[i], token)
-  if id then
-    local f = fields(redis.call('HGET', chunk(p, id), ARGV[i]))
-    f[4] = ARGV[i + 1]
-    redis.call('HSET', chunk(p, id), ARGV[i], table.concat(f, '|'))
-  end
+  if id then set_state(p, id, ARGV[i], ARGV[i + 1]) end
 end
 return 1

@@ -61,6 +61,13 @@ local function held(p, ref, token)
   return nil
 end
 
+-- Record `state` as the last state of `ref`, held in chunk `id`.
+local function set_state(p, id, ref, state)
+  local f = fields(redis.call('HGET', chunk(p, id), ref))
+  f[4] = state
+  redis.call('HSET', chunk(p, id), ref, table.concat(f, '|'))
+end
+
 -- Put `ref` (record `rec`) from chunk `from` into chunk `to`.
 local function move(p, ref, rec, from, to)
   redis.call('HDEL', chunk(p, from), ref)

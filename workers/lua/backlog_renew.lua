@@ -16,10 +16,6 @@ for i = 5, 4 + n do
 end
 for i = 5 + n, #ARGV, 2 do
   local id = held(p, ARGV[i], token)
-  if id then
-    local f = fields(redis.call('HGET', chunk(p, id), ARGV[i]))
-    f[4] = ARGV[i + 1]
-    redis.call('HSET', chunk(p, id), ARGV[i], table.concat(f, '|'))
-  end
+  if id then set_state(p, id, ARGV[i], ARGV[i + 1]) end
 end
 return lost
