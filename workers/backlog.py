@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.redis_values import as_text, to_ms
 from esms_callbacks.workers.scripts import register_file
 
 PARK_CHUNK = 1000  # RefIds per script call, so one huge submission never blocks Redis long
@@ -137,14 +138,14 @@ class Backlog:
         """Add RefIds to wait, due now."""
         k = self._keys
         added = finished = 0
-        forget_before_ms = _ms(now_s - self._done_ttl_s)
+        forget_before_ms = to_ms(now_s - self._done_ttl_s)
         for start in range(0, len(ref_ids), PARK_CHUNK):
             chunk = ref_ids[start : start + PARK_CHUNK]
             new, done = self._park(
                 keys=[k.oas, k.known_oas],
                 args=[
                     k.oa(oa_id),
-                    _ms(now_s),
+                    to_ms(now_s),
                     oa_id,
                     forget_before_ms,
                     self._chunk_refs,
@@ -161,11 +162,11 @@ class Backlog:
         return (OA id, RefIds), or None when nothing is due."""
         flat = self._lease(
             keys=[self._keys.oas],
-            args=[self._keys.oa_prefix, _ms(now_s), _ms(now_s + lease_s), max_refs, token],
+            args=[self._keys.oa_prefix, to_ms(now_s), to_ms(now_s + lease_s), max_refs, token],
         )
         if not flat:
             return None
-        oa_id, *items = [_text(x) for x in flat]
+        oa_id, *items = [as_text(x) for x in flat]
         leased = [
             Leased(items[i], int(items[i + 1]) / 1000, items[i + 2], int(items[i + 3]))
             for i in range(0, len(items), 4)
@@ -185,11 +186,11 @@ class Backlog:
         refs = list(ref_ids)
         if not refs:
             return set()
-        args: list[str | int] = [self._keys.oa(oa_id), token, _ms(until_s), len(refs), *refs]
+        args: list[str | int] = [self._keys.oa(oa_id), token, to_ms(until_s), len(refs), *refs]
         for ref_id, state_key in (decided or {}).items():
             args += [ref_id, state_key]
         lost = self._renew(keys=[], args=args)
-        return set(refs) - {_text(x) for x in lost}
+        return set(refs) - {as_text(x) for x in lost}
 
     def decide(self, oa_id: str, token: str, decided: dict[str, str]) -> None:
         """Record terminal states (RefId -> state key) before their events go out, for the
@@ -222,7 +223,7 @@ class Backlog:
             k.oa(oa_id),
             oa_id,
             token,
-            _ms(now_s),
+            to_ms(now_s),
             len(finished),
             len(requeue),
             len(tally.counters),
@@ -232,7 +233,7 @@ class Backlog:
         for ref_id in finished:
             args += [ref_id, summaries.get(ref_id, "")]
         for item in requeue:
-            args += [item.ref_id, _ms(item.due_s), item.state_key, item.summary]
+            args += [item.ref_id, to_ms(item.due_s), item.state_key, item.summary]
         for name, increment in tally.counters.items():
             args += [name, increment]
         for name, value in tally.gauges.items():
@@ -253,11 +254,11 @@ class Backlog:
         """Hand RefIds `token` still holds back to wait, due at `due_s`."""
         refs = list(ref_ids)
         if refs:
-            self._unlease(keys=[], args=[self._keys.oa(oa_id), token, _ms(due_s), *refs])
+            self._unlease(keys=[], args=[self._keys.oa(oa_id), token, to_ms(due_s), *refs])
 
     def where(self, oa_id: str, ref_id: str) -> Whereabouts | None:
         """Where `ref_id` is under `oa_id`, or None if it is not known there."""
-        answer = [_text(x) for x in self._where(keys=[], args=[self._keys.oa(oa_id), ref_id])]
+        answer = [as_text(x) for x in self._where(keys=[], args=[self._keys.oa(oa_id), ref_id])]
         if not answer:
             return None
         if answer[0] == "d":
@@ -286,21 +287,21 @@ class Backlog:
         """Forget done RefIds older than the done memory, in every OA ever seen, a bounded
         number of buckets each (beat's release calls it every few seconds); return how
         many were forgotten."""
-        oas = sorted(_text(x) for x in self._redis.smembers(self._keys.known_oas))
+        oas = sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
         if not oas:
             return 0
-        cutoff_ms = _ms(now_s - self._done_ttl_s)
+        cutoff_ms = to_ms(now_s - self._done_ttl_s)
         pipe = self._redis.pipeline(transaction=False)
         for oa in oas:
             self._sweep(keys=[], args=[self._keys.oa(oa), cutoff_ms, SWEEP_BUCKETS], client=pipe)
         return sum(int(forgotten) for forgotten, _ in pipe.execute())
 
     def oa_ids(self) -> list[str]:
-        return sorted(_text(x) for x in self._redis.smembers(self._keys.oas))
+        return sorted(as_text(x) for x in self._redis.smembers(self._keys.oas))
 
     def known_oa_ids(self) -> list[str]:
         """OAs with RefIds waiting now or remembered as done (every OA ever parked)."""
-        return sorted(_text(x) for x in self._redis.smembers(self._keys.known_oas))
+        return sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
 
     def next_due_oa(self, now_s: float) -> str | None:
         """Return the OA whose RefId has been due longest (leases expired count as due)."""
@@ -314,7 +315,7 @@ class Backlog:
         oa_ids = self.oa_ids()
         pipe = self._redis.pipeline(transaction=False)
         for oa in oa_ids:
-            self._counts(keys=[], args=[self._keys.oa(oa), _ms(now_s)], client=pipe)
+            self._counts(keys=[], args=[self._keys.oa(oa), to_ms(now_s)], client=pipe)
         out = []
         for oa, (waiting, due_now, leased, expired, oldest) in zip(
             oa_ids, pipe.execute(), strict=True
@@ -339,13 +340,5 @@ def bucket_of(ref_id: str) -> str:
     return f"{int(hashlib.sha1(ref_id.encode()).hexdigest()[:4], 16) % BUCKETS:04x}"
 
 
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
-
-
 def _int(text: str) -> int:
     return int(text) if text.lstrip("-").isdigit() else 0
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

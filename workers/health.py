@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import redis
 
+from esms_callbacks.workers.redis_values import as_text
 from esms_callbacks.workers.scripts import register
 
 # KEYS[1]: health hash. ARGV[1]: failures in a row that open the breaker, ARGV[2]: first open
@@ -91,7 +92,7 @@ class Breaker:
     def state(self) -> dict[str, float]:
         """The raw state, for status and metrics (times in epoch seconds, 0 if unset)."""
         raw = self._redis.hgetall(self._key)
-        values = {_text(k): float(v) for k, v in raw.items()}
+        values = {as_text(k): float(v) for k, v in raw.items()}
         return {
             "failures_in_a_row": values.get("failures", 0.0),
             "open_until_s": values.get("open_until_us", 0.0) / 1e6,
@@ -114,7 +115,7 @@ class AccountPause:
     def reason(self) -> str | None:
         """Why the account is paused, or None while it is not."""
         raw = self._redis.get(self._key)
-        return _text(raw) if raw else None
+        return as_text(raw) if raw else None
 
     def blocked(self) -> str:
         """Why no request may go for a while (paused, breaker open), or '': one round trip,
@@ -129,7 +130,3 @@ class AccountPause:
         if open_until_us and float(open_until_us) > seconds * 1e6 + micros:
             return "backing off after failures"
         return ""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

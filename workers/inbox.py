@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from esms_callbacks.workers.keys import AccountKeys
 from esms_callbacks.workers.push import Push
+from esms_callbacks.workers.redis_values import as_text
 
 GROUP = "appliers"
 
@@ -144,7 +145,7 @@ class PushInbox:
             self._stream, GROUP, consumer, min_idle_ms, start_id=self._reclaim_from, count=count
         )
         next_id, items = answer[0], answer[1]
-        self._reclaim_from = _text(next_id)
+        self._reclaim_from = as_text(next_id)
         return _entries(items)
 
     def ack(self, entry_ids: list[str]) -> None:
@@ -159,7 +160,7 @@ class PushInbox:
         """A stopping applier leaves the group; anything it still had pending is reclaimed by
         the others as usual (only a consumer with nothing pending is removed)."""
         for info in self._redis.xinfo_consumers(self._stream, GROUP):
-            if _text(info["name"]) == consumer and int(info["pending"]) == 0:
+            if as_text(info["name"]) == consumer and int(info["pending"]) == 0:
                 self._redis.xgroup_delconsumer(self._stream, GROUP, consumer)
 
     def forget_idle_consumers(self, idle_s: float) -> None:
@@ -167,7 +168,7 @@ class PushInbox:
         without a goodbye would otherwise stay in the group for ever."""
         for info in self._redis.xinfo_consumers(self._stream, GROUP):
             if int(info["pending"]) == 0 and int(info["idle"]) > idle_s * 1000:
-                self._redis.xgroup_delconsumer(self._stream, GROUP, _text(info["name"]))
+                self._redis.xgroup_delconsumer(self._stream, GROUP, as_text(info["name"]))
 
     def waiting(self) -> int:
         """Entries recorded and not yet applied."""
@@ -179,8 +180,10 @@ def _entries(items: list[Any]) -> list[InboxEntry]:
     for entry_id, fields in items:
         if fields is None:  # deleted while pending
             continue
-        fields = {_text(k): _text(v) for k, v in fields.items()}
-        out.append(InboxEntry(_text(entry_id), _decode(fields.get("push", "")), _received(fields)))
+        fields = {as_text(k): as_text(v) for k, v in fields.items()}
+        out.append(
+            InboxEntry(as_text(entry_id), _decode(fields.get("push", "")), _received(fields))
+        )
     return out
 
 
@@ -197,7 +200,3 @@ def _received(fields: dict[str, str]) -> float:
         return int(fields.get("received_ms", "0")) / 1000
     except ValueError:
         return 0.0
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis
 
 from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.redis_values import as_text, to_ms
 from esms_callbacks.workers.scripts import register_file
 
 
@@ -51,16 +52,16 @@ class PushClaims:
             keys=[k.oas, k.known_oas],
             args=[
                 k.oa(oa_id),
-                _ms(now_s),
-                _ms(now_s + lease_s),
+                to_ms(now_s),
+                to_ms(now_s + lease_s),
                 token,
                 oa_id,
                 "1" if take_unsubmitted else "",
-                _ms(now_s - self._done_ttl_s),
+                to_ms(now_s - self._done_ttl_s),
                 *ref_ids,
             ],
         )
-        items = [_text(x) for x in flat]
+        items = [as_text(x) for x in flat]
         return [
             Claimed(
                 ref_id,
@@ -71,11 +72,3 @@ class PushClaims:
             )
             for ref_id, i in zip(ref_ids, range(0, len(items), 4), strict=True)
         ]
-
-
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import redis
 
 from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.workers.redis_values import as_text
 
 log = logging.getLogger(__name__)
 RECENT_KEEP_S = 300  # how far back the rate actually used is measured
@@ -65,7 +66,7 @@ class RequestStats:
         previous_events: int | None = None
         previous_at_s = float("-inf")
         if raw:
-            count, _, at_s = _text(raw).partition("@")
+            count, _, at_s = as_text(raw).partition("@")
             previous_events, previous_at_s = int(count), float(at_s)
         if now_s - previous_at_s >= STATUS_QUEUE_SAMPLE_EVERY_S:
             self._redis.hset(self._stats, STATUS_QUEUE_SAMPLE, f"{events}@{now_s:.0f}")
@@ -77,7 +78,7 @@ class RequestStats:
         return None if measured is None else float(measured)
 
     def snapshot(self) -> StatsSnapshot:
-        raw = {_text(k): _text(v) for k, v in self._redis.hgetall(self._stats).items()}
+        raw = {as_text(k): as_text(v) for k, v in self._redis.hgetall(self._stats).items()}
         request_time_s = raw.pop("request_time_s", None)
         beat_release_at_s = raw.pop("beat_release_at_s", None)
         raw.pop(STATUS_QUEUE_SAMPLE, None)
@@ -90,10 +91,6 @@ class RequestStats:
     def recent_requests(self, since_s: float) -> list[int]:
         """The RefIds in each request counted since `since_s`."""
         return [
-            int(_text(member).rsplit(":", 1)[1])
+            int(as_text(member).rsplit(":", 1)[1])
             for member in self._redis.zrangebyscore(self._recent, since_s, "+inf")
         ]
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
