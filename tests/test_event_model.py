@@ -118,3 +118,14 @@ def test_keys_added_later_within_version_1_are_ignored(drain_env, sim):
     runtime.backlog.park(OA, ["two"], clock.now_s())
     drainer.drain(budget_s=5)
     assert StatusEvent.from_payload({**events[0], "new_key": 1}).status == "sent"
+
+
+def test_the_model_the_schema_and_the_records_name_the_same_statuses():
+    # one list of statuses (records.STATUSES): the typed model and the shipped schema agree
+    from typing import get_args
+
+    from esms_callbacks.workers.event_model import Status, event_schema
+    from esms_callbacks.workers.records import STATUSES
+
+    assert set(get_args(Status)) == set(STATUSES)
+    assert event_schema()["properties"]["status"]["enum"] == list(STATUSES)

@@ -18,10 +18,12 @@ from datetime import datetime
 from importlib import resources
 from typing import Any, Literal, cast
 
-SUPPORTED_VERSION = 1
-Status = Literal["pending", "sent", "failed", "not_found", "expired"]
+from esms_callbacks.workers.records import STATUSES
+
+EVENT_VERSION = 1  # the version events are published with, and the one this model reads
+SUPPORTED_VERSION = EVENT_VERSION
+Status = Literal["pending", "sent", "failed", "not_found", "expired"]  # records.STATUSES
 Source = Literal["poll", "push"]
-_STATUSES = ("pending", "sent", "failed", "not_found", "expired")
 
 
 class UnsupportedEvent(ValueError):
@@ -63,7 +65,7 @@ class StatusEvent:
             )
         try:
             status = payload["status"]
-            if status not in _STATUSES:
+            if status not in STATUSES:
                 raise UnsupportedEvent(f"unknown status {status!r}")
             error = payload["error"]
             submitted_at = payload["submitted_at"]

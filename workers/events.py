@@ -22,12 +22,12 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps as json_dumps
 
 from esms_callbacks.workers.errors import PublishFailed
+from esms_callbacks.workers.event_model import EVENT_VERSION
 from esms_callbacks.workers.records import Outcome, decode
 from esms_callbacks.workers.retry_policy import PUBLISH_RETRY
 
 log = logging.getLogger(__name__)
 
-EVENT_VERSION = 1
 SOURCE_POLL, SOURCE_PUSH = "poll", "push"  # where an event's status came from
 REDACTED = "<redacted>"
 PERSISTENT = 2  # AMQP delivery_mode: the broker keeps the message across a restart

@@ -14,6 +14,7 @@ from typing import Any
 _INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: int() refuses other "digits"
 
 PENDING, SENT, FAILED, NOT_FOUND, EXPIRED = "pending", "sent", "failed", "not_found", "expired"
+STATUSES = (PENDING, SENT, FAILED, NOT_FOUND, EXPIRED)  # every status an event may have
 TERMINAL_STATUSES = frozenset({SENT, FAILED, EXPIRED})
 
 SEND_STATUS_NAMES = {
