@@ -20,17 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from esms_callbacks.workers.backlog import Backlog, Leased, Requeue, Tally
+from esms_callbacks.workers.backlog import Backlog, Leased, Tally
 from esms_callbacks.workers.clock import Clock, as_datetime
 from esms_callbacks.workers.errors import (
     EsmsError,
     NotReady,
     NotSent,
-    PublishFailed,
     Retry,
     printable,
 )
-from esms_callbacks.workers.events import build_event, event_summary
+from esms_callbacks.workers.events import build_event
 from esms_callbacks.workers.health import AccountPause, Breaker
 from esms_callbacks.workers.limiter import Commit, RateLimiter
 from esms_callbacks.workers.records import (
@@ -53,6 +52,7 @@ from esms_callbacks.workers.retry_policy import (
     split_after_s,
 )
 from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.settle_step import Publish, Step, publish_and_settle
 from esms_callbacks.workers.stats import RECENT_KEEP_S, RequestStats
 
 if TYPE_CHECKING:  # aiohttp stays out of producers, which import the tasks but never ask eSMS
@@ -70,7 +70,6 @@ WINDOW_EDGE_S = 60.0
 AskEsms = Callable[
     [list[str], str, Callable[[], bool], Callable[[], None] | None], "CallbackAnswer"
 ]
-Publish = Callable[[list[dict[str, Any]]], None]
 
 
 @dataclass
@@ -321,7 +320,8 @@ class Drainer:
             },
         )
         observed_at = as_datetime(now_s)
-        plan: list[tuple[Leased, Outcome, dict[str, Any] | None]] = []
+        delay_s = after_publish_failure_s(self.settings)
+        steps: list[Step] = []
         for item, outcome in outcomes:
             if item.ref_id not in held:
                 continue
@@ -335,43 +335,22 @@ class Drainer:
                     as_datetime(item.submitted_s),
                     phone_numbers=self.settings.phone_numbers,
                 )
-            plan.append((item, outcome, event))
-        # Items with an event first: if publishing stops part way, the prefix that went out is
-        # settled and only the rest is handed back.
-        plan.sort(key=lambda step: step[2] is None)
-        events = [event for _, _, event in plan if event is not None]
-        published: int = len(events)
-        failure: Exception | None = None
-        try:
-            self.publish(events)  # before settling: a crash here re-asks, never loses
-        except PublishFailed as exc:  # the broker went away: settle what went out, retry later
-            published, failure = exc.published, exc
-        except Exception as exc:
-            published, failure = 0, exc
-        settled = plan if failure is None else plan[:published]
-        summaries = {item.ref_id: event_summary(event) for item, _, event in settled if event}
-        finished = [item.ref_id for item, outcome, _ in settled if outcome.terminal]
-        requeue = [
-            Requeue(
-                item.ref_id,
-                self._next_ask_s(item, now_s),
-                outcome.state_key,
-                summaries.get(item.ref_id, ""),
+            steps.append(
+                Step(item.ref_id, outcome, event, self._next_ask_s(item, now_s), now_s + delay_s)
             )
-            for item, outcome, _ in settled
-            if not outcome.terminal
-        ]
-        tally = self._tally(events[:published], report)
+        tally = Tally(recent_keep_s=RECENT_KEEP_S)
         if sent is not None:
             self._count_request(tally, report, len(batch), now_s, sent)
-        self.backlog.settle(
-            oa_id, token, now_s, finished, requeue, tally, summaries, asked=sent is not None
+        # before settling: a crash while publishing re-asks, never loses
+        settled = publish_and_settle(
+            self.backlog, self.publish, oa_id, token, now_s, steps, tally, asked=sent is not None
         )
-        if failure is not None:
-            delay_s = after_publish_failure_s(self.settings)
-            rest = [item.ref_id for item, _, _ in plan[published:]]
-            self.backlog.unlease(oa_id, token, rest, now_s + delay_s)
-            raise Retry(failure, delay_s) from failure
+        report.events += len(settled.published)
+        for event in settled.published:
+            status = event["status"]
+            report.by_status[status] = report.by_status.get(status, 0) + 1
+        if settled.failure is not None:  # the broker went away: retry later
+            raise Retry(settled.failure, delay_s) from settled.failure
 
     def _outcome(
         self,
@@ -412,17 +391,6 @@ class Drainer:
     def _next_ask_s(self, item: Leased, now_s: float) -> float:
         # One last ask at the moment of expiry, so no RefId expires unasked.
         return max(now_s, min(now_s + self.settings.repoll_after_s, self._expires_s(item)))
-
-    def _tally(self, events: list[dict[str, Any]], report: DrainReport) -> Tally:
-        """Count published events by status, in the report and for the account's stats."""
-        tally = Tally(recent_keep_s=RECENT_KEEP_S)
-        report.events += len(events)
-        for event in events:
-            status = event["status"]
-            report.by_status[status] = report.by_status.get(status, 0) + 1
-            name = f"events:{status}"
-            tally.counters[name] = tally.counters.get(name, 0) + 1
-        return tally
 
     def _count_request(
         self, tally: Tally, report: DrainReport, ref_count: int, now_s: float, sent: SentRequest

@@ -15,15 +15,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from esms_callbacks.workers.backlog import Backlog, Requeue, Tally
+from esms_callbacks.workers.backlog import Backlog, Tally
 from esms_callbacks.workers.clock import Clock, as_datetime
-from esms_callbacks.workers.drainer import Publish
-from esms_callbacks.workers.errors import PublishFailed
-from esms_callbacks.workers.events import SOURCE_PUSH, build_event, event_summary
+from esms_callbacks.workers.events import SOURCE_PUSH, build_event
 from esms_callbacks.workers.inbox import InboxEntry, PushInbox
 from esms_callbacks.workers.push_claim import Claimed, PushClaims
 from esms_callbacks.workers.records import Outcome, outcome_of, progressed, state_rank
 from esms_callbacks.workers.settings import Settings
+from esms_callbacks.workers.settle_step import Publish, Step, publish_and_settle
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,11 @@ class _Step:
     outcome: Outcome
     event: dict[str, Any] | None
     entry_ids: list[str]
+    due_s: float  # its turn, kept if the push is not final or its event does not go out
+
+    @property
+    def settle(self) -> Step:
+        return Step(self.claimed.ref_id, self.outcome, self.event, self.due_s, self.due_s)
 
 
 class ApplyFailed(Exception):
@@ -111,12 +115,11 @@ class PushApplier:
                 counts["duplicate" if claimed.kind == "done" else "ignored"] += len(entries)
                 done_with += [entry.entry_id for entry in entries]
             else:
-                steps.append(self._step(oa_id, claimed, entries))
+                steps.append(self._step(oa_id, claimed, entries, now_s))
         report.duplicates += counts["duplicate"]
         report.ignored += counts["ignored"]
-        # As a drainer does: terminal states recorded before their events go out, and steps
-        # with an event first, so that if publishing stops part way, the prefix that went out
-        # is settled and the rest handed back.
+        # As a drainer does: terminal states recorded before their events go out, then the
+        # settle step both share (workers.settle_step).
         self.backlog.decide(
             oa_id,
             token,
@@ -126,56 +129,32 @@ class PushApplier:
                 if step.outcome.terminal and step.claimed.state_key != step.outcome.state_key
             },
         )
-        steps.sort(key=lambda step: step.event is None)
-        events = [step.event for step in steps if step.event is not None]
-        published: int = len(events)
-        failure: Exception | None = None
-        try:
-            self.publish(events)
-        except PublishFailed as exc:
-            published, failure = exc.published, exc
-        except Exception as exc:
-            published, failure = 0, exc
-        settled = steps if failure is None else steps[:published]
         tally = Tally()
-        for event in events[:published]:
-            name = f"events:{event['status']}"
-            tally.counters[name] = tally.counters.get(name, 0) + 1
-        for name, count in [("published", published), *counts.items()]:
+        for name, count in counts.items():
             if count:
                 tally.counters[f"pushes_applied:{name}"] = count
-        summaries = {
-            step.claimed.ref_id: event_summary(step.event) for step in settled if step.event
-        }
-        self.backlog.settle(
+        settled = publish_and_settle(
+            self.backlog,
+            self.publish,
             oa_id,
             token,
             now_s,
-            [step.claimed.ref_id for step in settled if step.outcome.terminal],
-            [
-                Requeue(
-                    step.claimed.ref_id,
-                    step.claimed.due_s or now_s,
-                    step.outcome.state_key,
-                    summaries.get(step.claimed.ref_id, ""),
-                )
-                for step in settled
-                if not step.outcome.terminal
-            ],
+            [step.settle for step in steps],
             tally,
-            summaries,
+            count_published_as="pushes_applied:published",
         )
+        published = len(settled.published)
+        held_done = {step.ref_id for step in settled.steps}
         report.published += published
-        report.settled += len(settled)
-        self._ack(done_with + [i for step in settled for i in step.entry_ids], report)
-        if failure is not None:
-            for step in steps[len(settled) :]:  # back to wait as they were; entries stay
-                self.backlog.unlease(
-                    oa_id, token, [step.claimed.ref_id], step.claimed.due_s or now_s
-                )
-            raise ApplyFailed(f"could not publish push events: {failure}") from failure
+        report.settled += len(settled.steps)
+        acked = [i for step in steps if step.claimed.ref_id in held_done for i in step.entry_ids]
+        self._ack(done_with + acked, report)
+        if settled.failure is not None:  # handed back to wait as they were; entries stay
+            raise ApplyFailed(f"could not publish push events: {settled.failure}") from (
+                settled.failure
+            )
 
-    def _step(self, oa_id: str, claimed: Claimed, entries: list[InboxEntry]) -> _Step:
+    def _step(self, oa_id: str, claimed: Claimed, entries: list[InboxEntry], now_s: float) -> _Step:
         """The event a held RefId's pushes call for: the one furthest along wins (eSMS may
         deliver a retried 'waiting' after the final status)."""
         pushed = [(entry, outcome_of(entry.push.record)) for entry in entries if entry.push]
@@ -197,7 +176,8 @@ class PushApplier:
                 source=SOURCE_PUSH,
                 phone_numbers=self.settings.phone_numbers,
             )
-        return _Step(claimed, outcome, event, [e.entry_id for e in entries])
+        due_s = claimed.due_s or now_s
+        return _Step(claimed, outcome, event, [e.entry_id for e in entries], due_s)
 
     def _ack(self, entry_ids: list[str], report: ApplyReport) -> None:
         self.inbox.ack(entry_ids)
