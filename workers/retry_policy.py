@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -77,14 +78,29 @@ PUBLISH_RETRY: Mapping[str, float] = {
 APPLIER_RETRY_FIRST_S = 1.0
 APPLIER_RETRY_MOST_S = 30.0
 
-RETRY, PAUSE, WAIT_FOR_WINDOW, REPOLL = "retry", "pause", "wait for the window", "repoll"
+
+class Action(StrEnum):
+    """What a failed request leads to (see the table above)."""
+
+    RETRY = "retry"
+    PAUSE = "pause"
+    WAIT_FOR_WINDOW = "wait for the window"
+    REPOLL = "repoll"
+
+
+RETRY, PAUSE, WAIT_FOR_WINDOW, REPOLL = (
+    Action.RETRY,
+    Action.PAUSE,
+    Action.WAIT_FOR_WINDOW,
+    Action.REPOLL,
+)
 
 
 @dataclass(frozen=True)
 class Decision:
     """What to do after eSMS failed a request."""
 
-    kind: str  # RETRY, PAUSE, WAIT_FOR_WINDOW or REPOLL
+    kind: Action
     requeue_after_s: float  # the failed RefIds are due again this long from now
     stop: str = ""  # why the drain stops ('' to go on; RETRY raises Retry instead)
     widen_margin: bool = False  # RETRY: eSMS saw requests too close together
