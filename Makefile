@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run demo test test-fast lint types check bench bench-push bench-memory clean
+.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,15 @@ test-fast: setup
 	ESMS_TEST_REDIS_URL=$${ESMS_TEST_REDIS_URL:-redis://127.0.0.1:6379/13} scripts/ensure-redis
 	$(BIN)/pytest -q -m 'not slow'
 
-check: lint types test
+# The docs site (mkdocs.yml, docs/), built strictly: a broken link fails it. .run/ is git-ignored.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .run/site
+
+# Rewrite the settings table of docs/configuration.md from workers/settings.py.
+docs-config: setup
+	$(BIN)/python docs/settings_reference.py docs/configuration.md
+
+check: lint types docs test
 
 bench: setup redis
 	$(BIN)/python -m bench.perf_bench $(BENCH_ARGS)

@@ -1,4 +1,4 @@
-"""Celery settings, read once from the environment (see workers/settings.py and the README)."""
+"""Celery settings, read once from the environment (workers/settings.py, docs/configuration.md)."""
 
 from kombu import Exchange, Queue
 

@@ -102,7 +102,8 @@ def readme_command_lines() -> list[list[str]]:
     """Every `esms-callbacks ...` command line the docs show in a code span, as written
     (a synopsis with [optional] parts stands for its shortest form)."""
     root = Path(__file__).resolve().parent.parent
-    text = (root / "README.md").read_text() + (root / "docs" / "INTERNALS.md").read_text()
+    pages = [root / "README.md", *sorted((root / "docs").glob("**/*.md"))]
+    text = "".join(page.read_text() for page in pages)
     lines = []
     for span in re.findall(r"`(esms-callbacks[^`]*)`", text):
         words = shlex.split(re.sub(r"\[[^\]]*\]", "", span))[1:]

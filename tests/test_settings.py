@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from esms_callbacks.workers.errors import ConfigError
-from esms_callbacks.workers.settings import Settings, variables
+from esms_callbacks.workers.settings import Settings, reference_markdown, variables
 
 # Distinctive fake credentials: if either shows up anywhere, something printed a secret.
 FAKE_API_KEY = "FAKE-ApiKey-7f3c9e1d-NEVER-PRINT"
@@ -276,32 +276,58 @@ def test_more_drainers_than_can_keep_their_place_are_refused():
         Settings.from_env({**env, "ESMS_DRAINERS": "77"})
 
 
-def readme_defaults() -> dict[str, str]:
-    """Variable -> its default cell in the README's configuration table."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    out = {}
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGURATION_PAGE = ROOT / "docs" / "configuration.md"
+
+
+def table_rows(table: str) -> dict[str, list[str]]:
+    """Variable -> its cells (default, meaning) in a markdown table of one variable a row."""
+    rows = {}
     for line in table.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
-        if len(cells) < 3 or not cells[0].startswith("`"):
-            continue
-        names = re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0])
-        defaults = cells[1].split(", ")
-        for i, name in enumerate(names):
-            out[name] = defaults[i] if len(defaults) == len(names) else cells[1]
-    return out
+        name = re.fullmatch(r"`([A-Z][A-Z0-9_]+)`", cells[0])
+        if name and len(cells) == 3:
+            rows[name.group(1)] = cells[1:]
+    return rows
 
 
-def test_the_readme_configuration_table_and_the_declarations_agree():
-    documented = readme_defaults()
+def test_the_configuration_page_shows_the_declarations():
+    # given the settings table of docs/configuration.md, between its markers
+    page = CONFIGURATION_PAGE.read_text()
+    block = re.search(r"<!-- settings:begin -->\n\n(.*?)\n<!-- settings:end -->", page, re.S)
+    assert block, "docs/configuration.md lost its <!-- settings:begin/end --> markers"
+    # expect exactly what the declarations in workers/settings.py render
+    assert block.group(1) == reference_markdown(), (
+        "docs/configuration.md's settings table differs from the declarations in "
+        "workers/settings.py: run `make docs-config`"
+    )
+
+
+def test_the_reference_has_every_variable_once_with_its_default_and_meaning():
+    reference = reference_markdown()
+    rows = table_rows(reference)
     declared = {variable.name: variable for variable in variables()}
-    ours = {name for name in documented if name.startswith(("ESMS_", "CELERY_"))}
-    assert ours == set(declared)  # every variable documented, nothing documented undeclared
+    assert set(rows) == set(declared)
+    assert len(reference.splitlines()) == 2 + len(declared)  # header, rule, a row each
     for name, variable in declared.items():
         expected = variable.readme_default or (
             f"`{variable.default}`" if variable.default else "none"
         )
-        assert documented[name] == expected, name
+        default, meaning = rows[name]
+        assert default == expected, name
+        assert meaning, name
+
+
+def test_the_procfile_s_own_variables_are_documented_beside_the_settings():
+    # given the variables the Procfile reads that are not settings of the project
+    procfile = (ROOT / "Procfile").read_text()
+    knobs = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):[-?]", procfile))
+    knobs -= {variable.name for variable in variables()}
+    assert "FLOWER_BASIC_AUTH" in knobs and "METRICS_PORT" in knobs
+    # expect each in the configuration page's table after the generated one
+    page = CONFIGURATION_PAGE.read_text()
+    after = page.split("<!-- settings:end -->", 1)[1]
+    assert knobs <= set(table_rows(after)), knobs - set(table_rows(after))
 
 
 def test_settings_go_to_the_environment_and_back_unchanged():

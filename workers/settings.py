@@ -1,7 +1,7 @@
 """Settings: one typed object read from the environment at start-up.
 
-Every variable is documented in the README's configuration table. Malformed values raise
-ConfigError naming the variable; credentials never appear in repr().
+Every variable is documented in docs/configuration.md, rendered from these declarations.
+Malformed values raise ConfigError naming the variable; credentials never appear in repr().
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def _redis_url(value: str, read: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Variable:
-    """One environment variable: its name, its default as the README shows it, how its text
+    """One environment variable: its name, its default as the reference shows it, how its text
     becomes the setting (`parse`, given the other values read so far) and back (`show`)."""
 
     name: str
@@ -126,11 +126,11 @@ class Variable:
     show: Callable[[Any], str] = str
     doc: str = ""
     secret: bool = False
-    readme_default: str = ""  # how the README's table shows the default, if not `default`
+    readme_default: str = ""  # how docs/configuration.md shows the default, if not `default`
 
 
 ZONE_VARIABLE = Variable(
-    "ESMS_TIMEZONE", DEFAULT_ZONE, lambda v, _: _zone(v), doc="the window's IANA zone"
+    "ESMS_TIMEZONE", DEFAULT_ZONE, lambda v, _: _zone(v), doc="IANA zone of the window"
 )
 
 
@@ -216,7 +216,7 @@ def _show_networks(networks: tuple[Network, ...]) -> str:
 
 @dataclass(frozen=True, repr=False)
 class Settings:
-    """Every setting, each declared once with its variable (see README, Configuration)."""
+    """Every setting, each declared once with its variable (see docs/configuration.md)."""
 
     broker_url: str = env(
         "CELERY_BROKER_URL", DEFAULT_BROKER_URL, text, "broker for tasks and status events"
@@ -225,40 +225,89 @@ class Settings:
         "ESMS_REDIS_URL",
         "",
         _redis_url,
-        "Redis for the limiter and the waiting RefIds",
+        "Redis for the limiter and the waiting RefIds (`redis://`, `rediss://` or `unix://`): a "
+        "single Redis server (or a primary with replicas); Redis Cluster is not supported (the "
+        "lease script reads the per-OA keys of the OAs it finds, which Cluster does not allow). "
+        "Required with another broker (`amqp://`, `sentinel://`) by workers, the receiver, `run`, "
+        "`status`, `show` and `metrics`, which stop with a message saying so; a producer "
+        "(`fetch_callbacks.delay`, `submit`) never needs it",
         readme_default="the broker URL if it is Redis",
     )
-    api_key: str = env("ESMS_API_KEY", "", text, "the eSMS ApiKey", secret=True)
-    secret_key: str = env("ESMS_SECRET_KEY", "", text, "the eSMS SecretKey", secret=True)
-    base_url: str = env("ESMS_BASE_URL", DEFAULT_BASE_URL, lambda v, _: _http_url(v), "eSMS host")
+    api_key: str = env(
+        "ESMS_API_KEY",
+        "",
+        text,
+        "the eSMS account's ApiKey (with `ESMS_SECRET_KEY`); unset: `make run` uses the "
+        "simulator, a worker sends nothing and says so",
+        secret=True,
+    )
+    secret_key: str = env(
+        "ESMS_SECRET_KEY",
+        "",
+        text,
+        "the eSMS account's SecretKey (with `ESMS_API_KEY`); unset: `make run` uses the "
+        "simulator, a worker sends nothing and says so",
+        secret=True,
+    )
+    base_url: str = env(
+        "ESMS_BASE_URL",
+        DEFAULT_BASE_URL,
+        lambda v, _: _http_url(v),
+        "eSMS host. Every request carries the ApiKey and SecretKey, so plain `http://` is refused "
+        "at start unless the host is this machine (`localhost`, `127.0.0.0/8`, `::1`, as the "
+        "bundled simulator is) or `ESMS_ALLOW_PLAIN_HTTP=1`",
+    )
     allow_plain_http: bool = env(
         "ESMS_ALLOW_PLAIN_HTTP",
         "",
         lambda v, _: _flag(v),
-        "1: allow an http:// ESMS_BASE_URL to another host",
+        "`1`: accept an `http://` `ESMS_BASE_URL` on another host (the credentials then cross the "
+        "network unencrypted)",
         show=lambda flag: "1" if flag else "",
     )
     rate_interval_s: float = env(
-        "ESMS_RATE_INTERVAL", "1.0", number(0.001), "seconds between two requests of an account"
+        "ESMS_RATE_INTERVAL",
+        "1.0",
+        number(0.001),
+        "seconds between two requests of one account, as eSMS receives them",
     )
     # Extra spacing on top of rate_interval_s so that jitter between our commit and eSMS's
     # receipt cannot bring two requests closer than rate_interval_s where eSMS sees them; each
     # Code 160 widens it further for a while (workers.limiter).
     rate_margin_s: float = env(
-        "ESMS_RATE_MARGIN", str(DEFAULT_RATE_MARGIN_S), number(0.0), "seconds added to it"
+        "ESMS_RATE_MARGIN",
+        str(DEFAULT_RATE_MARGIN_S),
+        number(0.0),
+        "seconds added to the interval to absorb jitter between our commit and eSMS's receipt; "
+        "each Code 160 widens it further for a while (see "
+        "[Limits](operations.md#limits-and-capacity))",
     )
     max_refs_per_request: int = env(
-        "ESMS_MAX_REFS", "100", integer(1, ESMS_MAX_REFS_CEILING), "RefIds per request"
+        "ESMS_MAX_REFS",
+        "100",
+        integer(1, ESMS_MAX_REFS_CEILING),
+        "RefIds per request, 1 to 200 (eSMS silently drops RefIds past its limit)",
     )
     window: Window = env(  # noqa: RUF009 (a field with a default_factory, as env() builds it)
-        "ESMS_WINDOW", "01:00-02:00", _window, "the daily window", show=_show_window
+        "ESMS_WINDOW",
+        "01:00-02:00",
+        _window,
+        "`HH:MM[:SS]-HH:MM[:SS]` in `ESMS_TIMEZONE`, may cross midnight; `always` for none",
+        show=_show_window,
     )
-    status_queue: str = env("ESMS_STATUS_QUEUE", "esms.status", text, "the events' queue")
+    status_queue: str = env(
+        "ESMS_STATUS_QUEUE",
+        "esms.status",
+        text,
+        "queue that receives status events (declared and bound to the exchange by every "
+        "publisher, unless `ESMS_STATUS_DEFAULT_QUEUE=off`)",
+    )
     status_exchange: str = env(
         "ESMS_STATUS_EXCHANGE",
         "",
         text,
-        "the events' exchange; empty: named like the queue",
+        "exchange events are published to (direct, routing key its own name); bind your own "
+        "queues to it for more consumers",
         readme_default="the queue's name",
     )
     # Off for deployments whose consumers read queues of their own bound to the exchange: the
@@ -267,25 +316,48 @@ class Settings:
         "ESMS_STATUS_DEFAULT_QUEUE",
         "on",
         lambda v, _: choice("on", "off")(v, _) == "on",
-        "declare and bind ESMS_STATUS_QUEUE on every publish",
+        "`on`: every publisher declares `ESMS_STATUS_QUEUE` and binds it to the exchange, so "
+        "events wait there until read. `off`: for consumers that read queues of their own bound "
+        "to the exchange; events go only there, nothing piles up in a queue nobody reads, and a "
+        "publish that no queue would receive fails (the RefIds wait and are asked again) instead "
+        "of being dropped",
         show=lambda on: "on" if on else "off",
     )
     status_queue_warn_events: int = env(
         "ESMS_STATUS_QUEUE_WARN",
         "10000",
         integer(1, 1_000_000_000),
-        "events in ESMS_STATUS_QUEUE that, growing, make `status` warn",
+        "events waiting in the default queue past which `status` warns, when the queue grows "
+        "(Redis) or has no consumer (RabbitMQ); its depth is the metric "
+        "`esms_status_queue_events`",
     )
     phone_numbers: str = env(
-        "ESMS_PHONE_NUMBERS", "keep", choice("keep", "mask", "drop"), "phone numbers in events"
+        "ESMS_PHONE_NUMBERS",
+        "keep",
+        choice("keep", "mask", "drop"),
+        "the recipient's phone number in events' `record` (personal data under Vietnam's Decree "
+        "13/2023): `keep`, `mask` (`090****484`: the first and last 3 digits) or `drop` (null). "
+        "The project keeps no phone number anywhere else (a push waits in the inbox only until it "
+        "is applied), and logs none",
     )
-    http_timeout_s: float = env("ESMS_HTTP_TIMEOUT", "30", number(0.1), "request timeout, s")
-    repoll_after_s: float = env("ESMS_REPOLL_AFTER", "900", number(0.0), "ask again after, s")
+    http_timeout_s: float = env(
+        "ESMS_HTTP_TIMEOUT",
+        "30",
+        number(0.1),
+        "seconds before an eSMS request is given up (and retried)",
+    )
+    repoll_after_s: float = env(
+        "ESMS_REPOLL_AFTER",
+        "900",
+        number(0.0),
+        "seconds before a non-terminal RefId is asked again",
+    )
     max_age_s: float = env(
         "ESMS_MAX_AGE",
         "604800",
         seconds(MIN_MAX_AGE_S, "eSMS may not know a RefId yet in its first minute", "604800"),
-        "expire after, s",
+        "seconds after submission when a still non-terminal RefId expires; at least 60 (eSMS "
+        "often does not know a RefId in its first minute)",
     )
     done_ttl_s: float = env(
         "ESMS_DONE_TTL",
@@ -296,30 +368,89 @@ class Settings:
             "still find its RefIds done",
             "172800",
         ),
-        "remember done, s",
+        "seconds a finished RefId is remembered, so resubmitting it does not produce a second "
+        "terminal event; at least 900 (the broker hands a dead worker's submission back up to 900 "
+        "s later, and it must still find its RefIds done)",
     )
     drainers: int = env(
         "ESMS_DRAINERS",
         "auto",
         lambda v, _: _drainers(v),
-        "drainers at once; 0 (auto): from the interval and the measured request time",
+        "worker processes sending requests for one account at once, across all hosts. `auto`: 2 + "
+        "the measured request time (slot to settled) / the spacing, at most 6, so while the "
+        "others' requests are under way one drainer waits for the next slot, and one more covers "
+        "requests slower than the average. Each holds a worker pool slot while it drains: give "
+        "the workers a concurrency above it",
         show=lambda n: str(n or "auto"),
     )
-    release_every_s: float = env("ESMS_RELEASE_EVERY", "2.0", number(0.1), "beat's checks, s")
-    max_retries: int = env("ESMS_MAX_RETRIES", "5", integer(0, 100), "retries of a drain task")
-    retry_base_s: float = env("ESMS_RETRY_BASE", "2.0", number(0.0), "first backoff, s")
-    breaker_after: int = env("ESMS_BREAKER_AFTER", "5", integer(1, 100), "failures in a row")
-    window_guard_s: float = env("ESMS_WINDOW_GUARD", "1.0", number(0.0), "window's guard, s")
-    backoff_max_s: float = env("ESMS_BACKOFF_MAX", "60", number(1.0), "longest backoff, s")
-    account_pause_s: float = env("ESMS_ACCOUNT_PAUSE", "300", number(1.0), "pause, s")
+    release_every_s: float = env(
+        "ESMS_RELEASE_EVERY",
+        "2.0",
+        number(0.1),
+        "seconds between beat's checks that start draining (bounds how late the first request "
+        "after the window opens can be)",
+    )
+    max_retries: int = env(
+        "ESMS_MAX_RETRIES",
+        "5",
+        integer(0, 100),
+        "Celery retries of one drain task after failed requests (each shows in Flower as "
+        "`task-retried`); after that its RefIds simply wait for the next drain",
+    )
+    retry_base_s: float = env(
+        "ESMS_RETRY_BASE",
+        "2.0",
+        number(0.0),
+        "seconds a failed request's RefIds wait before they are asked again, and the breaker's "
+        "first backoff",
+    )
+    breaker_after: int = env(
+        "ESMS_BREAKER_AFTER",
+        "5",
+        integer(1, 100),
+        "transient eSMS failures in a row that make the whole account back off (fewer cost only "
+        "themselves). With 10% of requests failing at random, 5 in a row happen about once in "
+        "100,000 requests; a real outage is recognised after 5",
+    )
+    window_guard_s: float = env(
+        "ESMS_WINDOW_GUARD",
+        "1.0",
+        number(0.0),
+        "seconds kept clear at both ends of the window, so that no request reaches eSMS outside "
+        "it whatever the difference between its clock and Redis's (measured commit-to-receipt "
+        "delays stay under 30 ms). Must be under half the window (refused at start otherwise: "
+        "nothing could be sent); the capacity `status` and the metrics report counts only the "
+        "window within the guards",
+    )
+    backoff_max_s: float = env(
+        "ESMS_BACKOFF_MAX",
+        "60",
+        number(1.0),
+        "longest backoff, seconds: while eSMS keeps failing, one probe request per this long",
+    )
+    account_pause_s: float = env(
+        "ESMS_ACCOUNT_PAUSE",
+        "300",
+        number(1.0),
+        "seconds requests stop after eSMS refuses the account (codes 101, 140, 143, 103)",
+    )
     account: str = env(
-        "ESMS_ACCOUNT", "", text, "the account's name", readme_default="hash of the ApiKey"
+        "ESMS_ACCOUNT",
+        "",
+        text,
+        "name of the account in Redis keys; set it to keep the waiting RefIds when you rotate the "
+        "ApiKey. With neither it nor `ESMS_API_KEY` there is no account: a worker keeps "
+        "submissions in the broker (retrying) instead of filing them where no drainer looks, and "
+        "`status`/`metrics` refuse to show an account that does not exist. Every worker's first "
+        "log line, and `status`, say which account and what named it",
+        readme_default="hash of the ApiKey",
     )
     simulated: bool = env(
         "ESMS_SIMULATED",
         "",
         lambda v, _: v == "1",
-        "set to 1 by `make run` against the simulator",
+        "set to `1` by `make run` and the demo when they run against the bundled simulator (the "
+        "workers' first log line then says so); leave it unset",
         show=lambda flag: "1" if flag else "",
     )
     # The push receiver (receiver/): eSMS's CallbackUrl is .../esms/push/<push_token>.
@@ -327,24 +458,47 @@ class Settings:
         "ESMS_PUSH_TOKEN",
         "",
         text,
-        "the push URL's secret",
+        "the secret in the push URL `/esms/push/<token>`: at least 16 of `A-Z a-z 0-9 - _`. Never "
+        "logged or shown",
         secret=True,
         readme_default="none (required by the receiver)",
     )
-    # Taken beside push_token while eSMS's CallbackUrl changes (README: rotating the token).
+    # Taken beside push_token while eSMS's CallbackUrl changes (docs/pushes.md: rotating the token).
     push_token_previous: str = env(
-        "ESMS_PUSH_TOKEN_PREVIOUS", "", text, "the push URL's previous secret", secret=True
+        "ESMS_PUSH_TOKEN_PREVIOUS",
+        "",
+        text,
+        "a second token taken beside `ESMS_PUSH_TOKEN` while eSMS's CallbackUrl changes (same "
+        "rules, must differ from it; its pushes are counted as `pushes:previous_token`). Never "
+        "logged or shown. See [rotating the token](pushes.md#rotating-the-token)",
+        secret=True,
     )
-    receiver_host: str = env("ESMS_RECEIVER_HOST", "127.0.0.1", text, "receiver's address")
-    receiver_port: int = env("ESMS_RECEIVER_PORT", "8078", integer(0, 65535), "its port")
+    receiver_host: str = env(
+        "ESMS_RECEIVER_HOST",
+        "127.0.0.1",
+        text,
+        "the address `esms-callbacks receive` listens on (put it behind an HTTPS proxy)",
+    )
+    receiver_port: int = env(
+        "ESMS_RECEIVER_PORT",
+        "8078",
+        integer(0, 65535),
+        "the port `esms-callbacks receive` listens on",
+    )
     receiver_header_timeout_s: float = env(
-        "ESMS_RECEIVER_HEADER_TIMEOUT", "10", number(0.1), "request headers within, s"
+        "ESMS_RECEIVER_HEADER_TIMEOUT",
+        "10",
+        number(0.1),
+        "seconds a connection to the receiver has to send a request's headers (from when it "
+        "opened, or from the next request's first byte on a kept-alive connection); then it is "
+        "closed. An idle kept-alive connection is closed after 75 s",
     )
     push_allow_from: tuple[Network, ...] = env(
         "ESMS_PUSH_ALLOW_FROM",
         "",
         lambda v, _: _networks(v),
-        "who may push; empty: any source",
+        "comma-separated addresses or networks (`203.0.113.0/24, 2001:db8::/32`) allowed to push; "
+        "others get 403",
         show=_show_networks,
         readme_default="any",
     )
@@ -352,20 +506,45 @@ class Settings:
         "ESMS_PUSH_TRUSTED_PROXIES",
         "",
         lambda v, _: _proxies(v),
-        "whose X-Forwarded-For is believed",
+        "addresses or networks of your reverse proxies; only from them is `X-Forwarded-For` "
+        "believed (read right to left, the first address not a trusted proxy is the source; "
+        "`ip:port` hops are read too). `0.0.0.0/0` and `::/0` are refused: they would let anyone "
+        "name any source",
         show=_show_networks,
         readme_default="none",
     )
-    push_rate_per_source: float = env("ESMS_PUSH_RATE", "500", number(0.0), "pushes/s a source")
-    push_rate_wait_s: float = env("ESMS_PUSH_RATE_WAIT", "5", number(0.0), "wait for a turn, s")
+    push_rate_per_source: float = env(
+        "ESMS_PUSH_RATE",
+        "500",
+        number(0.0),
+        "pushes a second one source may send (with a second's burst), across all receivers (`0`: "
+        "no limit). Past it a push waits for its turn (below)",
+    )
+    push_rate_wait_s: float = env(
+        "ESMS_PUSH_RATE_WAIT",
+        "5",
+        number(0.0),
+        "seconds a push over its source's rate may wait for its turn before it gets 429 (counted, "
+        "logged)",
+    )
     push_inbox_max: int = env(
-        "ESMS_PUSH_INBOX_MAX", "1000000", integer(1, 100_000_000), "pushes waiting, at most"
+        "ESMS_PUSH_INBOX_MAX",
+        "1000000",
+        integer(1, 100_000_000),
+        "pushes recorded and not yet applied, at most; past it pushes get 503 (eSMS retries)",
     )
     push_unsubmitted: str = env(
-        "ESMS_PUSH_UNSUBMITTED", "publish", choice("publish", "ignore"), "pushes never submitted"
+        "ESMS_PUSH_UNSUBMITTED",
+        "publish",
+        choice("publish", "ignore"),
+        "a push for a RefId never submitted: `publish` (and remember it) or `ignore`",
     )
     push_reclaim_after_s: float = env(
-        "ESMS_PUSH_RECLAIM_AFTER", "30", number(0.1), "take over a pending push after, s"
+        "ESMS_PUSH_RECLAIM_AFTER",
+        "30",
+        number(0.1),
+        "seconds a recorded push may stay unapplied before another receiver takes it over (its "
+        "receiver died, or a request held its RefId)",
     )
 
     @classmethod
@@ -592,6 +771,22 @@ def redact_url(url: str) -> str:
 def variables() -> list[Variable]:
     """Every declared variable, ESMS_TIMEZONE first (the window is read in its zone)."""
     return [ZONE_VARIABLE] + [f.metadata["env"] for f in fields(Settings) if "env" in f.metadata]
+
+
+def reference_markdown() -> str:
+    """The configuration reference (docs/configuration.md, `make docs-config`): one row per
+    variable, in declaration order with ESMS_TIMEZONE beside the window it is read for."""
+    declared = variables()[1:]
+    at = next(i for i, v in enumerate(declared) if v.name == "ESMS_WINDOW") + 1
+    declared.insert(at, ZONE_VARIABLE)
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for variable in declared:
+        default = variable.readme_default or (
+            f"`{variable.default}`" if variable.default else "none"
+        )
+        meaning = variable.doc.replace("|", "\\|")
+        rows.append(f"| `{variable.name}` | {default} | {meaning} |")
+    return "\n".join(rows) + "\n"
 
 
 def _read(env: Mapping[str, str], variable: Variable, read: Mapping[str, Any]) -> Any:
