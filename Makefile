@@ -41,7 +41,7 @@ test-fast: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .run/site
 
-# Rewrite the settings table of docs/configuration.md from workers/settings.py.
+# Rewrite the settings table of docs/configuration.md from esms_callbacks/settings.py.
 docs-config: setup
 	$(BIN)/python docs/settings_reference.py docs/configuration.md
 

@@ -4,7 +4,7 @@
 
 Starts a throw-away redis-server of its own on a free port of 127.0.0.1 (no persistence,
 noeviction; never the Redis on 6379), and on one account and one OA, only through
-workers.backlog.Backlog:
+engine.backlog.Backlog:
 
     parked   N RefIds shaped like eSMS's SMSIDs (a UUID4 and two digits, 38 characters, from
              a seed) parked in submissions of 1,000 at a fixed moment
@@ -42,11 +42,11 @@ from typing import Any
 import redis
 
 from esms_callbacks.cli.processes import ROOT, Child, Command, free_port
-from esms_callbacks.workers.backlog import Backlog, Requeue, Tally
-from esms_callbacks.workers.events import build_event, event_summary
-from esms_callbacks.workers.keys import AccountKeys
-from esms_callbacks.workers.records import outcome_of
-from esms_callbacks.workers.redis_connect import connect
+from esms_callbacks.engine.backlog import Backlog, Requeue, Tally
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.redis_connect import connect
+from esms_callbacks.esms.records import outcome_of
+from esms_callbacks.events.publish import build_event, event_summary
 
 ACCOUNT = "bench-mem"
 OA = "1090257973118325189"

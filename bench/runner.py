@@ -48,8 +48,8 @@ from esms_callbacks.cli.processes import (
     simulator_process,
     worker_command,
 )
+from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.simulator.remote import RemoteSimulator
-from esms_callbacks.workers.keys import AccountKeys
 
 Say = Callable[[str], None]
 POLL_S = 0.5

@@ -1,5 +1,5 @@
 """Rewrite the settings table of docs/configuration.md from the declarations in
-workers/settings.py (`make docs-config`); tests/test_settings.py checks they agree."""
+esms_callbacks/settings.py (`make docs-config`); tests/test_settings.py checks they agree."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from esms_callbacks.workers.settings import reference_markdown
+from esms_callbacks.settings import reference_markdown
 
 BLOCK = re.compile(r"(<!-- settings:begin -->\n\n).*?(\n<!-- settings:end -->)", re.S)
 

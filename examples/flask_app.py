@@ -15,9 +15,7 @@ import sqlite3
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from esms_callbacks.tasks import fetch_callbacks
-from esms_callbacks.workers.errors import InvalidSubmission
-from esms_callbacks.workers.validation import validate_submission
+from esms_callbacks import InvalidSubmission, fetch_callbacks, validate_submission
 from examples import outbox
 from examples.send_zns import send_zns_message
 

@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "relay":
         print("usage: python -m examples.outbox relay DB_PATH", file=sys.stderr)
         return 2
-    from esms_callbacks.tasks import fetch_callbacks
+    from esms_callbacks import fetch_callbacks
 
     db = sqlite3.connect(argv[1])
     ensure_table(db)

@@ -1,7 +1,8 @@
-"""Celery tasks: `from tasks import fetch_callbacks` is the producers' entry point."""
+"""The Celery tasks, from a checkout: `from tasks import fetch_callbacks`, `celery -A tasks worker`.
 
-from esms_callbacks.tasks.app import app
-from esms_callbacks.tasks.drain import drain, release
-from esms_callbacks.tasks.fetch import fetch_callbacks
+The code is esms_callbacks.tasks; an installed app imports it by that name.
+"""
+
+from esms_callbacks.tasks import app, drain, fetch_callbacks, release
 
 __all__ = ["app", "drain", "fetch_callbacks", "release"]

@@ -15,13 +15,13 @@ import pytest
 import redis
 from kombu import Connection
 
+from esms_callbacks.engine.clock import ManualClock
+from esms_callbacks.engine.drainer import Drainer
+from esms_callbacks.engine.window import Window
+from esms_callbacks.runtime import Runtime
+from esms_callbacks.settings import Settings
 from esms_callbacks.simulator.app import Simulator
 from esms_callbacks.simulator.server import serve_in_thread
-from esms_callbacks.workers.clock import ManualClock
-from esms_callbacks.workers.drainer import Drainer
-from esms_callbacks.workers.runtime import Runtime
-from esms_callbacks.workers.settings import Settings
-from esms_callbacks.workers.window import Window
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, T0, celery_config_for
 from tests.receiving import TOKEN as RECEIVER_TOKEN
 
@@ -186,7 +186,7 @@ def cli_env(
         "ESMS_SECRET_KEY": settings.secret_key,
     }.items():
         monkeypatch.setenv(name, value)
-    from esms_callbacks.workers.runtime import use_settings
+    from esms_callbacks.runtime import use_settings
 
     use_settings(None)
     yield settings

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-from esms_callbacks.workers.consumer import read_events
-from esms_callbacks.workers.settings import Settings
+from esms_callbacks.events.consumer import read_events
+from esms_callbacks.settings import Settings
 
 T0 = 1_800_000_000.0  # a fixed epoch second for manual clocks
 SIM_API_KEY = "sim-api-key-Zq81TESTONLY"
@@ -76,7 +76,7 @@ def in_process_worker(settings: Settings) -> Iterator[Settings]:
 
     # Imported before the app exists: its tasks are added to apps finalized after the import.
     import esms_callbacks.tasks  # noqa: F401
-    from esms_callbacks.workers.runtime import use_settings
+    from esms_callbacks.runtime import use_settings
 
     app = TestApp("esms-test", config=celery_config_for(settings.broker_url))
     use_settings(settings)

@@ -19,8 +19,8 @@ from esms_callbacks.cli.processes import (
     simulator_process,
     worker_command,
 )
+from esms_callbacks.settings import Settings
 from esms_callbacks.simulator.remote import RemoteSimulator
-from esms_callbacks.workers.settings import Settings
 from tests.helpers import wait_until
 
 

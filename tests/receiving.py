@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from esms_callbacks.workers.runtime import Runtime
-from esms_callbacks.workers.settings import Settings
+from esms_callbacks.runtime import Runtime
+from esms_callbacks.settings import Settings
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -119,7 +119,7 @@ def push_params(
 @contextmanager
 def receiving(settings: Settings) -> Iterator[tuple[Served, Runtime]]:
     """A receiver (HTTP and applier thread, as `esms-callbacks receive` runs it)."""
-    from esms_callbacks.receiver.serve import build_app
+    from esms_callbacks.push.serve import build_app
 
     runtime = Runtime(settings)
     with serve_app(lambda: build_app(settings)) as served:

@@ -1,4 +1,4 @@
-"""The backlog's Lua scripts (workers/backlog.py, and the push claim's, workers/push_claim.py)
+"""The backlog's Lua scripts (engine/backlog.py, and the push claim's, push/claim.py)
 against real Redis, one by one.
 
 Park, lease, renew, settle, unlease and claim are what keep a RefId's one terminal event;
@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
-from esms_callbacks.workers.backlog import Backlog, Requeue, Tally
-from esms_callbacks.workers.keys import AccountKeys
-from esms_callbacks.workers.push_claim import PushClaims
+from esms_callbacks.engine.backlog import Backlog, Requeue, Tally
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.push.claim import PushClaims
 from tests.helpers import T0, whereabouts
 
 OA, OTHER = "oa-a", "oa-b"

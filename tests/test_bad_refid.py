@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from esms_callbacks.workers.errors import Retry
+from esms_callbacks.errors import Retry
 
 CULPRIT = "bad-0500"
 

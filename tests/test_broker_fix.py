@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_importing_the_tasks_patches_nothing():
     # a web app that imports the task to call .delay() keeps kombu as it is
     check = (
-        "import tasks; from tasks import broker_fix; "
+        "import tasks; from esms_callbacks.tasks import broker_fix; "
         "from kombu.transport import redis as r; "
         "print(r.Channel._connparams is broker_fix._connparams)"
     )

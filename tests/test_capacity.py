@@ -6,10 +6,10 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from esms_callbacks.workers.capacity import coming_window
-from esms_callbacks.workers.runtime import Runtime
-from esms_callbacks.workers.settings import Settings
-from esms_callbacks.workers.window import Window
+from esms_callbacks.engine.capacity import coming_window
+from esms_callbacks.engine.window import Window
+from esms_callbacks.runtime import Runtime
+from esms_callbacks.settings import Settings
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 

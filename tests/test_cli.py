@@ -15,8 +15,8 @@ import pytest
 from kombu import Connection
 
 from esms_callbacks.cli.main import build_parser, main
-from esms_callbacks.workers.events import EventPublisher, build_event
-from esms_callbacks.workers.records import outcome_of
+from esms_callbacks.esms.records import outcome_of
+from esms_callbacks.events.publish import EventPublisher, build_event
 from tests.helpers import drain_events, in_process_worker, wait_until
 
 OA = "1090257973118325189"
@@ -64,7 +64,7 @@ def test_receive_refuses_to_start_without_a_push_token(cli_env, monkeypatch, cap
 
 
 def test_status_json_shows_the_backlog(cli_env, capsys):
-    from esms_callbacks.workers.runtime import get_runtime
+    from esms_callbacks.runtime import get_runtime
 
     runtime = get_runtime()
     runtime.backlog.park("oa-s", ["s1", "s2"], runtime.clock.now_s())
@@ -186,7 +186,7 @@ def test_submit_says_what_is_wrong_with_a_file_and_queues_nothing(
 def test_an_unreachable_redis_is_named_by_its_setting_and_ctrl_c_exits_130(
     cli_env, monkeypatch, capsys
 ):
-    from esms_callbacks.workers.runtime import use_settings
+    from esms_callbacks.runtime import use_settings
 
     monkeypatch.setenv("ESMS_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
     use_settings(None)
@@ -232,7 +232,7 @@ def test_status_speaks_plainly_and_names_the_processes_behind_it(cli_env, capsys
     # given a worker running and beat's pulse reaching it
     settings = cli_env.with_changes(release_every_s=0.2)
     with in_process_worker(settings):
-        from esms_callbacks.workers.runtime import get_runtime
+        from esms_callbacks.runtime import get_runtime
 
         runtime = get_runtime()
         wait_until(
@@ -296,9 +296,9 @@ def test_tail_json_escapes_control_characters(cli_env, capsys):
 
 
 def test_show_prints_the_last_event_without_its_message(cli_env, capsys):
-    from esms_callbacks.workers.backlog import Requeue
-    from esms_callbacks.workers.events import event_summary
-    from esms_callbacks.workers.runtime import get_runtime
+    from esms_callbacks.engine.backlog import Requeue
+    from esms_callbacks.events.publish import event_summary
+    from esms_callbacks.runtime import get_runtime
 
     # given a waiting RefId whose last event carried the forging message
     runtime = get_runtime()
@@ -317,7 +317,7 @@ def test_show_prints_the_last_event_without_its_message(cli_env, capsys):
 
 
 def test_status_prints_esms_s_pause_reason_and_oa_ids_escaped(cli_env, capsys):
-    from esms_callbacks.workers.runtime import get_runtime
+    from esms_callbacks.runtime import get_runtime
 
     # given a pause whose reason is eSMS's text, and an OA id with a line break
     runtime = get_runtime()

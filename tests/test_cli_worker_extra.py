@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from esms_callbacks.workers.events import EventPublisher, build_event
-from esms_callbacks.workers.records import outcome_of
-from esms_callbacks.workers.settings import Settings
+from esms_callbacks.esms.records import outcome_of
+from esms_callbacks.events.publish import EventPublisher, build_event
+from esms_callbacks.settings import Settings
 
 EXTRA = ("aiohttp", "honcho", "flower", "prometheus_client", "hiredis")
 INSTALL = "pip install 'esms-zns-callbacks[worker]'"
@@ -129,7 +129,7 @@ def test_submit_queues_the_refids_without_the_extra(without_extra, fetch_queue):
 
 
 def test_status_show_and_tail_work_without_the_extra(without_extra, cli_env):
-    from esms_callbacks.workers.runtime import get_runtime
+    from esms_callbacks.runtime import get_runtime
 
     # given a producer-only install, a waiting RefId and an event on the status queue
     runtime = get_runtime()

@@ -13,14 +13,14 @@ import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from esms_callbacks.workers.errors import (
+from esms_callbacks.errors import (
     AuthError,
     MalformedResponse,
     NotSent,
     ServerError,
     TransportError,
 )
-from esms_callbacks.workers.esms_client import MAX_ANSWER_BYTES, CallbackAnswer, EsmsClient
+from esms_callbacks.esms.client import MAX_ANSWER_BYTES, CallbackAnswer, EsmsClient
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY
 
 

@@ -1,4 +1,4 @@
-"""Starting drainers (workers/dispatch.py) against real Redis: up to the number wanted, one
+"""Starting drainers (engine/dispatch.py) against real Redis: up to the number wanted, one
 asking per second unless forced."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from esms_callbacks.workers.backlog import Backlog
-from esms_callbacks.workers.dispatch import DrainerDispatch
-from esms_callbacks.workers.keys import AccountKeys
-from esms_callbacks.workers.semaphore import LeaseSemaphore
-from esms_callbacks.workers.settings import Settings
+from esms_callbacks.engine.backlog import Backlog
+from esms_callbacks.engine.dispatch import DrainerDispatch
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.semaphore import LeaseSemaphore
+from esms_callbacks.settings import Settings
 from tests.helpers import T0
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from esms_callbacks.workers.clock import ManualClock
-from esms_callbacks.workers.drainer import DrainReport
-from esms_callbacks.workers.errors import Retry, TransientError
-from esms_callbacks.workers.limiter import MARGIN_STEP_S
+from esms_callbacks.engine.clock import ManualClock
+from esms_callbacks.engine.drainer import DrainReport
+from esms_callbacks.engine.limiter import MARGIN_STEP_S
+from esms_callbacks.errors import Retry, TransientError
 from tests.helpers import T0, whereabouts
 
 
@@ -130,7 +130,7 @@ def test_auth_failure_pauses_the_account_and_keeps_the_refs(drain_env, sim, redi
 
 
 def test_closed_window_sends_nothing(drain_env, sim):
-    from esms_callbacks.workers.window import Window
+    from esms_callbacks.engine.window import Window
 
     drainer, runtime, clock, _events = drain_env(window=Window.parse("01:00-02:00", "UTC"))
     clock.now = 1_800_000_000.0 - (1_800_000_000 % 86400) + 3 * 3600  # 03:00 UTC
@@ -141,7 +141,7 @@ def test_closed_window_sends_nothing(drain_env, sim):
 
 def test_garbage_in_an_answer_is_skipped_and_harms_no_other_refid(drain_env, caplog):
     # given eSMS answering with odd records around one good one
-    from esms_callbacks.workers.esms_client import parse_answer
+    from esms_callbacks.esms.client import parse_answer
 
     drainer, runtime, clock, events = drain_env()
     body = {
@@ -251,7 +251,7 @@ def test_a_refid_that_already_finished_is_not_asked_again(drain_env, sim):
 
 
 def test_broker_failing_part_way_settles_what_went_out_and_hands_back_the_rest(drain_env, sim):
-    from esms_callbacks.workers.errors import PublishFailed
+    from esms_callbacks.errors import PublishFailed
 
     # given three RefIds answered "sent", and a broker that takes only the first event
     drainer, runtime, clock, events = drain_env()
@@ -452,7 +452,7 @@ def window_around_now(redis_client: Any, opened_s_ago: float, closes_in_s: float
     """A UTC window around the Redis clock's now, and that now."""
     from datetime import UTC, datetime, timedelta
 
-    from esms_callbacks.workers.window import Window
+    from esms_callbacks.engine.window import Window
 
     seconds, micros = redis_client.time()
     now = datetime.fromtimestamp(seconds + micros / 1e6, UTC)

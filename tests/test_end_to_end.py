@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from esms_callbacks.errors import InvalidSubmission
+from esms_callbacks.settings import Settings
 from esms_callbacks.tasks import app, fetch_callbacks
-from esms_callbacks.workers.errors import InvalidSubmission
-from esms_callbacks.workers.settings import Settings
 from tests.helpers import drain_events, in_process_worker
 
 

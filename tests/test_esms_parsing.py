@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from esms_callbacks.workers.errors import (
+from esms_callbacks.errors import (
     AccountError,
     AuthError,
     BalanceError,
@@ -20,10 +20,10 @@ from esms_callbacks.workers.errors import (
     RequestRejected,
     TransientError,
     UnexpectedCode,
-    error_for_code,
 )
-from esms_callbacks.workers.esms_client import CallbackAnswer, EsmsClient, parse_answer
-from esms_callbacks.workers.records import FAILED, PENDING, outcome_of
+from esms_callbacks.esms.client import CallbackAnswer, EsmsClient, parse_answer
+from esms_callbacks.esms.codes import error_for_code
+from esms_callbacks.esms.records import FAILED, PENDING, outcome_of
 
 SEED = Path(__file__).resolve().parent.parent / "docs" / "esms" / "getcallback.md"
 

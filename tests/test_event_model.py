@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from esms_callbacks.workers.event_model import StatusEvent, UnsupportedEvent, event_schema
-from esms_callbacks.workers.inbox import InboxEntry, PushInbox
-from esms_callbacks.workers.push import parse_push
-from esms_callbacks.workers.push_apply import PushApplier
+from esms_callbacks.events.model import StatusEvent, UnsupportedEvent, event_schema
+from esms_callbacks.push.apply import PushApplier
+from esms_callbacks.push.inbox import InboxEntry, PushInbox
+from esms_callbacks.push.parse import parse_push
 
 OA = "oa-schema"
 
@@ -124,8 +124,8 @@ def test_the_model_the_schema_and_the_records_name_the_same_statuses():
     # one list of statuses (records.STATUSES): the typed model and the shipped schema agree
     from typing import get_args
 
-    from esms_callbacks.workers.event_model import Status, event_schema
-    from esms_callbacks.workers.records import STATUSES
+    from esms_callbacks.esms.records import STATUSES
+    from esms_callbacks.events.model import Status, event_schema
 
     assert set(get_args(Status)) == set(STATUSES)
     assert event_schema()["properties"]["status"]["enum"] == list(STATUSES)

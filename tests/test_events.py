@@ -18,15 +18,15 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
-from esms_callbacks.workers import events as events_module
-from esms_callbacks.workers.errors import PublishFailed
-from esms_callbacks.workers.events import (
+from esms_callbacks.errors import PublishFailed
+from esms_callbacks.esms.records import outcome_of
+from esms_callbacks.events import publish as events_module
+from esms_callbacks.events.publish import (
     EventPublisher,
     build_event,
     masked,
     status_queue,
 )
-from esms_callbacks.workers.records import outcome_of
 from tests.helpers import drain_events, wait_until
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -287,7 +287,7 @@ def test_without_the_expected_kombu_internals_events_go_one_by_one(
 
     # when published (twice)
     publisher = EventPublisher(Connection(redis_url), queue_name)
-    with caplog.at_level(logging.WARNING, logger="esms_callbacks.workers.events"):
+    with caplog.at_level(logging.WARNING, logger="esms_callbacks.events.publish"):
         publisher.publish(events[:5])
         publisher.publish(events[5:])
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from kombu import Connection
 
-from esms_callbacks.workers.events import EventPublisher, build_event
-from esms_callbacks.workers.records import outcome_of
+from esms_callbacks.esms.records import outcome_of
+from esms_callbacks.events.publish import EventPublisher, build_event
 
 OA = "1090257973118325189"
 

@@ -16,8 +16,8 @@ import pytest
 import redis
 from celery.signals import task_postrun
 
-from esms_callbacks.workers.backlog import Backlog
-from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.engine.backlog import Backlog
+from esms_callbacks.engine.keys import AccountKeys
 from tests.helpers import T0, celery_config_for, wait_until, whereabouts
 from tests.procs import PrivateRedis
 
@@ -68,7 +68,7 @@ def worker_on(server: PrivateRedis, settings: Any) -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker
 
     import esms_callbacks.tasks  # noqa: F401
-    from esms_callbacks.workers.runtime import use_settings
+    from esms_callbacks.runtime import use_settings
 
     config = celery_config_for(server.url)
     config["broker_transport_options"] = {
@@ -143,8 +143,8 @@ def test_a_producer_is_told_clearly_that_a_full_broker_queued_nothing(full_redis
     # given a producer whose broker Redis is full
     from celery import Celery
 
+    from esms_callbacks.errors import BrokerFull
     from esms_callbacks.tasks.fetch import ValidatingTask
-    from esms_callbacks.workers.errors import BrokerFull
 
     app = Celery("producer-full", config_source=celery_config_for(full_redis.url))
 

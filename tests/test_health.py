@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from esms_callbacks.workers.health import AccountPause, Breaker
-from esms_callbacks.workers.keys import AccountKeys
+from esms_callbacks.engine.health import AccountPause, Breaker
+from esms_callbacks.engine.keys import AccountKeys
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_a_hold_opens_the_breaker_on_a_first_failure(breaker):
 
 
 def test_beat_starts_no_drainers_while_the_account_is_held(make_settings):
-    from esms_callbacks.workers.runtime import Runtime
+    from esms_callbacks.runtime import Runtime
 
     runtime = Runtime(make_settings(breaker_after=2, retry_base_s=30.0))
     assert runtime.pause.blocked() == ""

@@ -10,8 +10,8 @@ import uuid
 import pytest
 import redis
 
-from esms_callbacks.workers.keys import AccountKeys
-from esms_callbacks.workers.limiter import (
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.limiter import (
     COMMIT_AHEAD_S,
     MARGIN_HALF_LIFE_S,
     MARGIN_STEP_S,
@@ -19,7 +19,7 @@ from esms_callbacks.workers.limiter import (
     Commit,
     RateLimiter,
 )
-from esms_callbacks.workers.redis_time import RedisTimeBounds
+from esms_callbacks.engine.redis_time import RedisTimeBounds
 
 
 def make_limiter(
@@ -280,7 +280,7 @@ def test_rate_state_far_in_the_future_is_repaired_not_slept_on(redis_client):
 
 
 def test_the_worker_clock_ignores_steps_of_the_host_clock(redis_client, monkeypatch):
-    from esms_callbacks.workers.clock import RedisClock
+    from esms_callbacks.engine.clock import RedisClock
 
     clock = RedisClock(redis_client)
     before_s = clock.now_s()
@@ -399,7 +399,7 @@ def test_a_write_is_dated_by_this_hosts_bound_on_the_redis_clock(redis_client):
 
 
 def test_an_exact_sleep_never_wakes_before_its_moment(redis_client):
-    from esms_callbacks.workers.clock import SPIN_S, RedisClock
+    from esms_callbacks.engine.clock import SPIN_S, RedisClock
 
     clock = RedisClock(redis_client)
     # sleeps shorter and longer than the spun part, as a granted request waits for its moment

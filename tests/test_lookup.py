@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from esms_callbacks.cli.main import main
-from esms_callbacks.workers.lookup import FINISHED, IN_A_REQUEST, WAITING, find_ref
+from esms_callbacks.ops.lookup import FINISHED, IN_A_REQUEST, WAITING, find_ref
 
 OA = "oa-show"
 
@@ -54,7 +54,7 @@ def test_the_history_goes_with_the_done_memory(drain_env, sim):
 
 
 def test_show_prints_the_state_and_says_when_nothing_is_known(cli_env, capsys):
-    from esms_callbacks.workers.runtime import get_runtime
+    from esms_callbacks.runtime import get_runtime
 
     runtime = get_runtime()
     runtime.backlog.park(OA, ["c1"], runtime.clock.now_s())

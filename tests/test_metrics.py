@@ -9,9 +9,9 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from esms_callbacks.cli.metrics_server import make_app
-from esms_callbacks.workers.runtime import Runtime, use_settings
-from esms_callbacks.workers.status import account_state
-from esms_callbacks.workers.window import Window
+from esms_callbacks.engine.window import Window
+from esms_callbacks.ops.status import account_state
+from esms_callbacks.runtime import Runtime, use_settings
 
 
 def series(text: str) -> dict[str, float]:

@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from esms_callbacks.cli.processes import Child, stop_all
+from esms_callbacks.engine.backlog import Backlog
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.window import Window
 from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.tasks import app, fetch_callbacks
-from esms_callbacks.workers.backlog import Backlog
-from esms_callbacks.workers.keys import AccountKeys
-from esms_callbacks.workers.window import Window
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, drain_events, wait_until
 from tests.procs import remote_simulator, settings_env, start_beat, start_worker
 

@@ -43,8 +43,8 @@ def test_split_keeps_order_and_never_makes_an_empty_part():
 
 
 def test_a_worker_without_an_account_keeps_the_submission_for_later(make_settings, redis_client):
-    from esms_callbacks.workers.errors import AccountUnknown
-    from esms_callbacks.workers.runtime import use_settings
+    from esms_callbacks.errors import AccountUnknown
+    from esms_callbacks.runtime import use_settings
 
     # given a worker started without credentials or ESMS_ACCOUNT
     use_settings(make_settings(api_key="", secret_key="", account=""))

@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from esms_callbacks.receiver.applier import ApplierThread
-from esms_callbacks.workers.backlog import Backlog
-from esms_callbacks.workers.clock import ManualClock
-from esms_callbacks.workers.errors import PublishFailed
-from esms_callbacks.workers.events import event_id
-from esms_callbacks.workers.inbox import InboxEntry, PushInbox, PushRecorder
-from esms_callbacks.workers.push import Push, parse_push
-from esms_callbacks.workers.push_apply import ApplyFailed, ApplyReport, PushApplier
-from esms_callbacks.workers.push_claim import PushClaims
-from esms_callbacks.workers.runtime import Runtime
-from esms_callbacks.workers.settings import Settings
+from esms_callbacks.engine.backlog import Backlog
+from esms_callbacks.engine.clock import ManualClock
+from esms_callbacks.errors import PublishFailed
+from esms_callbacks.events.publish import event_id
+from esms_callbacks.push.applier import ApplierThread
+from esms_callbacks.push.apply import ApplyFailed, ApplyReport, PushApplier
+from esms_callbacks.push.claim import PushClaims
+from esms_callbacks.push.inbox import InboxEntry, PushInbox, PushRecorder
+from esms_callbacks.push.parse import Push, parse_push
+from esms_callbacks.runtime import Runtime
+from esms_callbacks.settings import Settings
 from tests.helpers import T0, wait_until
 
 OA = "oa-apply"
@@ -195,7 +195,7 @@ def test_a_pushed_final_state_published_before_a_crash_stands_against_a_later_po
 
 def test_the_applier_thread_outlives_a_lost_group_and_an_unexpected_error(env, monkeypatch):
     settings, runtime, _clock, broker, inbox, applier = env
-    monkeypatch.setattr("esms_callbacks.receiver.applier.APPLIER_RETRY_MOST_S", 0.2)
+    monkeypatch.setattr("esms_callbacks.push.applier.APPLIER_RETRY_MOST_S", 0.2)
     real_apply, calls = applier.apply, []
 
     def apply_failing_once(entries: list[InboxEntry]) -> ApplyReport:

@@ -12,9 +12,9 @@ import urllib.parse
 
 import pytest
 
+from esms_callbacks.push.parse import MalformedPush, parse_esms_push
 from esms_callbacks.simulator.outcomes import OUTCOMES
 from esms_callbacks.simulator.push import push_params
-from esms_callbacks.workers.push import MalformedPush, parse_esms_push
 
 OA = "1397492183140006179"
 # A real ZNS push from eSMS (simulator/push.py's docstring, tests/test_simulator_push.py).

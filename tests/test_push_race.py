@@ -12,10 +12,10 @@ import threading
 from collections import Counter
 from typing import Any
 
-from esms_callbacks.workers.drainer import DrainReport
-from esms_callbacks.workers.inbox import InboxEntry, PushInbox
-from esms_callbacks.workers.push import Push
-from esms_callbacks.workers.push_apply import ApplyReport, PushApplier
+from esms_callbacks.engine.drainer import DrainReport
+from esms_callbacks.push.apply import ApplyReport, PushApplier
+from esms_callbacks.push.inbox import InboxEntry, PushInbox
+from esms_callbacks.push.parse import Push
 
 OA = "oa-race"
 ROUNDS = 200

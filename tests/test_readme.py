@@ -8,8 +8,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from esms_callbacks.workers.events import build_event
-from esms_callbacks.workers.records import outcome_of
+from esms_callbacks.esms.records import outcome_of
+from esms_callbacks.events.publish import build_event
 
 EVENTS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "events.md"
 

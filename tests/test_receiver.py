@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from esms_callbacks.receiver.app import STATE, make_app
-from esms_callbacks.receiver.serve import build_app
-from esms_callbacks.workers.errors import ConfigError
-from esms_callbacks.workers.events import event_id
-from esms_callbacks.workers.inbox import PushInbox
-from esms_callbacks.workers.runtime import Runtime
-from esms_callbacks.workers.settings import Settings, _networks
+from esms_callbacks.errors import ConfigError
+from esms_callbacks.events.publish import event_id
+from esms_callbacks.push.inbox import PushInbox
+from esms_callbacks.push.receiver import STATE, make_app
+from esms_callbacks.push.serve import build_app
+from esms_callbacks.runtime import Runtime
+from esms_callbacks.settings import Settings, _networks
 from tests.helpers import drain_events, wait_until, whereabouts
 from tests.procs import PrivateRedis
 from tests.receiving import (

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from esms_callbacks.cli.processes import Child, free_port, receiver_command, stop_all
-from esms_callbacks.workers.settings import Settings
+from esms_callbacks.settings import Settings
 from tests.helpers import wait_until
 from tests.procs import settings_env
 from tests.receiving import TOKEN, get, push_params

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from esms_callbacks.cli.processes import Child, free_port, receiver_command, stop_all
-from esms_callbacks.workers.runtime import Runtime
+from esms_callbacks.runtime import Runtime
 from tests.helpers import drain_events, wait_until
 from tests.procs import settings_env
 from tests.receiving import TOKEN, get, push_params

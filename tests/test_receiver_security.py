@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from esms_callbacks.receiver.serve import build_app
-from esms_callbacks.workers.errors import ConfigError
-from esms_callbacks.workers.settings import Settings, _networks
+from esms_callbacks.errors import ConfigError
+from esms_callbacks.push.serve import build_app
+from esms_callbacks.settings import Settings, _networks
 from tests.helpers import drain_events, wait_until, whereabouts
 from tests.receiving import (
     TOKEN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from esms_callbacks.workers.records import (
+from esms_callbacks.esms.records import (
     EXPIRED_OUTCOME,
     FAILED,
     NOT_FOUND_OUTCOME,

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from esms_callbacks.cli.processes import Child, worker_command
-from esms_callbacks.workers.redis_policy import eviction_problem
+from esms_callbacks.engine.redis_policy import eviction_problem
 from tests.procs import PrivateRedis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from esms_callbacks.workers.backlog import Backlog, Tally
-from esms_callbacks.workers.keys import AccountKeys
-from esms_callbacks.workers.redis_connect import connect
-from esms_callbacks.workers.scripts import SHEBANG, lua_source
+from esms_callbacks.engine.backlog import Backlog, Tally
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.redis_connect import connect
+from esms_callbacks.engine.scripts import SHEBANG, lua_source
 from tests.helpers import T0
 
 

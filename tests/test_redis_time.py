@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from esms_callbacks.workers.redis_time import DRIFT_PER_S, MAX_AGE_S, RedisTimeBounds
+from esms_callbacks.engine.redis_time import DRIFT_PER_S, MAX_AGE_S, RedisTimeBounds
 
 OFFSET_S = 1_700_000_000.0  # Redis time minus local monotonic time, as the tests set it up
 

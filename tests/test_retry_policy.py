@@ -1,22 +1,10 @@
-"""The retry policy (workers/retry_policy.py): what each failure leads to, decided in one place."""
+"""The retry policy (engine/retry_policy.py): what each failure leads to, decided in one place."""
 
 from __future__ import annotations
 
 import pytest
 
-from esms_callbacks.tasks import drain, fetch_callbacks
-from esms_callbacks.workers.errors import (
-    AuthError,
-    BalanceError,
-    EsmsError,
-    MalformedResponse,
-    RateLimited,
-    RequestRejected,
-    ServerError,
-    TransportError,
-    UnexpectedCode,
-)
-from esms_callbacks.workers.retry_policy import (
+from esms_callbacks.engine.retry_policy import (
     DRAIN_TASK_RETRY,
     FETCH_TASK_RETRY,
     PAUSE,
@@ -28,7 +16,19 @@ from esms_callbacks.workers.retry_policy import (
     drain_gives_up,
     retry_after_s,
 )
-from esms_callbacks.workers.settings import Settings
+from esms_callbacks.errors import (
+    AuthError,
+    BalanceError,
+    EsmsError,
+    MalformedResponse,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    TransportError,
+    UnexpectedCode,
+)
+from esms_callbacks.settings import Settings
+from esms_callbacks.tasks import drain, fetch_callbacks
 
 SETTINGS = Settings(
     retry_base_s=2.0,

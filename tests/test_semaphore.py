@@ -1,4 +1,4 @@
-"""The drainer places (workers/semaphore.py) against real Redis, on a manual clock."""
+"""The drainer places (esms_callbacks/engine/semaphore.py) against real Redis, on a manual clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from esms_callbacks.workers.semaphore import LeaseSemaphore
+from esms_callbacks.engine.semaphore import LeaseSemaphore
 from tests.helpers import T0
 
 

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from esms_callbacks.workers.errors import ConfigError
-from esms_callbacks.workers.settings import Settings, reference_markdown, variables
+from esms_callbacks.errors import ConfigError
+from esms_callbacks.settings import Settings, reference_markdown, variables
 
 # Distinctive fake credentials: if either shows up anywhere, something printed a secret.
 FAKE_API_KEY = "FAKE-ApiKey-7f3c9e1d-NEVER-PRINT"
@@ -296,10 +296,10 @@ def test_the_configuration_page_shows_the_declarations():
     page = CONFIGURATION_PAGE.read_text()
     block = re.search(r"<!-- settings:begin -->\n\n(.*?)\n<!-- settings:end -->", page, re.S)
     assert block, "docs/configuration.md lost its <!-- settings:begin/end --> markers"
-    # expect exactly what the declarations in workers/settings.py render
+    # expect exactly what the declarations in esms_callbacks/settings.py render
     assert block.group(1) == reference_markdown(), (
         "docs/configuration.md's settings table differs from the declarations in "
-        "workers/settings.py: run `make docs-config`"
+        "esms_callbacks/settings.py: run `make docs-config`"
     )
 
 
@@ -441,7 +441,7 @@ def test_the_redis_url_in_use(env, url):
 
 
 def test_the_runtime_s_redis_client_says_which_variable_to_set():
-    from esms_callbacks.workers.runtime import Runtime
+    from esms_callbacks.runtime import Runtime
 
     # given a worker's settings on a RabbitMQ broker without ESMS_REDIS_URL
     runtime = Runtime(Settings.from_env({"CELERY_BROKER_URL": AMQP_BROKER}))
@@ -499,7 +499,7 @@ def test_the_shortest_memory_and_age_are_accepted():
 
 
 def test_capacity_counts_only_the_guarded_window():
-    from esms_callbacks.workers.capacity import coming_window
+    from esms_callbacks.engine.capacity import coming_window
 
     # given the default one-hour window with a 5-minute guard at each end, before it opens
     settings = Settings.from_env({"ESMS_WINDOW_GUARD": "300", "ESMS_RATE_MARGIN": "0"})

@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from esms_callbacks.receiver.sources import allowed, client_address
-from esms_callbacks.workers.settings import _networks
+from esms_callbacks.push.sources import allowed, client_address
+from esms_callbacks.settings import _networks
 
 PROXIES = _networks("10.0.0.1, 10.0.0.2")
 

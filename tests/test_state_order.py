@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from esms_callbacks.workers.inbox import PushInbox
-from esms_callbacks.workers.push import parse_push
-from esms_callbacks.workers.push_apply import PushApplier
-from esms_callbacks.workers.records import (
+from esms_callbacks.esms.records import (
     Outcome,
     outcome_of,
     progressed,
     state_rank,
 )
+from esms_callbacks.push.apply import PushApplier
+from esms_callbacks.push.inbox import PushInbox
+from esms_callbacks.push.parse import parse_push
 from tests.test_push_apply import OA, pushed, record
 
 

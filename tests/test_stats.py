@@ -1,4 +1,4 @@
-"""The account's counters and recent-requests log (workers/stats.py) against real Redis."""
+"""The account's counters and recent-requests log (engine/stats.py) against real Redis."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from esms_callbacks.workers.keys import AccountKeys
-from esms_callbacks.workers.stats import RECENT_KEEP_S, RequestStats
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.stats import RECENT_KEEP_S, RequestStats
 from tests.helpers import T0
 
 

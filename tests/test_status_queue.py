@@ -13,8 +13,8 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from esms_callbacks.workers.errors import PublishFailed
-from esms_callbacks.workers.events import EventPublisher, queue_depth
+from esms_callbacks.errors import PublishFailed
+from esms_callbacks.events.publish import EventPublisher, queue_depth
 from tests.helpers import drain_events
 from tests.test_events import NO_RETRY, RABBIT_URL, make_events
 from tests.test_events import rabbit_queue as rabbit_queue
@@ -116,8 +116,8 @@ def test_rabbitmq_with_the_default_queue_off_feeds_the_consumers_queue(rabbit_qu
 def test_status_warns_when_the_default_queue_grows_with_nobody_reading_it(make_settings):
     # given a default queue past the warning level, sampled a minute ago with fewer events
     from esms_callbacks.cli.status_text import render
-    from esms_callbacks.workers.runtime import Runtime
-    from esms_callbacks.workers.status import account_state
+    from esms_callbacks.ops.status import account_state
+    from esms_callbacks.runtime import Runtime
 
     settings = make_settings(status_queue_warn_events=5)
     runtime = Runtime(settings)
@@ -141,9 +141,9 @@ def test_the_status_queue_depth_is_a_metric(make_settings):
     # given 3 events waiting in the default queue
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from esms_callbacks.workers.metrics import AccountCollector
-    from esms_callbacks.workers.runtime import Runtime
-    from esms_callbacks.workers.status import account_state
+    from esms_callbacks.ops.metrics import AccountCollector
+    from esms_callbacks.ops.status import account_state
+    from esms_callbacks.runtime import Runtime
 
     settings = make_settings()
     runtime = Runtime(settings)

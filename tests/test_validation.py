@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from esms_callbacks.workers.errors import InvalidSubmission
-from esms_callbacks.workers.validation import (
+from esms_callbacks.errors import InvalidSubmission
+from esms_callbacks.esms.validation import (
     MAX_OA_ID_CHARS,
     MAX_REF_ID_CHARS,
     MAX_REFS_PER_CALL,

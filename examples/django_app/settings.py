@@ -2,7 +2,7 @@
 
 import os
 
-from esms_callbacks.tasks import fetch_callbacks
+from esms_callbacks import fetch_callbacks
 
 SECRET_KEY = "example-only-not-secret"
 DEBUG = True

@@ -15,8 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from esms_callbacks.workers.errors import InvalidSubmission
-from esms_callbacks.workers.validation import validate_submission
+from esms_callbacks import InvalidSubmission, validate_submission
 from examples import outbox
 from examples.send_zns import send_zns_message
 

@@ -1,0 +1,167 @@
+"""`esms-callbacks demo`: the whole stack against the simulator, a window that opens a few
+seconds after start, a few thousand RefIds in small groups, a live progress line, a summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from esms_callbacks.cli.processes import ROOT, free_port
+from esms_callbacks.cli.progress import bar, line
+from esms_callbacks.cli.stack import (
+    processes,
+    push_url,
+    stack_commands,
+    stack_environment,
+    wait_for_worker,
+)
+from esms_callbacks.cli.status_text import shown
+from esms_callbacks.events.consumer import read_events
+from esms_callbacks.events.publish import status_queue
+from esms_callbacks.ops.status import account_state
+from esms_callbacks.runtime import get_runtime
+from esms_callbacks.settings import Settings
+from esms_callbacks.tasks import app, fetch_callbacks
+
+OA_ID = "1090257973118325189"
+ZONE = "Asia/Ho_Chi_Minh"
+
+
+def run_demo(refs: int, opens_in_s: float, interval_s: float, timeout_s: float) -> int:
+    stamp = datetime.now(UTC).strftime("%H%M%S")
+    opens_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=opens_in_s)
+    local = opens_at.astimezone(ZoneInfo(ZONE))
+    env = {k: v for k, v in os.environ.items() if k not in ("ESMS_API_KEY", "ESMS_SECRET_KEY")}
+    env.update(
+        {
+            "ESMS_SIM_PORT": str(free_port()),
+            "ESMS_WINDOW": f"{local:%H:%M:%S}-{local + timedelta(hours=1):%H:%M:%S}",
+            "ESMS_TIMEZONE": ZONE,
+            "ESMS_RATE_INTERVAL": str(interval_s),
+            "ESMS_REPOLL_AFTER": "5",
+            "ESMS_RELEASE_EVERY": "1",
+            "ESMS_ACCOUNT": f"demo-{stamp}",
+            "ESMS_STATUS_QUEUE": f"esms.demo.{stamp}",
+        }
+    )
+    env, _ = stack_environment(Settings(), env)
+    os.environ.update(env)
+    settings = Settings.from_env()
+    log_path = ROOT / ".run" / "demo.log"
+    (ROOT / ".run").mkdir(exist_ok=True)
+    print(
+        f"Demo against the bundled eSMS simulator (nothing reaches eSMS). Window "
+        f"{settings.window}: opens in {opens_in_s:.0f}s. One request every "
+        f"{settings.spacing_s:g}s, up to {settings.max_refs_per_request} RefIds each. "
+        f"Process logs: {log_path}",
+        flush=True,
+    )
+    with log_path.open("ab") as log, processes(stack_commands(True, env, False), env, log):
+        wait_for_worker(app)
+        ref_ids = [f"demo-{stamp}-{i:05d}" for i in range(refs)]
+        submit_in_groups(ref_ids)
+        outcomes = watch(settings, ref_ids, opens_at, timeout_s)
+        summarize(settings, ref_ids, outcomes, opens_at)
+    return 0 if sum(outcomes.values()) >= len(ref_ids) else 1
+
+
+def simulator_pushes(ref_ids: list[str], oa_id: str = OA_ID, delay_s: float = 1.0) -> None:
+    """Have the simulator push these RefIds' final statuses to the stack's receiver, on its own
+    schedule and with eSMS's retries, as eSMS does for messages sent with a CallbackUrl."""
+    body = {
+        "url": push_url(dict(os.environ)),
+        "oa_id": oa_id,
+        "ref_ids": ref_ids,
+        "delay_s": delay_s,
+        "rate_per_s": 200,
+    }
+    request = urllib.request.Request(
+        os.environ["ESMS_BASE_URL"] + "/_sim/push",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+
+
+def submit_in_groups(ref_ids: list[str], oa_id: str = OA_ID) -> None:
+    """Submit like many producers would: small groups of 1 to 12 RefIds."""
+
+    rng, start = random.Random(7), 0
+    while start < len(ref_ids):
+        size = rng.randint(1, 12)
+        fetch_callbacks.delay(ref_ids[start : start + size], oa_id)
+        start += size
+        line(
+            f"submitting {bar(start, len(ref_ids))} {min(start, len(ref_ids))}/{len(ref_ids)} "
+            "RefIds in groups of 1-12"
+        )
+    line(f"submitted {len(ref_ids)} RefIds", end="\n")
+
+
+def watch(
+    settings: Settings, ref_ids: list[str], opens_at: datetime, timeout_s: float
+) -> Counter[str]:
+    """Consume events and redraw one progress line until every RefId is terminal."""
+    runtime = get_runtime()
+    terminal: Counter[str] = Counter()
+    latest: Counter[str] = Counter()
+
+    def redraw() -> None:
+        state = account_state(runtime, runtime.clock.now_s())
+        wait_s = (opens_at - datetime.now(UTC)).total_seconds()
+        window = f"window opens in {wait_s:3.0f}s" if wait_s > 0 else "window open"
+        done = sum(terminal.values())
+        line(
+            f"{window} | waiting {state['waiting_refs']:5} | requests "
+            f"{state['counters'].get('requests', 0):4} | "
+            + " ".join(f"{shown(k)} {v}" for k, v in sorted(latest.items()))  # from the broker
+            + f" | done {bar(done, len(ref_ids))} {done}/{len(ref_ids)}"
+        )
+
+    for event in read_events(
+        settings.broker_url,
+        status_queue(settings.status_queue, settings.events_exchange),
+        stop=lambda: sum(terminal.values()) >= len(ref_ids),
+        timeout_s=timeout_s,
+        poll_s=0.25,
+        idle=redraw,
+    ):
+        latest[event["status"]] += 1
+        if event["terminal"]:
+            terminal[event["status"]] += 1
+    line("", end="\n")
+    return terminal
+
+
+def summarize(
+    settings: Settings, ref_ids: list[str], outcomes: Counter[str], opens_at: datetime
+) -> None:
+    # The simulator package needs aiohttp (the `worker` extra): loaded when a demo runs.
+    from esms_callbacks.simulator.remote import RemoteSimulator
+
+    requests = RemoteSimulator(settings.base_url).requests()
+    answered = [r for r in requests if r["code"] == 100]
+    times = sorted(r["received_at_s"] for r in requests)
+    span_s = times[-1] - times[0] if len(times) > 1 else 0.0
+    rate = (len(times) - 1) / span_s * settings.rate_interval_s if span_s else float("nan")
+    print("\nSummary")
+    print(f"  RefIds submitted          {len(ref_ids)}")
+    print(f"  terminal                  {sum(outcomes.values())} {dict(outcomes)}")
+    print(f"  eSMS requests             {len(requests)} ({len(requests) - len(answered)} refused)")
+    if answered:
+        mean = sum(r["ref_count_sent"] for r in answered) / len(answered)
+        print(f"  RefIds per request        {mean:.1f} of {settings.max_refs_per_request}")
+        print(
+            f"  first request             {times[0] - opens_at.timestamp():.2f}s after the "
+            "window opened"
+        )
+    print(
+        f"  rate used                 {rate:.2f} of the allowed "
+        f"{1 / settings.rate_interval_s:g}/s (while requests were going out)"
+    )

@@ -1,0 +1,344 @@
+"""The waiting RefIds of an account, per OA, durable in Redis.
+
+Life of a RefId: park -> due (waiting, in a chunk scored by when to ask) -> lease (in a
+request: its chunk leased until an expiry, owned by one request's token) -> settle:
+remembered as done when terminal, or back to due for a later ask. A lease that expires (its
+worker died or stalled) puts the RefIds back to due, and its old holder can no longer settle
+them: only the current holder publishes and settles, so a RefId gets one terminal event.
+Every multi-key change is one Lua script on keys of one hash tag (engine/lua/backlog_*.lua,
+whose prelude draws the keys). A recorded push takes its RefIds through the same leases
+(push.claim) and settles them here.
+
+RefIds are kept in small hashes (chunks of at most a request's worth, and buckets by the
+RefId's hash) that Redis stores compactly: bench/memory_bench.py measures the bytes a RefId
+costs parked, pending and remembered as done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.redis_values import as_text, to_ms
+from esms_callbacks.engine.scripts import register_file
+
+PARK_CHUNK = 1000  # RefIds per script call, so one huge submission never blocks Redis long
+
+
+@dataclass(frozen=True)
+class Leased:
+    ref_id: str
+    submitted_s: float
+    state_key: str
+    strikes: int = 0  # failed requests that carried it since eSMS last answered for it
+
+
+@dataclass(frozen=True)
+class Requeue:
+    ref_id: str
+    due_s: float
+    state_key: str
+    summary: str = ""  # the event published for it now (history), '' if none
+
+
+@dataclass
+class Tally:
+    """What a request adds to the account's stats hash (`counters` incremented, `gauges`
+    set) and its entry in the recent-requests log (`recent_member`, kept `recent_keep_s`),
+    both described in engine.stats; `answered`: eSMS answered it, so the account is healthy
+    (the breaker closes)."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+    gauges: dict[str, str] = field(default_factory=dict)
+    recent_member: str = ""
+    recent_keep_s: int = 300
+    answered: bool = False
+
+
+@dataclass(frozen=True)
+class OaBacklog:
+    oa_id: str
+    waiting: int
+    due_now: int
+    leased: int
+    oldest_due_s: float | None
+
+
+@dataclass(frozen=True)
+class Parked:
+    added: int  # new RefIds now waiting
+    already_waiting: int  # waiting or in a request already: left as they were
+    already_finished: int  # had their terminal event within the done memory: not asked again
+
+
+@dataclass(frozen=True)
+class Whereabouts:
+    """Where one RefId is (Backlog.where): `where` is 'waiting', 'leased' or 'done'."""
+
+    where: str
+    submitted_s: float | None
+    due_s: float | None  # waiting: when it is asked again
+    lease_until_s: float | None  # leased: until when the request holds it
+    done_s: float | None
+    state_key: str  # the last state recorded, '' if none
+    asks: int
+    strikes: int
+    summary: str  # the last event published (events.publish.event_summary), '' if none
+
+
+WAITING, LEASED, DONE = "waiting", "leased", "done"
+SWEEP_BUCKETS = 64  # buckets of one OA the sweeper looks at per call
+
+
+class Backlog:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: AccountKeys,
+        done_ttl_s: float,
+        chunk_refs: int = 100,
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._done_ttl_s = done_ttl_s
+        self._chunk_refs = chunk_refs  # RefIds that park together: one request's worth
+
+        def script(name: str, writes: bool = True) -> Any:
+            return register_file(client, "backlog_prelude", f"backlog_{name}", writes=writes)
+
+        self._park = script("park")
+        self._lease = script("lease")
+        self._renew = script("renew")
+        self._settle = script("settle")
+        self._unlease = script("unlease")
+        self._decide = script("decide")
+        self._strike = script("strike")
+        self._sweep = script("sweep")
+        self._counts = script("counts", writes=False)
+        self._where = script("where", writes=False)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    @property
+    def keys(self) -> AccountKeys:
+        return self._keys
+
+    @property
+    def done_ttl_s(self) -> float:
+        return self._done_ttl_s
+
+    def park(self, oa_id: str, ref_ids: Sequence[str], now_s: float) -> Parked:
+        """Add RefIds to wait, due now."""
+        k = self._keys
+        added = finished = 0
+        forget_before_ms = to_ms(now_s - self._done_ttl_s)
+        for start in range(0, len(ref_ids), PARK_CHUNK):
+            chunk = ref_ids[start : start + PARK_CHUNK]
+            new, done = self._park(
+                keys=[k.oas, k.known_oas],
+                args=[
+                    k.oa(oa_id),
+                    to_ms(now_s),
+                    oa_id,
+                    forget_before_ms,
+                    self._chunk_refs,
+                    *chunk,
+                ],
+            )
+            added, finished = added + int(new), finished + int(done)
+        return Parked(added, len(ref_ids) - added - finished, finished)
+
+    def lease_next(
+        self, now_s: float, max_refs: int, lease_s: float, token: str
+    ) -> tuple[str, list[Leased]] | None:
+        """Take up to `max_refs` RefIds of the OA due longest, for one request held by `token`;
+        return (OA id, RefIds), or None when nothing is due."""
+        flat = self._lease(
+            keys=[self._keys.oas],
+            args=[self._keys.oa_prefix, to_ms(now_s), to_ms(now_s + lease_s), max_refs, token],
+        )
+        if not flat:
+            return None
+        oa_id, *items = [as_text(x) for x in flat]
+        leased = [
+            Leased(items[i], int(items[i + 1]) / 1000, items[i + 2], int(items[i + 3]))
+            for i in range(0, len(items), 4)
+        ]
+        return oa_id, leased
+
+    def renew(
+        self,
+        oa_id: str,
+        token: str,
+        ref_ids: Iterable[str],
+        until_s: float,
+        decided: dict[str, str] | None = None,
+    ) -> set[str]:
+        """Extend the leases `token` still holds, and record the terminal states (`decided`,
+        RefId -> state key) about to be published for them; return the RefIds still held."""
+        refs = list(ref_ids)
+        if not refs:
+            return set()
+        args: list[str | int] = [self._keys.oa(oa_id), token, to_ms(until_s), len(refs), *refs]
+        for ref_id, state_key in (decided or {}).items():
+            args += [ref_id, state_key]
+        lost = self._renew(keys=[], args=args)
+        return set(refs) - {as_text(x) for x in lost}
+
+    def decide(self, oa_id: str, token: str, decided: dict[str, str]) -> None:
+        """Record terminal states (RefId -> state key) before their events go out, for the
+        RefIds `token` still holds (see backlog_decide.lua)."""
+        if decided:
+            args: list[str] = [self._keys.oa(oa_id), token]
+            for ref_id, state_key in decided.items():
+                args += [ref_id, state_key]
+            self._decide(keys=[], args=args)
+
+    def settle(
+        self,
+        oa_id: str,
+        token: str,
+        now_s: float,
+        finished: Sequence[str],
+        requeue: Sequence[Requeue],
+        tally: Tally | None = None,
+        summaries: Mapping[str, str] | None = None,
+        asked: bool = False,
+    ) -> None:
+        """Forget finished RefIds; put the others back to wait until their due time; count
+        the request's `tally` in the same round trip. `summaries`: the events just published
+        for finished RefIds (their memory keeps the last); `asked`: eSMS was just asked for
+        all of them (counted in their asks)."""
+        k = self._keys
+        tally = tally or Tally()
+        summaries = summaries or {}
+        args: list[str | int] = [
+            k.oa(oa_id),
+            oa_id,
+            token,
+            to_ms(now_s),
+            len(finished),
+            len(requeue),
+            len(tally.counters),
+            len(tally.gauges),
+            "1" if asked else "",
+        ]
+        for ref_id in finished:
+            args += [ref_id, summaries.get(ref_id, "")]
+        for item in requeue:
+            args += [item.ref_id, to_ms(item.due_s), item.state_key, item.summary]
+        for name, increment in tally.counters.items():
+            args += [name, increment]
+        for name, value in tally.gauges.items():
+            args += [name, value]
+        args += [tally.recent_member, tally.recent_keep_s] if tally.recent_member else ["", ""]
+        args.append("1" if tally.answered else "")
+        self._settle(keys=[k.oas, k.stats, k.recent, k.health], args=args)
+
+    def strike(self, oa_id: str, token: str, ref_ids: Sequence[str]) -> dict[str, int]:
+        """Count a failed request against the RefIds `token` still holds; return each one's
+        failed requests so far (forgotten once eSMS answers for it)."""
+        if not ref_ids:
+            return {}
+        counts = self._strike(keys=[], args=[self._keys.oa(oa_id), token, *ref_ids])
+        return {ref: int(n) for ref, n in zip(ref_ids, counts, strict=True) if int(n)}
+
+    def unlease(self, oa_id: str, token: str, ref_ids: Iterable[str], due_s: float) -> None:
+        """Hand RefIds `token` still holds back to wait, due at `due_s`."""
+        refs = list(ref_ids)
+        if refs:
+            self._unlease(keys=[], args=[self._keys.oa(oa_id), token, to_ms(due_s), *refs])
+
+    def where(self, oa_id: str, ref_id: str) -> Whereabouts | None:
+        """Where `ref_id` is under `oa_id`, or None if it is not known there."""
+        answer = [as_text(x) for x in self._where(keys=[], args=[self._keys.oa(oa_id), ref_id])]
+        if not answer:
+            return None
+        if answer[0] == "d":
+            _, done_s, asks, *summary = answer[1].split("|")
+            return Whereabouts(
+                DONE, None, None, None, float(done_s), summary[0], _int(asks), 0, "|".join(summary)
+            )
+        record, due_ms, lease_ms = answer[1], answer[2], answer[3]
+        if "|" not in record:  # never asked: its submission time alone
+            record += "|0|0|||||"
+        submitted_ms, asks, strikes, state, *summary = record.split("|")
+        leased = bool(lease_ms)
+        return Whereabouts(
+            LEASED if leased else WAITING,
+            int(submitted_ms) / 1000,
+            None if leased or not due_ms else float(due_ms) / 1000,
+            float(lease_ms) / 1000 if leased else None,
+            None,
+            state,
+            _int(asks),
+            _int(strikes),
+            "|".join(summary) if any(summary) else "",
+        )
+
+    def sweep(self, now_s: float) -> int:
+        """Forget done RefIds older than the done memory, in every OA ever seen, a bounded
+        number of buckets each (beat's release calls it every few seconds); return how
+        many were forgotten."""
+        oas = sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
+        if not oas:
+            return 0
+        cutoff_ms = to_ms(now_s - self._done_ttl_s)
+        pipe = self._redis.pipeline(transaction=False)
+        for oa in oas:
+            self._sweep(keys=[], args=[self._keys.oa(oa), cutoff_ms, SWEEP_BUCKETS], client=pipe)
+        return sum(int(forgotten) for forgotten, _ in pipe.execute())
+
+    def oa_ids(self) -> list[str]:
+        return sorted(as_text(x) for x in self._redis.smembers(self._keys.oas))
+
+    def known_oa_ids(self) -> list[str]:
+        """OAs with RefIds waiting now or remembered as done (every OA ever parked)."""
+        return sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
+
+    def next_due_oa(self, now_s: float) -> str | None:
+        """Return the OA whose RefId has been due longest (leases expired count as due)."""
+        best: tuple[float, str] | None = None
+        for oa in self.per_oa(now_s):
+            if oa.due_now and (best is None or (oa.oldest_due_s or 0) < best[0]):
+                best = (oa.oldest_due_s or 0, oa.oa_id)
+        return None if best is None else best[1]
+
+    def per_oa(self, now_s: float) -> list[OaBacklog]:
+        oa_ids = self.oa_ids()
+        pipe = self._redis.pipeline(transaction=False)
+        for oa in oa_ids:
+            self._counts(keys=[], args=[self._keys.oa(oa), to_ms(now_s)], client=pipe)
+        out = []
+        for oa, (waiting, due_now, leased, expired, oldest) in zip(
+            oa_ids, pipe.execute(), strict=True
+        ):
+            out.append(
+                OaBacklog(
+                    oa,
+                    int(waiting) + int(expired),
+                    int(due_now) + int(expired),
+                    int(leased),
+                    float(oldest) / 1000 if oldest else None,
+                )
+            )
+        return out
+
+
+BUCKETS = 32768  # as esms_callbacks/engine/lua/backlog_prelude.lua has it
+
+
+def bucket_of(ref_id: str) -> str:
+    """The bucket a RefId's whereabouts live in (as the scripts' prelude computes it)."""
+    return f"{int(hashlib.sha1(ref_id.encode()).hexdigest()[:4], 16) % BUCKETS:04x}"
+
+
+def _int(text: str) -> int:
+    return int(text) if text.lstrip("-").isdigit() else 0

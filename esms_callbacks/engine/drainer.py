@@ -1,0 +1,415 @@
+"""The drain loop: while the window is open and RefIds are due, send full requests at the rate.
+
+One step: reserve a rate slot and sleep until it; then, at the moment of sending, lease a full
+batch of the OA due longest under a fresh token (nothing due: hand the slot back); commit the
+slot right before the request is written (pause, breaker, window and spacing checked
+atomically on the Redis clock; a commit granted for a moment just ahead waits for it
+exactly); ask eSMS; renew the leases still held, publish their events in one batch and settle
+them with the request's counters in one round trip.
+Everything it touches is passed in, so tests can drive it with a manual clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from esms_callbacks.engine.backlog import Backlog, Leased, Tally
+from esms_callbacks.engine.clock import Clock, as_datetime
+from esms_callbacks.engine.health import AccountPause, Breaker
+from esms_callbacks.engine.limiter import Commit, RateLimiter
+from esms_callbacks.engine.retry_policy import (
+    PAUSE,
+    REPOLL,
+    RETRY,
+    WAIT_FOR_WINDOW,
+    after_publish_failure_s,
+    decide,
+    gives_up,
+    retry_after_s,
+    split_after_s,
+)
+from esms_callbacks.engine.settle_step import Publish, Step, publish_and_settle
+from esms_callbacks.engine.stats import RECENT_KEEP_S, RequestStats
+from esms_callbacks.errors import (
+    EsmsError,
+    NotReady,
+    NotSent,
+    Retry,
+    printable,
+)
+from esms_callbacks.esms.records import (
+    EXPIRED_OUTCOME,
+    NOT_FOUND_OUTCOME,
+    Outcome,
+    given_up_outcome,
+    outcome_of,
+    progressed,
+)
+from esms_callbacks.events.publish import build_event
+from esms_callbacks.settings import Settings
+
+if TYPE_CHECKING:  # aiohttp stays out of producers, which import the tasks but never ask eSMS
+    from esms_callbacks.esms.client import CallbackAnswer
+
+log = logging.getLogger(__name__)
+REQUEST_TIME_WEIGHT = 0.2  # weight of the newest request in the request-time average
+WAKE_EARLY_SHARE = 0.2  # of a spacing: how early a drainer wakes before its slot
+# An input rejection this close to a window edge is eSMS's clock disagreeing with ours.
+WINDOW_EDGE_S = 60.0
+
+# ask(ref_ids, oa_id, gate, on_sent): gate() is called right before the request is written;
+# False means 'do not send' and the call raises NotSent. on_sent() is called once the request
+# is in the socket.
+AskEsms = Callable[
+    [list[str], str, Callable[[], bool], Callable[[], None] | None], "CallbackAnswer"
+]
+
+
+@dataclass
+class DrainReport:
+    requests: int = 0
+    refs_asked: int = 0
+    events: int = 0
+    stopped: str = ""
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    started_s: float  # when its slot came (drainer clock)
+    sent_at_s: float  # when the limiter committed it (Redis clock)
+    error: str = ""  # the eSMS code, for an answer that is an error for every RefId (105)
+
+
+@dataclass
+class Drainer:
+    settings: Settings
+    backlog: Backlog
+    limiter: RateLimiter
+    breaker: Breaker
+    pause: AccountPause
+    stats: RequestStats
+    ask: AskEsms
+    publish: Publish
+    clock: Clock
+    request_time_s: float | None = None  # this drainer's running average, slot to settled
+
+    def drain(self, budget_s: float, keep_going: Callable[[], bool] = lambda: True) -> DrainReport:
+        """Send requests until nothing is due, the window closes, `budget_s` runs out or
+        `keep_going()` says no (this drainer lost its place)."""
+        report = DrainReport()
+        deadline_s = self.clock.now_s() + budget_s
+        while self.clock.now_s() < deadline_s:
+            stopped = self.step(report)
+            if stopped:
+                report.stopped = stopped
+                return report
+            if not keep_going():
+                report.stopped = "lost its drainer place"
+                return report
+        report.stopped = "budget used"
+        return report
+
+    def step(self, report: DrainReport) -> str:
+        """Send at most one request; return why draining should stop, or '' to go on."""
+        bounds = self.settings.window.bounds_at(as_datetime(self.clock.now_s()))
+        if bounds is None:
+            return "window closed"
+        window_s = self._guarded(bounds)
+        if window_s and self.clock.now_s() < window_s[0]:  # just opened: inside the guard
+            self.clock.sleep(window_s[0] - self.clock.now_s())
+        wait_s = self.limiter.reserve(not_after_s=window_s[1] if window_s else None)
+        if wait_s is None:
+            return "window closes before the next slot"
+        # Wake a little early: leasing and taking a connection are done when the slot comes,
+        # and the commit decides the moment on the Redis clock.
+        self.clock.sleep(wait_s - min(wait_s, self.settings.spacing_s * WAKE_EARLY_SHARE))
+        # The batch is chosen now, at the slot, not before sleeping toward it: whichever OA
+        # is due longest at the moment of sending gets it.
+        started_s = self.clock.now_s()
+        token = uuid.uuid4().hex
+        picked = self.backlog.lease_next(
+            started_s, self.settings.max_refs_per_request, self.settings.lease_s, token
+        )
+        if picked is None:
+            self.limiter.hand_back()
+            return "nothing due"
+        oa_id, batch = picked
+        ref_ids = [item.ref_id for item in batch]
+        commits: list[Commit] = []
+
+        def gate() -> bool:
+            """Commit the slot at the last moment before the request is written."""
+            while True:
+                commit = self.limiter.commit(window_s)
+                commits.append(commit)
+                if commit.go:  # granted for a moment just ahead: leave at that moment
+                    self.clock.sleep_exactly(commit.wait_s)
+                    return True
+                if commit.refused:
+                    return False
+                self.clock.sleep(commit.wait_s)
+
+        def on_sent() -> None:
+            """Count the spacing to the next request from this write (dated as late as it can
+            have been): a busy CPU between commit and write must not bring two requests closer
+            at eSMS."""
+            try:
+                self.limiter.mark_sent(commits[-1].at_us)
+            except redis.RedisError as exc:  # the commit's time stands; the margin covers it
+                log.warning("could not record when a request left: %s", exc)
+
+        try:
+            answer = self.ask(ref_ids, oa_id, gate, on_sent)
+        except NotSent:
+            self.backlog.unlease(oa_id, token, ref_ids, self.clock.now_s())
+            self.limiter.hand_back()
+            return commits[-1].refused if commits else "not sent"
+        except NotReady as exc:
+            # Code 105: eSMS knows none of these SMSIDs yet. Each is not found, like a RefId an
+            # answer leaves out, and asked again after ESMS_REPOLL_AFTER.
+            sent = SentRequest(started_s, _sent_at(commits, started_s), error=str(exc.code))
+            self._settle(oa_id, token, batch, {}, report, sent)
+            return ""
+        except EsmsError as exc:
+            report.requests += 1
+            report.refs_asked += len(ref_ids)
+            error = str(exc.code or type(exc).__name__)
+            sent_at_s = _sent_at(commits, started_s)
+            self.stats.count_failure(len(ref_ids), error, sent_at_s, self.clock.now_s())
+            return self._failed(oa_id, token, batch, exc, report)
+        for problem in answer.skipped:
+            log.warning("skipped part of an eSMS answer for OA %s: %s", oa_id, problem)
+        sent = SentRequest(started_s, _sent_at(commits, started_s))
+        self._settle(oa_id, token, batch, answer.records, report, sent)
+        return ""
+
+    def _failed(
+        self, oa_id: str, token: str, batch: list[Leased], exc: EsmsError, report: DrainReport
+    ) -> str:
+        """Put the RefIds back to wait as the retry policy decides (engine.retry_policy);
+        return why to stop, if so.
+
+        RefIds past their age get their one last answer now: expired, whatever the failure.
+        A failure that may come from one of the RefIds strikes them all (split later), and a
+        RefId that failed alone once too often is given up.
+        """
+        now_s = self.clock.now_s()
+        expired = [item for item in batch if now_s >= self._expires_s(item)]
+        live = [item for item in batch if item not in expired]
+        decision = decide(exc, self.settings, self._near_window_edge(now_s))
+        requeue_after_s = decision.requeue_after_s
+        # Whether the account's request before this one was answered: then this failure is
+        # this batch's own, not eSMS being down.
+        answering: bool | None = None
+        retry: Retry | None = None
+        if decision.kind == RETRY:
+            if decision.widen_margin:  # eSMS saw us too close: widen the margin
+                extra_s = self.limiter.widen_margin()
+                log.warning("eSMS answered 160; rate margin widened to +%.0f ms", extra_s * 1000)
+            wait_s = 0.0
+            if live and all(item.strikes for item in live):
+                answering = self.breaker.failures_in_a_row() == 0
+            if not answering:  # a batch being split while eSMS answers the others: not counted
+                failure = self.breaker.record_failure(decision.hold_s)
+                answering, wait_s = failure.in_a_row == 1, failure.wait_s
+                if failure.wait_s:
+                    log.warning(
+                        "eSMS failed %d times in a row (%s); no request for %.1fs, then one probe",
+                        failure.in_a_row,
+                        exc,
+                        failure.wait_s,
+                    )
+            retry = Retry(exc, retry_after_s(self.settings, wait_s))
+        elif decision.kind == PAUSE:
+            self.pause.pause(str(exc), decision.pause_s)  # before the RefIds are due again
+            log.error(
+                "eSMS refused the account (%s); pausing requests for %.0fs, %d RefIds keep "
+                "waiting. Fix the credentials, IP whitelist or balance.",
+                exc,
+                decision.pause_s,
+                len(live),
+            )
+        elif decision.kind == WAIT_FOR_WINDOW:
+            # eSMS's clock and ours disagree about the window: this is "not now", not bad
+            # input. The RefIds wait for the window, not ESMS_REPOLL_AFTER.
+            log.warning(
+                "eSMS refused a request at the window's edge (%s); its %d RefIds wait for the "
+                "window",
+                exc,
+                len(live),
+            )
+        strikes: dict[str, int] = {}
+        if decision.suspects_refs and live:
+            strikes = self.backlog.strike(oa_id, token, [item.ref_id for item in live])
+            if decision.kind == REPOLL and (len(live) > 1 or live[0].strikes):
+                requeue_after_s = split_after_s(self.settings)  # split soon, not in 15 min
+        given_up: dict[str, Outcome] = {}
+        if len(live) == 1 and live[0].ref_id in strikes:
+            if answering is None:
+                answering = self.breaker.failures_in_a_row() == 0
+            count = strikes[live[0].ref_id]
+            if gives_up(count, self.settings, answering):
+                given_up[live[0].ref_id] = given_up_outcome(
+                    exc.code,
+                    f"given up: eSMS failed all {count} requests that carried this RefId, "
+                    f"the last with it alone, while it answered others ({exc})",
+                )
+                log.error(
+                    "gave up RefId %s of OA %s: eSMS failed all %d requests that carried it (%s)",
+                    printable(live[0].ref_id, 60),
+                    printable(oa_id, 60),
+                    count,
+                    type(exc).__name__,
+                )
+        if decision.kind == REPOLL and not given_up:  # REPOLL: refused again at once; later
+            log.error(
+                "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
+                oa_id,
+                exc,
+                len(live),
+                requeue_after_s,
+            )
+        ref_ids = [item.ref_id for item in live if item.ref_id not in given_up]
+        self.backlog.unlease(oa_id, token, ref_ids, now_s + requeue_after_s)
+        finished = expired + [item for item in live if item.ref_id in given_up]
+        if finished:
+            self._settle(oa_id, token, finished, {}, report, None, given_up)
+        if retry is not None and ref_ids:
+            raise retry from exc
+        return decision.stop
+
+    def _settle(
+        self,
+        oa_id: str,
+        token: str,
+        batch: list[Leased],
+        records: dict[str, dict[str, Any]],
+        report: DrainReport,
+        sent: SentRequest | None,
+        given_up: Mapping[str, Outcome] | None = None,
+    ) -> None:
+        """Publish the events of the RefIds still held, then settle them and count the
+        request (`sent`, if one was) in the same round trip. `given_up`: RefIds ended
+        without an answer (see _failed)."""
+        now_s = self.clock.now_s()
+        given_up = given_up or {}
+        outcomes = [
+            (item, self._outcome(item, records, now_s, given_up.get(item.ref_id))) for item in batch
+        ]
+        # One round trip: leases renewed, and terminal states recorded before their events go
+        # out, so that if the settle never comes (a crash) the next holder, poll or push,
+        # publishes the same state again. A lease that expired while we waited on eSMS
+        # belongs to someone else now: leave it.
+        held = self.backlog.renew(
+            oa_id,
+            token,
+            (item.ref_id for item in batch),
+            now_s + self.settings.lease_s,
+            {
+                item.ref_id: outcome.state_key
+                for item, outcome in outcomes
+                if outcome.terminal and item.state_key != outcome.state_key
+            },
+        )
+        observed_at = as_datetime(now_s)
+        delay_s = after_publish_failure_s(self.settings)
+        steps: list[Step] = []
+        for item, outcome in outcomes:
+            if item.ref_id not in held:
+                continue
+            event = None
+            if outcome.terminal or outcome.state_key != item.state_key:
+                event = build_event(
+                    item.ref_id,
+                    oa_id,
+                    outcome,
+                    observed_at,
+                    as_datetime(item.submitted_s),
+                    phone_numbers=self.settings.phone_numbers,
+                )
+            steps.append(
+                Step(item.ref_id, outcome, event, self._next_ask_s(item, now_s), now_s + delay_s)
+            )
+        tally = Tally(recent_keep_s=RECENT_KEEP_S)
+        if sent is not None:
+            self._count_request(tally, report, len(batch), now_s, sent)
+        # before settling: a crash while publishing re-asks, never loses
+        settled = publish_and_settle(
+            self.backlog, self.publish, oa_id, token, now_s, steps, tally, asked=sent is not None
+        )
+        report.events += len(settled.published)
+        for event in settled.published:
+            status = event["status"]
+            report.by_status[status] = report.by_status.get(status, 0) + 1
+        if settled.failure is not None:  # the broker went away: retry later
+            raise Retry(settled.failure, delay_s) from settled.failure
+
+    def _outcome(
+        self,
+        item: Leased,
+        records: dict[str, dict[str, Any]],
+        now_s: float,
+        given_up: Outcome | None = None,
+    ) -> Outcome:
+        """What the answer says about a RefId (moving its state forward only, see
+        records.progressed); a RefId past its age expires."""
+        record = records.get(item.ref_id)
+        seen = outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
+        outcome = progressed(item.state_key, given_up or seen)
+        if not outcome.terminal and now_s >= self._expires_s(item):
+            return EXPIRED_OUTCOME
+        return outcome
+
+    def _guarded(self, bounds: tuple[datetime, datetime]) -> tuple[float, float] | None:
+        """The open window, shrunk by ESMS_WINDOW_GUARD at both ends (epoch s), so that no
+        request reaches eSMS outside it whatever its clock; None if there is no window."""
+        if self.settings.window.always:
+            return None
+        guard_s = self.settings.window_guard_s
+        return bounds[0].timestamp() + guard_s, bounds[1].timestamp() - guard_s
+
+    def _near_window_edge(self, now_s: float) -> bool:
+        if self.settings.window.always:
+            return False
+        bounds = self.settings.window.bounds_at(as_datetime(now_s))
+        if bounds is None:
+            return True
+        opens_s, closes_s = bounds[0].timestamp(), bounds[1].timestamp()
+        return min(now_s - opens_s, closes_s - now_s) < WINDOW_EDGE_S
+
+    def _expires_s(self, item: Leased) -> float:
+        return item.submitted_s + self.settings.max_age_s
+
+    def _next_ask_s(self, item: Leased, now_s: float) -> float:
+        # One last ask at the moment of expiry, so no RefId expires unasked.
+        return max(now_s, min(now_s + self.settings.repoll_after_s, self._expires_s(item)))
+
+    def _count_request(
+        self, tally: Tally, report: DrainReport, ref_count: int, now_s: float, sent: SentRequest
+    ) -> None:
+        report.requests += 1
+        report.refs_asked += ref_count
+        tally.counters["requests"] = 1
+        tally.counters["refs_asked"] = ref_count
+        if sent.error:
+            tally.counters[f"errors:{sent.error}"] = 1
+        took_s = now_s - sent.started_s
+        previous_s = self.request_time_s if self.request_time_s is not None else took_s
+        self.request_time_s = previous_s + REQUEST_TIME_WEIGHT * (took_s - previous_s)
+        tally.gauges["request_time_s"] = f"{self.request_time_s:.6f}"
+        # Any answer, even one committed before others failed, says eSMS is up again.
+        tally.answered = True
+        tally.recent_member = f"{sent.sent_at_s:.6f}:{ref_count}"
+
+
+def _sent_at(commits: list[Commit], default_s: float) -> float:
+    """The Redis time the request was committed at (an `ask` may skip the gate in tests)."""
+    return commits[-1].at_s if commits and commits[-1].go else default_s

@@ -1,0 +1,107 @@
+"""Every Redis key of the project, built in one place.
+
+All keys of one account share the prefix `esms:{account_id}`. (The braces are a Redis Cluster
+hash tag, but Cluster is not supported: the backlog's scripts build the per-OA keys (chunks,
+buckets) they need, keys Cluster would need declared.) RefIds and OA ids are never parsed back
+out of keys; RefIds are only ever members, so a RefId that looks like a key cannot reach
+another key.
+"""
+
+from __future__ import annotations
+
+
+class AccountKeys:
+    def __init__(self, account_id: str) -> None:
+        self.prefix = f"esms:{{{account_id}}}"
+
+    @property
+    def rate(self) -> str:
+        """Hash: `tat_us` (next free slot), `last_us` (last request sent), `extra_us` and
+        `extra_at_us` (margin added after a Code 160, and when), `strict_us` and
+        `strict_at_us` (the strictest interval + margin a host used, and when), Redis clock."""
+        return f"{self.prefix}:rate"
+
+    @property
+    def oas(self) -> str:
+        """Set: OA ids that have RefIds waiting or leased."""
+        return f"{self.prefix}:oas"
+
+    @property
+    def drainers(self) -> str:
+        """Sorted set: drainer tokens scored by lease expiry (ms)."""
+        return f"{self.prefix}:drainers"
+
+    def stopping(self, hostname: str) -> str:
+        """String with a TTL: the worker instance `hostname` is shutting down; its drainers
+        give their places up at the next step."""
+        return f"{self.prefix}:stopping:{hostname}"
+
+    @property
+    def spawn_lock(self) -> str:
+        """String with a short TTL: someone just asked for drainers."""
+        return f"{self.prefix}:spawn-lock"
+
+    @property
+    def paused(self) -> str:
+        """String with a TTL: the account is paused after an auth or balance error."""
+        return f"{self.prefix}:paused"
+
+    @property
+    def health(self) -> str:
+        """Hash: the circuit breaker (engine.health): `failures` in a row, `open_until_us`,
+        `probe_until_us` (Redis clock)."""
+        return f"{self.prefix}:health"
+
+    @property
+    def stats(self) -> str:
+        """Hash of counters: requests, refs asked, events by status, errors by code."""
+        return f"{self.prefix}:stats"
+
+    @property
+    def recent(self) -> str:
+        """Sorted set: the last minutes' requests (`time:RefIds`), scored by time (s)."""
+        return f"{self.prefix}:recent"
+
+    @property
+    def capacity_warned(self) -> str:
+        """String with a TTL: the backlog-exceeds-capacity warning was logged recently."""
+        return f"{self.prefix}:capacity-warned"
+
+    @property
+    def pushes(self) -> str:
+        """Stream: eSMS pushes recorded by a receiver, waiting to be applied (push.inbox);
+        consumer group `appliers`."""
+        return f"{self.prefix}:pushes"
+
+    def push_source(self, source_ip: str) -> str:
+        """String with a TTL: the per-source push rate of one IP address (its next free time,
+        GCRA). An address is a member of no other key."""
+        return f"{self.prefix}:push-source:{source_ip}"
+
+    @property
+    def oa_prefix(self) -> str:
+        """What every per-OA key starts with: `{oa_prefix}{oa_id}:{due|leased|...}`. Only the
+        lease script builds keys from it, for the OAs it finds in `oas`."""
+        return f"{self.prefix}:oa:"
+
+    @property
+    def known_oas(self) -> str:
+        """Set: OA ids ever parked or pushed to (their done memory is swept)."""
+        return f"{self.prefix}:known-oas"
+
+    def oa(self, oa_id: str) -> str:
+        """What every key of one OA starts with (engine/lua/backlog_prelude.lua lists them:
+        `due`, `leased`, `owner`, chunks `c:ID`, buckets `b:HHHH`, `forget`, `meta`)."""
+        return f"{self.oa_prefix}{oa_id}:"
+
+    def due(self, oa_id: str) -> str:
+        """Sorted set: an OA's waiting chunks (ids) scored by when to ask their RefIds (ms)."""
+        return f"{self.oa(oa_id)}due"
+
+    def leased(self, oa_id: str) -> str:
+        """Sorted set: an OA's chunks in a request right now, scored by lease expiry (ms)."""
+        return f"{self.oa(oa_id)}leased"
+
+    def owner(self, oa_id: str) -> str:
+        """Hash: leased chunk id -> token of the request (or push) holding it."""
+        return f"{self.oa(oa_id)}owner"

@@ -1,0 +1,109 @@
+"""Prometheus metrics of an account, through prometheus_client: a collector over the state
+snapshot (ops/status.py), read from Redis at each scrape, so any process can serve them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# name, help, key in the state snapshot
+GAUGES = [
+    ("esms_waiting_refs", "RefIds waiting or in a request", "waiting_refs"),
+    ("esms_window_open", "1 while the eSMS window is open", "window_open"),
+    (
+        "esms_window_capacity_refs",
+        "RefIds the coming window can carry",
+        "coming_window_capacity_refs",
+    ),
+    ("esms_backlog_fits", "1 if the backlog fits in the coming window", "backlog_fits"),
+    ("esms_account_paused", "1 while eSMS refuses the account (auth, balance)", "paused"),
+    (
+        "esms_failures_in_a_row",
+        "transient eSMS failures since the last success",
+        "failures_in_a_row",
+    ),
+    (
+        "esms_backing_off_seconds",
+        "seconds the breaker still holds requests back",
+        "backing_off_for_s",
+    ),
+    (
+        "esms_rate_margin_extra_seconds",
+        "margin added after Code 160s (fades)",
+        "rate_margin_extra_s",
+    ),
+    ("esms_drainers", "worker processes sending requests now", "drainers"),
+    ("esms_drainers_wanted", "drainers the interval and request time call for", "drainers_wanted"),
+    ("esms_request_seconds", "recent requests' time from slot to settled", "request_time_s"),
+    ("esms_requests_last_minute", "requests sent in the last 60 s", "requests_last_minute"),
+    ("esms_rate_used", "requests in the last 60 s / the allowed number", "rate_used"),
+    ("esms_push_inbox_waiting", "pushes recorded, not yet applied", "push_inbox_waiting"),
+]
+PER_OA = [
+    ("waiting", "RefIds waiting, by OA"),
+    ("due_now", "RefIds due now, by OA"),
+    ("leased", "RefIds in a request now, by OA"),
+]
+COUNTERS = {  # counter name in Redis -> metric (exposed with _total)
+    "requests": ("esms_requests", "GetCallback requests sent"),
+    "refs_asked": ("esms_refs_asked", "RefIds asked in requests"),
+}
+LABELLED_COUNTERS = [  # prefix in Redis, metric, label, help
+    ("events:", "esms_events", "status", "status events published, by status"),
+    ("errors:", "esms_errors", "code", "failed requests, by eSMS code or error kind"),
+    ("pushes:", "esms_pushes", "result", "pushes received, by the receiver's answer"),
+    (
+        "pushes_applied:",
+        "esms_pushes_applied",
+        "outcome",
+        "recorded pushes applied: published, duplicate (already terminal), ignored",
+    ),
+]
+FLAGS = ("window_open", "backlog_fits", "paused")  # shown as 0 or 1
+
+
+class AccountCollector(Collector):
+    """Every series of one account's snapshot, labelled with the account (never a credential)."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        state = self._snapshot()
+        account = str(state["account"])
+        for name, help_text, key in GAUGES:
+            gauge = GaugeMetricFamily(name, help_text, labels=["account"])
+            value = state.get(key)
+            number = float(bool(value)) if key in FLAGS else value
+            gauge.add_metric([account], float("nan") if number is None else float(number))
+            yield gauge
+        for key, help_text in PER_OA:
+            gauge = GaugeMetricFamily(f"esms_oa_{key}_refs", help_text, labels=["account", "oa_id"])
+            for oa in state["per_oa"]:
+                gauge.add_metric([account, str(oa["oa_id"])], float(oa[key]))
+            yield gauge
+        queue = state.get("status_queue") or {}
+        gauge = GaugeMetricFamily(
+            "esms_status_queue_events",
+            "events waiting in the default status queue (NaN when it is off)",
+            labels=["account", "queue"],
+        )
+        events = queue.get("events")
+        gauge.add_metric(
+            [account, str(queue.get("name", ""))], float("nan") if events is None else events
+        )
+        yield gauge
+        counters: dict[str, int] = state["counters"]
+        for key, (name, help_text) in COUNTERS.items():
+            counter = CounterMetricFamily(name, help_text, labels=["account"])
+            counter.add_metric([account], float(counters.get(key, 0)))
+            yield counter
+        for prefix, name, label, help_text in LABELLED_COUNTERS:
+            counter = CounterMetricFamily(name, help_text, labels=["account", label])
+            for key, value in sorted(counters.items()):
+                if key.startswith(prefix):
+                    counter.add_metric([account, key[len(prefix) :]], float(value))
+            yield counter

@@ -1,0 +1,202 @@
+"""The push inbox: a Redis stream between the receiver's answer and the status events.
+
+A receiver records a push here (one script call: the per-source rate, the inbox's size and the
+entry itself) and only then answers eSMS 200. Appliers (push.apply) read it through a
+consumer group: an entry stays pending until its push is settled and acknowledged, so a
+receiver killed at any point loses nothing it answered 200 for; another receiver reclaims
+entries left pending too long.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.redis_values import as_text
+from esms_callbacks.push.parse import Push
+
+GROUP = "appliers"
+
+# KEYS[1] inbox stream, KEYS[2] the source's rate key, KEYS[3] stats.
+# ARGV[1] µs between pushes of one source (0: no limit), ARGV[2] burst (µs ahead the source
+# may run), ARGV[3] most µs a push may wait for its turn, ARGV[4] most entries the inbox may
+# hold, ARGV[5] the push (JSON), ARGV[6] '1' if the push already waited for its reserved turn.
+# Returns {1, received (ms, Redis clock)} when recorded; {2, ms to wait} when the source is
+# over its rate but its turn comes within the wait allowed (the turn is reserved: record it
+# then, with ARGV[6] '1'); {0, ms} when even that is too far; {-1, 0} when the inbox is full.
+# Counts refusals in the stats hash.
+RECORD_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local step, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+if step > 0 and ARGV[6] ~= '1' then
+  local tat = math.max(tonumber(redis.call('GET', KEYS[2]) or 0), now)
+  local wait = tat - now - burst
+  if wait > tonumber(ARGV[3]) then
+    redis.call('HINCRBY', KEYS[3], 'pushes:rate_limited', 1)
+    return {0, math.ceil(wait / 1000)}
+  end
+  redis.call('SET', KEYS[2], tat + step, 'PX', math.ceil((tat + step - now) / 1000) + 1)
+  if wait > 0 then return {2, math.ceil(wait / 1000)} end
+end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[4]) then
+  redis.call('HINCRBY', KEYS[3], 'pushes:inbox_full', 1)
+  return {-1, 0}
+end
+local received_ms = math.floor(now / 1000)
+redis.call('XADD', KEYS[1], '*', 'push', ARGV[5], 'received_ms', received_ms)
+redis.call('HINCRBY', KEYS[3], 'pushes:accepted', 1)
+return {1, received_ms}
+"""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    ok: bool
+    wait_s: float = 0.0  # over the source's rate: its turn, reserved, comes in this long
+    retry_after_s: float = 0.0  # over the source's rate by more than the wait allowed
+    full: bool = False
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    entry_id: str
+    push: Push | None  # None: the entry could not be read back (counted, then dropped)
+    received_s: float
+
+
+class PushRecorder:
+    """The receiver's side: record one push, on the receiver's event loop."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: AccountKeys,
+        per_source_rate: float,
+        inbox_max: int,
+        max_wait_s: float = 0.0,
+    ) -> None:
+        self._keys = keys
+        self._step_us = int(1e6 / per_source_rate) if per_source_rate > 0 else 0
+        self._burst_us = 1_000_000  # a second's worth of pushes may arrive at once
+        self._max_wait_us = int(max_wait_s * 1e6)
+        self._inbox_max = inbox_max
+        self._record = client.register_script(RECORD_LUA)
+
+    async def record(self, push: Push, source_ip: str, waited: bool = False) -> Recorded:
+        """Raise redis.RedisError when Redis cannot take it (the caller answers 503).
+        `waited`: the push already waited for the turn a first call reserved."""
+        k = self._keys
+        payload = json.dumps({"ref_id": push.ref_id, "oa_id": push.oa_id, "record": push.record})
+        status, value = await self._record(
+            keys=[k.pushes, k.push_source(source_ip), k.stats],
+            args=[
+                self._step_us,
+                self._burst_us,
+                self._max_wait_us,
+                self._inbox_max,
+                payload,
+                "1" if waited else "",
+            ],
+        )
+        status, value = int(status), int(value)
+        if status == 1:
+            return Recorded(ok=True)
+        if status == 2:
+            return Recorded(ok=False, wait_s=value / 1000)
+        if status == 0:
+            return Recorded(ok=False, retry_after_s=value / 1000)
+        return Recorded(ok=False, full=True)
+
+
+class PushInbox:
+    """The appliers' side: read entries, reclaim those a dead applier left, acknowledge."""
+
+    def __init__(self, client: redis.Redis, keys: AccountKeys) -> None:
+        self._redis = client
+        self._stream = keys.pushes
+        self._reclaim_from = "0-0"
+
+    def ensure_group(self) -> None:
+        """Create the consumer group once; from the stream's start, so pushes recorded before
+        any applier ran are applied too."""
+        try:
+            self._redis.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, consumer: str, count: int, block_ms: int) -> list[InboxEntry]:
+        """New entries, waiting up to `block_ms` for the first."""
+        answer: Any = self._redis.xreadgroup(
+            GROUP, consumer, {self._stream: ">"}, count=count, block=block_ms
+        )
+        return [entry for _, items in answer or [] for entry in _entries(items)]
+
+    def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[InboxEntry]:
+        """Entries pending longer than `min_idle_ms` (their applier died, or their RefId was
+        held by a request), taken over by `consumer`; the scan goes on where it stopped."""
+        answer: Any = self._redis.xautoclaim(
+            self._stream, GROUP, consumer, min_idle_ms, start_id=self._reclaim_from, count=count
+        )
+        next_id, items = answer[0], answer[1]
+        self._reclaim_from = as_text(next_id)
+        return _entries(items)
+
+    def ack(self, entry_ids: list[str]) -> None:
+        """Done with these: acknowledge and delete, so the stream holds only open work."""
+        if entry_ids:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xack(self._stream, GROUP, *entry_ids)
+            pipe.xdel(self._stream, *entry_ids)
+            pipe.execute()
+
+    def forget_consumer(self, consumer: str) -> None:
+        """A stopping applier leaves the group; anything it still had pending is reclaimed by
+        the others as usual (only a consumer with nothing pending is removed)."""
+        for info in self._redis.xinfo_consumers(self._stream, GROUP):
+            if as_text(info["name"]) == consumer and int(info["pending"]) == 0:
+                self._redis.xgroup_delconsumer(self._stream, GROUP, consumer)
+
+    def forget_idle_consumers(self, idle_s: float) -> None:
+        """Remove consumers idle longer than `idle_s` with nothing pending: receivers killed
+        without a goodbye would otherwise stay in the group for ever."""
+        for info in self._redis.xinfo_consumers(self._stream, GROUP):
+            if int(info["pending"]) == 0 and int(info["idle"]) > idle_s * 1000:
+                self._redis.xgroup_delconsumer(self._stream, GROUP, as_text(info["name"]))
+
+    def waiting(self) -> int:
+        """Entries recorded and not yet applied."""
+        return int(self._redis.xlen(self._stream))
+
+
+def _entries(items: list[Any]) -> list[InboxEntry]:
+    out = []
+    for entry_id, fields in items:
+        if fields is None:  # deleted while pending
+            continue
+        fields = {as_text(k): as_text(v) for k, v in fields.items()}
+        out.append(
+            InboxEntry(as_text(entry_id), _decode(fields.get("push", "")), _received(fields))
+        )
+    return out
+
+
+def _decode(text: str) -> Push | None:
+    try:
+        data = json.loads(text)
+        return Push(str(data["ref_id"]), str(data["oa_id"]), dict(data["record"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _received(fields: dict[str, str]) -> float:
+    try:
+        return int(fields.get("received_ms", "0")) / 1000
+    except ValueError:
+        return 0.0

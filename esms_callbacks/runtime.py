@@ -1,0 +1,197 @@
+"""The per-process objects a worker needs, built once from the settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import redis
+from kombu import Connection
+
+from esms_callbacks.engine.backlog import Backlog
+from esms_callbacks.engine.clock import RedisClock
+from esms_callbacks.engine.dispatch import DrainerDispatch
+from esms_callbacks.engine.drainer import Drainer
+from esms_callbacks.engine.health import AccountPause, Breaker
+from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.limiter import RateLimiter
+from esms_callbacks.engine.redis_connect import connect
+from esms_callbacks.engine.semaphore import LeaseSemaphore
+from esms_callbacks.engine.stats import RequestStats
+from esms_callbacks.events.publish import EventPublisher
+from esms_callbacks.push.inbox import PushInbox
+from esms_callbacks.settings import Settings
+
+if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when first used
+    from esms_callbacks.esms.client import CallbackAnswer, EsmsClient
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        # ConfigError naming what to set, if there is no Redis URL
+        return connect(self.settings.require_redis_url())
+
+    @cached_property
+    def keys(self) -> AccountKeys:
+        return AccountKeys(self.settings.account_id)
+
+    @cached_property
+    def clock(self) -> RedisClock:
+        return RedisClock(self.redis)
+
+    @cached_property
+    def backlog(self) -> Backlog:
+        s = self.settings
+        return Backlog(self.redis, self.keys, s.done_ttl_s, s.max_refs_per_request)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        s, k = self.settings, self.keys
+        return RateLimiter(
+            self.redis,
+            (k.rate, k.paused, k.health),
+            s.rate_interval_s,
+            s.rate_margin_s,
+            probe_timeout_s=s.lease_s,
+            max_backoff_s=s.backoff_max_s,
+        )
+
+    @cached_property
+    def inbox(self) -> PushInbox:
+        return PushInbox(self.redis, self.keys)
+
+    @cached_property
+    def breaker(self) -> Breaker:
+        s = self.settings
+        return Breaker(
+            self.redis, self.keys.health, s.breaker_after, s.retry_base_s, s.backoff_max_s
+        )
+
+    @cached_property
+    def pause(self) -> AccountPause:
+        return AccountPause(self.redis, self.keys.paused, self.keys.health)
+
+    @cached_property
+    def stats(self) -> RequestStats:
+        return RequestStats(self.redis, self.keys)
+
+    @cached_property
+    def drainer_slots(self) -> LeaseSemaphore:
+        return LeaseSemaphore(self.redis, self.keys.drainers, lease_s=self.settings.drainer_lease_s)
+
+    @cached_property
+    def dispatch(self) -> DrainerDispatch:
+        return DrainerDispatch(
+            self.redis,
+            self.keys,
+            self.settings,
+            self.backlog,
+            self.drainer_slots,
+            self.drainers_wanted,
+            _queue_drain_task,
+        )
+
+    def drainers_wanted(self) -> int:
+        """How many drainers the account should have now (see Settings.drainers_wanted)."""
+        return self.settings.drainers_wanted(self.stats.request_time_s())
+
+    @cached_property
+    def client(self) -> EsmsClient:
+        from esms_callbacks.esms.client import EsmsClient
+
+        s = self.settings
+        return EsmsClient(s.base_url, s.api_key, s.secret_key, s.http_timeout_s)
+
+    @cached_property
+    def publisher(self) -> EventPublisher:
+        s = self.settings
+        return EventPublisher(
+            Connection(s.broker_url),
+            s.status_queue,
+            exchange_name=s.events_exchange,
+            declare_queue=s.status_default_queue,
+        )
+
+    def ask(
+        self,
+        ref_ids: list[str],
+        oa_id: str,
+        gate: Callable[[], bool],
+        on_sent: Callable[[], None] | None = None,
+    ) -> CallbackAnswer:
+        from esms_callbacks.engine.bridge import run_sync
+
+        # No overall timeout here: the gate may wait out a slot; the client's own HTTP
+        # timeout bounds the request itself.
+        return run_sync(self.client.get_callback(ref_ids, oa_id, gate, on_sent))
+
+    def close(self) -> None:
+        """Close the HTTP session (if one was opened) on this process's loop."""
+        if "client" in self.__dict__:
+            from esms_callbacks.engine.bridge import run_sync
+
+            run_sync(self.client.close(), timeout_s=5)
+
+    def drainer(self) -> Drainer:
+        return Drainer(
+            self.settings,
+            self.backlog,
+            self.limiter,
+            self.breaker,
+            self.pause,
+            self.stats,
+            self.ask,
+            self.publisher.publish,
+            self.clock,
+        )
+
+
+_runtime: tuple[int, Runtime] | None = None
+_settings_override: Settings | None = None
+_queue_drain: Callable[[], object] | None = None
+
+
+def get_runtime() -> Runtime:
+    """Return this process's runtime (made anew after fork: sockets must not be shared)."""
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        settings = _settings_override or Settings.from_env()
+        _runtime = (os.getpid(), Runtime(settings))
+    return _runtime[1]
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Make this process use `settings` (tests, the runner); None goes back to the environment."""
+    global _settings_override
+    close_runtime()
+    _settings_override = settings
+
+
+def close_runtime() -> None:
+    """Release this process's runtime (its HTTP session); the next use builds a new one."""
+    global _runtime
+    if _runtime is not None and _runtime[0] == os.getpid():
+        _runtime[1].close()
+    _runtime = None
+
+
+def use_drain_task(queue_drain: Callable[[], object]) -> None:
+    """Say how this process queues one drain task; tasks/drain.py does when it is imported
+    (workers/ never imports tasks/)."""
+    global _queue_drain
+    _queue_drain = queue_drain
+
+
+def _queue_drain_task() -> object:
+    if _queue_drain is None:
+        raise RuntimeError(
+            "no drain task to queue: import esms_callbacks.tasks before asking for drainers"
+        )
+    return _queue_drain()

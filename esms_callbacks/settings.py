@@ -1,0 +1,810 @@
+"""Settings: one typed object read from the environment at start-up.
+
+Every variable is documented in docs/configuration.md, rendered from these declarations.
+Malformed values raise ConfigError naming the variable; credentials never appear in repr().
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from esms_callbacks.engine.window import Window
+from esms_callbacks.errors import AccountUnknown, ConfigError
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+DEFAULT_BASE_URL = "https://status-sms.esms.vn"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # what redis-py's from_url takes
+# A finished RefId is remembered at least this long: the broker hands a dead worker's
+# submission back after its visibility timeout (celeryconfig, 900 s), and that copy must still
+# find its RefIds done, or they are asked for again and get a second terminal event.
+MIN_DONE_TTL_S = 900.0
+# eSMS often does not know a RefId in its first minute (Code 105); a shorter age would expire
+# RefIds at their first answer.
+MIN_MAX_AGE_S = 60.0
+ESMS_MAX_REFS_CEILING = 200  # eSMS's own table; past it RefIds are silently dropped
+# Jitter between our commit (right before the request is written) and the simulator's
+# receipt, measured by `make bench` on a loaded 2-core machine, stayed under this; real
+# networks that jitter more get a wider margin from eSMS's own 160s (engine.limiter).
+DEFAULT_RATE_MARGIN_S = 0.002
+MAX_AUTO_DRAINERS = 6  # each drainer holds a worker pool slot while it drains
+ASSUMED_REQUEST_TIME_S = 0.25  # until the first requests have been timed
+
+MIN_PUSH_TOKEN_CHARS = 16
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+
+DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _drainers(text: str) -> int:
+    if text == "auto":
+        return 0
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 100:
+        raise ValueError("must be 'auto' or a whole number between 1 and 100")
+    return int(text)
+
+
+def _networks(text: str) -> tuple[Network, ...]:
+    """'203.0.113.7, 198.51.100.0/24' -> networks; empty -> ()."""
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an IP address or network (e.g. 203.0.113.0/24)"
+            ) from None
+    return tuple(networks)
+
+
+def _proxies(text: str) -> tuple[Network, ...]:
+    networks = _networks(text)
+    for network in networks:
+        if network.prefixlen == 0:
+            raise ValueError(
+                f"{network} trusts every address, so anyone could name any source in "
+                "X-Forwarded-For; list your proxies' own addresses"
+            )
+    return networks
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name)") from None
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return url.rstrip("/")
+
+
+def _flag(value: str) -> bool:
+    if value not in ("", "0", "1"):
+        raise ValueError("must be 1 (yes) or 0 (no)")
+    return value == "1"
+
+
+def _is_local(url: str) -> bool:
+    """Whether `url` names this machine (localhost, 127.0.0.0/8, ::1): plain HTTP there never
+    crosses a network."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _redis_url(value: str, read: Mapping[str, Any]) -> str:
+    """ESMS_REDIS_URL, else the broker's URL if it is Redis, else '' (a producer needs none;
+    `Settings.require_redis_url` says what to set when it is needed)."""
+    broker = read.get("broker_url", DEFAULT_BROKER_URL)
+    return value or (broker if broker.startswith(REDIS_SCHEMES) else "")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, its default as the reference shows it, how its text
+    becomes the setting (`parse`, given the other values read so far) and back (`show`)."""
+
+    name: str
+    default: str  # the text read when the variable is unset
+    parse: Callable[[str, Mapping[str, Any]], Any]
+    show: Callable[[Any], str] = str
+    doc: str = ""
+    secret: bool = False
+    readme_default: str = ""  # how docs/configuration.md shows the default, if not `default`
+
+
+ZONE_VARIABLE = Variable(
+    "ESMS_TIMEZONE", DEFAULT_ZONE, lambda v, _: _zone(v), doc="IANA zone of the window"
+)
+
+
+def env(
+    name: str,
+    default: str,
+    parse: Callable[[str, Mapping[str, Any]], Any],
+    doc: str,
+    *,
+    show: Callable[[Any], str] = str,
+    secret: bool = False,
+    readme_default: str = "",
+) -> Any:
+    """Declare a setting read from `name`: its Python default is `parse(default)`."""
+    variable = Variable(name, default, parse, show, doc, secret, readme_default)
+    value = parse(default, {})
+    metadata = {"env": variable}
+    if isinstance(value, Window):
+        return field(default_factory=lambda: parse(default, {}), metadata=metadata)
+    return field(default=value, metadata=metadata, repr=not secret)
+
+
+def text(value: str, _: Mapping[str, Any]) -> str:
+    return value
+
+
+def seconds(minimum_s: float, why: str, default: str) -> Callable[[str, Mapping[str, Any]], float]:
+    """Seconds of at least `minimum_s`; the error says `why` and the default."""
+
+    def parse(value: str, _: Mapping[str, Any]) -> float:
+        number = float(value)
+        if not math.isfinite(number) or number < minimum_s:
+            raise ValueError(
+                f"must be at least {minimum_s:g} seconds: {why}; the default is {default}"
+            )
+        return number
+
+    return parse
+
+
+def number(minimum: float) -> Callable[[str, Mapping[str, Any]], float]:
+    def parse(value: str, _: Mapping[str, Any]) -> float:
+        number = float(value)
+        if not math.isfinite(number) or number < minimum:
+            raise ValueError(f"must be a number >= {minimum}")
+        return number
+
+    return parse
+
+
+def integer(minimum: int, maximum: int) -> Callable[[str, Mapping[str, Any]], int]:
+    def parse(value: str, _: Mapping[str, Any]) -> int:
+        whole = int(value)
+        if not minimum <= whole <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}")
+        return whole
+
+    return parse
+
+
+def choice(*options: str) -> Callable[[str, Mapping[str, Any]], str]:
+    def parse(value: str, _: Mapping[str, Any]) -> str:
+        if value not in options:
+            raise ValueError("must be " + " or ".join(repr(option) for option in options))
+        return value
+
+    return parse
+
+
+def _window(value: str, read: Mapping[str, Any]) -> Window:
+    return Window.parse(value, read.get("zone") or ZoneInfo(DEFAULT_ZONE))
+
+
+def _show_window(window: Window) -> str:
+    if window.always:
+        return "always"
+    return f"{window.opens:%H:%M:%S}-{window.closes:%H:%M:%S}"
+
+
+def _show_networks(networks: tuple[Network, ...]) -> str:
+    return ",".join(str(network) for network in networks)
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """Every setting, each declared once with its variable (see docs/configuration.md)."""
+
+    broker_url: str = env(
+        "CELERY_BROKER_URL", DEFAULT_BROKER_URL, text, "broker for tasks and status events"
+    )
+    redis_url: str = env(
+        "ESMS_REDIS_URL",
+        "",
+        _redis_url,
+        "Redis for the limiter and the waiting RefIds (`redis://`, `rediss://` or `unix://`): a "
+        "single Redis server (or a primary with replicas); Redis Cluster is not supported (the "
+        "lease script reads the per-OA keys of the OAs it finds, which Cluster does not allow). "
+        "Required with another broker (`amqp://`, `sentinel://`) by workers, the receiver, `run`, "
+        "`status`, `show` and `metrics`, which stop with a message saying so; a producer "
+        "(`fetch_callbacks.delay`, `submit`) never needs it",
+        readme_default="the broker URL if it is Redis",
+    )
+    api_key: str = env(
+        "ESMS_API_KEY",
+        "",
+        text,
+        "the eSMS account's ApiKey (with `ESMS_SECRET_KEY`); unset: `make run` uses the "
+        "simulator, a worker sends nothing and says so",
+        secret=True,
+    )
+    secret_key: str = env(
+        "ESMS_SECRET_KEY",
+        "",
+        text,
+        "the eSMS account's SecretKey (with `ESMS_API_KEY`); unset: `make run` uses the "
+        "simulator, a worker sends nothing and says so",
+        secret=True,
+    )
+    base_url: str = env(
+        "ESMS_BASE_URL",
+        DEFAULT_BASE_URL,
+        lambda v, _: _http_url(v),
+        "eSMS host. Every request carries the ApiKey and SecretKey, so plain `http://` is refused "
+        "at start unless the host is this machine (`localhost`, `127.0.0.0/8`, `::1`, as the "
+        "bundled simulator is) or `ESMS_ALLOW_PLAIN_HTTP=1`",
+    )
+    allow_plain_http: bool = env(
+        "ESMS_ALLOW_PLAIN_HTTP",
+        "",
+        lambda v, _: _flag(v),
+        "`1`: accept an `http://` `ESMS_BASE_URL` on another host (the credentials then cross the "
+        "network unencrypted)",
+        show=lambda flag: "1" if flag else "",
+    )
+    rate_interval_s: float = env(
+        "ESMS_RATE_INTERVAL",
+        "1.0",
+        number(0.001),
+        "seconds between two requests of one account, as eSMS receives them",
+    )
+    # Extra spacing on top of rate_interval_s so that jitter between our commit and eSMS's
+    # receipt cannot bring two requests closer than rate_interval_s where eSMS sees them; each
+    # Code 160 widens it further for a while (engine.limiter).
+    rate_margin_s: float = env(
+        "ESMS_RATE_MARGIN",
+        str(DEFAULT_RATE_MARGIN_S),
+        number(0.0),
+        "seconds added to the interval to absorb jitter between our commit and eSMS's receipt; "
+        "each Code 160 widens it further for a while (see "
+        "[Limits](operations.md#limits-and-capacity))",
+    )
+    max_refs_per_request: int = env(
+        "ESMS_MAX_REFS",
+        "100",
+        integer(1, ESMS_MAX_REFS_CEILING),
+        "RefIds per request, 1 to 200 (eSMS silently drops RefIds past its limit)",
+    )
+    window: Window = env(  # noqa: RUF009 (a field with a default_factory, as env() builds it)
+        "ESMS_WINDOW",
+        "01:00-02:00",
+        _window,
+        "`HH:MM[:SS]-HH:MM[:SS]` in `ESMS_TIMEZONE`, may cross midnight; `always` for none",
+        show=_show_window,
+    )
+    status_queue: str = env(
+        "ESMS_STATUS_QUEUE",
+        "esms.status",
+        text,
+        "queue that receives status events (declared and bound to the exchange by every "
+        "publisher, unless `ESMS_STATUS_DEFAULT_QUEUE=off`)",
+    )
+    status_exchange: str = env(
+        "ESMS_STATUS_EXCHANGE",
+        "",
+        text,
+        "exchange events are published to (direct, routing key its own name); bind your own "
+        "queues to it for more consumers",
+        readme_default="the queue's name",
+    )
+    # Off for deployments whose consumers read queues of their own bound to the exchange: the
+    # default queue would otherwise fill Redis with events nobody reads.
+    status_default_queue: bool = env(
+        "ESMS_STATUS_DEFAULT_QUEUE",
+        "on",
+        lambda v, _: choice("on", "off")(v, _) == "on",
+        "`on`: every publisher declares `ESMS_STATUS_QUEUE` and binds it to the exchange, so "
+        "events wait there until read. `off`: for consumers that read queues of their own bound "
+        "to the exchange; events go only there, nothing piles up in a queue nobody reads, and a "
+        "publish that no queue would receive fails (the RefIds wait and are asked again) instead "
+        "of being dropped",
+        show=lambda on: "on" if on else "off",
+    )
+    status_queue_warn_events: int = env(
+        "ESMS_STATUS_QUEUE_WARN",
+        "10000",
+        integer(1, 1_000_000_000),
+        "events waiting in the default queue past which `status` warns, when the queue grows "
+        "(Redis) or has no consumer (RabbitMQ); its depth is the metric "
+        "`esms_status_queue_events`",
+    )
+    phone_numbers: str = env(
+        "ESMS_PHONE_NUMBERS",
+        "keep",
+        choice("keep", "mask", "drop"),
+        "the recipient's phone number in events' `record` (personal data under Vietnam's Decree "
+        "13/2023): `keep`, `mask` (`090****484`: the first and last 3 digits) or `drop` (null). "
+        "The project keeps no phone number anywhere else (a push waits in the inbox only until it "
+        "is applied), and logs none",
+    )
+    http_timeout_s: float = env(
+        "ESMS_HTTP_TIMEOUT",
+        "30",
+        number(0.1),
+        "seconds before an eSMS request is given up (and retried)",
+    )
+    repoll_after_s: float = env(
+        "ESMS_REPOLL_AFTER",
+        "900",
+        number(0.0),
+        "seconds before a non-terminal RefId is asked again",
+    )
+    max_age_s: float = env(
+        "ESMS_MAX_AGE",
+        "604800",
+        seconds(MIN_MAX_AGE_S, "eSMS may not know a RefId yet in its first minute", "604800"),
+        "seconds after submission when a still non-terminal RefId expires; at least 60 (eSMS "
+        "often does not know a RefId in its first minute)",
+    )
+    done_ttl_s: float = env(
+        "ESMS_DONE_TTL",
+        "172800",
+        seconds(
+            MIN_DONE_TTL_S,
+            "a submission the broker hands back after a worker died (up to 900 s later) must "
+            "still find its RefIds done",
+            "172800",
+        ),
+        "seconds a finished RefId is remembered, so resubmitting it does not produce a second "
+        "terminal event; at least 900 (the broker hands a dead worker's submission back up to 900 "
+        "s later, and it must still find its RefIds done)",
+    )
+    drainers: int = env(
+        "ESMS_DRAINERS",
+        "auto",
+        lambda v, _: _drainers(v),
+        "worker processes sending requests for one account at once, across all hosts. `auto`: 2 + "
+        "the measured request time (slot to settled) / the spacing, at most 6, so while the "
+        "others' requests are under way one drainer waits for the next slot, and one more covers "
+        "requests slower than the average. Each holds a worker pool slot while it drains: give "
+        "the workers a concurrency above it",
+        show=lambda n: str(n or "auto"),
+    )
+    release_every_s: float = env(
+        "ESMS_RELEASE_EVERY",
+        "2.0",
+        number(0.1),
+        "seconds between beat's checks that start draining (bounds how late the first request "
+        "after the window opens can be)",
+    )
+    max_retries: int = env(
+        "ESMS_MAX_RETRIES",
+        "5",
+        integer(0, 100),
+        "Celery retries of one drain task after failed requests (each shows in Flower as "
+        "`task-retried`); after that its RefIds simply wait for the next drain",
+    )
+    retry_base_s: float = env(
+        "ESMS_RETRY_BASE",
+        "2.0",
+        number(0.0),
+        "seconds a failed request's RefIds wait before they are asked again, and the breaker's "
+        "first backoff",
+    )
+    breaker_after: int = env(
+        "ESMS_BREAKER_AFTER",
+        "5",
+        integer(1, 100),
+        "transient eSMS failures in a row that make the whole account back off (fewer cost only "
+        "themselves). With 10% of requests failing at random, 5 in a row happen about once in "
+        "100,000 requests; a real outage is recognised after 5",
+    )
+    window_guard_s: float = env(
+        "ESMS_WINDOW_GUARD",
+        "1.0",
+        number(0.0),
+        "seconds kept clear at both ends of the window, so that no request reaches eSMS outside "
+        "it whatever the difference between its clock and Redis's (measured commit-to-receipt "
+        "delays stay under 30 ms). Must be under half the window (refused at start otherwise: "
+        "nothing could be sent); the capacity `status` and the metrics report counts only the "
+        "window within the guards",
+    )
+    backoff_max_s: float = env(
+        "ESMS_BACKOFF_MAX",
+        "60",
+        number(1.0),
+        "longest backoff, seconds: while eSMS keeps failing, one probe request per this long",
+    )
+    account_pause_s: float = env(
+        "ESMS_ACCOUNT_PAUSE",
+        "300",
+        number(1.0),
+        "seconds requests stop after eSMS refuses the account (codes 101, 140, 143, 103)",
+    )
+    account: str = env(
+        "ESMS_ACCOUNT",
+        "",
+        text,
+        "name of the account in Redis keys; set it to keep the waiting RefIds when you rotate the "
+        "ApiKey. With neither it nor `ESMS_API_KEY` there is no account: a worker keeps "
+        "submissions in the broker (retrying) instead of filing them where no drainer looks, and "
+        "`status`/`metrics` refuse to show an account that does not exist. Every worker's first "
+        "log line, and `status`, say which account and what named it",
+        readme_default="hash of the ApiKey",
+    )
+    simulated: bool = env(
+        "ESMS_SIMULATED",
+        "",
+        lambda v, _: v == "1",
+        "set to `1` by `make run` and the demo when they run against the bundled simulator (the "
+        "workers' first log line then says so); leave it unset",
+        show=lambda flag: "1" if flag else "",
+    )
+    # The push receiver (receiver/): eSMS's CallbackUrl is .../esms/push/<push_token>.
+    push_token: str = env(
+        "ESMS_PUSH_TOKEN",
+        "",
+        text,
+        "the secret in the push URL `/esms/push/<token>`: at least 16 of `A-Z a-z 0-9 - _`. Never "
+        "logged or shown",
+        secret=True,
+        readme_default="none (required by the receiver)",
+    )
+    # Taken beside push_token while eSMS's CallbackUrl changes (docs/pushes.md: rotating the token).
+    push_token_previous: str = env(
+        "ESMS_PUSH_TOKEN_PREVIOUS",
+        "",
+        text,
+        "a second token taken beside `ESMS_PUSH_TOKEN` while eSMS's CallbackUrl changes (same "
+        "rules, must differ from it; its pushes are counted as `pushes:previous_token`). Never "
+        "logged or shown. See [rotating the token](pushes.md#rotating-the-token)",
+        secret=True,
+    )
+    receiver_host: str = env(
+        "ESMS_RECEIVER_HOST",
+        "127.0.0.1",
+        text,
+        "the address `esms-callbacks receive` listens on (put it behind an HTTPS proxy)",
+    )
+    receiver_port: int = env(
+        "ESMS_RECEIVER_PORT",
+        "8078",
+        integer(0, 65535),
+        "the port `esms-callbacks receive` listens on",
+    )
+    receiver_header_timeout_s: float = env(
+        "ESMS_RECEIVER_HEADER_TIMEOUT",
+        "10",
+        number(0.1),
+        "seconds a connection to the receiver has to send a request's headers (from when it "
+        "opened, or from the next request's first byte on a kept-alive connection); then it is "
+        "closed. An idle kept-alive connection is closed after 75 s",
+    )
+    push_allow_from: tuple[Network, ...] = env(
+        "ESMS_PUSH_ALLOW_FROM",
+        "",
+        lambda v, _: _networks(v),
+        "comma-separated addresses or networks (`203.0.113.0/24, 2001:db8::/32`) allowed to push; "
+        "others get 403",
+        show=_show_networks,
+        readme_default="any",
+    )
+    push_trusted_proxies: tuple[Network, ...] = env(
+        "ESMS_PUSH_TRUSTED_PROXIES",
+        "",
+        lambda v, _: _proxies(v),
+        "addresses or networks of your reverse proxies; only from them is `X-Forwarded-For` "
+        "believed (read right to left, the first address not a trusted proxy is the source; "
+        "`ip:port` hops are read too). `0.0.0.0/0` and `::/0` are refused: they would let anyone "
+        "name any source",
+        show=_show_networks,
+        readme_default="none",
+    )
+    push_rate_per_source: float = env(
+        "ESMS_PUSH_RATE",
+        "500",
+        number(0.0),
+        "pushes a second one source may send (with a second's burst), across all receivers (`0`: "
+        "no limit). Past it a push waits for its turn (below)",
+    )
+    push_rate_wait_s: float = env(
+        "ESMS_PUSH_RATE_WAIT",
+        "5",
+        number(0.0),
+        "seconds a push over its source's rate may wait for its turn before it gets 429 (counted, "
+        "logged)",
+    )
+    push_inbox_max: int = env(
+        "ESMS_PUSH_INBOX_MAX",
+        "1000000",
+        integer(1, 100_000_000),
+        "pushes recorded and not yet applied, at most; past it pushes get 503 (eSMS retries)",
+    )
+    push_unsubmitted: str = env(
+        "ESMS_PUSH_UNSUBMITTED",
+        "publish",
+        choice("publish", "ignore"),
+        "a push for a RefId never submitted: `publish` (and remember it) or `ignore`",
+    )
+    push_reclaim_after_s: float = env(
+        "ESMS_PUSH_RECLAIM_AFTER",
+        "30",
+        number(0.1),
+        "seconds a recorded push may stay unapplied before another receiver takes it over (its "
+        "receiver died, or a request held its RefId)",
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every declared variable; ConfigError names the first bad one."""
+        env = os.environ if env is None else env
+        read: dict[str, Any] = {"zone": _read(env, ZONE_VARIABLE, {})}
+        for f in fields(cls):
+            if "env" in f.metadata:
+                read[f.name] = _read(env, f.metadata["env"], read)
+        del read["zone"]
+        settings = cls(**read)
+        for check in (_drainers_problem, _plain_http_problem, _guard_problem):
+            problem = check(settings)
+            if problem:
+                raise ConfigError(problem)
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that make `from_env` give these settings again (for subprocesses)."""
+        out = {ZONE_VARIABLE.name: str(self.window.zone)}
+        for f in fields(self):
+            if "env" in f.metadata:
+                variable: Variable = f.metadata["env"]
+                out[variable.name] = variable.show(getattr(self, f.name))
+        return out
+
+    def require_redis_url(self) -> str:
+        """The Redis URL to connect to; ConfigError naming the variable to set when there is
+        none. Asked by whoever uses Redis (workers, the receiver, status), never at start-up:
+        a producer on another broker needs no Redis."""
+        if not self.redis_url:
+            raise ConfigError(
+                f"ESMS_REDIS_URL is not set and CELERY_BROKER_URL ({redact_url(self.broker_url)})"
+                " is not a Redis URL: set ESMS_REDIS_URL=redis://..."
+            )
+        if not self.redis_url.startswith(REDIS_SCHEMES):
+            raise ConfigError(
+                f"ESMS_REDIS_URL ({redact_url(self.redis_url)}) is not a Redis URL: set "
+                "ESMS_REDIS_URL=redis://... (or rediss://, unix://)"
+            )
+        return self.redis_url
+
+    def push_token_problem(self) -> str:
+        """Why the receiver must not start with this ESMS_PUSH_TOKEN (and
+        ESMS_PUSH_TOKEN_PREVIOUS, if set), or ''. Never shows a token."""
+        if not self.push_token:
+            return "ESMS_PUSH_TOKEN is not set; the receiver needs a secret for its URL"
+        problem = _token_problem("ESMS_PUSH_TOKEN", self.push_token)
+        if problem or not self.push_token_previous:
+            return problem
+        if self.push_token_previous == self.push_token:
+            return (
+                "ESMS_PUSH_TOKEN_PREVIOUS is ESMS_PUSH_TOKEN: set it to the token eSMS used "
+                "before, or unset it"
+            )
+        return _token_problem("ESMS_PUSH_TOKEN_PREVIOUS", self.push_token_previous)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_key and self.secret_key)
+
+    @property
+    def account_id(self) -> str:
+        """Name the account in Redis keys and logs: ESMS_ACCOUNT, else a hash of the ApiKey.
+
+        Without either there is no account: AccountUnknown, rather than filing RefIds under
+        a name no drainer with credentials will ever read."""
+        if self.account:
+            return self.account
+        if self.api_key:
+            return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
+        raise AccountUnknown(
+            "no eSMS account to file RefIds under: set ESMS_API_KEY and ESMS_SECRET_KEY (and "
+            "ESMS_ACCOUNT, so a new ApiKey keeps the waiting RefIds) in this process's "
+            "environment"
+        )
+
+    @property
+    def account_known(self) -> bool:
+        return bool(self.account or self.api_key)
+
+    @property
+    def account_source(self) -> str:
+        """Why the account has the name it has, for operators."""
+        if self.account:
+            return "ESMS_ACCOUNT"
+        if self.api_key:
+            return "a hash of ESMS_API_KEY (set ESMS_ACCOUNT to keep it across a key change)"
+        return "none: ESMS_API_KEY and ESMS_ACCOUNT are not set"
+
+    @property
+    def lease_s(self) -> float:
+        """How long a request holds its RefIds: the HTTP timeout and publishing its events
+        with room to spare, short enough that RefIds of a dead worker are asked again soon."""
+        return self.http_timeout_s * 2 + self.spacing_s * 2 + 5.0
+
+    @property
+    def drainer_lease_s(self) -> float:
+        """How long a drainer's place lasts unless it renews it (it renews at every slot)."""
+        return self.lease_s + 10.0
+
+    @property
+    def events_exchange(self) -> str:
+        """The exchange events are published to: ESMS_STATUS_EXCHANGE, else named like the
+        status queue (the queue bound to it by default)."""
+        return self.status_exchange or self.status_queue
+
+    @property
+    def spacing_s(self) -> float:
+        """Seconds the limiter keeps between two requests of the account."""
+        return self.rate_interval_s + self.rate_margin_s
+
+    def drainers_wanted(self, request_time_s: float | None) -> int:
+        """Drainers to keep going: ESMS_DRAINERS, or (auto) enough that while the others'
+        requests are under way one is waiting for the next slot, and one more for the
+        requests that take longer than the average."""
+        if self.drainers:
+            return self.drainers
+        took_s = ASSUMED_REQUEST_TIME_S if request_time_s is None else request_time_s
+        return min(MAX_AUTO_DRAINERS, 2 + math.ceil(took_s / self.spacing_s))
+
+    def window_capacity_refs(self, sendable_s: float) -> int:
+        """RefIds that `sendable_s` seconds in which requests may go out (the window within its
+        guards: engine.capacity) can carry at these limits."""
+        return math.floor(max(0.0, sendable_s) / self.spacing_s) * self.max_refs_per_request
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def describe(self) -> dict[str, object]:
+        """Return the settings for display: credentials and URL passwords redacted."""
+        shown: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("api_key", "secret_key", "push_token", "push_token_previous"):
+                value = "<set>" if value else "<unset>"
+            elif f.name.endswith("_url"):
+                value = redact_url(value)
+            if isinstance(value, Window):
+                value = str(value)
+            elif f.name.startswith("push_") and isinstance(value, tuple):
+                value = ",".join(str(network) for network in value)
+            shown[f.name] = value
+        return shown
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())
+        return f"Settings({shown})"
+
+
+def _drainers_problem(settings: Settings) -> str:
+    # A drainer waits up to (drainers - 1) spacings for its slot before it renews its place;
+    # a place that expires meanwhile lets one drainer too many in.
+    if settings.drainers * settings.spacing_s < settings.drainer_lease_s:
+        return ""
+    return (
+        f"ESMS_DRAINERS={settings.drainers}: that many drainers cannot all keep their "
+        f"place ({settings.drainer_lease_s:.0f}s lease) at one request per "
+        f"{settings.spacing_s:g}s; use at most "
+        f"{math.ceil(settings.drainer_lease_s / settings.spacing_s) - 1}, or auto"
+    )
+
+
+def _plain_http_problem(settings: Settings) -> str:
+    """The ApiKey and SecretKey are in every request's body: unencrypted only to this host."""
+    url = settings.base_url
+    if not url.startswith("http://") or settings.allow_plain_http or _is_local(url):
+        return ""
+    https = urlunsplit(urlsplit(url)._replace(scheme="https"))
+    return (
+        f"ESMS_BASE_URL={redact_url(url)!r} would send the eSMS keys unencrypted: use "
+        f"{redact_url(https)} (eSMS's own is {DEFAULT_BASE_URL}), or set "
+        "ESMS_ALLOW_PLAIN_HTTP=1 to allow plain HTTP anyway"
+    )
+
+
+def _guard_problem(settings: Settings) -> str:
+    """The guard is kept clear at both ends of the window: half the window or more leaves no
+    moment at which a request may go."""
+    window = settings.window
+    if window.always:
+        return ""
+    length_s = window_length_s(window)
+    if 2 * settings.window_guard_s < length_s:
+        return ""
+    return (
+        f"ESMS_WINDOW_GUARD={settings.window_guard_s:g} is kept clear at both ends of the "
+        f"window ESMS_WINDOW={_show_window(window)}, so no request could ever go: half of it "
+        f"is {length_s / 2:g} s; use a guard under that (default 1.0) or a longer ESMS_WINDOW"
+    )
+
+
+def window_length_s(window: Window) -> float:
+    """Seconds from the window's opening to its closing on a day without a clock change."""
+    assert window.opens is not None and window.closes is not None
+    opens, closes = (
+        t.hour * 3600 + t.minute * 60 + t.second for t in (window.opens, window.closes)
+    )
+    return float((closes - opens) % 86400)
+
+
+def _token_problem(name: str, token: str) -> str:
+    """Why `token` cannot be the push URL's secret read from `name`, or ''."""
+    if len(token) < MIN_PUSH_TOKEN_CHARS:
+        return (
+            f"{name} is {len(token)} characters; use at least {MIN_PUSH_TOKEN_CHARS} (e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    if not _TOKEN_CHARS.fullmatch(token):
+        return f"{name} may hold only letters, digits, '-' and '_' (it is in a URL)"
+    return ""
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL such as redis://:password@host:6379/0."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def variables() -> list[Variable]:
+    """Every declared variable, ESMS_TIMEZONE first (the window is read in its zone)."""
+    return [ZONE_VARIABLE] + [f.metadata["env"] for f in fields(Settings) if "env" in f.metadata]
+
+
+def reference_markdown() -> str:
+    """The configuration reference (docs/configuration.md, `make docs-config`): one row per
+    variable, in declaration order with ESMS_TIMEZONE beside the window it is read for."""
+    declared = variables()[1:]
+    at = next(i for i, v in enumerate(declared) if v.name == "ESMS_WINDOW") + 1
+    declared.insert(at, ZONE_VARIABLE)
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for variable in declared:
+        default = variable.readme_default or (
+            f"`{variable.default}`" if variable.default else "none"
+        )
+        meaning = variable.doc.replace("|", "\\|")
+        rows.append(f"| `{variable.name}` | {default} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def _read(env: Mapping[str, str], variable: Variable, read: Mapping[str, Any]) -> Any:
+    """The setting `variable` gives in `env`; ConfigError naming it when it is malformed."""
+    name, raw = variable.name, env.get(variable.name)
+    if raw is None:
+        return variable.parse(variable.default, read)
+    value = raw.strip()
+    shown = "it" if variable.secret else repr(value)
+    if not value and variable.default:  # set but empty: a mistake, not a wish for the default
+        raise ConfigError(
+            f"{name} is set but empty; unset it to use the default ({variable.default!r}) or "
+            "give a value"
+        )
+    if any(c in value for c in "\r\n\0"):
+        raise ConfigError(f"{name}: {shown} contains a line break or NUL character")
+    try:
+        return variable.parse(value, read)
+    except (ValueError, KeyError, ZoneInfoNotFoundError) as exc:
+        detail = f"{name}: {exc}" if variable.secret else f"{name}={value!r}: {exc}"
+        raise ConfigError(detail) from None

@@ -1,0 +1,165 @@
+"""esms.fetch_callbacks: accept RefIds from producers and park them to be asked."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import Reject
+
+from esms_callbacks.engine.clock import as_datetime
+from esms_callbacks.engine.retry_policy import FETCH_TASK_RETRY
+from esms_callbacks.errors import AccountUnknown, BrokerFull, InvalidSubmission
+from esms_callbacks.esms.validation import validate_submission
+from esms_callbacks.runtime import get_runtime
+from esms_callbacks.tasks.app import app
+
+log = logging.getLogger(__name__)
+ARG_NAMES = ("ref_ids", "oa_id")
+
+
+# A broker message of at most about this many bytes of RefIds: a worker child killed for
+# memory by a huge message would get it redelivered, to be killed again.
+MAX_MESSAGE_REFID_BYTES = 1_000_000
+
+
+class ValidatingTask(Task):  # type: ignore[misc]
+    """Reject bad arguments at the producer, before anything is queued; split a large
+    submission into messages of a bounded size."""
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any) -> Any:
+        try:
+            return self._queue(args, kwargs, *rest, **options)
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            raise BrokerFull(
+                "the broker's Redis is out of memory (maxmemory reached): nothing was queued; "
+                "submit again once there is room (see `esms-callbacks status`: an unread "
+                "status queue is the usual cause)"
+            ) from exc
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        """Celery's retry, except that a retry the broker refuses to queue (full, or gone)
+        keeps the submission: Celery would reject it for good (Reject(requeue=False))."""
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as exc:
+            if exc.requeue:
+                raise
+            raise Reject(exc.reason, requeue=True) from exc
+
+    def _queue(self, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
+        ref_ids, oa_id, unknown = bind_arguments(args, kwargs)
+        submission = validate_submission(ref_ids, oa_id, unknown)
+        chunks = split_by_size(submission.ref_ids, MAX_MESSAGE_REFID_BYTES)
+        if len(chunks) == 1:
+            return super().apply_async(args, kwargs, *rest, **options)
+        # Each part is a submission of its own (parking is idempotent); the first one's
+        # result stands for the call, as a single message's would.
+        first, *others = chunks
+        result = super().apply_async((), {"ref_ids": first, "oa_id": submission.oa_id}, **options)
+        options.pop("task_id", None)
+        for chunk in others:
+            super().apply_async((), {"ref_ids": chunk, "oa_id": submission.oa_id}, **options)
+        return result
+
+
+def out_of_memory(exc: BaseException | None) -> bool:
+    """Whether `exc` is, or was caused by, Redis refusing a write for want of memory (kombu
+    may wrap it as a connection error)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, redis.exceptions.OutOfMemoryError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def split_by_size(ref_ids: list[str], max_bytes: int) -> list[list[str]]:
+    """Cut `ref_ids` into lists whose JSON takes at most about `max_bytes` each."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for ref_id in ref_ids:
+        cost = len(ref_id) + 4  # quotes, comma, space
+        if chunks[-1] and size + cost > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(ref_id)
+        size += cost
+    return chunks
+
+
+def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, object]]:
+    """Map positional and keyword arguments onto (ref_ids, oa_id, unknown)."""
+    args = list(args or ())
+    kwargs = dict(kwargs or {})
+    if len(args) > len(ARG_NAMES):
+        raise InvalidSubmission(
+            f"fetch_callbacks takes 2 positional arguments (ref_ids, oa_id), {len(args)} given"
+        )
+    for name, value in zip(ARG_NAMES, args, strict=False):
+        if name in kwargs:
+            raise InvalidSubmission(f"{name} given both by position and by name")
+        kwargs[name] = value
+    ref_ids, oa_id = kwargs.pop("ref_ids", None), kwargs.pop("oa_id", None)
+    return ref_ids, oa_id, kwargs
+
+
+# Redis unreachable, or no account named: retried until fixed (engine.retry_policy).
+@app.task(name="esms.fetch_callbacks", base=ValidatingTask, acks_late=True, **FETCH_TASK_RETRY)
+def fetch_callbacks(
+    ref_ids: object = None, oa_id: object = None, **unknown: object
+) -> dict[str, object]:
+    """Park RefIds of one OA to be asked from eSMS; each will end in one terminal event."""
+    try:
+        submission = validate_submission(ref_ids, oa_id, unknown)
+    except InvalidSubmission as exc:
+        log.error("rejected a submission: %s", exc)
+        raise
+    runtime = get_runtime()
+    if not runtime.settings.account_known:
+        # Retried (autoretry_for) and kept in the broker until the worker has credentials.
+        problem = AccountUnknown(
+            f"cannot accept RefIds for OA {submission.oa_id}: no eSMS account is named "
+            "(set ESMS_API_KEY and ESMS_SECRET_KEY, or ESMS_ACCOUNT, for the workers); the "
+            "submission stays queued and is retried"
+        )
+        log.error("%s", problem)
+        raise problem
+    now_s = runtime.clock.now_s()
+    try:
+        parked = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s)
+    except redis.exceptions.OutOfMemoryError:
+        log.error(
+            "Redis is full (maxmemory reached, noeviction): could not park %d RefIds for OA "
+            "%s; the submission stays in the broker and is taken again once there is room. "
+            "Free memory (an unread status queue: see `esms-callbacks status`) or raise "
+            "maxmemory",
+            len(submission.ref_ids),
+            submission.oa_id,
+        )
+        raise  # retried (autoretry_for RedisError); never dropped
+
+    log.info(
+        "accepted %d RefIds for OA %s (%d new, %d already waiting, %d already finished)",
+        len(submission.ref_ids),
+        submission.oa_id,
+        parked.added,
+        parked.already_waiting,
+        parked.already_finished,
+    )
+    if runtime.settings.window.is_open(as_datetime(now_s)):
+        runtime.dispatch.request(now_s)
+    else:
+        runtime.dispatch.check_capacity(now_s)
+    return {
+        "oa_id": submission.oa_id,
+        "accepted": len(submission.ref_ids),
+        "new": parked.added,
+        "already_waiting": parked.already_waiting,
+        "already_finished": parked.already_finished,
+        "duplicates_in_call": submission.duplicates,
+    }

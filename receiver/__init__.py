@@ -1,1 +1,0 @@
-"""The push receiver: eSMS's CallbackUrl pushes in, the same status events out."""
