@@ -26,7 +26,7 @@
                                 wait, the drain task retries after `after_s`
 
 What each failure leads to (retried or not, how long to wait, when to give up, the Celery
-tasks' own retry options) is decided in one place: engine.retry_policy. What each eSMS
+tasks' own retry options) is decided in one place: retry_policy. What each eSMS
 Code raises is esms.codes'.
 
 Messages never contain credentials: the client never puts the request body in an error.

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from esms_callbacks.engine.window import Window
 from esms_callbacks.errors import AccountUnknown, ConfigError
+from esms_callbacks.esms.window import Window
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_BASE_URL = "https://status-sms.esms.vn"

@@ -17,7 +17,7 @@ from kombu import Connection
 
 from esms_callbacks.engine.clock import ManualClock
 from esms_callbacks.engine.drainer import Drainer
-from esms_callbacks.engine.window import Window
+from esms_callbacks.esms.window import Window
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 from esms_callbacks.simulator.app import Simulator

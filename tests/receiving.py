@@ -119,7 +119,7 @@ def push_params(
 @contextmanager
 def receiving(settings: Settings) -> Iterator[tuple[Served, Runtime]]:
     """A receiver (HTTP and applier thread, as `esms-callbacks receive` runs it)."""
-    from esms_callbacks.push.serve import build_app
+    from esms_callbacks.cli.receive import build_app
 
     runtime = Runtime(settings)
     with serve_app(lambda: build_app(settings)) as served:

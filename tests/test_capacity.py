@@ -7,7 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from esms_callbacks.engine.capacity import coming_window
-from esms_callbacks.engine.window import Window
+from esms_callbacks.esms.window import Window
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 

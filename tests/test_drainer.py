@@ -130,7 +130,7 @@ def test_auth_failure_pauses_the_account_and_keeps_the_refs(drain_env, sim, redi
 
 
 def test_closed_window_sends_nothing(drain_env, sim):
-    from esms_callbacks.engine.window import Window
+    from esms_callbacks.esms.window import Window
 
     drainer, runtime, clock, _events = drain_env(window=Window.parse("01:00-02:00", "UTC"))
     clock.now = 1_800_000_000.0 - (1_800_000_000 % 86400) + 3 * 3600  # 03:00 UTC
@@ -452,7 +452,7 @@ def window_around_now(redis_client: Any, opened_s_ago: float, closes_in_s: float
     """A UTC window around the Redis clock's now, and that now."""
     from datetime import UTC, datetime, timedelta
 
-    from esms_callbacks.engine.window import Window
+    from esms_callbacks.esms.window import Window
 
     seconds, micros = redis_client.time()
     now = datetime.fromtimestamp(seconds + micros / 1e6, UTC)

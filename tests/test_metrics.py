@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from esms_callbacks.cli.metrics_server import make_app
-from esms_callbacks.engine.window import Window
+from esms_callbacks.esms.window import Window
 from esms_callbacks.ops.status import account_state
 from esms_callbacks.runtime import Runtime, use_settings
 

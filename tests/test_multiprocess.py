@@ -17,7 +17,7 @@ import redis
 from esms_callbacks.cli.processes import Child, stop_all
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.keys import AccountKeys
-from esms_callbacks.engine.window import Window
+from esms_callbacks.esms.window import Window
 from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.tasks import app, fetch_callbacks
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, drain_events, wait_until

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from esms_callbacks.cli.receive import build_app
 from esms_callbacks.errors import ConfigError
 from esms_callbacks.events.publish import event_id
 from esms_callbacks.push.inbox import PushInbox
 from esms_callbacks.push.receiver import STATE, make_app
-from esms_callbacks.push.serve import build_app
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings, _networks
 from tests.helpers import drain_events, wait_until, whereabouts

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from esms_callbacks.cli.receive import build_app
 from esms_callbacks.errors import ConfigError
-from esms_callbacks.push.serve import build_app
 from esms_callbacks.settings import Settings, _networks
 from tests.helpers import drain_events, wait_until, whereabouts
 from tests.receiving import (

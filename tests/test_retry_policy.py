@@ -1,21 +1,9 @@
-"""The retry policy (engine/retry_policy.py): what each failure leads to, decided in one place."""
+"""The retry policy (retry_policy.py): what each failure leads to, decided in one place."""
 
 from __future__ import annotations
 
 import pytest
 
-from esms_callbacks.engine.retry_policy import (
-    DRAIN_TASK_RETRY,
-    FETCH_TASK_RETRY,
-    PAUSE,
-    REPOLL,
-    RETRY,
-    WAIT_FOR_WINDOW,
-    after_publish_failure_s,
-    decide,
-    drain_gives_up,
-    retry_after_s,
-)
 from esms_callbacks.errors import (
     AuthError,
     BalanceError,
@@ -26,6 +14,18 @@ from esms_callbacks.errors import (
     ServerError,
     TransportError,
     UnexpectedCode,
+)
+from esms_callbacks.retry_policy import (
+    DRAIN_TASK_RETRY,
+    FETCH_TASK_RETRY,
+    PAUSE,
+    REPOLL,
+    RETRY,
+    WAIT_FOR_WINDOW,
+    after_publish_failure_s,
+    decide,
+    drain_gives_up,
+    retry_after_s,
 )
 from esms_callbacks.settings import Settings
 from esms_callbacks.tasks import drain, fetch_callbacks

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from esms_callbacks.engine.window import Window
+from esms_callbacks.esms.window import Window
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")  # UTC+7 all year
 BERLIN = ZoneInfo("Europe/Berlin")  # CET +1, CEST +2; 2024 switches on 31 March and 27 October

@@ -24,17 +24,6 @@ from esms_callbacks.engine.backlog import Backlog, Leased, Tally
 from esms_callbacks.engine.clock import Clock, as_datetime
 from esms_callbacks.engine.health import AccountPause, Breaker
 from esms_callbacks.engine.limiter import Commit, RateLimiter
-from esms_callbacks.engine.retry_policy import (
-    PAUSE,
-    REPOLL,
-    RETRY,
-    WAIT_FOR_WINDOW,
-    after_publish_failure_s,
-    decide,
-    gives_up,
-    retry_after_s,
-    split_after_s,
-)
 from esms_callbacks.engine.settle_step import Publish, Step, publish_and_settle
 from esms_callbacks.engine.stats import RECENT_KEEP_S, RequestStats
 from esms_callbacks.errors import (
@@ -53,6 +42,17 @@ from esms_callbacks.esms.records import (
     progressed,
 )
 from esms_callbacks.events.publish import build_event
+from esms_callbacks.retry_policy import (
+    PAUSE,
+    REPOLL,
+    RETRY,
+    WAIT_FOR_WINDOW,
+    after_publish_failure_s,
+    decide,
+    gives_up,
+    retry_after_s,
+    split_after_s,
+)
 from esms_callbacks.settings import Settings
 
 if TYPE_CHECKING:  # aiohttp stays out of producers, which import the tasks but never ask eSMS
@@ -194,7 +194,7 @@ class Drainer:
     def _failed(
         self, oa_id: str, token: str, batch: list[Leased], exc: EsmsError, report: DrainReport
     ) -> str:
-        """Put the RefIds back to wait as the retry policy decides (engine.retry_policy);
+        """Put the RefIds back to wait as the retry policy decides (retry_policy);
         return why to stop, if so.
 
         RefIds past their age get their one last answer now: expired, whatever the failure.

@@ -21,10 +21,10 @@ from kombu.serialization import dumps as serialize
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps as json_dumps
 
-from esms_callbacks.engine.retry_policy import PUBLISH_RETRY
 from esms_callbacks.errors import PublishFailed
 from esms_callbacks.esms.records import Outcome, decode
 from esms_callbacks.events.model import EVENT_VERSION
+from esms_callbacks.retry_policy import PUBLISH_RETRY
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import uuid
 
 from redis.exceptions import RedisError
 
-from esms_callbacks.engine.retry_policy import APPLIER_RETRY_FIRST_S, APPLIER_RETRY_MOST_S
 from esms_callbacks.push.apply import ApplyFailed, PushApplier
 from esms_callbacks.push.inbox import InboxEntry, PushInbox
+from esms_callbacks.retry_policy import APPLIER_RETRY_FIRST_S, APPLIER_RETRY_MOST_S
 
 log = logging.getLogger("esms.receiver")
 

@@ -1,4 +1,4 @@
-"""`esms-callbacks receive`: the HTTP receiver and its applier thread in one process.
+"""The receiver's site: how the push app listens (esms_callbacks.cli.receive runs it).
 
 Served by aiohttp on a site of our own (`ReceiverSite`): each connection must send a request's
 headers within ESMS_RECEIVER_HEADER_TIMEOUT (aiohttp has no such limit: a half-sent request
@@ -12,89 +12,20 @@ import asyncio
 import contextlib
 import logging
 import re
-import signal
 import traceback
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from esms_callbacks.engine.redis_connect import connect_async
-from esms_callbacks.engine.redis_policy import eviction_problem
-from esms_callbacks.errors import ConfigError
-from esms_callbacks.push.applier import ApplierThread
-from esms_callbacks.push.apply import PushApplier
-from esms_callbacks.push.receiver import STATE, make_app
-from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 
-log = logging.getLogger("esms.receiver")
 http_log = logging.getLogger("esms.receiver.http")  # aiohttp's lines, tokens hidden
 
 KEEPALIVE_TIMEOUT_S = 75.0  # an idle kept-alive connection's life, as web.run_app gave it
 HEADERS_END = b"\r\n\r\n"
 # The path's last part is a token, right or wrong (aiohttp may cut a long line mid-token).
 _PUSH_PATH_TOKEN = re.compile(r"(/esms/push/)[^/?\s'\"\\]*")
-
-
-def build_app(settings: Settings) -> web.Application:
-    """The receiver app with its applier thread started and stopped with it."""
-    problem = settings.push_token_problem()
-    if problem:
-        raise ConfigError(problem)
-    if not settings.push_allow_from:
-        log.warning(
-            "ESMS_PUSH_ALLOW_FROM is not set: anyone who learns the push URL can push "
-            "statuses (the token is the only check). Set ESMS_PUSH_ALLOW_FROM=<eSMS's "
-            "addresses> (comma-separated addresses or networks, e.g. 203.0.113.0/24; ask "
-            "eSMS, or read them from your proxy's log) so other sources get 403"
-        )
-    runtime = Runtime(settings)  # the account must be known: raises AccountUnknown otherwise
-    eviction = eviction_problem(runtime.redis)
-    if eviction:
-        raise ConfigError(f"not starting: {eviction}")
-    client = connect_async(settings.require_redis_url(), timeout_s=5)
-    app = make_app(settings, client)
-    inbox = runtime.inbox
-    applier = PushApplier(
-        settings, runtime.backlog, inbox, runtime.publisher.publish, runtime.clock
-    )
-
-    thread = ApplierThread(applier, inbox, settings.push_reclaim_after_s)
-    app[STATE].applier_healthy = thread.healthy
-
-    async def applier_thread(_: web.Application) -> AsyncIterator[None]:
-        thread.start()
-        yield
-        await asyncio.get_running_loop().run_in_executor(None, thread.stop)
-
-    app.cleanup_ctx.append(applier_thread)
-    return app
-
-
-def serve(settings: Settings, host: str, port: int) -> None:
-    app = build_app(settings)
-    asyncio.run(_serve_until_stopped(app, settings, host, port))
-
-
-async def _serve_until_stopped(
-    app: web.Application, settings: Settings, host: str, port: int
-) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully (the applier thread stops
-    with the app), as web.run_app did."""
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    async with serving(app, settings, host, port) as runner:
-        log.warning(
-            "receiving eSMS pushes on http://%s:%d/esms/push/<ESMS_PUSH_TOKEN>%s for account %s",
-            host,
-            runner.addresses[0][1],
-            " (and <ESMS_PUSH_TOKEN_PREVIOUS>)" if settings.push_token_previous else "",
-            settings.account_id,
-        )
-        await stopping.wait()
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfoNotFoundError
 
-from esms_callbacks.engine.window import Window
+from esms_callbacks.esms.window import Window
 
 WindowCheck = Callable[[], bool]
 
@@ -20,7 +20,7 @@ def window_check(
 ) -> WindowCheck | None:
     """Return an is_open callable for `spec`, or None for `always`.
 
-    `spec` is `HH:MM[:SS]-HH:MM[:SS]` in `zone` (as engine.window parses it), `always`, or
+    `spec` is `HH:MM[:SS]-HH:MM[:SS]` in `zone` (as esms.window parses it), `always`, or
     `closed` (simulator only: every request is outside the window). Raise ValueError if bad.
     """
     if spec.strip().lower() == "closed":

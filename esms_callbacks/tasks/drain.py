@@ -10,8 +10,8 @@ from celery import Task
 from redis.exceptions import RedisError
 
 from esms_callbacks.engine.clock import as_datetime
-from esms_callbacks.engine.retry_policy import DRAIN_TASK_RETRY, drain_gives_up
 from esms_callbacks.errors import Retry
+from esms_callbacks.retry_policy import DRAIN_TASK_RETRY, drain_gives_up
 from esms_callbacks.runtime import get_runtime, use_drain_task
 from esms_callbacks.tasks.app import app
 

@@ -10,9 +10,9 @@ from celery import Task
 from celery.exceptions import Reject
 
 from esms_callbacks.engine.clock import as_datetime
-from esms_callbacks.engine.retry_policy import FETCH_TASK_RETRY
 from esms_callbacks.errors import AccountUnknown, BrokerFull, InvalidSubmission
 from esms_callbacks.esms.validation import validate_submission
+from esms_callbacks.retry_policy import FETCH_TASK_RETRY
 from esms_callbacks.runtime import get_runtime
 from esms_callbacks.tasks.app import app
 
@@ -108,7 +108,7 @@ def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, ob
     return ref_ids, oa_id, kwargs
 
 
-# Redis unreachable, or no account named: retried until fixed (engine.retry_policy).
+# Redis unreachable, or no account named: retried until fixed (retry_policy).
 @app.task(name="esms.fetch_callbacks", base=ValidatingTask, acks_late=True, **FETCH_TASK_RETRY)
 def fetch_callbacks(
     ref_ids: object = None, oa_id: object = None, **unknown: object
