@@ -1,8 +1,11 @@
-"""The per-process objects a worker needs, built once from the settings."""
+"""The per-process objects a process needs, built once from its settings and passed in.
+
+A worker builds one when it starts (esms_callbacks.tasks.context) and gives it the way it
+queues a drain task; the receiver and the CLI build their own.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,6 +35,9 @@ if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when f
 @dataclass
 class Runtime:
     settings: Settings
+    # How this process queues one drain task (the worker's Celery app); None where no drain
+    # is ever asked for (the receiver, the CLI's read-only commands).
+    queue_drain: Callable[[], object] | None = None
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -95,8 +101,13 @@ class Runtime:
             self.backlog,
             self.drainer_slots,
             self.drainers_wanted,
-            _queue_drain_task,
+            self._queue_drain_task,
         )
+
+    def _queue_drain_task(self) -> object:
+        if self.queue_drain is None:
+            raise RuntimeError("this process queues no drain tasks: it is not a worker")
+        return self.queue_drain()
 
     def drainers_wanted(self) -> int:
         """How many drainers the account should have now (see Settings.drainers_wanted)."""
@@ -151,47 +162,3 @@ class Runtime:
             self.publisher.publish,
             self.clock,
         )
-
-
-_runtime: tuple[int, Runtime] | None = None
-_settings_override: Settings | None = None
-_queue_drain: Callable[[], object] | None = None
-
-
-def get_runtime() -> Runtime:
-    """Return this process's runtime (made anew after fork: sockets must not be shared)."""
-    global _runtime
-    if _runtime is None or _runtime[0] != os.getpid():
-        settings = _settings_override or Settings.from_env()
-        _runtime = (os.getpid(), Runtime(settings))
-    return _runtime[1]
-
-
-def use_settings(settings: Settings | None) -> None:
-    """Make this process use `settings` (tests, the runner); None goes back to the environment."""
-    global _settings_override
-    close_runtime()
-    _settings_override = settings
-
-
-def close_runtime() -> None:
-    """Release this process's runtime (its HTTP session); the next use builds a new one."""
-    global _runtime
-    if _runtime is not None and _runtime[0] == os.getpid():
-        _runtime[1].close()
-    _runtime = None
-
-
-def use_drain_task(queue_drain: Callable[[], object]) -> None:
-    """Say how this process queues one drain task; tasks/drain.py does when it is imported
-    (workers/ never imports tasks/)."""
-    global _queue_drain
-    _queue_drain = queue_drain
-
-
-def _queue_drain_task() -> object:
-    if _queue_drain is None:
-        raise RuntimeError(
-            "no drain task to queue: import esms_callbacks.tasks before asking for drainers"
-        )
-    return _queue_drain()

@@ -186,11 +186,11 @@ def cli_env(
         "ESMS_SECRET_KEY": settings.secret_key,
     }.items():
         monkeypatch.setenv(name, value)
-    from esms_callbacks.runtime import use_settings
+    from esms_callbacks.tasks.context import worker_context
 
-    use_settings(None)
+    worker_context.use_settings(None)
     yield settings
-    use_settings(None)
+    worker_context.use_settings(None)
 
 
 @pytest.fixture

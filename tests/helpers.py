@@ -76,10 +76,10 @@ def in_process_worker(settings: Settings) -> Iterator[Settings]:
 
     # Imported before the app exists: its tasks are added to apps finalized after the import.
     import esms_callbacks.tasks  # noqa: F401
-    from esms_callbacks.runtime import use_settings
+    from esms_callbacks.tasks.context import worker_context
 
     app = TestApp("esms-test", config=celery_config_for(settings.broker_url))
-    use_settings(settings)
+    worker_context.use_settings(settings)
     try:
         # setup_default_app: the worker makes its app the current one; put the previous back.
         with (
@@ -97,7 +97,7 @@ def in_process_worker(settings: Settings) -> Iterator[Settings]:
         ):
             yield settings
     finally:
-        use_settings(None)
+        worker_context.use_settings(None)
 
 
 @contextmanager

@@ -64,9 +64,9 @@ def test_receive_refuses_to_start_without_a_push_token(cli_env, monkeypatch, cap
 
 
 def test_status_json_shows_the_backlog(cli_env, capsys):
-    from esms_callbacks.runtime import get_runtime
+    from esms_callbacks.runtime import Runtime
 
-    runtime = get_runtime()
+    runtime = Runtime(cli_env)
     runtime.backlog.park("oa-s", ["s1", "s2"], runtime.clock.now_s())
     assert main(["status", "--json"]) == 0
     state = json.loads(capsys.readouterr().out)
@@ -186,10 +186,7 @@ def test_submit_says_what_is_wrong_with_a_file_and_queues_nothing(
 def test_an_unreachable_redis_is_named_by_its_setting_and_ctrl_c_exits_130(
     cli_env, monkeypatch, capsys
 ):
-    from esms_callbacks.runtime import use_settings
-
     monkeypatch.setenv("ESMS_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
-    use_settings(None)
     assert main(["status"]) == 1
     err = capsys.readouterr().err
     assert "cannot reach redis://:***@127.0.0.1:1/0 (ESMS_REDIS_URL)" in err
@@ -232,9 +229,9 @@ def test_status_speaks_plainly_and_names_the_processes_behind_it(cli_env, capsys
     # given a worker running and beat's pulse reaching it
     settings = cli_env.with_changes(release_every_s=0.2)
     with in_process_worker(settings):
-        from esms_callbacks.runtime import get_runtime
+        from esms_callbacks.runtime import Runtime
 
-        runtime = get_runtime()
+        runtime = Runtime(settings)
         wait_until(
             lambda: runtime.redis.hexists(runtime.keys.stats, "beat_release_at_s"), 10, "pulse"
         )
@@ -298,10 +295,10 @@ def test_tail_json_escapes_control_characters(cli_env, capsys):
 def test_show_prints_the_last_event_without_its_message(cli_env, capsys):
     from esms_callbacks.engine.backlog import Requeue
     from esms_callbacks.events.publish import event_summary
-    from esms_callbacks.runtime import get_runtime
+    from esms_callbacks.runtime import Runtime
 
     # given a waiting RefId whose last event carried the forging message
-    runtime = get_runtime()
+    runtime = Runtime(cli_env)
     now_s = runtime.clock.now_s()
     runtime.backlog.park(OA, ["s1"], now_s)
     runtime.backlog.lease_next(now_s, 10, 60, "tok")
@@ -317,10 +314,10 @@ def test_show_prints_the_last_event_without_its_message(cli_env, capsys):
 
 
 def test_status_prints_esms_s_pause_reason_and_oa_ids_escaped(cli_env, capsys):
-    from esms_callbacks.runtime import get_runtime
+    from esms_callbacks.runtime import Runtime
 
     # given a pause whose reason is eSMS's text, and an OA id with a line break
-    runtime = get_runtime()
+    runtime = Runtime(cli_env)
     runtime.pause.pause(f"Code 101: {FORGING}", 60)
     runtime.backlog.park("oa\nINFO forged", ["p1"], runtime.clock.now_s())
     # when the status is printed

@@ -68,7 +68,7 @@ def worker_on(server: PrivateRedis, settings: Any) -> Iterator[Any]:
     from celery.contrib.testing.worker import start_worker
 
     import esms_callbacks.tasks  # noqa: F401
-    from esms_callbacks.runtime import use_settings
+    from esms_callbacks.tasks.context import worker_context
 
     config = celery_config_for(server.url)
     config["broker_transport_options"] = {
@@ -77,7 +77,7 @@ def worker_on(server: PrivateRedis, settings: Any) -> Iterator[Any]:
         "unacked_restore_throttle": 1,
     }
     app = TestApp("esms-full", config=config)
-    use_settings(settings)
+    worker_context.use_settings(settings)
     try:
         with (
             setup_default_app(app),
@@ -93,7 +93,7 @@ def worker_on(server: PrivateRedis, settings: Any) -> Iterator[Any]:
         ):
             yield app
     finally:
-        use_settings(None)
+        worker_context.use_settings(None)
 
 
 def test_a_submission_taken_while_redis_is_full_is_kept_and_parked_once_there_is_room(

@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestServer
 from esms_callbacks.cli.metrics_server import make_app
 from esms_callbacks.esms.window import Window
 from esms_callbacks.ops.status import account_state
-from esms_callbacks.runtime import Runtime, use_settings
+from esms_callbacks.runtime import Runtime
+from esms_callbacks.settings import Settings
 
 
 def series(text: str) -> dict[str, float]:
@@ -47,20 +48,17 @@ def test_metrics_endpoint_reports_backlog_requests_events_and_errors(make_settin
     runtime.redis.zadd(
         runtime.keys.recent, {f"{now_s - 5}:100": now_s - 5, f"{now_s - 1}:50": now_s - 1}
     )
-    use_settings(settings)
-    try:
-        # when Prometheus scrapes the endpoint over HTTP
-        async def scrape() -> tuple[int, str, str]:
-            async with (
-                TestServer(make_app()) as server,
-                aiohttp.ClientSession() as session,
-                session.get(server.make_url("/metrics")) as response,
-            ):
-                return response.status, response.headers["Content-Type"], await response.text()
 
-        status, content_type, text = asyncio.run(scrape())
-    finally:
-        use_settings(None)
+    # when Prometheus scrapes the endpoint over HTTP
+    async def scrape() -> tuple[int, str, str]:
+        async with (
+            TestServer(make_app(runtime)) as server,
+            aiohttp.ClientSession() as session,
+            session.get(server.make_url("/metrics")) as response,
+        ):
+            return response.status, response.headers["Content-Type"], await response.text()
+
+    status, content_type, text = asyncio.run(scrape())
 
     # expect the numbers, labelled by account (never a credential)
     assert status == 200 and content_type.startswith("text/plain")
@@ -100,18 +98,14 @@ def test_status_snapshot_shows_pause_and_mean_request_size(make_settings):
 
 
 def test_healthz_answers_while_redis_does(make_settings):
-    async def get(path: str) -> tuple[int, str]:
+    async def get(settings: Settings, path: str) -> tuple[int, str]:
         async with (
-            TestServer(make_app()) as server,
+            TestServer(make_app(Runtime(settings))) as server,
             aiohttp.ClientSession() as session,
             session.get(server.make_url(path)) as response,
         ):
             return response.status, await response.text()
 
-    use_settings(make_settings())
-    try:
-        assert asyncio.run(get("/healthz")) == (200, "ok\n")
-        use_settings(make_settings(redis_url="redis://127.0.0.1:1/0"))
-        assert asyncio.run(get("/healthz")) == (503, "redis unavailable\n")
-    finally:
-        use_settings(None)
+    assert asyncio.run(get(make_settings(), "/healthz")) == (200, "ok\n")
+    unreachable = make_settings(redis_url="redis://127.0.0.1:1/0")
+    assert asyncio.run(get(unreachable, "/healthz")) == (503, "redis unavailable\n")

@@ -24,7 +24,7 @@ from esms_callbacks.cli.status_text import shown
 from esms_callbacks.events.consumer import read_events
 from esms_callbacks.events.publish import status_queue
 from esms_callbacks.ops.status import account_state
-from esms_callbacks.runtime import get_runtime
+from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 from esms_callbacks.tasks import app, fetch_callbacks
 
@@ -108,7 +108,7 @@ def watch(
     settings: Settings, ref_ids: list[str], opens_at: datetime, timeout_s: float
 ) -> Counter[str]:
     """Consume events and redraw one progress line until every RefId is terminal."""
-    runtime = get_runtime()
+    runtime = Runtime(settings)
     terminal: Counter[str] = Counter()
     latest: Counter[str] = Counter()
 

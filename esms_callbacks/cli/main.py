@@ -27,7 +27,7 @@ from esms_callbacks.events.consumer import read_events
 from esms_callbacks.events.publish import status_exchange, status_queue
 from esms_callbacks.ops.lookup import find_ref
 from esms_callbacks.ops.status import account_state
-from esms_callbacks.runtime import get_runtime
+from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import DEFAULT_BROKER_URL, Settings, redact_url
 from esms_callbacks.tasks import app, fetch_callbacks
 
@@ -312,8 +312,7 @@ def plural(count: int, noun: str) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-
-    runtime = get_runtime()
+    runtime = Runtime(Settings.from_env())
     state = account_state(runtime, runtime.clock.now_s())
     if not args.no_processes:
         state["processes"] = process_state(runtime.settings, app)
@@ -322,8 +321,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-
-    runtime = get_runtime()
+    runtime = Runtime(Settings.from_env())
     found = find_ref(runtime, args.ref_id, args.oa)
     if args.json:
         print(json.dumps([state.as_dict() for state in found], indent=2))

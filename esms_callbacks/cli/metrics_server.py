@@ -11,15 +11,15 @@ from redis.exceptions import RedisError
 
 from esms_callbacks.ops.metrics import AccountCollector
 from esms_callbacks.ops.status import account_state
-from esms_callbacks.runtime import get_runtime
+from esms_callbacks.runtime import Runtime
+from esms_callbacks.settings import Settings
 
 
-def registry() -> CollectorRegistry:
+def registry(runtime: Runtime) -> CollectorRegistry:
     """A registry holding only the account's collector (no process metrics of this server)."""
     collected = CollectorRegistry(auto_describe=False)
 
     def snapshot() -> dict[str, object]:
-        runtime = get_runtime()
         return account_state(runtime, runtime.clock.now_s())
 
     collected.register(AccountCollector(snapshot))
@@ -27,6 +27,7 @@ def registry() -> CollectorRegistry:
 
 
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+RUNTIME_KEY = web.AppKey("runtime", Runtime)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -36,18 +37,20 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def healthz(_: web.Request) -> web.Response:
+async def healthz(request: web.Request) -> web.Response:
     """200 while the account's Redis answers: what a liveness probe needs."""
     try:
-        await asyncio.get_running_loop().run_in_executor(None, get_runtime().redis.ping)
+        ping = request.app[RUNTIME_KEY].redis.ping
+        await asyncio.get_running_loop().run_in_executor(None, ping)
     except (RedisError, OSError):
         return web.Response(status=503, text="redis unavailable\n")
     return web.Response(text="ok\n")
 
 
-def make_app() -> web.Application:
+def make_app(runtime: Runtime) -> web.Application:
     app = web.Application()
-    app[REGISTRY_KEY] = registry()
+    app[RUNTIME_KEY] = runtime
+    app[REGISTRY_KEY] = registry(runtime)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     return app
@@ -55,4 +58,5 @@ def make_app() -> web.Application:
 
 def serve(host: str, port: int) -> None:
     print(f"metrics on http://{host}:{port}/metrics (and /healthz)", flush=True)
-    web.run_app(make_app(), host=host, port=port, print=None, access_log=None)
+    runtime = Runtime(Settings.from_env())  # reads state only: it queues no drain
+    web.run_app(make_app(runtime), host=host, port=port, print=None, access_log=None)

@@ -1,7 +1,7 @@
 """Where one RefId is now: waiting, in a request, or finished; its asks and its last event.
 
     from esms_callbacks.ops.lookup import find_ref
-    found = find_ref(get_runtime(), "f66545d2-...", oa_id=None)  # [] when nothing is known
+    found = find_ref(Runtime(settings), "f66545d2-...", oa_id=None)  # [] when nothing is known
 
 Answers for as long as the RefId waits, and after its terminal event for as long as the done
 memory (ESMS_DONE_TTL) lasts. Without an OA every OA of the account with waiting or finished

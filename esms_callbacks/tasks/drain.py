@@ -6,27 +6,25 @@ import logging
 from contextlib import suppress
 from dataclasses import asdict
 
-from celery import Task
 from redis.exceptions import RedisError
 
 from esms_callbacks.engine.clock import as_datetime
 from esms_callbacks.errors import Retry
 from esms_callbacks.retry_policy import DRAIN_TASK_RETRY, drain_gives_up
-from esms_callbacks.runtime import get_runtime, use_drain_task
 from esms_callbacks.tasks.app import app
+from esms_callbacks.tasks.context import RuntimeTask
 
 log = logging.getLogger(__name__)
 
 # A drain task gives its worker slot back this often, so restarts and deploys are prompt;
 # if work remains it asks for a successor.
 DRAIN_BUDGET_S = 60.0
-DRAIN_EXPIRES_S = 60  # a drain nobody started within this is useless: others were asked since
 
 
-@app.task(name="esms.drain", bind=True, acks_late=True, **DRAIN_TASK_RETRY)
-def drain(self: Task) -> dict[str, object]:
+@app.task(name="esms.drain", base=RuntimeTask, bind=True, acks_late=True, **DRAIN_TASK_RETRY)
+def drain(self: RuntimeTask) -> dict[str, object]:
     """Send full requests at the global rate while the window is open and RefIds are due."""
-    runtime = get_runtime()
+    runtime = self.runtime
     settings = runtime.settings
     if not settings.has_credentials:
         log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
@@ -85,10 +83,10 @@ def drain(self: Task) -> dict[str, object]:
     return asdict(report)
 
 
-@app.task(name="esms.release", ignore_result=True)
-def release() -> None:
+@app.task(name="esms.release", base=RuntimeTask, bind=True, ignore_result=True)
+def release(self: RuntimeTask) -> None:
     """Start drainers when the window is open and RefIds are due; warn about capacity."""
-    runtime = get_runtime()
+    runtime = self.runtime
     if not runtime.settings.account_known:
         return  # nothing can be filed or sent; the worker said so when it started
     now_s = runtime.clock.now_s()
@@ -102,7 +100,3 @@ def release() -> None:
         and runtime.backlog.next_due_oa(now_s)
     ):
         runtime.dispatch.request(now_s)
-
-
-# How the runtime's dispatch (engine.dispatch) queues a drain, in this process.
-use_drain_task(lambda: drain.apply_async(expires=DRAIN_EXPIRES_S))

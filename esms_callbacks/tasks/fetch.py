@@ -6,15 +6,14 @@ import logging
 from typing import Any
 
 import redis
-from celery import Task
 from celery.exceptions import Reject
 
 from esms_callbacks.engine.clock import as_datetime
 from esms_callbacks.errors import AccountUnknown, BrokerFull, InvalidSubmission
 from esms_callbacks.esms.validation import validate_submission
 from esms_callbacks.retry_policy import FETCH_TASK_RETRY
-from esms_callbacks.runtime import get_runtime
 from esms_callbacks.tasks.app import app
+from esms_callbacks.tasks.context import RuntimeTask
 
 log = logging.getLogger(__name__)
 ARG_NAMES = ("ref_ids", "oa_id")
@@ -25,7 +24,7 @@ ARG_NAMES = ("ref_ids", "oa_id")
 MAX_MESSAGE_REFID_BYTES = 1_000_000
 
 
-class ValidatingTask(Task):  # type: ignore[misc]
+class ValidatingTask(RuntimeTask):
     """Reject bad arguments at the producer, before anything is queued; split a large
     submission into messages of a bounded size."""
 
@@ -109,9 +108,11 @@ def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, ob
 
 
 # Redis unreachable, or no account named: retried until fixed (retry_policy).
-@app.task(name="esms.fetch_callbacks", base=ValidatingTask, acks_late=True, **FETCH_TASK_RETRY)
+@app.task(
+    name="esms.fetch_callbacks", base=ValidatingTask, bind=True, acks_late=True, **FETCH_TASK_RETRY
+)
 def fetch_callbacks(
-    ref_ids: object = None, oa_id: object = None, **unknown: object
+    self: ValidatingTask, ref_ids: object = None, oa_id: object = None, **unknown: object
 ) -> dict[str, object]:
     """Park RefIds of one OA to be asked from eSMS; each will end in one terminal event."""
     try:
@@ -119,7 +120,7 @@ def fetch_callbacks(
     except InvalidSubmission as exc:
         log.error("rejected a submission: %s", exc)
         raise
-    runtime = get_runtime()
+    runtime = self.runtime
     if not runtime.settings.account_known:
         # Retried (autoretry_for) and kept in the broker until the worker has credentials.
         problem = AccountUnknown(
