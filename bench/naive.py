@@ -12,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.env import STOP_GRACE_S, naive_env
+from bench.harness import fleet_cpu_s, worker_command
 from bench.measure import Terms, log_figures
 from bench.outcome import Outcome
 from bench.scenarios import Scenario
 from bench.submit import Backlog, Group, submit_all
-from esms_callbacks.cli.processes import Children, worker_command
+from esms_callbacks.cli.processes import Children
 from esms_callbacks.simulator.remote import RemoteSimulator
 
 
@@ -72,7 +73,7 @@ def _run(
             )
             fleet.start(name, command, env)
         fleet.wait_ready()
-        cpu_before_s = fleet.cpu_s("naive")
+        cpu_before_s = fleet_cpu_s(fleet, "naive")
         submissions = submit_all(naive_fetch.delay, tasks)
         say(f"[{scenario.key}] Celery rate_limit: {len(tasks)} tasks of up to {size} RefIds")
         # Each worker instance sends at the full rate: all tasks are done well before this.
@@ -83,7 +84,7 @@ def _run(
                 outcome.notes.append("deadline hit before every task had sent its request")
                 break
             time.sleep(0.5)
-        outcome.cpu_s = fleet.cpu_s("naive") - cpu_before_s
+        outcome.cpu_s = fleet_cpu_s(fleet, "naive") - cpu_before_s
     figures = log_figures(sim.requests(), submissions, Terms(scenario.interval_s, size))
     outcome.figures = figures
     outcome.finished = figures.refs_answered

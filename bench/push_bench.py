@@ -43,16 +43,15 @@ from bench.env import (
     project_env,
     window_opening_at,
 )
-from bench.status_queue import StatusQueueReader
-from esms_callbacks.cli.processes import (
-    Children,
+from bench.harness import (
     beat_command,
-    free_port,
+    child_cpu_s,
     receiver_command,
-    simulator_options,
     simulator_process,
     worker_command,
 )
+from bench.status_queue import StatusQueueReader
+from esms_callbacks.cli.processes import Children, free_port, simulator_options
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 OA = "1090257973118325189"
@@ -195,7 +194,7 @@ def load(title: str, pushes: int, rate: str, redis_url: str, log_dir: Path) -> L
     with Children(log_dir / tag, stop_grace_s=STOP_GRACE_S) as fleet:
         receiver = fleet.start("receiver", receiver_command(), env)
         fleet.wait_ready()
-        cpu_before_s = receiver.cpu_s()
+        cpu_before_s = child_cpu_s(receiver)
         url = f"http://127.0.0.1:{port}/esms/push/{TOKEN}"
         started = time.monotonic()
         run.not_200 = asyncio.run(_send_all(url, pushes, tag))
@@ -203,7 +202,7 @@ def load(title: str, pushes: int, rate: str, redis_url: str, log_dir: Path) -> L
         queue = env["ESMS_STATUS_QUEUE"]
         _wait(lambda: int(client.llen(queue)) >= pushes, 300, "every push published")
         run.applied_s = time.monotonic() - started
-        run.cpu_s = receiver.cpu_s() - cpu_before_s
+        run.cpu_s = child_cpu_s(receiver) - cpu_before_s
     return run
 
 

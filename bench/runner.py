@@ -26,6 +26,13 @@ from bench.env import (
     project_env,
     window_opening_at,
 )
+from bench.harness import (
+    PrioritizedSimulator,
+    beat_command,
+    fleet_cpu_s,
+    simulator_process,
+    worker_command,
+)
 from bench.measure import (
     LogFigures,
     Submission,
@@ -41,13 +48,7 @@ from bench.outcome import Outcome
 from bench.scenarios import Scenario
 from bench.status_queue import StatusQueueReader, StatusTally
 from bench.submit import Backlog, Group, Producer, Submit, submit_all
-from esms_callbacks.cli.processes import (
-    Children,
-    beat_command,
-    simulator_options,
-    simulator_process,
-    worker_command,
-)
+from esms_callbacks.cli.processes import Children, simulator_options
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.simulator.remote import RemoteSimulator
 
@@ -177,7 +178,11 @@ def fresh_broker(client: redis.Redis, naive_too: bool) -> None:
 
 
 def run_ours(
-    plan: Plan, outcome: Outcome, sim: RemoteSimulator, client: redis.Redis, options: RunOptions
+    plan: Plan,
+    outcome: Outcome,
+    sim: PrioritizedSimulator,
+    client: redis.Redis,
+    options: RunOptions,
 ) -> None:
     """Run this project's workers and beat on `plan`; fill `outcome` in."""
     from esms_callbacks.tasks import fetch_callbacks
@@ -207,7 +212,7 @@ def run_ours(
             fleet.start(name, worker_command(name, scenario.concurrency), env)
         fleet.start("beat", beat_command(plan.log_dir / "beat-schedule"), env)
         fleet.wait_ready()
-        cpu_before_s = fleet.cpu_s("worker")
+        cpu_before_s = fleet_cpu_s(fleet, "worker")
         outcome.notes.append(
             f"simulator at nice {sim.nice}{_autogroup_note(sim.autogroup_nice)}; "
             f"worker start-up CPU {cpu_before_s:.1f}s (not counted)"
@@ -232,7 +237,7 @@ def run_ours(
         if producer is not None:
             producer.stop()
             submissions += producer.submissions
-        outcome.cpu_s = fleet.cpu_s("worker") - cpu_before_s
+        outcome.cpu_s = fleet_cpu_s(fleet, "worker") - cpu_before_s
         stopping = time.monotonic()
         fleet.stop()
         say(

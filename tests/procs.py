@@ -11,14 +11,8 @@ from pathlib import Path
 
 import redis
 
-from esms_callbacks.cli.processes import (
-    Child,
-    beat_command,
-    free_port,
-    simulator_options,
-    simulator_process,
-    worker_command,
-)
+from bench.harness import beat_command, simulator_process, worker_command
+from esms_callbacks.cli.processes import Child, free_port, simulator_options
 from esms_callbacks.settings import Settings
 from esms_callbacks.simulator.remote import RemoteSimulator
 from tests.helpers import wait_until

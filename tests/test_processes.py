@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from esms_callbacks.cli.processes import Child, Command, simulator_process
+from bench.harness import simulator_process
+from esms_callbacks.cli.processes import Child, Command
 from esms_callbacks.cli.stack import processes
 from tests.helpers import wait_until
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from esms_callbacks.cli.processes import Child, free_port, receiver_command, stop_all
+from bench.harness import receiver_command
+from esms_callbacks.cli.processes import Child, free_port, stop_all
 from esms_callbacks.settings import Settings
 from tests.helpers import wait_until
 from tests.procs import settings_env

@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 
-from esms_callbacks.cli.processes import ROOT, Child, free_port, receiver_command, stop_all
+from bench.harness import receiver_command
+from esms_callbacks.cli.processes import ROOT, Child, free_port, stop_all
 from tests.helpers import wait_until
 from tests.procs import settings_env
 from tests.receiving import TOKEN, get, push_params

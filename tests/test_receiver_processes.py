@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from esms_callbacks.cli.processes import Child, free_port, receiver_command, stop_all
+from bench.harness import receiver_command
+from esms_callbacks.cli.processes import Child, free_port, stop_all
 from esms_callbacks.runtime import Runtime
 from tests.helpers import drain_events, wait_until
 from tests.procs import settings_env

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from esms_callbacks.cli.processes import Child, worker_command
+from bench.harness import worker_command
+from esms_callbacks.cli.processes import Child
 from esms_callbacks.engine.redis_policy import eviction_problem
 from tests.procs import PrivateRedis
 

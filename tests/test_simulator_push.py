@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from esms_callbacks.cli.processes import simulator_process
+from bench.harness import simulator_process
 from esms_callbacks.simulator import PushSettings, RunningSimulator, Simulator, serve_in_thread
 from esms_callbacks.simulator.outcomes import build_record
 from esms_callbacks.simulator.remote import RemoteSimulator

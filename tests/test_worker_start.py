@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from esms_callbacks.cli.processes import worker_command
+from bench.harness import worker_command
 from tests.test_events import RABBIT_URL
 
 

@@ -1,4 +1,4 @@
-"""A simulator running elsewhere (its own process: cli.processes.simulator_process), scripted
+"""A simulator running elsewhere (its own process: bench/harness.py's simulator_process), scripted
 over its /_sim control API.
 
 Tests and benchmarks that measure timing use one rather than a simulator thread, so the
@@ -22,8 +22,6 @@ class RemoteSimulator:
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
-        self.nice = 0  # the simulator process's scheduling priority, where known
-        self.autogroup_nice: int | None = None  # its autogroup's, where autogroups are on
 
     def requests(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/_sim/requests")
