@@ -4,7 +4,7 @@ from kombu import Exchange, Queue
 
 from esms_callbacks.settings import Settings
 
-_settings = Settings.from_env()
+_settings = Settings.from_env(process="app")  # the Celery app reads only its own settings
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True

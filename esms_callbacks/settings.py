@@ -42,6 +42,18 @@ MIN_PUSH_TOKEN_CHARS = 16
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
+
+# Who reads a variable. Each process reads only its own (Settings.from_env's `process`), so a
+# web app that queues RefIds is never stopped by a setting meant for the workers.
+APP = "every process"  # the Celery app's own config: producers, workers, beat, Flower
+WORKERS = "workers, receiver"  # what requests, events and the waiting RefIds need
+RECEIVER = "receiver"  # eSMS's pushes
+PROCESS_READS = {
+    "app": (APP,),  # a producer, beat and Flower: the Celery app alone
+    "worker": (APP, WORKERS),
+    "receiver": (APP, WORKERS, RECEIVER),
+    "operator": (APP, WORKERS, RECEIVER),  # status, show, metrics, run: everything
+}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -127,10 +139,11 @@ class Variable:
     doc: str = ""
     secret: bool = False
     readme_default: str = ""  # how docs/configuration.md shows the default, if not `default`
+    read_by: str = WORKERS
 
 
 ZONE_VARIABLE = Variable(
-    "ESMS_TIMEZONE", DEFAULT_ZONE, lambda v, _: _zone(v), doc="IANA zone of the window"
+    "ESMS_TIMEZONE", DEFAULT_ZONE, lambda v, _: _zone(v), doc="IANA zone of the window", read_by=APP
 )
 
 
@@ -143,9 +156,11 @@ def env(
     show: Callable[[Any], str] = str,
     secret: bool = False,
     readme_default: str = "",
+    read_by: str = WORKERS,
 ) -> Any:
-    """Declare a setting read from `name`: its Python default is `parse(default)`."""
-    variable = Variable(name, default, parse, show, doc, secret, readme_default)
+    """Declare a setting read from `name` by the processes `read_by` names: its Python
+    default is `parse(default)`."""
+    variable = Variable(name, default, parse, show, doc, secret, readme_default, read_by)
     value = parse(default, {})
     metadata = {"env": variable}
     if isinstance(value, Window):
@@ -219,7 +234,11 @@ class Settings:
     """Every setting, each declared once with its variable (see docs/configuration.md)."""
 
     broker_url: str = env(
-        "CELERY_BROKER_URL", DEFAULT_BROKER_URL, text, "broker for tasks and status events"
+        "CELERY_BROKER_URL",
+        DEFAULT_BROKER_URL,
+        text,
+        "broker for tasks and status events",
+        read_by=APP,
     )
     redis_url: str = env(
         "ESMS_REDIS_URL",
@@ -389,6 +408,7 @@ class Settings:
         number(0.1),
         "seconds between beat's checks that start draining (bounds how late the first request "
         "after the window opens can be)",
+        read_by=APP,
     )
     max_retries: int = env(
         "ESMS_MAX_RETRIES",
@@ -462,6 +482,7 @@ class Settings:
         "logged or shown",
         secret=True,
         readme_default="none (required by the receiver)",
+        read_by=RECEIVER,
     )
     # Taken beside push_token while eSMS's CallbackUrl changes (docs/pushes.md: rotating the token).
     push_token_previous: str = env(
@@ -472,18 +493,21 @@ class Settings:
         "rules, must differ from it; its pushes are counted as `pushes:previous_token`). Never "
         "logged or shown. See [rotating the token](pushes.md#rotating-the-token)",
         secret=True,
+        read_by=RECEIVER,
     )
     receiver_host: str = env(
         "ESMS_RECEIVER_HOST",
         "127.0.0.1",
         text,
         "the address `esms-callbacks receive` listens on (put it behind an HTTPS proxy)",
+        read_by=RECEIVER,
     )
     receiver_port: int = env(
         "ESMS_RECEIVER_PORT",
         "8078",
         integer(0, 65535),
         "the port `esms-callbacks receive` listens on",
+        read_by=RECEIVER,
     )
     receiver_header_timeout_s: float = env(
         "ESMS_RECEIVER_HEADER_TIMEOUT",
@@ -492,6 +516,7 @@ class Settings:
         "seconds a connection to the receiver has to send a request's headers (from when it "
         "opened, or from the next request's first byte on a kept-alive connection); then it is "
         "closed. An idle kept-alive connection is closed after 75 s",
+        read_by=RECEIVER,
     )
     push_allow_from: tuple[Network, ...] = env(
         "ESMS_PUSH_ALLOW_FROM",
@@ -501,6 +526,7 @@ class Settings:
         "others get 403",
         show=_show_networks,
         readme_default="any",
+        read_by=RECEIVER,
     )
     push_trusted_proxies: tuple[Network, ...] = env(
         "ESMS_PUSH_TRUSTED_PROXIES",
@@ -512,6 +538,7 @@ class Settings:
         "name any source",
         show=_show_networks,
         readme_default="none",
+        read_by=RECEIVER,
     )
     push_rate_per_source: float = env(
         "ESMS_PUSH_RATE",
@@ -519,6 +546,7 @@ class Settings:
         number(0.0),
         "pushes a second one source may send (with a second's burst), across all receivers (`0`: "
         "no limit). Past it a push waits for its turn (below)",
+        read_by=RECEIVER,
     )
     push_rate_wait_s: float = env(
         "ESMS_PUSH_RATE_WAIT",
@@ -526,18 +554,21 @@ class Settings:
         number(0.0),
         "seconds a push over its source's rate may wait for its turn before it gets 429 (counted, "
         "logged)",
+        read_by=RECEIVER,
     )
     push_inbox_max: int = env(
         "ESMS_PUSH_INBOX_MAX",
         "1000000",
         integer(1, 100_000_000),
         "pushes recorded and not yet applied, at most; past it pushes get 503 (eSMS retries)",
+        read_by=RECEIVER,
     )
     push_unsubmitted: str = env(
         "ESMS_PUSH_UNSUBMITTED",
         "publish",
         choice("publish", "ignore"),
         "a push for a RefId never submitted: `publish` (and remember it) or `ignore`",
+        read_by=RECEIVER,
     )
     push_reclaim_after_s: float = env(
         "ESMS_PUSH_RECLAIM_AFTER",
@@ -545,18 +576,26 @@ class Settings:
         number(0.1),
         "seconds a recorded push may stay unapplied before another receiver takes it over (its "
         "receiver died, or a request held its RefId)",
+        read_by=RECEIVER,
     )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every declared variable; ConfigError names the first bad one."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, process: str = "operator"
+    ) -> Settings:
+        """Read and validate the variables `process` reads (PROCESS_READS); the others keep
+        their defaults. ConfigError names the first bad one."""
         env = os.environ if env is None else env
+        reads = PROCESS_READS[process]
         read: dict[str, Any] = {"zone": _read(env, ZONE_VARIABLE, {})}
         for f in fields(cls):
             if "env" in f.metadata:
-                read[f.name] = _read(env, f.metadata["env"], read)
+                variable: Variable = f.metadata["env"]
+                read[f.name] = _read(env if variable.read_by in reads else {}, variable, read)
         del read["zone"]
         settings = cls(**read)
+        if WORKERS not in reads:
+            return settings
         for check in (_drainers_problem, _plain_http_problem, _guard_problem):
             problem = check(settings)
             if problem:
@@ -779,13 +818,13 @@ def reference_markdown() -> str:
     declared = variables()[1:]
     at = next(i for i, v in enumerate(declared) if v.name == "ESMS_WINDOW") + 1
     declared.insert(at, ZONE_VARIABLE)
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows = ["| variable | default | read by | meaning |", "| --- | --- | --- | --- |"]
     for variable in declared:
         default = variable.readme_default or (
             f"`{variable.default}`" if variable.default else "none"
         )
         meaning = variable.doc.replace("|", "\\|")
-        rows.append(f"| `{variable.name}` | {default} | {meaning} |")
+        rows.append(f"| `{variable.name}` | {default} | {variable.read_by} | {meaning} |")
     return "\n".join(rows) + "\n"
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -281,12 +284,13 @@ CONFIGURATION_PAGE = ROOT / "docs" / "configuration.md"
 
 
 def table_rows(table: str) -> dict[str, list[str]]:
-    """Variable -> its cells (default, meaning) in a markdown table of one variable a row."""
+    """Variable -> its cells (default, [read by,] meaning) in a markdown table of one variable
+    a row."""
     rows = {}
     for line in table.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
         name = re.fullmatch(r"`([A-Z][A-Z0-9_]+)`", cells[0])
-        if name and len(cells) == 3:
+        if name and len(cells) in (3, 4):
             rows[name.group(1)] = cells[1:]
     return rows
 
@@ -313,8 +317,9 @@ def test_the_reference_has_every_variable_once_with_its_default_and_meaning():
         expected = variable.readme_default or (
             f"`{variable.default}`" if variable.default else "none"
         )
-        default, meaning = rows[name]
+        default, read_by, meaning = rows[name]
         assert default == expected, name
+        assert read_by == variable.read_by, name
         assert meaning, name
 
 
@@ -510,3 +515,51 @@ def test_capacity_counts_only_the_guarded_window():
     assert capacity.refs == 3000 * 100
     # and, half an hour in, what is left up to the closing guard: 1500 requests
     assert coming_window(settings, before + 5400).refs == 1500 * 100
+
+
+WORKER_ONLY_BAD = {"ESMS_DRAINERS": "lots", "ESMS_WINDOW": "soon", "ESMS_MAX_REFS": "0"}
+RECEIVER_ONLY_BAD = {"ESMS_PUSH_TOKEN": "short", "ESMS_RECEIVER_PORT": "port"}
+
+
+def test_the_celery_app_reads_only_its_own_settings():
+    # given a host where the workers' and the receiver's settings are wrong for a web app
+    env = {
+        "CELERY_BROKER_URL": "redis://broker.example:6379/3",
+        "ESMS_RELEASE_EVERY": "5",
+        **WORKER_ONLY_BAD,
+        **RECEIVER_ONLY_BAD,
+    }
+    # expect the Celery app's own settings read, the others left alone
+    settings = Settings.from_env(env, process="app")
+    assert settings.broker_url == "redis://broker.example:6379/3"
+    assert settings.release_every_s == 5.0
+    assert settings.max_refs_per_request == Settings().max_refs_per_request
+    # and a malformed setting of its own still named
+    with pytest.raises(ConfigError, match="ESMS_RELEASE_EVERY"):
+        Settings.from_env({"ESMS_RELEASE_EVERY": "often"}, process="app")
+
+
+def test_a_worker_reads_its_settings_and_not_the_receiver_s():
+    settings = Settings.from_env({"ESMS_MAX_REFS": "50", **RECEIVER_ONLY_BAD}, process="worker")
+    assert settings.max_refs_per_request == 50
+    assert settings.receiver_port == Settings().receiver_port
+    for name, value in WORKER_ONLY_BAD.items():
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: value}, process="worker")
+
+
+@pytest.mark.parametrize("process", ["receiver", "operator"])
+def test_the_receiver_and_the_operator_s_commands_read_every_setting(process):
+    for name, value in {**WORKER_ONLY_BAD, "ESMS_RECEIVER_PORT": "port"}.items():
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: value}, process=process)
+
+
+def test_a_web_app_imports_the_task_with_the_workers_settings_wrong(tmp_path):
+    env = {**os.environ, **WORKER_ONLY_BAD, **RECEIVER_ONLY_BAD}
+    check = "from esms_callbacks import fetch_callbacks; print(fetch_callbacks.app.conf.timezone)"
+    done = subprocess.run(
+        [sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Asia/Ho_Chi_Minh"

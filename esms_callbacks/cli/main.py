@@ -436,7 +436,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
     with worker_extra("receive"):
         from esms_callbacks.cli.receive import serve
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(process="receiver")
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
     serve(
         settings,

@@ -48,7 +48,8 @@ class WorkerContext:
         """Build this process's collaborators from its settings (the environment, unless a
         test said otherwise with `use_settings`)."""
         self.stop()
-        runtime = Runtime(self._settings or Settings.from_env(), queue_drain=queue_drain)
+        settings = self._settings or Settings.from_env(process="worker")
+        runtime = Runtime(settings, queue_drain=queue_drain)
         self._built = (os.getpid(), runtime)
         return runtime
 
