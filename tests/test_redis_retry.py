@@ -18,7 +18,7 @@ import redis
 from esms_callbacks.engine.backlog import Backlog, Tally
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.redis_connect import connect
-from esms_callbacks.engine.scripts import SHEBANG, lua_source
+from esms_callbacks.engine.scripts import script_text
 from tests.helpers import T0
 
 
@@ -67,9 +67,7 @@ def proxy(redis_url: str) -> Iterator[DroppingProxy]:
 def test_a_settle_whose_reply_is_lost_counts_its_request_once(redis_url, redis_client, proxy):
     # given the settle script loaded, and a project client that reaches Redis through the proxy
     db = urlsplit(redis_url).path.strip("/") or "0"
-    redis_client.script_load(
-        SHEBANG + "\n".join([lua_source("backlog_prelude"), lua_source("backlog_settle")])
-    )
+    redis_client.script_load(script_text("backlog_prelude", "backlog_settle"))
     keys = AccountKeys("retry-once")
     backlog = Backlog(connect(f"redis://127.0.0.1:{proxy.port}/{db}", 2.0), keys, 3600)
 

@@ -18,8 +18,10 @@ half-open  once `open_until` passed: exactly one probe request (the limiter's co
            probe timeout.
 
 State lives in one Redis hash (`failures`, `open_until_us`, `probe_until_us`, Redis clock),
-shared by every drainer of the account. engine.limiter's commit reads both keys: it alone
-decides that a request may go.
+shared by every drainer of the account. The state machine is one Lua file,
+engine/lua/breaker.lua: breaker_failure.lua opens the breaker, engine.limiter's commit
+(limiter_commit.lua) gates and probes with it, and reads the pause too: it alone decides
+that a request may go.
 """
 
 from __future__ import annotations
@@ -29,32 +31,7 @@ from dataclasses import dataclass
 import redis
 
 from esms_callbacks.engine.redis_values import as_text
-from esms_callbacks.engine.scripts import register
-
-# KEYS[1]: health hash. ARGV[1]: failures in a row that open the breaker, ARGV[2]: first open
-# time (us), ARGV[3]: longest open time (us), ARGV[4]: open at least this long (us) whatever
-# the streak (0: only by the streak). Returns {failures in a row, wait (us) before the account
-# may send again (0 while the breaker stays closed)}.
-FAILURE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-local trip_after = tonumber(ARGV[1])
-local wait = tonumber(ARGV[4])
-if failures >= trip_after then
-  wait = math.max(wait,
-    math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) * math.pow(2, failures - trip_after)))
-end
-if wait > 0 then
-  local until_before = tonumber(redis.call('HGET', KEYS[1], 'open_until_us') or '0')
-  local open_until = math.max(now + wait, until_before)
-  wait = open_until - now
-  redis.call('HSET', KEYS[1], 'open_until_us', string.format('%.0f', open_until),
-    'probe_until_us', '0')
-end
-redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) / 1000) * 10)
-return {failures, string.format('%.0f', wait)}
-"""
+from esms_callbacks.engine.scripts import register_file
 
 
 @dataclass(frozen=True)
@@ -70,7 +47,7 @@ class Breaker:
         self._redis = client
         self._key = key
         self._args = [trip_after, int(base_s * 1e6), int(max_s * 1e6)]
-        self._failure = register(client, FAILURE_LUA)
+        self._failure = register_file(client, "breaker", "breaker_failure")
 
     def record_failure(self, hold_s: float = 0.0) -> Failure:
         """Count a transient failure; return the streak and how long the account waits.

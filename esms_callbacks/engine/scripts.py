@@ -1,12 +1,15 @@
-"""One way to load the project's Lua scripts into a Redis client (sync or asyncio).
+"""The one way to load the project's Lua scripts into a Redis client (sync or asyncio).
 
 Every script starts with a `#!lua` line (Redis >= 7), so that a Redis out of memory
 (maxmemory reached under `noeviction`) refuses a script that may write before it starts,
 instead of failing it at its first write with the writes before it kept: no script can leave
 a RefId half-moved. Read-only scripts say so (`no-writes`), and still run then.
 
-Scripts kept as files live in `lua/` beside this module, each with a header naming its KEYS
-and ARGV; `register_file` joins a prelude of shared functions and the script.
+Every script is a file in `lua/` beside this module, with a header naming its KEYS and ARGV.
+`register_file` puts the shebang and the shared prelude (lua/prelude.lua: the Redis clock)
+in front, then the files it is given in order: the script's own preludes of shared functions
+(backlog_prelude, limiter_spacing, gcra, breaker), and the script last. Constants come in
+ARGV, and every key a script touches in KEYS (the backlog's per-OA keys from a prefix).
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ from typing import Any
 SHEBANG = "#!lua\n"
 READ_ONLY = "#!lua flags=no-writes\n"
 LUA_DIR = Path(__file__).resolve().parent / "lua"
-
-
-def register(client: Any, source: str, writes: bool = True) -> Any:
-    """Register `source` on `client` (redis.Redis or redis.asyncio.Redis)."""
-    return client.register_script((SHEBANG if writes else READ_ONLY) + source)
+PRELUDE = "prelude"  # put in front of every script
 
 
 def register_file(client: Any, *names: str, writes: bool = True) -> Any:
-    """Register the scripts `names` (files in lua/, without `.lua`), joined in order."""
-    return register(client, "\n".join(lua_source(name) for name in names), writes)
+    """Register on `client` (redis.Redis or redis.asyncio.Redis) the script made of the
+    files `names` (in lua/, without `.lua`), joined in order after the shared prelude."""
+    return client.register_script(script_text(*names, writes=writes))
+
+
+def script_text(*names: str, writes: bool = True) -> str:
+    """The source `register_file` registers for `names`."""
+    header = SHEBANG if writes else READ_ONLY
+    return header + "\n".join(lua_source(name) for name in (PRELUDE, *names))
 
 
 @cache

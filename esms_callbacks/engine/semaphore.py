@@ -10,25 +10,7 @@ import uuid
 
 import redis
 
-from esms_callbacks.engine.scripts import register
-
-# KEYS[1] holders zset, KEYS[2] a flag that says the holder's worker is shutting down.
-# ARGV[1] now (ms), ARGV[2] expiry (ms), ARGV[3] limit, ARGV[4] token.
-# Returns 1 if the token holds a place (new or renewed), else 0 (and a stopping holder's
-# place is given up).
-ACQUIRE_LUA = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('ZREM', KEYS[1], ARGV[4])
-  return 0
-end
-if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
+from esms_callbacks.engine.scripts import register_file
 
 
 class LeaseSemaphore:
@@ -36,7 +18,7 @@ class LeaseSemaphore:
         self._redis = client
         self._key = key
         self._lease_ms = int(lease_s * 1000)
-        self._acquire = register(client, ACQUIRE_LUA)
+        self._acquire = register_file(client, "semaphore_acquire")
 
     def acquire(
         self, now_s: float, limit: int, token: str | None = None, stopping_key: str = ""

@@ -8,7 +8,7 @@
 counted (s), kept RECENT_KEEP_S.
 
 An answered request (and a push applied) is counted by the settle script that settles its
-RefIds (engine.backlog's SETTLE_LUA, given a Tally), so it costs no extra round trip; a
+RefIds (backlog_settle.lua, given a Tally), so it costs no extra round trip; a
 failed request is counted here, best effort.
 """
 

@@ -1,10 +1,10 @@
 """The push inbox: a Redis stream between the receiver's answer and the status events.
 
-A receiver records a push here (one script call: the per-source rate, the inbox's size and the
-entry itself) and only then answers eSMS 200. Appliers (push.apply) read it through a
-consumer group: an entry stays pending until its push is settled and acknowledged, so a
-receiver killed at any point loses nothing it answered 200 for; another receiver reclaims
-entries left pending too long.
+A receiver records a push here (one script call, engine/lua/inbox_record.lua: the per-source
+rate, the inbox's size and the entry itself) and only then answers eSMS 200. Appliers
+(push.apply) read it through a consumer group: an entry stays pending until its push is
+settled and acknowledged, so a receiver killed at any point loses nothing it answered 200
+for; another receiver reclaims entries left pending too long.
 """
 
 from __future__ import annotations
@@ -18,41 +18,10 @@ import redis.asyncio as aioredis
 
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.redis_values import as_text
+from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.push.parse import Push
 
 GROUP = "appliers"
-
-# KEYS[1] inbox stream, KEYS[2] the source's rate key, KEYS[3] stats.
-# ARGV[1] µs between pushes of one source (0: no limit), ARGV[2] burst (µs ahead the source
-# may run), ARGV[3] most µs a push may wait for its turn, ARGV[4] most entries the inbox may
-# hold, ARGV[5] the push (JSON), ARGV[6] '1' if the push already waited for its reserved turn.
-# Returns {1, received (ms, Redis clock)} when recorded; {2, ms to wait} when the source is
-# over its rate but its turn comes within the wait allowed (the turn is reserved: record it
-# then, with ARGV[6] '1'); {0, ms} when even that is too far; {-1, 0} when the inbox is full.
-# Counts refusals in the stats hash.
-RECORD_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local step, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-if step > 0 and ARGV[6] ~= '1' then
-  local tat = math.max(tonumber(redis.call('GET', KEYS[2]) or 0), now)
-  local wait = tat - now - burst
-  if wait > tonumber(ARGV[3]) then
-    redis.call('HINCRBY', KEYS[3], 'pushes:rate_limited', 1)
-    return {0, math.ceil(wait / 1000)}
-  end
-  redis.call('SET', KEYS[2], tat + step, 'PX', math.ceil((tat + step - now) / 1000) + 1)
-  if wait > 0 then return {2, math.ceil(wait / 1000)} end
-end
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[4]) then
-  redis.call('HINCRBY', KEYS[3], 'pushes:inbox_full', 1)
-  return {-1, 0}
-end
-local received_ms = math.floor(now / 1000)
-redis.call('XADD', KEYS[1], '*', 'push', ARGV[5], 'received_ms', received_ms)
-redis.call('HINCRBY', KEYS[3], 'pushes:accepted', 1)
-return {1, received_ms}
-"""
 
 
 @dataclass(frozen=True)
@@ -86,7 +55,7 @@ class PushRecorder:
         self._burst_us = 1_000_000  # a second's worth of pushes may arrive at once
         self._max_wait_us = int(max_wait_s * 1e6)
         self._inbox_max = inbox_max
-        self._record = client.register_script(RECORD_LUA)
+        self._record = register_file(client, "gcra", "inbox_record")
 
     async def record(self, push: Push, source_ip: str, waited: bool = False) -> Recorded:
         """Raise redis.RedisError when Redis cannot take it (the caller answers 503).

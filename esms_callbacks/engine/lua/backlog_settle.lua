@@ -9,7 +9,8 @@
 -- key, event summary for RefIds to ask again (a summary is '' when no event was published, a
 -- state '' when it stays); pairs field, increment for the stats hash; pairs field, value set
 -- in it; a member for `recent` (scored now, s) and how long `recent` keeps members (s), or
--- two empty strings; and '1' if eSMS answered, which closes the breaker (engine.health).
+-- two empty strings; and '1' if eSMS answered, which closes the breaker (deletes KEYS[4]:
+-- see breaker.lua). Returns 1.
 local p, oa, token, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n_finished, n_requeue = tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_counters, n_gauges = tonumber(ARGV[7]), tonumber(ARGV[8])

@@ -1,7 +1,7 @@
 -- Hand RefIds ARGV[2] still holds back to wait, due at ARGV[3] (ms), unchanged (e.g. after a
--- failed request). KEYS[1] the account's OAs with work. ARGV[1] the OA's prefix P, ARGV[2]
--- token, ARGV[3] due (ms), ARGV[4..] RefIds. A whole leased chunk waits as it is; part of
--- one moves to a chunk of its own.
+-- failed request). ARGV[1] the OA's prefix P, ARGV[2] token, ARGV[3] due (ms), ARGV[4..]
+-- RefIds. A whole leased chunk waits as it is; part of one moves to a chunk of its own.
+-- Returns 1.
 local p, token, due = ARGV[1], ARGV[2], ARGV[3]
 local by_chunk, order = {}, {}
 for i = 4, #ARGV do
