@@ -1,5 +1,4 @@
-"""The backlog's Lua scripts (engine/backlog.py, and the push claim's, push/claim.py)
-against real Redis, one by one.
+"""The backlog's Lua scripts (engine/backlog.py) against real Redis, one by one.
 
 Park, lease, renew, settle, unlease and claim are what keep a RefId's one terminal event;
 the drainer and the push applier tests use them together, these check each alone.
@@ -13,7 +12,6 @@ import pytest
 
 from esms_callbacks.engine.backlog import Backlog, Requeue, Tally
 from esms_callbacks.engine.keys import AccountKeys
-from esms_callbacks.push.claim import PushClaims
 from tests.helpers import T0, whereabouts
 
 OA, OTHER = "oa-a", "oa-b"
@@ -92,15 +90,14 @@ def test_unlease_hands_back_only_what_its_token_holds(backlog):
 
 
 def test_a_claim_for_a_push_says_what_each_refid_was(backlog):
-    store, keys, client = backlog
+    store, _, _ = backlog
     store.park(OA, ["done"], T0)
     store.lease_next(T0, 1, 60, "r1")
     store.settle(OA, "r1", T0, ["done"], [])
     store.park(OA, ["held"], T0 + 1)
     store.lease_next(T0 + 1, 1, 60, "r2")  # a request holds it
     store.park(OA, ["waiting"], T0 + 2)
-    pushes = PushClaims(client, keys, done_ttl_s=3600)
-    claims = pushes.claim(OA, ["waiting", "held", "done", "new"], T0 + 3, 60, "push", True)
+    claims = store.claim(OA, ["waiting", "held", "done", "new"], T0 + 3, 60, "push", True)
     assert [(c.ref_id, c.kind, c.held) for c in claims] == [
         ("waiting", "waiting", True),
         ("held", "busy", False),
@@ -109,7 +106,7 @@ def test_a_claim_for_a_push_says_what_each_refid_was(backlog):
     ]
     assert claims[0].due_s == T0 + 2  # it keeps its turn if the push is not final
     assert store.renew(OA, "push", ["waiting"], T0 + 60) == {"waiting"}  # the push holds it
-    ignored = pushes.claim(OA, ["stranger"], T0, 60, "push", take_unsubmitted=False)
+    ignored = store.claim(OA, ["stranger"], T0, 60, "push", take_unsubmitted=False)
     assert [c.kind for c in ignored] == ["unknown"]
 
 

@@ -40,7 +40,6 @@ from esms_callbacks.engine.scripts import (
     script_text,
 )
 from esms_callbacks.engine.semaphore import LeaseSemaphore
-from esms_callbacks.push.claim import PushClaims
 from esms_callbacks.push.inbox import PushRecorder
 from esms_callbacks.push.parse import Push
 
@@ -155,7 +154,6 @@ def test_the_table_above_is_what_the_classes_register():
     LeaseSemaphore(client, keys.drainers, lease_s=10)
     PushRecorder(client, keys, per_source_rate=1.0, inbox_max=10)
     Backlog(client, keys, done_ttl_s=3600)
-    PushClaims(client, keys, done_ttl_s=3600)
     expected = {
         script_text(*preludes, name, writes=name not in READ_ONLY_SCRIPTS)
         for name, preludes in SCRIPTS.items()

@@ -18,7 +18,6 @@ from esms_callbacks.errors import PublishFailed
 from esms_callbacks.events.publish import event_id
 from esms_callbacks.push.applier import ApplierThread
 from esms_callbacks.push.apply import ApplyFailed, ApplyReport, PushApplier
-from esms_callbacks.push.claim import PushClaims
 from esms_callbacks.push.inbox import InboxEntry, PushInbox, PushRecorder
 from esms_callbacks.push.parse import Push, parse_push
 from esms_callbacks.runtime import Runtime
@@ -178,8 +177,7 @@ def test_a_pushed_final_state_published_before_a_crash_stands_against_a_later_po
     backlog = runtime.backlog
     backlog.park(OA, ["y"], clock.now_s())
     # an applier claimed a pushed `failed`, recorded it, published, then died
-    claims = PushClaims(runtime.redis, runtime.keys, runtime.settings.done_ttl_s)
-    [claimed] = claims.claim(OA, ["y"], clock.now_s(), 1, "died", True)
+    [claimed] = backlog.claim(OA, ["y"], clock.now_s(), 1, "died", True)
     assert claimed.kind == "waiting"
     backlog.decide(OA, "died", {"y": "failed:4"})
     clock.advance(5)

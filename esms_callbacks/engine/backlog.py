@@ -7,7 +7,7 @@ worker died or stalled) puts the RefIds back to due, and its old holder can no l
 them: only the current holder publishes and settles, so a RefId gets one terminal event.
 Every multi-key change is one Lua script on keys of one hash tag (engine/lua/backlog_*.lua,
 whose prelude draws the keys). A recorded push takes its RefIds through the same leases
-(push.claim) and settles them here.
+(`claim`) and settles them here: the backlog is the one writer of leases.
 
 RefIds are kept in small hashes (chunks of at most a request's worth, and buckets by the
 RefId's hash) that Redis stores compactly: bench/memory_bench.py measures the bytes a RefId
@@ -95,6 +95,21 @@ WAITING, LEASED, DONE = "waiting", "leased", "done"
 SWEEP_BUCKETS = 64  # buckets of one OA the sweeper looks at per call
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """What a pushed RefId was when an applier claimed it (see backlog_claim.lua)."""
+
+    ref_id: str
+    kind: str  # done, busy, unknown, waiting, new
+    submitted_s: float | None
+    state_key: str
+    due_s: float | None
+
+    @property
+    def held(self) -> bool:
+        return self.kind in ("waiting", "new")
+
+
 class Backlog:
     def __init__(
         self,
@@ -118,6 +133,7 @@ class Backlog:
         self._unlease = script("unlease")
         self._decide = script("decide")
         self._strike = script("strike")
+        self._claim = script("claim")
         self._sweep = script("sweep")
         self._counts = script("counts", writes=False)
         self._where = script("where", writes=False)
@@ -241,6 +257,44 @@ class Backlog:
         args += [tally.recent_member, tally.recent_keep_s] if tally.recent_member else ["", ""]
         args.append("1" if tally.answered else "")
         self._settle(keys=[k.oas, k.stats, k.recent, k.health], args=args)
+
+    def claim(
+        self,
+        oa_id: str,
+        ref_ids: Sequence[str],
+        now_s: float,
+        lease_s: float,
+        token: str,
+        take_unsubmitted: bool,
+    ) -> list[Claimed]:
+        """Lease pushed RefIds to `token` with the leases requests use, unless they are done
+        or held by a request (backlog_claim.lua): a push and a poll of one RefId then give
+        one terminal event whichever comes first."""
+        k = self._keys
+        flat = self._claim(
+            keys=[k.oas, k.known_oas],
+            args=[
+                k.oa(oa_id),
+                to_ms(now_s),
+                to_ms(now_s + lease_s),
+                token,
+                oa_id,
+                "1" if take_unsubmitted else "",
+                to_ms(now_s - self._done_ttl_s),
+                *ref_ids,
+            ],
+        )
+        items = [as_text(x) for x in flat]
+        return [
+            Claimed(
+                ref_id,
+                items[i],
+                int(items[i + 1]) / 1000 if items[i + 1] else None,
+                items[i + 2],
+                int(float(items[i + 3])) / 1000 if items[i + 3] else None,
+            )
+            for ref_id, i in zip(ref_ids, range(0, len(items), 4), strict=True)
+        ]
 
     def strike(self, oa_id: str, token: str, ref_ids: Sequence[str]) -> dict[str, int]:
         """Count a failed request against the RefIds `token` still holds; return each one's

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from enum import IntEnum
 
 import redis
 
@@ -48,17 +49,40 @@ WRITE_TIMEOUT_S = 0.25
 COMMIT_AHEAD_S = 0.012
 
 
+class Verdict(IntEnum):
+    """What the commit script answered (its first reply, limiter_commit.lua)."""
+
+    GRANTED = 0  # the send is recorded for the moment granted
+    SPACING = 1  # too soon after the last send (or it is not in its socket yet): wait
+    BACKING_OFF = 2  # the breaker is open, or a half-open probe is under way
+    WINDOW_CLOSED = -1
+    PAUSED = -2  # eSMS refused the account
+
+
 @dataclass(frozen=True)
 class Commit:
-    go: bool
-    # go: write the request no sooner than this from when commit returned (0, or at most
-    # COMMIT_AHEAD_S). Not go (spacing or backoff): sleep this long, then commit again.
+    verdict: Verdict
+    # granted: write the request no sooner than this from when commit returned (0, or at
+    # most COMMIT_AHEAD_S). Spacing or backing off: sleep this long, then commit again.
     wait_s: float = 0.0
-    closed: bool = False  # the window is not open
-    paused: bool = False  # eSMS refused the account
-    backing_off: bool = False  # the breaker holds requests back for `wait_s`
-    at_us: int = 0  # when go: the moment granted, on the Redis clock (us)
+    at_us: int = 0  # when granted: the moment, on the Redis clock (us)
     failures: int = 0  # the breaker's current failure streak
+
+    @property
+    def go(self) -> bool:
+        return self.verdict is Verdict.GRANTED
+
+    @property
+    def closed(self) -> bool:
+        return self.verdict is Verdict.WINDOW_CLOSED
+
+    @property
+    def paused(self) -> bool:
+        return self.verdict is Verdict.PAUSED
+
+    @property
+    def backing_off(self) -> bool:
+        return self.verdict is Verdict.BACKING_OFF
 
     @property
     def at_s(self) -> float:
@@ -132,20 +156,15 @@ class RateLimiter:
         )
         received_s = time.monotonic()
         self.redis_time.sample(int(now_us) / 1e6, sent_s, received_s)
-        status, failures = int(status), int(failures)
-        if status == -2:
-            return Commit(go=False, paused=True, failures=failures)
-        if status == -1:
-            return Commit(go=False, closed=True, failures=failures)
-        if status == 2:
-            return Commit(go=False, backing_off=True, wait_s=int(value) / 1e6, failures=failures)
-        if status == 1:
-            return Commit(go=False, wait_s=int(value) / 1e6, failures=failures)
+        verdict, failures = Verdict(int(status)), int(failures)
+        if verdict is not Verdict.GRANTED:
+            return Commit(verdict, wait_s=int(value) / 1e6, failures=failures)
         at_us = int(value)
         now_s = time.monotonic()
         leave_s = self.redis_time.local_deadline_s(at_us / 1e6, now_s)
         assert leave_s is not None  # sampled above
-        return Commit(go=True, wait_s=max(0.0, leave_s - now_s), at_us=at_us, failures=failures)
+        wait_s = max(0.0, leave_s - now_s)
+        return Commit(verdict, wait_s=wait_s, at_us=at_us, failures=failures)
 
     def mark_sent(self, committed_at_us: int) -> None:
         """The request committed for `committed_at_us` is in the socket (limiter_mark_sent.lua):

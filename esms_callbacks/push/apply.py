@@ -1,6 +1,6 @@
 """Apply recorded pushes through the same state machine as polled answers.
 
-A pushed RefId is leased like a polled one (push.claim): whoever holds
+A pushed RefId is leased like a polled one (Backlog.claim): whoever holds
 the lease publishes and settles, so a push and a poll of the same RefId give one terminal event
 whichever comes first. A RefId a request holds right now is left for later; one that already
 had its terminal event is a duplicate. Events go out before the settle and the inbox entries
@@ -15,12 +15,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from esms_callbacks.engine.backlog import Backlog, Tally
+from esms_callbacks.engine.backlog import Backlog, Claimed, Tally
 from esms_callbacks.engine.clock import Clock, as_datetime
 from esms_callbacks.engine.settle_step import Publish, Step, publish_and_settle
 from esms_callbacks.esms.records import Outcome, outcome_of, progressed, state_rank
 from esms_callbacks.events.publish import SOURCE_PUSH, build_event
-from esms_callbacks.push.claim import Claimed, PushClaims
 from esms_callbacks.push.inbox import InboxEntry, PushInbox
 from esms_callbacks.settings import Settings
 
@@ -62,10 +61,6 @@ class PushApplier:
     inbox: PushInbox
     publish: Publish
     clock: Clock
-    claims: PushClaims = field(init=False)  # on the backlog's Redis and account
-
-    def __post_init__(self) -> None:
-        self.claims = PushClaims(self.backlog.client, self.backlog.keys, self.backlog.done_ttl_s)
 
     def apply(self, entries: list[InboxEntry]) -> ApplyReport:
         """Apply a batch of inbox entries; acknowledge those that are done with."""
@@ -96,7 +91,7 @@ class PushApplier:
     ) -> None:
         token = uuid.uuid4().hex
         now_s = self.clock.now_s()
-        claims = self.claims.claim(
+        claims = self.backlog.claim(
             oa_id,
             list(by_ref),
             now_s,
