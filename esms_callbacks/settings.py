@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from esms_callbacks.errors import AccountUnknown, ConfigError
 from esms_callbacks.esms.window import Window
+from esms_callbacks.tuning import ASSUMED_REQUEST_TIME_S, MAX_AUTO_DRAINERS
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_BASE_URL = "https://status-sms.esms.vn"
@@ -31,12 +32,9 @@ MIN_DONE_TTL_S = 900.0
 # RefIds at their first answer.
 MIN_MAX_AGE_S = 60.0
 ESMS_MAX_REFS_CEILING = 200  # eSMS's own table; past it RefIds are silently dropped
-# Jitter between our commit (right before the request is written) and the simulator's
-# receipt, measured by `make bench` on a loaded 2-core machine, stayed under this; real
-# networks that jitter more get a wider margin from eSMS's own 160s (engine.limiter).
+# Covers the jitter between our commit and eSMS's receipt that `make bench` measures
+# (docs/benchmarks.md); networks that jitter more get a wider margin from eSMS's own 160s.
 DEFAULT_RATE_MARGIN_S = 0.002
-MAX_AUTO_DRAINERS = 6  # each drainer holds a worker pool slot while it drains
-ASSUMED_REQUEST_TIME_S = 0.25  # until the first requests have been timed
 
 MIN_PUSH_TOKEN_CHARS = 16
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
@@ -437,10 +435,10 @@ class Settings:
         "1.0",
         number(0.0),
         "seconds kept clear at both ends of the window, so that no request reaches eSMS outside "
-        "it whatever the difference between its clock and Redis's (measured commit-to-receipt "
-        "delays stay under 30 ms). Must be under half the window (refused at start otherwise: "
-        "nothing could be sent); the capacity `status` and the metrics report counts only the "
-        "window within the guards",
+        "it whatever the difference between its clock and Redis's (commit-to-receipt delays: "
+        "see [Benchmarks](benchmarks.md)). Must be under half the window (refused at start "
+        "otherwise: nothing could be sent); the capacity `status` and the metrics report counts "
+        "only the window within the guards",
     )
     backoff_max_s: float = env(
         "ESMS_BACKOFF_MAX",

@@ -12,8 +12,8 @@ import pytest
 
 from esms_callbacks.engine.clock import ManualClock
 from esms_callbacks.engine.drainer import DrainReport
-from esms_callbacks.engine.limiter import MARGIN_STEP_S
 from esms_callbacks.errors import Retry, TransientError
+from esms_callbacks.tuning import MARGIN_STEP_S
 from tests.helpers import T0, whereabouts
 
 

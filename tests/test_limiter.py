@@ -11,15 +11,14 @@ import pytest
 import redis
 
 from esms_callbacks.engine.keys import AccountKeys
-from esms_callbacks.engine.limiter import (
+from esms_callbacks.engine.limiter import Commit, RateLimiter
+from esms_callbacks.engine.redis_time import RedisTimeBounds
+from esms_callbacks.tuning import (
     COMMIT_AHEAD_S,
     MARGIN_HALF_LIFE_S,
     MARGIN_STEP_S,
     STRICTEST_KEPT_S,
-    Commit,
-    RateLimiter,
 )
-from esms_callbacks.engine.redis_time import RedisTimeBounds
 
 
 def make_limiter(
@@ -399,7 +398,8 @@ def test_a_write_is_dated_by_this_hosts_bound_on_the_redis_clock(redis_client):
 
 
 def test_an_exact_sleep_never_wakes_before_its_moment(redis_client):
-    from esms_callbacks.engine.clock import SPIN_S, RedisClock
+    from esms_callbacks.engine.clock import RedisClock
+    from esms_callbacks.tuning import SPIN_S
 
     clock = RedisClock(redis_client)
     # sleeps shorter and longer than the spun part, as a granted request waits for its moment

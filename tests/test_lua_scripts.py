@@ -23,13 +23,7 @@ import redis.asyncio as aioredis
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.health import Breaker
 from esms_callbacks.engine.keys import AccountKeys
-from esms_callbacks.engine.limiter import (
-    MARGIN_HALF_LIFE_S,
-    MARGIN_STEP_S,
-    MAX_WAITERS,
-    STRICTEST_KEPT_S,
-    RateLimiter,
-)
+from esms_callbacks.engine.limiter import RateLimiter
 from esms_callbacks.engine.scripts import (
     LUA_DIR,
     PRELUDE,
@@ -42,6 +36,7 @@ from esms_callbacks.engine.scripts import (
 from esms_callbacks.engine.semaphore import LeaseSemaphore
 from esms_callbacks.push.inbox import PushRecorder
 from esms_callbacks.push.parse import Push
+from esms_callbacks.tuning import MARGIN_HALF_LIFE_S, MARGIN_STEP_S, MAX_WAITERS, STRICTEST_KEPT_S
 
 # Files that only define functions for the scripts registered with them.
 PRELUDES = {PRELUDE, "backlog_prelude", "limiter_spacing", "gcra", "breaker"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from esms_callbacks.engine.redis_time import DRIFT_PER_S, MAX_AGE_S, RedisTimeBounds
+from esms_callbacks.engine.redis_time import RedisTimeBounds
+from esms_callbacks.tuning import CLOCK_DRIFT_PER_S, CLOCK_SAMPLE_MAX_AGE_S
 
 OFFSET_S = 1_700_000_000.0  # Redis time minus local monotonic time, as the tests set it up
 
@@ -51,18 +52,18 @@ def test_a_bound_loosens_with_age_for_drift():
     # expect its bounds widened by the drift two hosts' clocks may have had since
     deadline_s = bounds.local_deadline_s(OFFSET_S + 0.5, 0.5)
     latest_s = bounds.redis_latest_s(0.5)
-    assert deadline_s == pytest.approx(0.5 + 0.5 * DRIFT_PER_S)
-    assert latest_s == pytest.approx(OFFSET_S + 0.5 + 0.5 * DRIFT_PER_S)
+    assert deadline_s == pytest.approx(0.5 + 0.5 * CLOCK_DRIFT_PER_S)
+    assert latest_s == pytest.approx(OFFSET_S + 0.5 + 0.5 * CLOCK_DRIFT_PER_S)
 
 
 def test_a_bound_older_than_max_age_gives_way_to_any_new_reading():
-    # given a tight reading, and a slow one (1 ms there, 2 ms back) a little over MAX_AGE_S
-    # later, when the old one, loosened for drift, would still be the tighter
+    # given a tight reading, and a slow one (1 ms there, 2 ms back) a little over
+    # CLOCK_SAMPLE_MAX_AGE_S later, when the old one, loosened for drift, would still be the tighter
     bounds = RedisTimeBounds()
     reading(bounds, 0.0, redis_after_s=0.0, reply_s=0.0)
-    later_s = MAX_AGE_S * 1.01
+    later_s = CLOCK_SAMPLE_MAX_AGE_S * 1.01
     reading(bounds, later_s, redis_after_s=0.001, reply_s=0.002)
-    assert later_s * DRIFT_PER_S < 0.002  # (the old one would have won on tightness)
+    assert later_s * CLOCK_DRIFT_PER_S < 0.002  # (the old one would have won on tightness)
     # expect the new reading's bounds, not the old one's
     now_s = later_s + 0.003
     deadline_s = bounds.local_deadline_s(OFFSET_S + now_s, now_s)

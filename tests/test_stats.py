@@ -11,7 +11,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from esms_callbacks.engine.keys import AccountKeys
-from esms_callbacks.engine.stats import RECENT_KEEP_S, RequestStats
+from esms_callbacks.engine.stats import RequestStats
+from esms_callbacks.tuning import RECENT_KEEP_S
 from tests.helpers import T0
 
 

@@ -26,8 +26,7 @@ import redis
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.redis_values import as_text, to_ms
 from esms_callbacks.engine.scripts import register_file
-
-PARK_CHUNK = 1000  # RefIds per script call, so one huge submission never blocks Redis long
+from esms_callbacks.tuning import PARK_CHUNK, SWEEP_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,6 @@ class Whereabouts:
 
 
 WAITING, LEASED, DONE = "waiting", "leased", "done"
-SWEEP_BUCKETS = 64  # buckets of one OA the sweeper looks at per call
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import redis
 
-SPIN_S = 0.001  # the end of an exact sleep spent spinning rather than sleeping
+from esms_callbacks.tuning import SPIN_S
 
 
 class Clock(Protocol):
@@ -49,8 +49,8 @@ class RedisClock:
             time.sleep(seconds)
 
     def sleep_exactly(self, seconds: float) -> None:
-        # A sleep wakes late (here ~0.1 ms median, p99 0.2-0.7 ms): sleep all but the last
-        # SPIN_S, then spin on the monotonic clock to the moment.
+        # A sleep wakes late (docs/benchmarks.md): sleep all but the last SPIN_S, then spin
+        # on the monotonic clock to the moment.
         deadline_s = time.monotonic() + seconds
         if seconds > SPIN_S:
             time.sleep(seconds - SPIN_S)

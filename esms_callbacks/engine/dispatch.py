@@ -20,11 +20,9 @@ from esms_callbacks.engine.capacity import coming_window, describe_shortfall
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.semaphore import LeaseSemaphore
 from esms_callbacks.settings import Settings
+from esms_callbacks.tuning import CAPACITY_WARNING_EVERY_S, SPAWN_LOCK_MS, STOPPING_FLAG_S
 
 log = logging.getLogger(__name__)
-SPAWN_LOCK_MS = 1000  # many producers may ask at once; one asking per second is enough
-CAPACITY_WARNING_EVERY_S = 600
-STOPPING_FLAG_S = 300  # longer than any drain's step; a restarted worker clears it
 
 
 class DrainerDispatch:

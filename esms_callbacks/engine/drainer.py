@@ -25,7 +25,7 @@ from esms_callbacks.engine.clock import Clock, as_datetime
 from esms_callbacks.engine.health import AccountPause, Breaker
 from esms_callbacks.engine.limiter import Commit, RateLimiter
 from esms_callbacks.engine.settle_step import Publish, Step, publish_and_settle
-from esms_callbacks.engine.stats import RECENT_KEEP_S, RequestStats
+from esms_callbacks.engine.stats import RequestStats
 from esms_callbacks.errors import (
     EsmsError,
     NotReady,
@@ -54,15 +54,17 @@ from esms_callbacks.retry_policy import (
     split_after_s,
 )
 from esms_callbacks.settings import Settings
+from esms_callbacks.tuning import (
+    RECENT_KEEP_S,
+    REQUEST_TIME_WEIGHT,
+    WAKE_EARLY_SHARE,
+    WINDOW_EDGE_S,
+)
 
 if TYPE_CHECKING:  # aiohttp stays out of producers, which import the tasks but never ask eSMS
     from esms_callbacks.esms.client import CallbackAnswer
 
 log = logging.getLogger(__name__)
-REQUEST_TIME_WEIGHT = 0.2  # weight of the newest request in the request-time average
-WAKE_EARLY_SHARE = 0.2  # of a spacing: how early a drainer wakes before its slot
-# An input rejection this close to a window edge is eSMS's clock disagreeing with ours.
-WINDOW_EDGE_S = 60.0
 
 # ask(ref_ids, oa_id, gate, on_sent): gate() is called right before the request is written;
 # False means 'do not send' and the call raises NotSent. on_sent() is called once the request

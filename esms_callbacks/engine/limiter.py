@@ -31,22 +31,14 @@ import redis
 
 from esms_callbacks.engine.redis_time import RedisTimeBounds
 from esms_callbacks.engine.scripts import register_file
-
-# Set here only, passed to the scripts as ARGV (limiter_spacing.lua, limiter_widen.lua).
-MARGIN_HALF_LIFE_S = 300.0  # how fast the margin a 160 added fades again
-MARGIN_STEP_S = 0.002  # a 160 adds at least this to the margin (doubling what it adds)
-STRICTEST_KEPT_S = 300.0  # a stricter interval another host used holds this long after it
-MAX_WAITERS = 100  # drainers that can queue for slots (ESMS_DRAINERS is at most 100)
-# A committed request normally reaches its socket within milliseconds; one that has not after
-# this long (its write failed, its worker died) no longer holds the next one back.
-WRITE_TIMEOUT_S = 0.25
-# A commit this close to the moment the spacing allows is granted for that moment (at most a
-# quarter of the spacing), and waiters are told to come back half of it early: room for the
-# waiter's wake-up (~0.1 ms median here, p99 0.2-0.7 ms) and the commit's round trip (at 20
-# requests/s on the loaded 2-core machine: median 1.4-2.2 ms, p90 4.7-6.8 ms). The caller
-# sleeps all but the last SPIN_S of the wait (1 ms spun per request); pause, breaker and
-# window are checked at most this long before the send.
-COMMIT_AHEAD_S = 0.012
+from esms_callbacks.tuning import (
+    COMMIT_AHEAD_S,
+    MARGIN_HALF_LIFE_S,
+    MARGIN_STEP_S,
+    MAX_WAITERS,
+    STRICTEST_KEPT_S,
+    WRITE_TIMEOUT_S,
+)
 
 
 class Verdict(IntEnum):

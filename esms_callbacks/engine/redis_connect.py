@@ -14,8 +14,7 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-SOCKET_TIMEOUT_S = 10.0
-HEALTH_CHECK_EVERY_S = 30
+from esms_callbacks.tuning import HEALTH_CHECK_EVERY_S, SOCKET_TIMEOUT_S
 
 
 def connect(url: str, timeout_s: float = SOCKET_TIMEOUT_S) -> redis.Redis:

@@ -14,15 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# How far this host's monotonic clock and the Redis host's clock may drift apart per second:
-# a bound loosens by this much per second of age, so a fresh reading soon replaces it. On one
-# host the two run at the same rate; between hosts NTP keeps them within ~10 ppm, and slews
-# at most 500 ppm (ntpd) while correcting an offset. A faster slew could still put a request
-# early by the excess over the bound's age (100 ms at 5,000 ppm: 0.4 ms), inside the margin.
-DRIFT_PER_S = 1e-3
-# A bound older than this gives way to the next reading whatever its round trip (the limiter
-# reads Redis's clock at every commit and every mark).
-MAX_AGE_S = 1.0
+from esms_callbacks.tuning import CLOCK_DRIFT_PER_S, CLOCK_SAMPLE_MAX_AGE_S
 
 
 @dataclass
@@ -50,9 +42,9 @@ class RedisTimeBounds:
             # The reading contradicts the bounds: a clock was stepped. Start again from it.
             self._low, self._high = low, high
             return
-        if low.offset_s >= old_low or received_s - self._low.taken_s > MAX_AGE_S:
+        if low.offset_s >= old_low or received_s - self._low.taken_s > CLOCK_SAMPLE_MAX_AGE_S:
             self._low = low
-        if high.offset_s <= old_high or sent_s - self._high.taken_s > MAX_AGE_S:
+        if high.offset_s <= old_high or sent_s - self._high.taken_s > CLOCK_SAMPLE_MAX_AGE_S:
             self._high = high
 
     def local_deadline_s(self, redis_s: float, now_s: float) -> float | None:
@@ -71,8 +63,8 @@ class RedisTimeBounds:
 
     def _low_at(self, now_s: float) -> float:
         assert self._low is not None
-        return self._low.offset_s - DRIFT_PER_S * abs(now_s - self._low.taken_s)
+        return self._low.offset_s - CLOCK_DRIFT_PER_S * abs(now_s - self._low.taken_s)
 
     def _high_at(self, now_s: float) -> float:
         assert self._high is not None
-        return self._high.offset_s + DRIFT_PER_S * abs(now_s - self._high.taken_s)
+        return self._high.offset_s + CLOCK_DRIFT_PER_S * abs(now_s - self._high.taken_s)

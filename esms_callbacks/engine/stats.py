@@ -21,11 +21,10 @@ import redis
 
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.redis_values import as_text
+from esms_callbacks.tuning import RECENT_KEEP_S, STATUS_QUEUE_SAMPLE_EVERY_S
 
 log = logging.getLogger(__name__)
-RECENT_KEEP_S = 300  # how far back the rate actually used is measured
 STATUS_QUEUE_SAMPLE = "status_queue_sample"  # `events@time_s`: the status queue's depth then
-STATUS_QUEUE_SAMPLE_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)

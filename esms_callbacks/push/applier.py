@@ -18,15 +18,15 @@ from redis.exceptions import RedisError
 from esms_callbacks.push.apply import ApplyFailed, PushApplier
 from esms_callbacks.push.inbox import InboxEntry, PushInbox
 from esms_callbacks.retry_policy import APPLIER_RETRY_FIRST_S, APPLIER_RETRY_MOST_S
+from esms_callbacks.tuning import (
+    APPLIER_BATCH,
+    APPLIER_BLOCK_MS,
+    APPLIER_CONSUMER_IDLE_S,
+    APPLIER_STALLED_AFTER_S,
+    APPLIER_TIDY_EVERY_S,
+)
 
 log = logging.getLogger("esms.receiver")
-
-BATCH = 500  # entries applied together: one claim, one publish, one settle per OA
-BLOCK_MS = 1000  # how long a read waits for new entries (and how soon a stop is noticed)
-# Longer than a loop can take when all is well: a batch applied, broker retries included.
-STALLED_AFTER_S = 120.0
-TIDY_EVERY_S = 600.0
-CONSUMER_IDLE_S = 3600.0  # a consumer idle this long, with nothing pending, is removed
 
 
 class ApplierThread(threading.Thread):
@@ -51,13 +51,13 @@ class ApplierThread(threading.Thread):
                 if not grouped:  # again after any error: Redis may have come back empty
                     self.inbox.ensure_group()
                     grouped = True
-                self._apply(self.inbox.read(self.consumer, BATCH, BLOCK_MS))
+                self._apply(self.inbox.read(self.consumer, APPLIER_BATCH, APPLIER_BLOCK_MS))
                 if time.monotonic() >= next_reclaim_s:
                     self._reclaim()
                     next_reclaim_s = time.monotonic() + self.reclaim_after_s / 4
                 if time.monotonic() >= next_tidy_s:
-                    self.inbox.forget_idle_consumers(CONSUMER_IDLE_S)
-                    next_tidy_s = time.monotonic() + TIDY_EVERY_S
+                    self.inbox.forget_idle_consumers(APPLIER_CONSUMER_IDLE_S)
+                    next_tidy_s = time.monotonic() + APPLIER_TIDY_EVERY_S
                 pause_s = APPLIER_RETRY_FIRST_S
             except Exception as exc:
                 # The entries stay pending: reclaimed and applied once Redis or the broker is
@@ -71,16 +71,16 @@ class ApplierThread(threading.Thread):
                 pause_s = min(APPLIER_RETRY_MOST_S, pause_s * 2)
 
     def healthy(self) -> bool:
-        """Running, and its loop went round recently (a read waits at most BLOCK_MS)."""
-        return self.is_alive() and time.monotonic() - self.alive_at_s < STALLED_AFTER_S
+        """Running, and its loop went round recently (a read waits at most APPLIER_BLOCK_MS)."""
+        return self.is_alive() and time.monotonic() - self.alive_at_s < APPLIER_STALLED_AFTER_S
 
     def _reclaim(self) -> None:
         """Take over entries pending too long, batch after batch, until none is left."""
         idle_ms = int(self.reclaim_after_s * 1000)
         while not self.stopping.is_set():
-            entries = self.inbox.reclaim(self.consumer, idle_ms, BATCH)
+            entries = self.inbox.reclaim(self.consumer, idle_ms, APPLIER_BATCH)
             self._apply(entries)
-            if len(entries) < BATCH:
+            if len(entries) < APPLIER_BATCH:
                 return
 
     def _apply(self, entries: list[InboxEntry]) -> None:

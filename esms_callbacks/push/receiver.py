@@ -30,6 +30,12 @@ from esms_callbacks.push.inbox import PushRecorder, Recorded
 from esms_callbacks.push.parse import MalformedPush, Push, parse_esms_push
 from esms_callbacks.push.sources import allowed, client_address
 from esms_callbacks.settings import Settings
+from esms_callbacks.tuning import (
+    RECEIVER_COUNTS_FLUSH_S,
+    RECEIVER_LOG_EVERY_S,
+    RECEIVER_MAX_WAITING_PUSHES,
+    RECEIVER_RETRY_AFTER_S,
+)
 
 log = logging.getLogger("esms.receiver")
 
@@ -39,10 +45,6 @@ MAX_BODY_BYTES = 16 * 1024  # eSMS sends a GET; a body is never needed
 # eSMS puts everything in the query: a long Vietnamese error_info, percent-encoded, passes
 # aiohttp's default request line limit (8,190 bytes) well before our 4,000-character check.
 MAX_LINE_BYTES = 64 * 1024
-RETRY_AFTER_S = 5  # what a 503 asks eSMS to wait
-COUNTS_FLUSH_S = 1.0
-MAX_WAITING_PUSHES = 2000  # pushes of this process waiting for their source's turn, at most
-LOG_EVERY_S = 10.0  # one line per kind of refusal at most this often: a flood cannot flood logs
 
 
 @dataclass
@@ -62,7 +64,7 @@ class ReceiverState:
     def log_now(self, kind: str) -> int | None:
         """Whether to log a `kind` refusal now: None if not; else how many went unlogged."""
         now_s = time.monotonic()
-        if now_s - self.logged_at_s.get(kind, -LOG_EVERY_S) < LOG_EVERY_S:
+        if now_s - self.logged_at_s.get(kind, -RECEIVER_LOG_EVERY_S) < RECEIVER_LOG_EVERY_S:
             self.unlogged[kind] += 1
             return None
         self.logged_at_s[kind] = now_s
@@ -166,7 +168,7 @@ async def _record(state: ReceiverState, push: Push, source: str) -> Recorded:
     recorded = await state.recorder.record(push, source)
     if not recorded.wait_s:
         return recorded
-    if state.waiting >= MAX_WAITING_PUSHES:  # bounded: a flood cannot pile up sleepers
+    if state.waiting >= RECEIVER_MAX_WAITING_PUSHES:  # bounded: a flood cannot pile up sleepers
         state.counts["rate_limited"] += 1
         return Recorded(ok=False, retry_after_s=recorded.wait_s)
     state.waiting += 1
@@ -190,7 +192,9 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 def _unavailable(reason: str) -> web.Response:
-    return web.Response(status=503, text=f"{reason}\n", headers={"Retry-After": str(RETRY_AFTER_S)})
+    return web.Response(
+        status=503, text=f"{reason}\n", headers={"Retry-After": str(RECEIVER_RETRY_AFTER_S)}
+    )
 
 
 def _log(state: ReceiverState, kind: str, message: str, *args: object) -> None:
@@ -216,7 +220,7 @@ async def _flush_counts(app: web.Application) -> AsyncIterator[None]:
 
 async def _flush_loop(state: ReceiverState) -> None:
     while True:
-        await asyncio.sleep(COUNTS_FLUSH_S)
+        await asyncio.sleep(RECEIVER_COUNTS_FLUSH_S)
         await _flush(state)
 
 

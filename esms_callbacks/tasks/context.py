@@ -27,9 +27,9 @@ from esms_callbacks.errors import ConfigError
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 from esms_callbacks.tasks.app import app
+from esms_callbacks.tuning import DRAIN_EXPIRES_S
 
 DRAIN_TASK = "esms.drain"
-DRAIN_EXPIRES_S = 60  # a drain nobody started within this is useless: others were asked since
 
 
 def queue_drain() -> object:

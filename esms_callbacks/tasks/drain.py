@@ -13,12 +13,9 @@ from esms_callbacks.errors import Retry
 from esms_callbacks.retry_policy import DRAIN_TASK_RETRY, drain_gives_up
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask
+from esms_callbacks.tuning import DRAIN_BUDGET_S
 
 log = logging.getLogger(__name__)
-
-# A drain task gives its worker slot back this often, so restarts and deploys are prompt;
-# if work remains it asks for a successor.
-DRAIN_BUDGET_S = 60.0
 
 
 @app.task(name="esms.drain", base=RuntimeTask, bind=True, acks_late=True, **DRAIN_TASK_RETRY)

@@ -1,0 +1,68 @@
+"""Every tuning constant of the engine and the processes, in one place: how often, how long,
+how many. Users' knobs are settings (settings.py); eSMS's facts and input limits stay beside
+the code that enforces them. The measurements behind the timing ones are in
+docs/benchmarks.md ("The measurements behind the constants").
+"""
+
+from __future__ import annotations
+
+# --- The limiter (engine/limiter.py; passed to its scripts as ARGV) ---
+MARGIN_HALF_LIFE_S = 300.0  # how fast the margin a Code 160 added fades again
+MARGIN_STEP_S = 0.002  # a 160 adds at least this to the margin (doubling what it adds)
+STRICTEST_KEPT_S = 300.0  # a stricter interval another host used holds this long after it
+MAX_WAITERS = 100  # drainers that can queue for slots (ESMS_DRAINERS is at most 100)
+# A committed request normally reaches its socket within milliseconds; one that has not after
+# this long (its write failed, its worker died) no longer holds the next one back.
+WRITE_TIMEOUT_S = 0.25
+# A commit this close to the moment the spacing allows is granted for that moment (at most a
+# quarter of the spacing), and waiters come back half of it early: room for a waiter's
+# wake-up and the commit's round trip on a loaded host. Pause, breaker and window are checked
+# at most this long before the send.
+COMMIT_AHEAD_S = 0.012
+SPIN_S = 0.001  # the end of an exact sleep spent spinning rather than sleeping (engine/clock.py)
+
+# --- This host's bounds on the Redis clock (engine/redis_time.py) ---
+# How far this host's monotonic clock and the Redis host's may drift apart per second: a
+# bound loosens by this much per second of age. NTP keeps hosts within ~10 ppm and slews at
+# most 500 ppm (ntpd); a faster slew could still put a request early by the excess over the
+# bound's age (100 ms at 5,000 ppm: 0.4 ms), inside the margin.
+CLOCK_DRIFT_PER_S = 1e-3
+# A bound older than this gives way to the next reading whatever its round trip (the limiter
+# reads Redis's clock at every commit and every mark).
+CLOCK_SAMPLE_MAX_AGE_S = 1.0
+
+# --- Drainers (engine/drainer.py, engine/dispatch.py, tasks/) ---
+REQUEST_TIME_WEIGHT = 0.2  # weight of the newest request in the request-time average
+WAKE_EARLY_SHARE = 0.2  # of a spacing: how early a drainer wakes before its slot
+WINDOW_EDGE_S = 60.0  # an input rejection this close to a window edge is eSMS's clock, not ours
+# A drain task gives its worker slot back this often, so restarts and deploys are prompt; if
+# work remains it asks for a successor.
+DRAIN_BUDGET_S = 60.0
+DRAIN_EXPIRES_S = 60  # a drain nobody started within this is useless: others were asked since
+MAX_AUTO_DRAINERS = 6  # ESMS_DRAINERS=auto: each drainer holds a worker pool slot while it drains
+ASSUMED_REQUEST_TIME_S = 0.25  # ESMS_DRAINERS=auto, until the first requests have been timed
+SPAWN_LOCK_MS = 1000  # many producers may ask at once; one asking per second is enough
+CAPACITY_WARNING_EVERY_S = 600  # the capacity warning is logged at most this often
+STOPPING_FLAG_S = 300  # longer than any drain's step; a restarted worker clears it
+
+# --- The waiting set (engine/backlog.py) and the counters (engine/stats.py) ---
+PARK_CHUNK = 1000  # RefIds per script call, so one huge submission never blocks Redis long
+SWEEP_BUCKETS = 64  # buckets of one OA the sweeper looks at per call
+RECENT_KEEP_S = 300  # how far back the rate actually used is measured
+STATUS_QUEUE_SAMPLE_EVERY_S = 60.0  # how often the status queue's depth is sampled for growth
+
+# --- Redis clients (engine/redis_connect.py) ---
+SOCKET_TIMEOUT_S = 10.0
+HEALTH_CHECK_EVERY_S = 30
+
+# --- The push receiver (push/receiver.py) and its applier (push/applier.py) ---
+RECEIVER_RETRY_AFTER_S = 5  # what a 503 asks eSMS to wait
+RECEIVER_COUNTS_FLUSH_S = 1.0  # the receiver's answer counters go to Redis this often
+RECEIVER_MAX_WAITING_PUSHES = 2000  # pushes of one process waiting for their source's turn
+RECEIVER_LOG_EVERY_S = 10.0  # one line per kind of refusal at most this often: no log flood
+APPLIER_BATCH = 500  # entries applied together: one claim, one publish, one settle per OA
+APPLIER_BLOCK_MS = 1000  # how long a read waits for entries (and how soon a stop is noticed)
+# Longer than a loop can take when all is well: a batch applied, broker retries included.
+APPLIER_STALLED_AFTER_S = 120.0
+APPLIER_TIDY_EVERY_S = 600.0  # how often idle consumers are looked for
+APPLIER_CONSUMER_IDLE_S = 3600.0  # a consumer idle this long, with nothing pending, is removed
