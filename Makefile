@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory clean
+.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory bench-replicas clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench-push: setup redis
 # Redis bytes per RefId parked, pending and remembered as done (a redis-server of its own).
 bench-memory: setup
 	$(BIN)/python -m bench.memory_bench $(BENCH_ARGS)
+
+# What confirming writes with a replica costs (ESMS_REDIS_REPLICAS; a primary and replica of its own).
+bench-replicas: setup
+	$(BIN)/python -m bench.replicas_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info .pytest_cache .mypy_cache .ruff_cache

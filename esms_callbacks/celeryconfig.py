@@ -2,6 +2,7 @@
 
 from kombu import Exchange, Queue
 
+from esms_callbacks.retry_policy import SUBMIT_RETRY_SENTINEL
 from esms_callbacks.settings import Settings
 
 _settings = Settings.from_env(process="app")  # the Celery app reads only its own settings
@@ -10,7 +11,9 @@ broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
 # A dead worker's unacknowledged tasks come back after this long. No task here runs or waits
 # (retry countdowns are capped at 300 s) anywhere near it, and all of them are idempotent.
-broker_transport_options = {"visibility_timeout": 900}
+broker_transport_options = {"visibility_timeout": 900, **_settings.broker_transport_options}
+if _settings.broker_url.startswith("sentinel://"):
+    task_publish_retry_policy = dict(SUBMIT_RETRY_SENTINEL)  # rides over a failover
 
 task_serializer = "json"
 result_serializer = "json"

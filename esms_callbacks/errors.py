@@ -22,6 +22,8 @@
     └── AccountUnknown          no account to file RefIds under (no ApiKey, no ESMS_ACCOUNT)
     PublishFailed               the broker stopped taking status events part way
     BrokerFull                  the broker's Redis is out of memory: a submission was not queued
+    NotDurable                  too few replicas confirmed a write in time: it may vanish in a
+                                failover, so it counts as not done (retried, never acked)
     Retry                       a transient failure (eSMS or broker): the RefIds are back to
                                 wait, the drain task retries after `after_s`
 
@@ -106,6 +108,10 @@ class PublishFailed(EsmsCallbacksError):
 
 class BrokerFull(EsmsCallbacksError, RuntimeError):
     """The broker's Redis is out of memory: a submission was not queued."""
+
+
+class NotDurable(EsmsCallbacksError):
+    """Fewer replicas than ESMS_REDIS_REPLICAS confirmed a write within its timeout."""
 
 
 class Retry(EsmsCallbacksError):

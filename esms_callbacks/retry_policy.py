@@ -39,6 +39,7 @@ from esms_callbacks.errors import (
     AccountError,
     AccountUnknown,
     EsmsError,
+    NotDurable,
     RateLimited,
     TransientError,
 )
@@ -52,11 +53,12 @@ DRAIN_TASK_RETRY: dict[str, Any] = {
     "retry_backoff_max": 60,
     "max_retries": 5,
 }
-# esms.fetch_callbacks: Redis (the waiting set) unreachable, or this worker names no account to
+# esms.fetch_callbacks: Redis (the waiting set) unreachable, its replicas not confirming the
+# RefIds parked, or this worker names no account to
 # file RefIds under (no credentials): retry with backoff until that is fixed; the submission
 # stays in the broker meanwhile, so it is never dropped nor filed where no drainer looks.
 FETCH_TASK_RETRY: dict[str, Any] = {
-    "autoretry_for": (RedisError, AccountUnknown),
+    "autoretry_for": (RedisError, AccountUnknown, NotDurable),
     "retry_backoff": 1,
     "retry_backoff_max": 300,
     "retry_jitter": True,
@@ -71,6 +73,17 @@ PUBLISH_RETRY: Mapping[str, float] = {
     "interval_start": 0.5,
     "interval_step": 1.0,
     "interval_max": 5.0,
+}
+
+# A producer's submission on a Sentinel broker (Celery's task_publish_retry_policy): a
+# failover leaves no master for a few seconds (down-after-milliseconds and the election), and
+# kombu spends Celery's default three retries cycling through the sentinels without a pause.
+# Retried for about 25 s instead, then the producer gets the error.
+SUBMIT_RETRY_SENTINEL: Mapping[str, float] = {
+    "max_retries": 30,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
 }
 
 # The receiver's applier thread after a failed round (Redis or the broker away): the entries stay

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
-from kombu import Connection
 
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.clock import RedisClock
@@ -22,6 +21,7 @@ from esms_callbacks.engine.health import AccountPause, Breaker
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.limiter import RateLimiter
 from esms_callbacks.engine.redis_connect import connect
+from esms_callbacks.engine.replicas import ReplicaFence
 from esms_callbacks.engine.semaphore import LeaseSemaphore
 from esms_callbacks.engine.stats import RequestStats
 from esms_callbacks.events.publish import EventPublisher
@@ -42,7 +42,7 @@ class Runtime:
     @cached_property
     def redis(self) -> redis.Redis:
         # ConfigError naming what to set, if there is no Redis URL
-        return connect(self.settings.require_redis_url())
+        return connect(self.settings.redis_target())
 
     @cached_property
     def keys(self) -> AccountKeys:
@@ -50,7 +50,7 @@ class Runtime:
 
     @cached_property
     def clock(self) -> RedisClock:
-        return RedisClock(self.redis)
+        return RedisClock(self.redis, route_key=self.keys.rate)
 
     @cached_property
     def backlog(self) -> Backlog:
@@ -124,11 +124,37 @@ class Runtime:
     def publisher(self) -> EventPublisher:
         s = self.settings
         return EventPublisher(
-            Connection(s.broker_url),
+            s.broker_connection(),
             s.status_queue,
             exchange_name=s.events_exchange,
             declare_queue=s.status_default_queue,
         )
+
+    @cached_property
+    def state_fence(self) -> ReplicaFence:
+        """Confirms this process's writes to the project's Redis with its replicas."""
+        s = self.settings
+        return ReplicaFence(
+            self.redis, self.keys.fence, s.redis_replicas, s.redis_replica_timeout_s
+        )
+
+    @cached_property
+    def broker_fence(self) -> ReplicaFence:
+        """Confirms the events this process published with the broker's replicas (a Redis
+        broker; with another one, or none asked for, it confirms nothing)."""
+        s = self.settings
+        target = s.broker_redis_target()
+        if target is None or s.redis_replicas == 0:
+            return ReplicaFence(self.redis, self.keys.fence, 0, s.redis_replica_timeout_s)
+        client = self.redis if target.url == s.redis_url else connect(target)
+        return ReplicaFence(client, self.keys.fence, s.redis_replicas, s.redis_replica_timeout_s)
+
+    def publish_durably(self, events: list[dict[str, Any]]) -> None:
+        """Publish `events` once the states recorded for them are on the replicas, and return
+        once the events are too: only then may their RefIds be settled (NotDurable else)."""
+        self.state_fence.confirm()
+        self.publisher.publish(events)
+        self.broker_fence.confirm()
 
     def ask(
         self,
@@ -159,6 +185,6 @@ class Runtime:
             self.pause,
             self.stats,
             self.ask,
-            self.publisher.publish,
+            self.publish_durably,
             self.clock,
         )

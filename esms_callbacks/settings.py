@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from kombu import Connection
+
 from esms_callbacks.errors import AccountUnknown, ConfigError
 from esms_callbacks.esms.window import Window
 from esms_callbacks.tuning import ASSUMED_REQUEST_TIME_S, MAX_AUTO_DRAINERS
@@ -24,6 +26,7 @@ from esms_callbacks.tuning import ASSUMED_REQUEST_TIME_S, MAX_AUTO_DRAINERS
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_BASE_URL = "https://status-sms.esms.vn"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # what redis-py's from_url takes
+SENTINEL_SCHEME = "sentinel://"  # Celery's form: sentinel://host:port;sentinel://host:port
 # A finished RefId is remembered at least this long: the broker hands a dead worker's
 # submission back after its visibility timeout (celeryconfig, 900 s), and that copy must still
 # find its RefIds done, or they are asked for again and get a second terminal event.
@@ -122,7 +125,21 @@ def _redis_url(value: str, read: Mapping[str, Any]) -> str:
     """ESMS_REDIS_URL, else the broker's URL if it is Redis, else '' (a producer needs none;
     `Settings.require_redis_url` says what to set when it is needed)."""
     broker = read.get("broker_url", DEFAULT_BROKER_URL)
-    return value or (broker if broker.startswith(REDIS_SCHEMES) else "")
+    return value or (broker if broker.startswith((*REDIS_SCHEMES, SENTINEL_SCHEME)) else "")
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """A Redis to connect to (engine/redis_connect.py builds its clients)."""
+
+    url: str  # redis://, rediss://, unix:// or Celery's sentinel://...;sentinel://...
+    sentinel_master: str = ""
+    sentinel_password: str = field(default="", repr=False)
+    cluster: str = "off"  # auto: ask the server; on; off
+
+    @property
+    def is_sentinel(self) -> bool:
+        return self.url.startswith(SENTINEL_SCHEME)
 
 
 @dataclass(frozen=True)
@@ -242,10 +259,10 @@ class Settings:
         "ESMS_REDIS_URL",
         "",
         _redis_url,
-        "Redis for the limiter and the waiting RefIds (`redis://`, `rediss://` or `unix://`): a "
-        "single Redis server (or a primary with replicas); Redis Cluster is not supported (the "
-        "lease script reads the per-OA keys of the OAs it finds, which Cluster does not allow). "
-        "Required with another broker (`amqp://`, `sentinel://`) by workers, the receiver, `run`, "
+        "Redis for the limiter and the waiting RefIds: `redis://`, `rediss://` or `unix://` (a "
+        "single server, or any node of a Redis Cluster: see `ESMS_REDIS_CLUSTER`), or Celery's "
+        "Sentinel form `sentinel://host:port;sentinel://host:port` with `ESMS_SENTINEL_MASTER`. "
+        "Required with a broker that is not Redis (`amqp://`) by workers, the receiver, `run`, "
         "`status`, `show` and `metrics`, which stop with a message saying so; a producer "
         "(`fetch_callbacks.delay`, `submit`) never needs it",
         readme_default="the broker URL if it is Redis",
@@ -452,6 +469,50 @@ class Settings:
         number(1.0),
         "seconds requests stop after eSMS refuses the account (codes 101, 140, 143, 103)",
     )
+    sentinel_master: str = env(
+        "ESMS_SENTINEL_MASTER",
+        "",
+        text,
+        "the master name Sentinel monitors, for a `sentinel://` `CELERY_BROKER_URL` or "
+        "`ESMS_REDIS_URL` (required with either)",
+        read_by=APP,
+    )
+    sentinel_password: str = env(
+        "ESMS_SENTINEL_PASSWORD",
+        "",
+        text,
+        "the sentinels' own password (their `requirepass`), if they have one; the master's "
+        "password goes in the URL (`sentinel://:password@host:port`)",
+        secret=True,
+        read_by=APP,
+    )
+    redis_cluster: str = env(
+        "ESMS_REDIS_CLUSTER",
+        "auto",
+        choice("auto", "on", "off"),
+        "`auto`: `ESMS_REDIS_URL` is asked whether it is a Redis Cluster node (`INFO cluster`) "
+        "and a Cluster client is used if so; `on` or `off` say it without asking. The broker "
+        "cannot be a Cluster (Celery has none: celery#2852)",
+    )
+    redis_replicas: int = env(
+        "ESMS_REDIS_REPLICAS",
+        "0",
+        integer(0, 16),
+        "replicas that must confirm a write before the project acts on it (`WAIT`): RefIds "
+        "parked before their task is acknowledged, a terminal state recorded before its event "
+        "goes out, the event on a Redis broker before its RefId is settled, a producer's "
+        "submission before `.delay()` returns. A write no replica confirmed in time counts as "
+        "not done and is retried. `0`: off (a single Redis; a failover may then lose the last "
+        "writes before it)",
+        read_by=APP,
+    )
+    redis_replica_timeout_s: float = env(
+        "ESMS_REDIS_REPLICA_TIMEOUT",
+        "1.0",
+        number(0.01),
+        "seconds to wait for `ESMS_REDIS_REPLICAS` replicas to confirm a write",
+        read_by=APP,
+    )
     account: str = env(
         "ESMS_ACCOUNT",
         "",
@@ -592,6 +653,9 @@ class Settings:
                 read[f.name] = _read(env if variable.read_by in reads else {}, variable, read)
         del read["zone"]
         settings = cls(**read)
+        problem = _sentinel_problem(settings, reads)
+        if problem:
+            raise ConfigError(problem)
         if WORKERS not in reads:
             return settings
         for check in (_drainers_problem, _plain_http_problem, _guard_problem):
@@ -618,12 +682,45 @@ class Settings:
                 f"ESMS_REDIS_URL is not set and CELERY_BROKER_URL ({redact_url(self.broker_url)})"
                 " is not a Redis URL: set ESMS_REDIS_URL=redis://..."
             )
-        if not self.redis_url.startswith(REDIS_SCHEMES):
+        if not self.redis_url.startswith((*REDIS_SCHEMES, SENTINEL_SCHEME)):
             raise ConfigError(
                 f"ESMS_REDIS_URL ({redact_url(self.redis_url)}) is not a Redis URL: set "
-                "ESMS_REDIS_URL=redis://... (or rediss://, unix://)"
+                "ESMS_REDIS_URL=redis://... (or rediss://, unix://, sentinel://)"
             )
         return self.redis_url
+
+    def redis_target(self) -> RedisTarget:
+        """Where the project's own state lives, and how to reach it."""
+        return RedisTarget(
+            self.require_redis_url(),
+            self.sentinel_master,
+            self.sentinel_password,
+            self.redis_cluster,
+        )
+
+    def broker_redis_target(self) -> RedisTarget | None:
+        """The broker's Redis (to confirm its writes with replicas), or None if the broker
+        is not Redis."""
+        if not self.broker_url.startswith((*REDIS_SCHEMES, SENTINEL_SCHEME)):
+            return None
+        return RedisTarget(self.broker_url, self.sentinel_master, self.sentinel_password, "off")
+
+    @property
+    def broker_transport_options(self) -> dict[str, object]:
+        """kombu's transport options for the broker: Sentinel's master name and the
+        sentinels' password for a `sentinel://` broker, nothing otherwise."""
+        if not self.broker_url.startswith(SENTINEL_SCHEME):
+            return {}
+        sentinel: dict[str, object] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+        if self.sentinel_password:
+            sentinel["password"] = self.sentinel_password
+        return {"master_name": self.sentinel_master, "sentinel_kwargs": sentinel}
+
+    def broker_connection(self, **options: Any) -> Connection:
+        """A kombu connection to the broker (Sentinel's options included)."""
+        return Connection(
+            self.broker_url, transport_options=self.broker_transport_options, **options
+        )
 
     def push_token_problem(self) -> str:
         """Why the receiver must not start with this ESMS_PUSH_TOKEN (and
@@ -717,7 +814,7 @@ class Settings:
         shown: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("api_key", "secret_key", "push_token", "push_token_previous"):
+            if "env" in f.metadata and f.metadata["env"].secret:  # the keys, tokens, passwords
                 value = "<set>" if value else "<unset>"
             elif f.name.endswith("_url"):
                 value = redact_url(value)
@@ -731,6 +828,20 @@ class Settings:
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())
         return f"Settings({shown})"
+
+
+def _sentinel_problem(settings: Settings, reads: tuple[str, ...]) -> str:
+    """A `sentinel://` URL names sentinels, not the master: Sentinel needs its name."""
+    named = [("CELERY_BROKER_URL", settings.broker_url)]
+    if WORKERS in reads:
+        named.append(("ESMS_REDIS_URL", settings.redis_url))
+    for name, url in named:
+        if url.startswith(SENTINEL_SCHEME) and not settings.sentinel_master:
+            return (
+                f"{name} is a Sentinel URL: set ESMS_SENTINEL_MASTER to the name of the master "
+                "the sentinels monitor (their `sentinel monitor NAME ...` line)"
+            )
+    return ""
 
 
 def _drainers_problem(settings: Settings) -> str:
@@ -797,7 +908,10 @@ def _token_problem(name: str, token: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a URL such as redis://:password@host:6379/0."""
+    """Hide the password of a URL such as redis://:password@host:6379/0 (each of
+    Sentinel's `;`-separated ones)."""
+    if ";" in url:
+        return ";".join(redact_url(part) for part in url.split(";"))
     parts = urlsplit(url)
     if not parts.password:
         return url

@@ -190,7 +190,7 @@ def test_commit_holds_back_while_the_breaker_is_open_then_lets_one_probe_through
     assert held.backing_off and not held.go
     # and once the probe succeeded (the breaker closed), requests go at the rate again
     redis_client.delete(health)
-    assert limiter.commit().go
+    assert make_limiter(redis_client, 0.001, account).commit().go  # another process
 
 
 def test_a_160_widens_the_spacing_and_the_widening_fades(redis_client):
@@ -231,7 +231,8 @@ def test_a_late_mark_never_moves_a_later_send(redis_client):
     first = limiter.commit()
     # committed 30 ms ago: the first one's write is overdue, the second goes without it
     first_at_us = backdate_last_send(redis_client, account, 0.03)
-    second = limiter.commit()
+    other = make_limiter(redis_client, 0.001, account, write_timeout_s=0.02)  # another process
+    second = other.commit()
     assert first.go and second.go
     # when the first one's mark arrives
     limiter.mark_sent(first_at_us)
@@ -326,9 +327,9 @@ def test_a_write_that_never_comes_holds_the_next_back_only_briefly(redis_client)
     limiter = make_limiter(redis_client, 0.001, account, write_timeout_s=0.03)
     assert limiter.commit().go
     assert not limiter.commit().go
-    # expect the next to go once the write is overdue (committed 40 ms ago)
+    # expect the next (another process's) to go once the write is overdue (committed 40 ms ago)
     backdate_last_send(redis_client, account, 0.04)
-    assert limiter.commit().go
+    assert make_limiter(redis_client, 0.001, account, write_timeout_s=0.03).commit().go
 
 
 def commit_5ms_early(client: redis.Redis) -> tuple[RateLimiter, Commit]:
@@ -339,7 +340,8 @@ def commit_5ms_early(client: redis.Redis) -> tuple[RateLimiter, Commit]:
     first = limiter.commit()
     limiter.mark_sent(first.at_us)
     backdate_last_send(client, account, 0.045)
-    return limiter, limiter.commit()
+    other = make_limiter(client, 0.05, account)  # the next commit: another process's
+    return other, other.commit()
 
 
 def test_a_commit_just_before_its_moment_is_granted_for_that_moment(redis_client):
@@ -408,3 +410,24 @@ def test_an_exact_sleep_never_wakes_before_its_moment(redis_client):
             started_s = time.monotonic()
             clock.sleep_exactly(seconds)
             assert time.monotonic() - started_s >= seconds
+
+
+def test_a_redis_clock_jumping_ahead_never_brings_this_process_s_sends_closer(redis_client):
+    # given a request this process just sent at 100 ms
+    account = f"t-{uuid.uuid4().hex}"
+    limiter = make_limiter(redis_client, 0.1, account)
+    first = limiter.commit()
+    assert first.go
+    limiter.mark_sent(first.at_us)
+    sent_s = time.monotonic()
+    # when the Redis clock jumps a second ahead (a failover to a host whose clock is ahead):
+    # on its record, the last send is a second old
+    backdate_last_send(redis_client, account, 1.0)
+    # expect this process to hold its next request for the rest of its own spacing
+    held = limiter.commit()
+    assert not held.go and not held.refused
+    assert 0.05 < held.wait_s <= 0.1
+    # and to send again, no sooner than a spacing after the first on its own clock
+    while not (commit := limiter.commit()).go:
+        time.sleep(commit.wait_s)
+    assert time.monotonic() + commit.wait_s - sent_s >= 0.1

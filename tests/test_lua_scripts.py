@@ -531,7 +531,12 @@ def test_the_breaker_fields_are_read_and_written_in_breaker_lua_only():
 def gate(redis_client, account):
     """A breaker (opens on the first failure, 10 s doubling) and a commit with a 5 s probe."""
     breaker = Breaker(redis_client, account.health, trip_after=1, base_s=10.0, max_s=60.0)
-    limiter = RateLimiter(
+    return breaker, gate_limiter(redis_client, account)
+
+
+def gate_limiter(redis_client, account) -> RateLimiter:
+    """The account's commit with a 5 s probe, in a process of its own."""
+    return RateLimiter(
         redis_client,
         (account.rate, account.paused, account.health),
         0.001,
@@ -539,7 +544,6 @@ def gate(redis_client, account):
         probe_timeout_s=5.0,
         max_backoff_s=60.0,
     )
-    return breaker, limiter
 
 
 def test_a_probe_that_never_reports_frees_the_way_after_the_probe_timeout(
@@ -560,7 +564,7 @@ def test_a_probe_that_never_reports_frees_the_way_after_the_probe_timeout(
     # and once the probe timeout passed without a report, another probe goes
     redis_client.hset(account.health, "probe_until_us", redis_now_us(redis_client) - 1)
     redis_client.hincrby(account.rate, "last_us", -1_000_000)  # past the 1 ms spacing
-    assert limiter.commit().go
+    assert gate_limiter(redis_client, account).commit().go  # another process's probe
 
 
 def test_a_failed_probe_opens_the_breaker_again_for_longer_and_ends_the_probe(

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from esms_callbacks.errors import ConfigError
-from esms_callbacks.settings import Settings, reference_markdown, variables
+from esms_callbacks.settings import Settings, redact_url, reference_markdown, variables
 
 # Distinctive fake credentials: if either shows up anywhere, something printed a secret.
 FAKE_API_KEY = "FAKE-ApiKey-7f3c9e1d-NEVER-PRINT"
@@ -411,7 +411,7 @@ def test_a_producer_on_another_broker_needs_no_redis_url():
     assert Settings.from_env(settings.to_env()) == settings
 
 
-@pytest.mark.parametrize("broker", [AMQP_BROKER, "sentinel://:guest@127.0.0.1:26379/0"])
+@pytest.mark.parametrize("broker", [AMQP_BROKER, "amqp://guest:guest@127.0.0.1:5672/vhost"])
 def test_redis_is_asked_for_by_name_when_the_broker_is_not_redis(broker):
     # given a broker that is not Redis and no ESMS_REDIS_URL
     settings = Settings.from_env({"CELERY_BROKER_URL": broker})
@@ -563,3 +563,59 @@ def test_a_web_app_imports_the_task_with_the_workers_settings_wrong(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Asia/Ho_Chi_Minh"
+
+
+SENTINELS = "sentinel://:masterpw@10.0.0.1:26379/2;sentinel://:masterpw@10.0.0.2:26380/2"
+
+
+@pytest.mark.parametrize("variable", ["CELERY_BROKER_URL", "ESMS_REDIS_URL"])
+def test_a_sentinel_url_without_the_master_s_name_is_refused_by_name(variable):
+    with pytest.raises(
+        ConfigError, match=f"{variable} is a Sentinel URL: set ESMS_SENTINEL_MASTER"
+    ):
+        Settings.from_env({"ESMS_REDIS_URL": "redis://x:6379/0", variable: SENTINELS})
+
+
+def test_a_sentinel_broker_gives_celery_and_the_project_the_master_and_hides_passwords():
+    env = {
+        "CELERY_BROKER_URL": SENTINELS,
+        "ESMS_SENTINEL_MASTER": "esms",
+        "ESMS_SENTINEL_PASSWORD": "sentinelpw",
+    }
+    settings = Settings.from_env(env)
+    # the project's Redis defaults to the broker's, Sentinel and all
+    assert settings.redis_target().url == SENTINELS and settings.redis_target().is_sentinel
+    options = settings.broker_transport_options
+    assert options["master_name"] == "esms"
+    assert options["sentinel_kwargs"]["password"] == "sentinelpw"  # type: ignore[index]
+    assert "masterpw" not in redact_url(SENTINELS) and redact_url(SENTINELS).count(":***@") == 2
+    assert "sentinelpw" not in repr(settings) and "sentinelpw" not in repr(settings.redis_target())
+
+
+def test_sentinel_urls_are_read_as_kombu_reads_them():
+    from esms_callbacks.engine.redis_connect import _sentinel_parts
+
+    sentinels, password, db = _sentinel_parts(SENTINELS)
+    assert sentinels == [("10.0.0.1", 26379), ("10.0.0.2", 26380)]
+    assert (password, db) == ("masterpw", 2)
+
+
+def test_a_plain_redis_is_not_taken_for_a_cluster(redis_url):
+    from esms_callbacks.engine.redis_connect import is_cluster
+    from esms_callbacks.settings import RedisTarget
+
+    assert is_cluster(RedisTarget(redis_url, cluster="auto")) is False
+    assert is_cluster(RedisTarget(redis_url, cluster="on")) is True
+
+
+def test_tls_to_a_sentinel_master_comes_from_the_first_url_s_query_as_kombu_reads_it():
+    from esms_callbacks.engine.redis_connect import _sentinel_parts, sentinel_master_tls
+
+    url = "sentinel://h1:26379/0?ssl_cert_reqs=required&ssl_ca_certs=/ca.pem;sentinel://h2:26379/0"
+    assert sentinel_master_tls(url) == {
+        "ssl": True,
+        "ssl_cert_reqs": "required",
+        "ssl_ca_certs": "/ca.pem",
+    }
+    assert sentinel_master_tls(SENTINELS) == {}
+    assert _sentinel_parts(url)[0] == [("h1", 26379), ("h2", 26379)]

@@ -130,6 +130,7 @@ def watch(
         stop=lambda: sum(terminal.values()) >= len(ref_ids),
         timeout_s=timeout_s,
         poll_s=0.25,
+        transport_options=settings.broker_transport_options,
         idle=redraw,
     ):
         latest[event["status"]] += 1

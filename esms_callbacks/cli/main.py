@@ -397,7 +397,13 @@ def consume(settings: Settings, stop: Any, take: bool = True) -> Iterable[dict[s
             auto_delete=True,
             expires=TAIL_QUEUE_EXPIRES_S,
         )
-    yield from read_events(settings.broker_url, queue, stop=stop, delete_after=not take)
+    yield from read_events(
+        settings.broker_url,
+        queue,
+        stop=stop,
+        delete_after=not take,
+        transport_options=settings.broker_transport_options,
+    )
 
 
 def format_event(event: dict[str, Any]) -> str:

@@ -42,12 +42,10 @@ def build_app(settings: Settings) -> web.Application:
     eviction = eviction_problem(runtime.redis)
     if eviction:
         raise ConfigError(f"not starting: {eviction}")
-    client = connect_async(settings.require_redis_url(), timeout_s=5)
+    client = connect_async(settings.redis_target(), timeout_s=5)
     app = make_app(settings, client)
     inbox = runtime.inbox
-    applier = PushApplier(
-        settings, runtime.backlog, inbox, runtime.publisher.publish, runtime.clock
-    )
+    applier = PushApplier(settings, runtime.backlog, inbox, runtime.publish_durably, runtime.clock)
 
     thread = ApplierThread(applier, inbox, settings.push_reclaim_after_s)
     app[STATE].applier_healthy = thread.healthy

@@ -30,10 +30,9 @@ def shown(value: object) -> str:
 
 def process_state(settings: Settings, app: Any) -> dict[str, Any]:
     """Messages queued in the broker per queue, and the workers that answer (with uptime)."""
-    from kombu import Connection
 
     queued: dict[str, int | None] = {}
-    with Connection(settings.broker_url, connect_timeout=5) as conn:
+    with settings.broker_connection(connect_timeout=5) as conn:
         # On Redis an empty queue is no key at all, so "not found" means 0 there.
         empty_is_missing = conn.transport.driver_type == "redis"
         for name in QUEUES:

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.redis_connect import node_for
 from esms_callbacks.engine.redis_values import as_text, to_ms
 from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.tuning import PARK_CHUNK, SWEEP_BUCKETS
@@ -136,6 +137,11 @@ class Backlog:
         self._counts = script("counts", writes=False)
         self._where = script("where", writes=False)
 
+    def _shard(self) -> redis.Redis:
+        """Where the scripts that derive the per-OA keys from a prefix run: the account's
+        node of a Cluster (its keys share one slot), else the one server."""
+        return node_for(self._redis, self._keys.oas)
+
     @property
     def client(self) -> redis.Redis:
         return self._redis
@@ -203,7 +209,7 @@ class Backlog:
         args: list[str | int] = [self._keys.oa(oa_id), token, to_ms(until_s), len(refs), *refs]
         for ref_id, state_key in (decided or {}).items():
             args += [ref_id, state_key]
-        lost = self._renew(keys=[], args=args)
+        lost = self._renew(client=self._shard(), keys=[], args=args)
         return set(refs) - {as_text(x) for x in lost}
 
     def decide(self, oa_id: str, token: str, decided: dict[str, str]) -> None:
@@ -213,7 +219,7 @@ class Backlog:
             args: list[str] = [self._keys.oa(oa_id), token]
             for ref_id, state_key in decided.items():
                 args += [ref_id, state_key]
-            self._decide(keys=[], args=args)
+            self._decide(client=self._shard(), keys=[], args=args)
 
     def settle(
         self,
@@ -299,18 +305,27 @@ class Backlog:
         failed requests so far (forgotten once eSMS answers for it)."""
         if not ref_ids:
             return {}
-        counts = self._strike(keys=[], args=[self._keys.oa(oa_id), token, *ref_ids])
+        counts = self._strike(
+            client=self._shard(), keys=[], args=[self._keys.oa(oa_id), token, *ref_ids]
+        )
         return {ref: int(n) for ref, n in zip(ref_ids, counts, strict=True) if int(n)}
 
     def unlease(self, oa_id: str, token: str, ref_ids: Iterable[str], due_s: float) -> None:
         """Hand RefIds `token` still holds back to wait, due at `due_s`."""
         refs = list(ref_ids)
         if refs:
-            self._unlease(keys=[], args=[self._keys.oa(oa_id), token, to_ms(due_s), *refs])
+            self._unlease(
+                client=self._shard(),
+                keys=[],
+                args=[self._keys.oa(oa_id), token, to_ms(due_s), *refs],
+            )
 
     def where(self, oa_id: str, ref_id: str) -> Whereabouts | None:
         """Where `ref_id` is under `oa_id`, or None if it is not known there."""
-        answer = [as_text(x) for x in self._where(keys=[], args=[self._keys.oa(oa_id), ref_id])]
+        answer = [
+            as_text(x)
+            for x in self._where(client=self._shard(), keys=[], args=[self._keys.oa(oa_id), ref_id])
+        ]
         if not answer:
             return None
         if answer[0] == "d":
@@ -343,7 +358,7 @@ class Backlog:
         if not oas:
             return 0
         cutoff_ms = to_ms(now_s - self._done_ttl_s)
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._shard().pipeline(transaction=False)
         for oa in oas:
             self._sweep(keys=[], args=[self._keys.oa(oa), cutoff_ms, SWEEP_BUCKETS], client=pipe)
         return sum(int(forgotten) for forgotten, _ in pipe.execute())
@@ -365,7 +380,7 @@ class Backlog:
 
     def per_oa(self, now_s: float) -> list[OaBacklog]:
         oa_ids = self.oa_ids()
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._shard().pipeline(transaction=False)
         for oa in oa_ids:
             self._counts(keys=[], args=[self._keys.oa(oa), to_ms(now_s)], client=pipe)
         out = []

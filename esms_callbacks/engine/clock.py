@@ -9,6 +9,7 @@ from typing import Protocol
 
 import redis
 
+from esms_callbacks.engine.redis_connect import node_for
 from esms_callbacks.tuning import SPIN_S
 
 
@@ -33,8 +34,9 @@ class RedisClock:
     monotonic clock: a step of the host's wall clock changes nothing, so one host can never
     think every other host's leases expired."""
 
-    def __init__(self, client: redis.Redis, resync_s: float = 60.0) -> None:
+    def __init__(self, client: redis.Redis, resync_s: float = 60.0, route_key: str = "") -> None:
         self._client = client
+        self._route_key = route_key  # in a Cluster: read the clock of the node serving this key
         self._resync_s = resync_s
         self._redis_at_sync_s = 0.0
         self._monotonic_at_sync_s = float("-inf")
@@ -58,8 +60,9 @@ class RedisClock:
             pass
 
     def _sync(self) -> None:
+        client = node_for(self._client, self._route_key) if self._route_key else self._client
         before = time.monotonic()
-        seconds, micros = self._client.time()
+        seconds, micros = client.time()
         after = time.monotonic()
         self._redis_at_sync_s = seconds + micros / 1e6
         self._monotonic_at_sync_s = (before + after) / 2

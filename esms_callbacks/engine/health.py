@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import redis
 
+from esms_callbacks.engine.redis_connect import node_for
 from esms_callbacks.engine.redis_values import as_text
 from esms_callbacks.engine.scripts import register_file
 
@@ -97,7 +98,7 @@ class AccountPause:
     def blocked(self) -> str:
         """Why no request may go for a while (paused, breaker open), or '': one round trip,
         on the Redis clock. A hint for starting drainers; the limiter's commit enforces it."""
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = node_for(self._redis, self._key).pipeline(transaction=False)  # TIME there
         pipe.exists(self._key)
         pipe.hget(self._breaker_key, "open_until_us")
         pipe.time()

@@ -1,10 +1,11 @@
 """Every Redis key of the project, built in one place.
 
-All keys of one account share the prefix `esms:{account_id}`. (The braces are a Redis Cluster
-hash tag, but Cluster is not supported: the backlog's scripts build the per-OA keys (chunks,
-buckets) they need, keys Cluster would need declared.) RefIds and OA ids are never parsed back
-out of keys; RefIds are only ever members, so a RefId that looks like a key cannot reach
-another key.
+All keys of one account share the prefix `esms:{account_id}`: the braces are a Redis Cluster
+hash tag, so every key of an account is in one slot, on one shard, and a script may touch
+any of them atomically (the backlog's scripts build the per-OA keys, chunks and buckets, from
+a prefix; Cluster runs them since they share the slot of the keys they declare). RefIds and
+OA ids are never parsed back out of keys; RefIds are only ever members, so a RefId that
+looks like a key cannot reach another key.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ class AccountKeys:
     def drainers(self) -> str:
         """Sorted set: drainer tokens scored by lease expiry (ms)."""
         return f"{self.prefix}:drainers"
+
+    @property
+    def fence(self) -> str:
+        """String: written right before a WAIT, so the replicas' confirmation covers every
+        write this process finished before (engine.replicas)."""
+        return f"{self.prefix}:fence"
 
     def stopping(self, hostname: str) -> str:
         """String with a TTL: the worker instance `hostname` is shutting down; its drainers

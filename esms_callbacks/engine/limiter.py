@@ -116,6 +116,10 @@ class RateLimiter:
         self._mark_sent = register_file(client, "limiter_mark_sent")
         # Where this host's clock stands against Redis's, from every commit's and mark's TIME
         self.redis_time = RedisTimeBounds()
+        # This process's own floor, on its monotonic clock: its next request leaves no sooner
+        # than a spacing after its last. A Redis whose clock jumped forward (a failover to a
+        # host whose clock is ahead) would grant too early; this process never sends so.
+        self._next_leave_s = 0.0
 
     def reserve(self, not_after_s: float | None = None) -> float | None:
         """Reserve the next slot; return seconds to wait for it, or None if it is too late."""
@@ -155,6 +159,11 @@ class RateLimiter:
         now_s = time.monotonic()
         leave_s = self.redis_time.local_deadline_s(at_us / 1e6, now_s)
         assert leave_s is not None  # sampled above
+        if leave_s < self._next_leave_s:  # the Redis clock jumped ahead: this slot goes unused
+            # and frees the way (as a send now would: the next counts from now, not earlier)
+            self._mark_sent(keys=self._keys[:1], args=[at_us, 0])
+            return Commit(Verdict.SPACING, wait_s=self._next_leave_s - now_s, failures=failures)
+        self._next_leave_s = leave_s + self._floor_s
         wait_s = max(0.0, leave_s - now_s)
         return Commit(verdict, wait_s=wait_s, at_us=at_us, failures=failures)
 
@@ -166,6 +175,7 @@ class RateLimiter:
         written_us = 0 if latest_s is None else math.ceil(latest_s * 1e6)
         now_us = self._mark_sent(keys=self._keys[:1], args=[committed_at_us, written_us])
         self.redis_time.sample(int(now_us) / 1e6, sent_s, time.monotonic())
+        self._next_leave_s = max(self._next_leave_s, sent_s + self._floor_s)
 
     def widen_margin(self) -> float:
         """eSMS answered 160: widen the margin; return the extra margin now (s)."""
@@ -178,6 +188,10 @@ class RateLimiter:
     def added_margin_s(self) -> float:
         """What Code 160s last added to the margin (s), before it fades (for status)."""
         return float(self._redis.hget(self._keys[0], "extra_us") or 0) / 1e6
+
+    @property
+    def _floor_s(self) -> float:
+        return (self._interval_us + self._margin_us) / 1e6
 
     @property
     def _spacing_args(self) -> list[int]:

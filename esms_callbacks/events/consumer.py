@@ -8,7 +8,7 @@ examples/consumer.py shows.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kombu import Connection, Queue
@@ -23,12 +23,14 @@ def read_events(
     poll_s: float = 1.0,
     idle: Callable[[], None] | None = None,
     delete_after: bool = False,
+    transport_options: Mapping[str, object] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield event payloads from `queue` until `stop()` or `timeout_s` passes; call `idle()`
     whenever `poll_s` goes by without one; with `delete_after`, delete the queue at the end
-    (a queue of the reader's own)."""
+    (a queue of the reader's own). `transport_options`: kombu's, e.g. a Sentinel broker's
+    `master_name` (Settings.broker_transport_options)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with Connection(broker_url) as conn:
+    with Connection(broker_url, transport_options=dict(transport_options or {})) as conn:
         simple = conn.SimpleQueue(queue)
         try:
             while not stop() and (deadline is None or time.monotonic() < deadline):

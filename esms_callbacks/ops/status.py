@@ -6,7 +6,6 @@ from dataclasses import asdict
 from typing import Any
 
 import redis
-from kombu import Connection
 
 from esms_callbacks.engine.capacity import coming_window
 from esms_callbacks.engine.clock import as_datetime
@@ -79,7 +78,7 @@ def status_queue_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
     }
     if not settings.status_default_queue:
         return state
-    with Connection(settings.broker_url, connect_timeout=5) as connection:
+    with settings.broker_connection(connect_timeout=5) as connection:
         events, consumers = queue_depth(connection, settings.status_queue)
     try:
         previous = runtime.stats.sample_status_queue(events, now_s)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from functools import cache
 from typing import Any
 
 import redis
 from celery.exceptions import Reject
 
 from esms_callbacks.engine.clock import as_datetime
+from esms_callbacks.engine.redis_connect import connect
+from esms_callbacks.engine.replicas import ReplicaFence
 from esms_callbacks.errors import AccountUnknown, BrokerFull, InvalidSubmission
 from esms_callbacks.esms.validation import validate_submission
 from esms_callbacks.retry_policy import FETCH_TASK_RETRY
+from esms_callbacks.settings import Settings
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask
 
@@ -30,7 +34,7 @@ class ValidatingTask(RuntimeTask):
 
     def apply_async(self, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any) -> Any:
         try:
-            return self._queue(args, kwargs, *rest, **options)
+            queued = self._queue(args, kwargs, *rest, **options)
         except Exception as exc:
             if not out_of_memory(exc):
                 raise
@@ -39,6 +43,10 @@ class ValidatingTask(RuntimeTask):
                 "submit again once there is room (see `esms-callbacks status`: an unread "
                 "status queue is the usual cause)"
             ) from exc
+        fence = submission_fence()
+        if fence is not None:  # NotDurable: it may be lost in a failover; submitting again is safe
+            fence.confirm()
+        return queued
 
     def retry(self, *args: Any, **kwargs: Any) -> Any:
         """Celery's retry, except that a retry the broker refuses to queue (full, or gone)
@@ -64,6 +72,19 @@ class ValidatingTask(RuntimeTask):
         for chunk in others:
             super().apply_async((), {"ref_ids": chunk, "oa_id": submission.oa_id}, **options)
         return result
+
+
+@cache
+def submission_fence() -> ReplicaFence | None:
+    """This producer's confirmation that a submission is on the broker's replicas
+    (ESMS_REDIS_REPLICAS, a Redis broker), or None when none is asked for."""
+    settings = Settings.from_env(process="app")
+    target = settings.broker_redis_target()
+    if target is None or settings.redis_replicas == 0:
+        return None
+    return ReplicaFence(
+        connect(target), "esms:fence", settings.redis_replicas, settings.redis_replica_timeout_s
+    )
 
 
 def out_of_memory(exc: BaseException | None) -> bool:
@@ -144,6 +165,7 @@ def fetch_callbacks(
         )
         raise  # retried (autoretry_for RedisError); never dropped
 
+    runtime.state_fence.confirm()  # NotDurable: retried, the task is not acknowledged
     log.info(
         "accepted %d RefIds for OA %s (%d new, %d already waiting, %d already finished)",
         len(submission.ref_ids),

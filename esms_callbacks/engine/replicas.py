@@ -1,0 +1,43 @@
+"""Writes the project relies on, confirmed by replicas before it acts on them.
+
+Redis replicates asynchronously: a write the primary took can vanish in a failover, with the
+RefIds or events in it. WAIT makes one connection wait until enough replicas have everything
+it wrote. The fence writes a key of its own and WAITs on that connection: replication is one
+ordered stream, so the confirmation covers every write this process finished before it
+(scripts, a broker's LPUSH on another connection). In a Redis Cluster the key is the
+account's, so the WAIT goes to the primary of the account's shard.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from esms_callbacks.engine.redis_connect import node_for
+from esms_callbacks.errors import NotDurable
+
+FENCE_TTL_MS = 60_000  # the fence's value is never read; it only needs to be a write
+
+
+class ReplicaFence:
+    """`confirm()` returns once `replicas` replicas hold this process's writes so far."""
+
+    def __init__(self, client: redis.Redis, key: str, replicas: int, timeout_s: float) -> None:
+        self._redis = client
+        self._key = key
+        self.replicas = replicas
+        self._timeout_ms = max(1, int(timeout_s * 1000))
+
+    def confirm(self) -> None:
+        """Raise NotDurable when fewer replicas confirm within the timeout; nothing when
+        no replica is asked for (ESMS_REDIS_REPLICAS=0)."""
+        if self.replicas <= 0:
+            return
+        pipe = node_for(self._redis, self._key).pipeline(transaction=False)  # write, WAIT
+        pipe.set(self._key, "1", px=FENCE_TTL_MS)
+        pipe.execute_command("WAIT", self.replicas, self._timeout_ms)  # type: ignore[no-untyped-call]
+        _, acked = pipe.execute()
+        if int(acked) < self.replicas:
+            raise NotDurable(
+                f"{int(acked)} of {self.replicas} replicas confirmed the writes within "
+                f"{self._timeout_ms} ms (ESMS_REDIS_REPLICAS, ESMS_REDIS_REPLICA_TIMEOUT)"
+            )
