@@ -6,7 +6,11 @@ never the Redis on 6379), then times, in producer processes of their own, `.dela
 worker adds after parking RefIds, before publishing events and before settling them), which
 bounds what it costs the requests per second. Prints a markdown table.
 
-    python -m bench.replicas_bench [--calls 300]
+    python -m bench.replicas_bench [--calls 300] [--rate-rounds 2]
+
+`--rate-rounds N` also runs scenario f of `make bench` (eSMS's 20 requests/s x 200) on the
+same primary, N times with ESMS_REDIS_REPLICAS=0 and N times with 1, alternating: the rate
+used with and without the confirmation.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ print(json.dumps(took[10:]))  # the first calls open connections
 def server(directory: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
     directory.mkdir(parents=True, exist_ok=True)
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    argv += ["--appendonly", "no", "--dir", str(directory), *options]
+    argv += ["--appendonly", "no", "--repl-diskless-sync-delay", "0", "--dir", str(directory)]
+    argv += options
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
 
 
@@ -82,6 +87,20 @@ def fence_latencies_s(client: redis.Redis, replicas: int, calls: int) -> list[fl
     return took
 
 
+def rate_used(url: str, replicas: int) -> str:
+    """Scenario f's row (rate used, RefIds/s, worker CPU) on `url` with `replicas`."""
+    argv = [sys.executable, "-m", "bench.perf_bench", "--only", "f", "--no-naive"]
+    done = subprocess.run(
+        [*argv, "--redis", url, "--env", f"ESMS_REDIS_REPLICAS={replicas}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in done.stdout.splitlines() if line.startswith("| f."))
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    return f"rate used {cells[1]}, worker CPU {cells[8]} s/1k RefIds"
+
+
 def row(name: str, off: list[float], on: list[float]) -> str:
     def ms(values: list[float], q: float) -> str:
         return f"{statistics.quantiles(values, n=100)[int(q) - 1] * 1000:.2f}"
@@ -96,7 +115,9 @@ def row(name: str, off: list[float], on: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rate-rounds", type=int, default=0)
     args = parser.parse_args(argv)
+    rates: dict[int, list[str]] = {0: [], 1: []}
     with tempfile.TemporaryDirectory(prefix="esms-replicas-bench-") as scratch:
         primary_port, replica_port = free_port(), free_port()
         primary = server(Path(scratch, "primary"), primary_port)
@@ -111,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             delay_on = delay_latencies_s(url, 1, args.calls)
             fence_off = fence_latencies_s(client, 0, args.calls)
             fence_on = fence_latencies_s(client, 1, args.calls)
+            for _ in range(args.rate_rounds):
+                for replicas in (0, 1):
+                    rates[replicas].append(rate_used(url, replicas))
         finally:
             for process in (replica, primary):
                 process.terminate()
@@ -128,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         f"\nA drained request is settled with up to two fences (its states before its events go "
         f"out, its events on a Redis broker before the settle): about {cost_ms:.2f} ms of worker "
         "time per request, against a 50 ms slot at eSMS's 20/s; the other drainers take the "
-        "next slots meanwhile. The drain's requests/s with a replica is not measured here "
-        "(`make bench` runs on a Redis without replicas)."
+        "next slots meanwhile."
+        + ("" if args.rate_rounds else " Give --rate-rounds to measure the drain's rate too.")
     )
+    for replicas, runs in rates.items():
+        if runs:
+            print(f"- scenario f, ESMS_REDIS_REPLICAS={replicas}: " + "; ".join(runs))
     return 0
 
 

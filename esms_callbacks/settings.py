@@ -7,21 +7,41 @@ Malformed values raise ConfigError naming the variable; credentials never appear
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from kombu import Connection
 
 from esms_callbacks.errors import AccountUnknown, ConfigError
 from esms_callbacks.esms.window import Window
 from esms_callbacks.tuning import ASSUMED_REQUEST_TIME_S, MAX_AUTO_DRAINERS
+from esms_callbacks.variables import (
+    APP,
+    RECEIVER,
+    WORKERS,
+    Network,
+    Variable,
+    choice,
+    drainers_count,
+    env,
+    flag,
+    http_url,
+    integer,
+    is_local,
+    networks,
+    number,
+    proxies,
+    read_variable,
+    seconds,
+    text,
+    zone,
+)
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_BASE_URL = "https://status-sms.esms.vn"
@@ -44,81 +64,12 @@ _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
 
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
 
-# Who reads a variable. Each process reads only its own (Settings.from_env's `process`), so a
-# web app that queues RefIds is never stopped by a setting meant for the workers.
-APP = "every process"  # the Celery app's own config: producers, workers, beat, Flower
-WORKERS = "workers, receiver"  # what requests, events and the waiting RefIds need
-RECEIVER = "receiver"  # eSMS's pushes
 PROCESS_READS = {
     "app": (APP,),  # a producer, beat and Flower: the Celery app alone
     "worker": (APP, WORKERS),
     "receiver": (APP, WORKERS, RECEIVER),
     "operator": (APP, WORKERS, RECEIVER),  # status, show, metrics, run: everything
 }
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _drainers(text: str) -> int:
-    if text == "auto":
-        return 0
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 100:
-        raise ValueError("must be 'auto' or a whole number between 1 and 100")
-    return int(text)
-
-
-def _networks(text: str) -> tuple[Network, ...]:
-    """'203.0.113.7, 198.51.100.0/24' -> networks; empty -> ()."""
-    networks = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(
-                f"{item!r} is not an IP address or network (e.g. 203.0.113.0/24)"
-            ) from None
-    return tuple(networks)
-
-
-def _proxies(text: str) -> tuple[Network, ...]:
-    networks = _networks(text)
-    for network in networks:
-        if network.prefixlen == 0:
-            raise ValueError(
-                f"{network} trusts every address, so anyone could name any source in "
-                "X-Forwarded-For; list your proxies' own addresses"
-            )
-    return networks
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name)") from None
-
-
-def _http_url(url: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
-    return url.rstrip("/")
-
-
-def _flag(value: str) -> bool:
-    if value not in ("", "0", "1"):
-        raise ValueError("must be 1 (yes) or 0 (no)")
-    return value == "1"
-
-
-def _is_local(url: str) -> bool:
-    """Whether `url` names this machine (localhost, 127.0.0.0/8, ::1): plain HTTP there never
-    crosses a network."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _redis_url(value: str, read: Mapping[str, Any]) -> str:
@@ -142,92 +93,9 @@ class RedisTarget:
         return self.url.startswith(SENTINEL_SCHEME)
 
 
-@dataclass(frozen=True)
-class Variable:
-    """One environment variable: its name, its default as the reference shows it, how its text
-    becomes the setting (`parse`, given the other values read so far) and back (`show`)."""
-
-    name: str
-    default: str  # the text read when the variable is unset
-    parse: Callable[[str, Mapping[str, Any]], Any]
-    show: Callable[[Any], str] = str
-    doc: str = ""
-    secret: bool = False
-    readme_default: str = ""  # how docs/configuration.md shows the default, if not `default`
-    read_by: str = WORKERS
-
-
 ZONE_VARIABLE = Variable(
-    "ESMS_TIMEZONE", DEFAULT_ZONE, lambda v, _: _zone(v), doc="IANA zone of the window", read_by=APP
+    "ESMS_TIMEZONE", DEFAULT_ZONE, lambda v, _: zone(v), doc="IANA zone of the window", read_by=APP
 )
-
-
-def env(
-    name: str,
-    default: str,
-    parse: Callable[[str, Mapping[str, Any]], Any],
-    doc: str,
-    *,
-    show: Callable[[Any], str] = str,
-    secret: bool = False,
-    readme_default: str = "",
-    read_by: str = WORKERS,
-) -> Any:
-    """Declare a setting read from `name` by the processes `read_by` names: its Python
-    default is `parse(default)`."""
-    variable = Variable(name, default, parse, show, doc, secret, readme_default, read_by)
-    value = parse(default, {})
-    metadata = {"env": variable}
-    if isinstance(value, Window):
-        return field(default_factory=lambda: parse(default, {}), metadata=metadata)
-    return field(default=value, metadata=metadata, repr=not secret)
-
-
-def text(value: str, _: Mapping[str, Any]) -> str:
-    return value
-
-
-def seconds(minimum_s: float, why: str, default: str) -> Callable[[str, Mapping[str, Any]], float]:
-    """Seconds of at least `minimum_s`; the error says `why` and the default."""
-
-    def parse(value: str, _: Mapping[str, Any]) -> float:
-        number = float(value)
-        if not math.isfinite(number) or number < minimum_s:
-            raise ValueError(
-                f"must be at least {minimum_s:g} seconds: {why}; the default is {default}"
-            )
-        return number
-
-    return parse
-
-
-def number(minimum: float) -> Callable[[str, Mapping[str, Any]], float]:
-    def parse(value: str, _: Mapping[str, Any]) -> float:
-        number = float(value)
-        if not math.isfinite(number) or number < minimum:
-            raise ValueError(f"must be a number >= {minimum}")
-        return number
-
-    return parse
-
-
-def integer(minimum: int, maximum: int) -> Callable[[str, Mapping[str, Any]], int]:
-    def parse(value: str, _: Mapping[str, Any]) -> int:
-        whole = int(value)
-        if not minimum <= whole <= maximum:
-            raise ValueError(f"must be between {minimum} and {maximum}")
-        return whole
-
-    return parse
-
-
-def choice(*options: str) -> Callable[[str, Mapping[str, Any]], str]:
-    def parse(value: str, _: Mapping[str, Any]) -> str:
-        if value not in options:
-            raise ValueError("must be " + " or ".join(repr(option) for option in options))
-        return value
-
-    return parse
 
 
 def _window(value: str, read: Mapping[str, Any]) -> Window:
@@ -286,7 +154,7 @@ class Settings:
     base_url: str = env(
         "ESMS_BASE_URL",
         DEFAULT_BASE_URL,
-        lambda v, _: _http_url(v),
+        lambda v, _: http_url(v),
         "eSMS host. Every request carries the ApiKey and SecretKey, so plain `http://` is refused "
         "at start unless the host is this machine (`localhost`, `127.0.0.0/8`, `::1`, as the "
         "bundled simulator is) or `ESMS_ALLOW_PLAIN_HTTP=1`",
@@ -294,7 +162,7 @@ class Settings:
     allow_plain_http: bool = env(
         "ESMS_ALLOW_PLAIN_HTTP",
         "",
-        lambda v, _: _flag(v),
+        lambda v, _: flag(v),
         "`1`: accept an `http://` `ESMS_BASE_URL` on another host (the credentials then cross the "
         "network unencrypted)",
         show=lambda flag: "1" if flag else "",
@@ -409,7 +277,7 @@ class Settings:
     drainers: int = env(
         "ESMS_DRAINERS",
         "auto",
-        lambda v, _: _drainers(v),
+        lambda v, _: drainers_count(v),
         "worker processes sending requests for one account at once, across all hosts. `auto`: 2 + "
         "the measured request time (slot to settled) / the spacing, at most 6, so while the "
         "others' requests are under way one drainer waits for the next slot, and one more covers "
@@ -580,7 +448,7 @@ class Settings:
     push_allow_from: tuple[Network, ...] = env(
         "ESMS_PUSH_ALLOW_FROM",
         "",
-        lambda v, _: _networks(v),
+        lambda v, _: networks(v),
         "comma-separated addresses or networks (`203.0.113.0/24, 2001:db8::/32`) allowed to push; "
         "others get 403",
         show=_show_networks,
@@ -590,7 +458,7 @@ class Settings:
     push_trusted_proxies: tuple[Network, ...] = env(
         "ESMS_PUSH_TRUSTED_PROXIES",
         "",
-        lambda v, _: _proxies(v),
+        lambda v, _: proxies(v),
         "addresses or networks of your reverse proxies; only from them is `X-Forwarded-For` "
         "believed (read right to left, the first address not a trusted proxy is the source; "
         "`ip:port` hops are read too). `0.0.0.0/0` and `::/0` are refused: they would let anyone "
@@ -646,11 +514,13 @@ class Settings:
         their defaults. ConfigError names the first bad one."""
         env = os.environ if env is None else env
         reads = PROCESS_READS[process]
-        read: dict[str, Any] = {"zone": _read(env, ZONE_VARIABLE, {})}
+        read: dict[str, Any] = {"zone": read_variable(env, ZONE_VARIABLE, {})}
         for f in fields(cls):
             if "env" in f.metadata:
                 variable: Variable = f.metadata["env"]
-                read[f.name] = _read(env if variable.read_by in reads else {}, variable, read)
+                read[f.name] = read_variable(
+                    env if variable.read_by in reads else {}, variable, read
+                )
         del read["zone"]
         settings = cls(**read)
         problem = _sentinel_problem(settings, reads)
@@ -860,7 +730,7 @@ def _drainers_problem(settings: Settings) -> str:
 def _plain_http_problem(settings: Settings) -> str:
     """The ApiKey and SecretKey are in every request's body: unencrypted only to this host."""
     url = settings.base_url
-    if not url.startswith("http://") or settings.allow_plain_http or _is_local(url):
+    if not url.startswith("http://") or settings.allow_plain_http or is_local(url):
         return ""
     https = urlunsplit(urlsplit(url)._replace(scheme="https"))
     return (
@@ -938,24 +808,3 @@ def reference_markdown() -> str:
         meaning = variable.doc.replace("|", "\\|")
         rows.append(f"| `{variable.name}` | {default} | {variable.read_by} | {meaning} |")
     return "\n".join(rows) + "\n"
-
-
-def _read(env: Mapping[str, str], variable: Variable, read: Mapping[str, Any]) -> Any:
-    """The setting `variable` gives in `env`; ConfigError naming it when it is malformed."""
-    name, raw = variable.name, env.get(variable.name)
-    if raw is None:
-        return variable.parse(variable.default, read)
-    value = raw.strip()
-    shown = "it" if variable.secret else repr(value)
-    if not value and variable.default:  # set but empty: a mistake, not a wish for the default
-        raise ConfigError(
-            f"{name} is set but empty; unset it to use the default ({variable.default!r}) or "
-            "give a value"
-        )
-    if any(c in value for c in "\r\n\0"):
-        raise ConfigError(f"{name}: {shown} contains a line break or NUL character")
-    try:
-        return variable.parse(value, read)
-    except (ValueError, KeyError, ZoneInfoNotFoundError) as exc:
-        detail = f"{name}: {exc}" if variable.secret else f"{name}={value!r}: {exc}"
-        raise ConfigError(detail) from None

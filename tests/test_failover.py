@@ -10,6 +10,7 @@ killed with SIGKILL mid-drain; nothing is restarted by hand.
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import time
@@ -21,12 +22,14 @@ from kombu import Connection
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from esms_callbacks.cli.processes import Child, stop_all
+from bench.harness import receiver_command
+from esms_callbacks.cli.processes import Child, free_port, stop_all
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.events.consumer import read_events
 from esms_callbacks.settings import Settings
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, wait_until
 from tests.procs import remote_simulator, settings_env, start_beat, start_worker
+from tests.receiving import TOKEN, get, push_params
 from tests.topology import MASTER, ClusterTopology, SentinelTopology
 
 pytestmark = pytest.mark.slow
@@ -204,3 +207,66 @@ def test_a_cluster_shard_failover_mid_drain_loses_nothing_and_keeps_the_rate(
             f"shard promoted {promoted_s:.1f} s after the kill; the longest pause in "
             f"requests {pause_s:.1f} s"
         )
+
+
+PUSHED = 60
+
+
+def push_until_answered(url: str, ref_id: str, timeout_s: float) -> None:
+    """Push as eSMS does: again, until the receiver answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if get(url, push_params(ref_id, OA)).status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no 200 for {ref_id}")
+        time.sleep(0.2)
+
+
+def test_the_receiver_and_status_follow_a_sentinel_failover(make_settings, tmp_path):
+    with SentinelTopology(tmp_path / "redis", replicas=2, down_after_ms=1000) as topology:
+        # given a receiver whose inbox, state and broker are on a Sentinel-monitored primary
+        url = topology.url()
+        settings = make_settings(
+            broker_url=url, redis_url=url, sentinel_master=MASTER, redis_replicas=1
+        )
+        env = settings_env(settings, ESMS_PUSH_TOKEN=TOKEN, ESMS_PUSH_UNSUBMITTED="publish")
+        port = free_port()
+        receiver = Child("receiver", receiver_command(port), env, tmp_path / "receiver.log")
+        try:
+            receiver.wait_ready(timeout_s=30)
+            push_url = f"http://127.0.0.1:{port}/esms/push/{TOKEN}"
+            refs = [f"pf-{i:03d}" for i in range(PUSHED)]
+            # when half the pushes come before the primary is killed, and half after
+            for ref in refs[: PUSHED // 2]:
+                push_until_answered(push_url, ref, timeout_s=10)
+            old_port = topology.master_port()
+            topology.kill_primary()
+            topology.wait_for_new_primary(old_port, timeout_s=30)
+            for ref in refs[PUSHED // 2 :]:
+                push_until_answered(push_url, ref, timeout_s=60)
+            events = terminal_events(settings, PUSHED, timeout_s=60)
+            still_running = receiver.poll() is None
+            status = subprocess.run(
+                [sys.executable, "-m", "esms_callbacks.cli.main", "status", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            receiver.stop()
+        # expect every pushed RefId one terminal event, the receiver never restarted, and
+        # `status` reading the new primary
+        terminal: dict[str, set[str]] = defaultdict(set)
+        for event in events:
+            if event["terminal"]:
+                terminal[event["ref_id"]].add(event["event_id"])
+        assert set(terminal) == set(refs)
+        assert [ref for ref, ids in terminal.items() if len(ids) != 1] == []
+        assert still_running
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["account"] == settings.account

@@ -21,7 +21,8 @@ from esms_callbacks.events.publish import event_id
 from esms_callbacks.push.inbox import PushInbox
 from esms_callbacks.push.receiver import STATE, make_app
 from esms_callbacks.runtime import Runtime
-from esms_callbacks.settings import Settings, _networks
+from esms_callbacks.settings import Settings
+from esms_callbacks.variables import networks as _networks
 from tests.helpers import drain_events, wait_until, whereabouts
 from tests.procs import PrivateRedis
 from tests.receiving import (

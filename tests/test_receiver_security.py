@@ -12,7 +12,8 @@ import pytest
 
 from esms_callbacks.cli.receive import build_app
 from esms_callbacks.errors import ConfigError
-from esms_callbacks.settings import Settings, _networks
+from esms_callbacks.settings import Settings
+from esms_callbacks.variables import networks as _networks
 from tests.helpers import drain_events, wait_until, whereabouts
 from tests.receiving import (
     TOKEN,

@@ -21,10 +21,14 @@ from tests.procs import PrivateRedis
 FENCE = AccountKeys("replicas").fence
 
 
+# No persistence, no wait at shutdown: these servers only hold what one test writes.
+QUICK = ("--appendonly", "no", "--repl-diskless-sync-delay", "0", "--shutdown-timeout", "1")
+
+
 @pytest.fixture
 def primary_and_replica(tmp_path) -> Iterator[tuple[PrivateRedis, PrivateRedis]]:
-    with PrivateRedis(tmp_path / "primary") as primary:
-        replica_options = ("--replicaof", "127.0.0.1", str(primary.port))
+    with PrivateRedis(tmp_path / "primary", options=QUICK) as primary:
+        replica_options = (*QUICK, "--replicaof", "127.0.0.1", str(primary.port))
         with PrivateRedis(tmp_path / "replica", options=replica_options) as replica:
             wait_until(
                 lambda: replica.client().info("replication")["master_link_status"] == "up",

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from esms_callbacks.push.sources import allowed, client_address
-from esms_callbacks.settings import _networks
+from esms_callbacks.variables import networks as _networks
 
 PROXIES = _networks("10.0.0.1, 10.0.0.2")
 

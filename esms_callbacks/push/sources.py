@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from esms_callbacks.settings import Network
+from esms_callbacks.variables import Network
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
