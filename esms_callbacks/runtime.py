@@ -24,6 +24,7 @@ from esms_callbacks.engine.redis_connect import connect
 from esms_callbacks.engine.replicas import ReplicaFence
 from esms_callbacks.engine.semaphore import LeaseSemaphore
 from esms_callbacks.engine.stats import RequestStats
+from esms_callbacks.errors import NotDurable, PublishFailed
 from esms_callbacks.events.publish import EventPublisher
 from esms_callbacks.push.inbox import PushInbox
 from esms_callbacks.settings import Settings
@@ -67,6 +68,8 @@ class Runtime:
             s.rate_margin_s,
             probe_timeout_s=s.lease_s,
             max_backoff_s=s.backoff_max_s,
+            replicas=s.redis_replicas,
+            replica_timeout_s=s.redis_replica_timeout_s,
         )
 
     @cached_property
@@ -152,8 +155,18 @@ class Runtime:
     def publish_durably(self, events: list[dict[str, Any]]) -> None:
         """Publish `events` once the states recorded for them are on the replicas, and return
         once the events are too: only then may their RefIds be settled (NotDurable else)."""
+        if not events:
+            return
         self.state_fence.confirm()
-        self.publisher.publish(events)
+        try:
+            self.publisher.publish(events)
+        except PublishFailed as exc:
+            if exc.published:  # what went out is settled only once it is confirmed too
+                try:
+                    self.broker_fence.confirm()
+                except NotDurable:
+                    raise PublishFailed(0, len(events), "its replicas did not confirm") from exc
+            raise
         self.broker_fence.confirm()
 
     def ask(

@@ -83,10 +83,16 @@ def _redis_url(value: str, read: Mapping[str, Any]) -> str:
 class RedisTarget:
     """A Redis to connect to (engine/redis_connect.py builds its clients)."""
 
-    url: str  # redis://, rediss://, unix:// or Celery's sentinel://...;sentinel://...
+    url: str = field(repr=False)  # redis://, rediss://, unix:// or sentinel://...;sentinel://...
     sentinel_master: str = ""
     sentinel_password: str = field(default="", repr=False)
     cluster: str = "off"  # auto: ask the server; on; off
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisTarget(url={redact_url(self.url)!r}, sentinel_master={self.sentinel_master!r}"
+            f", cluster={self.cluster!r})"
+        )
 
     @property
     def is_sentinel(self) -> bool:
@@ -367,11 +373,12 @@ class Settings:
         "0",
         integer(0, 16),
         "replicas that must confirm a write before the project acts on it (`WAIT`): RefIds "
-        "parked before their task is acknowledged, a terminal state recorded before its event "
-        "goes out, the event on a Redis broker before its RefId is settled, a producer's "
-        "submission before `.delay()` returns. A write no replica confirmed in time counts as "
-        "not done and is retried. `0`: off (a single Redis; a failover may then lose the last "
-        "writes before it)",
+        "parked before their task is acknowledged, a push before it is answered 200, a rate "
+        "slot before its request goes, a terminal state before its event goes out, the event "
+        "on a Redis broker before its RefId is settled, a producer's submission before "
+        "`.delay()` returns. A write no replica confirmed in time counts as not done and is "
+        "retried. `0`: off (a single Redis; a failover may then lose the last writes before "
+        "it)",
         read_by=APP,
     )
     redis_replica_timeout_s: float = env(
@@ -584,7 +591,13 @@ class Settings:
         sentinel: dict[str, object] = {"socket_timeout": 5, "socket_connect_timeout": 5}
         if self.sentinel_password:
             sentinel["password"] = self.sentinel_password
-        return {"master_name": self.sentinel_master, "sentinel_kwargs": sentinel}
+        return {
+            "master_name": self.sentinel_master,
+            "sentinel_kwargs": sentinel,
+            # a master gone without a reset must not hang a publish (kombu waits forever)
+            "socket_timeout": 10,
+            "socket_connect_timeout": 10,
+        }
 
     def broker_connection(self, **options: Any) -> Connection:
         """A kombu connection to the broker (Sentinel's options included)."""

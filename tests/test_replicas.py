@@ -4,16 +4,21 @@ lags or is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.limiter import RateLimiter
 from esms_callbacks.engine.replicas import ReplicaFence
 from esms_callbacks.errors import NotDurable
+from esms_callbacks.push.inbox import PushRecorder
+from esms_callbacks.push.parse import Push
 from esms_callbacks.retry_policy import FETCH_TASK_RETRY
 from tests.helpers import wait_until
 from tests.procs import PrivateRedis
@@ -35,7 +40,17 @@ def primary_and_replica(tmp_path) -> Iterator[tuple[PrivateRedis, PrivateRedis]]
                 10,
                 "the replica did not sync",
             )
+            # and acknowledges writes (right after its sync it may not, for a moment)
+            client = primary.client()
+            wait_until(lambda: confirmed_by_one(client), 10, "the replica acknowledged nothing")
             yield primary, replica
+
+
+def confirmed_by_one(client: redis.Redis) -> bool:
+    pipe = client.pipeline(transaction=False)
+    pipe.set("warm-up", "1")
+    pipe.execute_command("WAIT", 1, 100)  # type: ignore[no-untyped-call]
+    return int(pipe.execute()[1]) == 1
 
 
 def test_a_write_is_confirmed_once_a_replica_has_it(primary_and_replica):
@@ -68,3 +83,59 @@ def test_no_replica_asked_for_costs_no_command():
 
 def test_a_submission_not_confirmed_is_retried_not_acknowledged():
     assert NotDurable in FETCH_TASK_RETRY["autoretry_for"]
+
+
+def test_a_primary_no_replica_follows_grants_no_request(primary_and_replica):
+    # given the account's last request a second ago, on a primary whose only replica stopped
+    # following it (as a primary Sentinel demoted while it still answers)
+    primary, replica = primary_and_replica
+    keys = AccountKeys("replicas-limit")
+
+    def limiter(replicas: int) -> RateLimiter:  # a drainer in a process of its own
+        gate = (keys.rate, keys.paused, keys.health)
+        return RateLimiter(
+            primary.client(), gate, 0.05, 0.0, replicas=replicas, replica_timeout_s=0.2
+        )
+
+    first = limiter(1).commit()
+    assert first.go  # while the replica follows
+    limiter(1).mark_sent(first.at_us)
+    primary.client().hincrby(keys.rate, "last_us", -1_000_000)
+    assert replica.popen is not None
+    os.kill(replica.popen.pid, signal.SIGSTOP)
+    try:
+        # expect no grant while replicas are asked for; without them it would go
+        held = limiter(1).commit()
+        assert not held.go and not held.refused
+        # (the unconfirmed grant holds the way for a write timeout, as a write never made)
+        primary.client().hdel(keys.rate, "sending_us")
+        primary.client().hincrby(keys.rate, "last_us", -1_000_000)
+        assert limiter(0).commit().go
+    finally:
+        os.kill(replica.popen.pid, signal.SIGCONT)
+
+
+def test_a_push_is_answered_only_once_a_replica_holds_it(primary_and_replica):
+    # given the receiver's recorder on a primary with one replica asked for
+    primary, replica = primary_and_replica
+    keys = AccountKeys("replicas-push")
+    push = Push("ref-1", "oa-1", {"SMSID": "ref-1", "SendStatus": 5})
+
+    async def record() -> None:
+        client = aioredis.Redis(port=primary.port)
+        try:
+            recorder = PushRecorder(client, keys, 0, 100, replicas=1, replica_timeout_s=0.2)
+            assert (await recorder.record(push, "203.0.113.7")).ok
+        finally:
+            await client.aclose()
+
+    # expect it recorded and confirmed while the replica follows
+    asyncio.run(record())
+    # and NotDurable (the receiver answers 503, eSMS pushes again) once it stalls
+    assert replica.popen is not None
+    os.kill(replica.popen.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(NotDurable, match="confirmed the push"):
+            asyncio.run(record())
+    finally:
+        os.kill(replica.popen.pid, signal.SIGCONT)

@@ -590,14 +590,17 @@ def test_a_sentinel_broker_gives_celery_and_the_project_the_master_and_hides_pas
     assert options["sentinel_kwargs"]["password"] == "sentinelpw"  # type: ignore[index]
     assert "masterpw" not in redact_url(SENTINELS) and redact_url(SENTINELS).count(":***@") == 2
     assert "sentinelpw" not in repr(settings) and "sentinelpw" not in repr(settings.redis_target())
+    assert "masterpw" not in repr(settings.redis_target())
 
 
 def test_sentinel_urls_are_read_as_kombu_reads_them():
     from esms_callbacks.engine.redis_connect import _sentinel_parts
 
-    sentinels, password, db = _sentinel_parts(SENTINELS)
+    sentinels, username, password, db = _sentinel_parts(SENTINELS)
     assert sentinels == [("10.0.0.1", 26379), ("10.0.0.2", 26380)]
-    assert (password, db) == ("masterpw", 2)
+    assert (username, password, db) == (None, "masterpw", 2)
+    # an ACL user, as kombu takes it
+    assert _sentinel_parts("sentinel://app:pw%40x@h:26379/0")[1:] == ("app", "pw@x", 0)
 
 
 def test_a_plain_redis_is_not_taken_for_a_cluster(redis_url):

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from esms_callbacks.engine.keys import AccountKeys
-from esms_callbacks.engine.redis_connect import node_for
+from esms_callbacks.engine.redis_connect import node_for, refreshing_cluster
 from esms_callbacks.engine.redis_values import as_text, to_ms
 from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.tuning import PARK_CHUNK, SWEEP_BUCKETS
@@ -137,9 +137,16 @@ class Backlog:
         self._counts = script("counts", writes=False)
         self._where = script("where", writes=False)
 
+    @property
+    def _route(self) -> list[str]:
+        """What the scripts that derive the per-OA keys from a prefix are given as KEYS, so
+        a Cluster client sends them to the account's shard (every key of an account shares
+        its slot) and follows a failover; they read no KEYS of their own."""
+        return [self._keys.oas]
+
     def _shard(self) -> redis.Redis:
-        """Where the scripts that derive the per-OA keys from a prefix run: the account's
-        node of a Cluster (its keys share one slot), else the one server."""
+        """Where pipelines of those scripts run: the account's node of a Cluster (its
+        client cannot pipeline scripts), else the one server."""
         return node_for(self._redis, self._keys.oas)
 
     @property
@@ -209,7 +216,7 @@ class Backlog:
         args: list[str | int] = [self._keys.oa(oa_id), token, to_ms(until_s), len(refs), *refs]
         for ref_id, state_key in (decided or {}).items():
             args += [ref_id, state_key]
-        lost = self._renew(client=self._shard(), keys=[], args=args)
+        lost = self._renew(keys=self._route, args=args)
         return set(refs) - {as_text(x) for x in lost}
 
     def decide(self, oa_id: str, token: str, decided: dict[str, str]) -> None:
@@ -219,7 +226,7 @@ class Backlog:
             args: list[str] = [self._keys.oa(oa_id), token]
             for ref_id, state_key in decided.items():
                 args += [ref_id, state_key]
-            self._decide(client=self._shard(), keys=[], args=args)
+            self._decide(keys=self._route, args=args)
 
     def settle(
         self,
@@ -305,9 +312,7 @@ class Backlog:
         failed requests so far (forgotten once eSMS answers for it)."""
         if not ref_ids:
             return {}
-        counts = self._strike(
-            client=self._shard(), keys=[], args=[self._keys.oa(oa_id), token, *ref_ids]
-        )
+        counts = self._strike(keys=self._route, args=[self._keys.oa(oa_id), token, *ref_ids])
         return {ref: int(n) for ref, n in zip(ref_ids, counts, strict=True) if int(n)}
 
     def unlease(self, oa_id: str, token: str, ref_ids: Iterable[str], due_s: float) -> None:
@@ -315,16 +320,14 @@ class Backlog:
         refs = list(ref_ids)
         if refs:
             self._unlease(
-                client=self._shard(),
-                keys=[],
+                keys=self._route,
                 args=[self._keys.oa(oa_id), token, to_ms(due_s), *refs],
             )
 
     def where(self, oa_id: str, ref_id: str) -> Whereabouts | None:
         """Where `ref_id` is under `oa_id`, or None if it is not known there."""
         answer = [
-            as_text(x)
-            for x in self._where(client=self._shard(), keys=[], args=[self._keys.oa(oa_id), ref_id])
+            as_text(x) for x in self._where(keys=self._route, args=[self._keys.oa(oa_id), ref_id])
         ]
         if not answer:
             return None
@@ -358,10 +361,12 @@ class Backlog:
         if not oas:
             return 0
         cutoff_ms = to_ms(now_s - self._done_ttl_s)
-        pipe = self._shard().pipeline(transaction=False)
-        for oa in oas:
-            self._sweep(keys=[], args=[self._keys.oa(oa), cutoff_ms, SWEEP_BUCKETS], client=pipe)
-        return sum(int(forgotten) for forgotten, _ in pipe.execute())
+        with refreshing_cluster(self._redis):
+            pipe = self._shard().pipeline(transaction=False)
+            for oa in oas:
+                args = [self._keys.oa(oa), cutoff_ms, SWEEP_BUCKETS]
+                self._sweep(keys=self._route, args=args, client=pipe)
+            return sum(int(forgotten) for forgotten, _ in pipe.execute())
 
     def oa_ids(self) -> list[str]:
         return sorted(as_text(x) for x in self._redis.smembers(self._keys.oas))
@@ -380,13 +385,13 @@ class Backlog:
 
     def per_oa(self, now_s: float) -> list[OaBacklog]:
         oa_ids = self.oa_ids()
-        pipe = self._shard().pipeline(transaction=False)
-        for oa in oa_ids:
-            self._counts(keys=[], args=[self._keys.oa(oa), to_ms(now_s)], client=pipe)
+        with refreshing_cluster(self._redis):
+            pipe = self._shard().pipeline(transaction=False)
+            for oa in oa_ids:
+                self._counts(keys=self._route, args=[self._keys.oa(oa), to_ms(now_s)], client=pipe)
+            counted = pipe.execute()
         out = []
-        for oa, (waiting, due_now, leased, expired, oldest) in zip(
-            oa_ids, pipe.execute(), strict=True
-        ):
+        for oa, (waiting, due_now, leased, expired, oldest) in zip(oa_ids, counted, strict=True):
             out.append(
                 OaBacklog(
                     oa,

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import redis
 
-from esms_callbacks.engine.redis_connect import node_for
+from esms_callbacks.engine.redis_connect import node_for, refreshing_cluster
 from esms_callbacks.tuning import SPIN_S
 
 
@@ -62,7 +62,8 @@ class RedisClock:
     def _sync(self) -> None:
         client = node_for(self._client, self._route_key) if self._route_key else self._client
         before = time.monotonic()
-        seconds, micros = client.time()
+        with refreshing_cluster(self._client):
+            seconds, micros = client.time()
         after = time.monotonic()
         self._redis_at_sync_s = seconds + micros / 1e6
         self._monotonic_at_sync_s = (before + after) / 2

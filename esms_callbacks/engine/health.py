@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import redis
 
-from esms_callbacks.engine.redis_connect import node_for
+from esms_callbacks.engine.redis_connect import node_for, refreshing_cluster
 from esms_callbacks.engine.redis_values import as_text
 from esms_callbacks.engine.scripts import register_file
 
@@ -102,7 +102,8 @@ class AccountPause:
         pipe.exists(self._key)
         pipe.hget(self._breaker_key, "open_until_us")
         pipe.time()
-        paused, open_until_us, (seconds, micros) = pipe.execute()
+        with refreshing_cluster(self._redis):
+            paused, open_until_us, (seconds, micros) = pipe.execute()
         if paused:
             return "account paused"
         if open_until_us and float(open_until_us) > seconds * 1e6 + micros:

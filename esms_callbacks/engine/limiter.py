@@ -26,9 +26,11 @@ import math
 import time
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import redis
 
+from esms_callbacks.engine.redis_connect import node_for, refreshing_cluster
 from esms_callbacks.engine.redis_time import RedisTimeBounds
 from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.tuning import (
@@ -100,9 +102,16 @@ class RateLimiter:
         probe_timeout_s: float = 60.0,
         max_backoff_s: float = 3600.0,
         write_timeout_s: float = WRITE_TIMEOUT_S,
+        replicas: int = 0,
+        replica_timeout_s: float = 1.0,
     ) -> None:
-        """`keys`: the account's rate hash, paused flag and health hash."""
+        """`keys`: the account's rate hash, paused flag and health hash. `replicas`: a grant
+        counts only once that many replicas hold it (ESMS_REDIS_REPLICAS): a primary that
+        Sentinel demoted but that still answers (a planned failover) has none following it,
+        so it can grant nothing while the new one grants too."""
         self._redis = client
+        self._replicas = replicas
+        self._replica_timeout_ms = max(1, int(replica_timeout_s * 1000))
         self._write_timeout_us = int(write_timeout_s * 1e6)
         self._keys = list(keys)
         self._interval_us = int(interval_s * 1e6)
@@ -137,22 +146,26 @@ class RateLimiter:
         opens_us, closes_us = (
             (0, 0) if window_s is None else (int(window_s[0] * 1e6), int(window_s[1] * 1e6))
         )
+        args = [
+            *self._spacing_args,
+            opens_us,
+            closes_us,
+            self._probe_timeout_us,
+            self._max_backoff_us,
+            self._write_timeout_us,
+            int(COMMIT_AHEAD_S * 1e6),
+        ]
         sent_s = time.monotonic()
-        status, value, failures, now_us = self._commit(
-            keys=self._keys,
-            args=[
-                *self._spacing_args,
-                opens_us,
-                closes_us,
-                self._probe_timeout_us,
-                self._max_backoff_us,
-                self._write_timeout_us,
-                int(COMMIT_AHEAD_S * 1e6),
-            ],
-        )
+        if self._replicas:
+            (status, value, failures, now_us), confirmed = self._commit_confirmed(args)
+        else:
+            status, value, failures, now_us = self._commit(keys=self._keys, args=args)
+            confirmed = True
         received_s = time.monotonic()
         self.redis_time.sample(int(now_us) / 1e6, sent_s, received_s)
         verdict, failures = Verdict(int(status)), int(failures)
+        if verdict is Verdict.GRANTED and not confirmed:  # no replica follows this primary
+            return Commit(Verdict.SPACING, wait_s=self._floor_s, failures=failures)
         if verdict is not Verdict.GRANTED:
             return Commit(verdict, wait_s=int(value) / 1e6, failures=failures)
         at_us = int(value)
@@ -188,6 +201,15 @@ class RateLimiter:
     def added_margin_s(self) -> float:
         """What Code 160s last added to the margin (s), before it fades (for status)."""
         return float(self._redis.hget(self._keys[0], "extra_us") or 0) / 1e6
+
+    def _commit_confirmed(self, args: list[int]) -> tuple[list[Any], bool]:
+        """The commit, then WAIT on its connection: whether enough replicas hold it."""
+        with refreshing_cluster(self._redis):
+            pipe = node_for(self._redis, self._keys[0]).pipeline(transaction=False)
+            self._commit(keys=self._keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms)  # type: ignore[no-untyped-call]
+            answer, acked = pipe.execute()
+        return answer, int(acked) >= self._replicas
 
     @property
     def _floor_s(self) -> float:

@@ -11,6 +11,8 @@ them (a promoted replica starts with an empty script cache): redis-py's Script d
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -32,12 +34,13 @@ def connect(target: RedisTarget | str, timeout_s: float = SOCKET_TIMEOUT_S) -> r
     if target.is_sentinel:
         from redis.sentinel import Sentinel
 
-        sentinels, password, db = _sentinel_parts(target.url)
+        sentinels, username, password, db = _sentinel_parts(target.url)
         found = Sentinel(  # type: ignore[no-untyped-call]
             sentinels, sentinel_kwargs=_sentinel_options(target, timeout_s)
         )
         return found.master_for(  # type: ignore[no-untyped-call,no-any-return]
             target.sentinel_master,
+            username=username,
             password=password,
             db=db,
             retry=Retry(NoBackoff(), 0),
@@ -64,12 +67,13 @@ def connect_async(target: RedisTarget | str, timeout_s: float = SOCKET_TIMEOUT_S
     if target.is_sentinel:
         from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
-        sentinels, password, db = _sentinel_parts(target.url)
+        sentinels, username, password, db = _sentinel_parts(target.url)
         found = AsyncSentinel(  # type: ignore[no-untyped-call]
             sentinels, sentinel_kwargs=_sentinel_options(target, timeout_s)
         )
         return found.master_for(  # type: ignore[no-any-return]
             target.sentinel_master,
+            username=username,
             password=password,
             db=db,
             retry=AsyncRetry(NoBackoff(), 0),
@@ -105,14 +109,15 @@ def _options(timeout_s: float) -> dict[str, Any]:
     }
 
 
-def _sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str | None, int]:
+def _sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str | None, str | None, int]:
     """Celery's Sentinel URL: every `;`-separated part names a sentinel; the master's password
     and the database number come from the first, as kombu reads them."""
     parts = [urlsplit(part) for part in url.split(";") if part]
     first = parts[0]
     sentinels = [(part.hostname or "localhost", part.port or SENTINEL_PORT) for part in parts]
+    username = unquote(first.username) if first.username else None
     password = unquote(first.password) if first.password else None
-    return sentinels, password, int(first.path.lstrip("/") or 0)  # before any `?` query
+    return sentinels, username, password, int(first.path.lstrip("/") or 0)  # before the query
 
 
 TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
@@ -144,3 +149,18 @@ def node_for(client: redis.Redis, key: str) -> redis.Redis:
         return client
     node: redis.Redis = client.get_redis_connection(client.get_node_from_key(key))
     return node
+
+
+@contextmanager
+def refreshing_cluster(client: redis.Redis) -> Iterator[None]:
+    """Around commands sent to a node's own client (node_for): on a connection error the
+    Cluster client's slot map is read again, so that the next call finds the shard's new
+    primary after a failover (the Cluster client does this for the commands it routes)."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
+        from redis.cluster import RedisCluster
+
+        if isinstance(client, RedisCluster):
+            client.nodes_manager.initialize()
+        raise

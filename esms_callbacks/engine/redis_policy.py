@@ -16,7 +16,16 @@ SAFE_POLICY = "noeviction"
 
 
 def eviction_problem(client: redis.Redis) -> str:
-    """Why this Redis cannot be used (with the fix), or '' if it can or cannot be asked."""
+    """Why this Redis cannot be used (with the fix), or '' if it can or cannot be asked. A
+    Cluster is asked on every primary: accounts live on all of them."""
+    from redis.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        for node in client.get_primaries():
+            problem = eviction_problem(client.get_redis_connection(node))
+            if problem:
+                return f"{node.name}: {problem}"
+        return ""
     try:
         answer = client.config_get("maxmemory-policy")
     except redis.ResponseError as exc:  # managed Redis often disables CONFIG

@@ -10,9 +10,11 @@ account's, so the WAIT goes to the primary of the account's shard.
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
-from esms_callbacks.engine.redis_connect import node_for
+from esms_callbacks.engine.redis_connect import node_for, refreshing_cluster
 from esms_callbacks.errors import NotDurable
 
 FENCE_TTL_MS = 60_000  # the fence's value is never read; it only needs to be a write
@@ -35,9 +37,41 @@ class ReplicaFence:
         pipe = node_for(self._redis, self._key).pipeline(transaction=False)  # write, WAIT
         pipe.set(self._key, "1", px=FENCE_TTL_MS)
         pipe.execute_command("WAIT", self.replicas, self._timeout_ms)  # type: ignore[no-untyped-call]
-        _, acked = pipe.execute()
+        with refreshing_cluster(self._redis):
+            _, acked = pipe.execute()
         if int(acked) < self.replicas:
             raise NotDurable(
                 f"{int(acked)} of {self.replicas} replicas confirmed the writes within "
+                f"{self._timeout_ms} ms (ESMS_REDIS_REPLICAS, ESMS_REDIS_REPLICA_TIMEOUT)"
+            )
+
+
+class AsyncReplicaFence:
+    """The same confirmation for the receiver's asyncio client: a push is answered 200 only
+    once its inbox entry is on the replicas."""
+
+    def __init__(self, client: Any, key: str, replicas: int, timeout_s: float) -> None:
+        self._redis = client
+        self._key = key
+        self.replicas = replicas
+        self._timeout_ms = max(1, int(timeout_s * 1000))
+
+    async def confirm(self) -> None:
+        """Raise NotDurable when fewer replicas confirm within the timeout."""
+        if self.replicas <= 0:
+            return
+        from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+        pipe = self._redis.pipeline(transaction=False)  # one connection per node: write, WAIT
+        pipe.set(self._key, "1", px=FENCE_TTL_MS)
+        if isinstance(self._redis, AsyncCluster):
+            node = self._redis.get_node_from_key(self._key)
+            pipe.execute_command("WAIT", self.replicas, self._timeout_ms, target_nodes=node)
+        else:
+            pipe.execute_command("WAIT", self.replicas, self._timeout_ms)
+        _, acked = await pipe.execute()
+        if int(acked) < self.replicas:
+            raise NotDurable(
+                f"{int(acked)} of {self.replicas} replicas confirmed the push within "
                 f"{self._timeout_ms} ms (ESMS_REDIS_REPLICAS, ESMS_REDIS_REPLICA_TIMEOUT)"
             )

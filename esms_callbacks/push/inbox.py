@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.redis_values import as_text
+from esms_callbacks.engine.replicas import AsyncReplicaFence
 from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.push.parse import Push
 
@@ -49,8 +50,12 @@ class PushRecorder:
         per_source_rate: float,
         inbox_max: int,
         max_wait_s: float = 0.0,
+        replicas: int = 0,
+        replica_timeout_s: float = 1.0,
     ) -> None:
         self._keys = keys
+        # a push is answered 200 once its entry is on the replicas (ESMS_REDIS_REPLICAS)
+        self._fence = AsyncReplicaFence(client, keys.fence, replicas, replica_timeout_s)
         self._step_us = int(1e6 / per_source_rate) if per_source_rate > 0 else 0
         self._burst_us = 1_000_000  # a second's worth of pushes may arrive at once
         self._max_wait_us = int(max_wait_s * 1e6)
@@ -58,7 +63,8 @@ class PushRecorder:
         self._record = register_file(client, "gcra", "inbox_record")
 
     async def record(self, push: Push, source_ip: str, waited: bool = False) -> Recorded:
-        """Raise redis.RedisError when Redis cannot take it (the caller answers 503).
+        """Raise redis.RedisError when Redis cannot take it, NotDurable when its replicas do
+        not confirm it (the caller answers 503 to both).
         `waited`: the push already waited for the turn a first call reserved."""
         k = self._keys
         payload = json.dumps({"ref_id": push.ref_id, "oa_id": push.oa_id, "record": push.record})
@@ -75,6 +81,7 @@ class PushRecorder:
         )
         status, value = int(status), int(value)
         if status == 1:
+            await self._fence.confirm()  # NotDurable: answered 503, eSMS pushes it again
             return Recorded(ok=True)
         if status == 2:
             return Recorded(ok=False, wait_s=value / 1000)

@@ -25,7 +25,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from esms_callbacks.engine.keys import AccountKeys
-from esms_callbacks.errors import printable
+from esms_callbacks.errors import NotDurable, printable
 from esms_callbacks.push.inbox import PushRecorder, Recorded
 from esms_callbacks.push.parse import MalformedPush, Push, parse_esms_push
 from esms_callbacks.push.sources import allowed, client_address
@@ -82,6 +82,8 @@ def make_app(settings: Settings, client: aioredis.Redis) -> web.Application:
         settings.push_rate_per_source,
         settings.push_inbox_max,
         settings.push_rate_wait_s,
+        settings.redis_replicas,
+        settings.redis_replica_timeout_s,
     )
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
@@ -125,7 +127,7 @@ async def handle_push(request: web.Request) -> web.Response:
         return web.Response(status=400, text=f"malformed push: {exc}\n")
     try:
         recorded = await _record(state, push, str(source or "unknown"))
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, NotDurable) as exc:
         state.counts["unavailable"] += 1
         _log(
             state,
