@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ConfigError,
         EsmsCallbacksError,
         InvalidSubmission,
+        NotDurable,
     )
     from esms_callbacks.esms.validation import validate_submission
     from esms_callbacks.events.consumer import read_events
@@ -42,6 +43,7 @@ _HOME = {
     "InvalidSubmission": "esms_callbacks.errors",
     "ConfigError": "esms_callbacks.errors",
     "BrokerFull": "esms_callbacks.errors",
+    "NotDurable": "esms_callbacks.errors",
     "Settings": "esms_callbacks.settings",
     "validate_submission": "esms_callbacks.esms.validation",
 }
@@ -50,6 +52,7 @@ __all__ = [
     "ConfigError",
     "EsmsCallbacksError",
     "InvalidSubmission",
+    "NotDurable",
     "Settings",
     "StatusEvent",
     "UnsupportedEvent",

@@ -34,18 +34,12 @@ def connect(target: RedisTarget | str, timeout_s: float = SOCKET_TIMEOUT_S) -> r
     if target.is_sentinel:
         from redis.sentinel import Sentinel
 
-        sentinels, username, password, db = _sentinel_parts(target.url)
+        sentinels = _sentinel_parts(target.url)[0]
         found = Sentinel(  # type: ignore[no-untyped-call]
             sentinels, sentinel_kwargs=_sentinel_options(target, timeout_s)
         )
         return found.master_for(  # type: ignore[no-untyped-call,no-any-return]
-            target.sentinel_master,
-            username=username,
-            password=password,
-            db=db,
-            retry=Retry(NoBackoff(), 0),
-            **options,
-            **sentinel_master_tls(target.url),
+            target.sentinel_master, retry=Retry(NoBackoff(), 0), **_master_options(target, options)
         )
     if is_cluster(target, timeout_s):
         from redis.cluster import RedisCluster
@@ -67,18 +61,14 @@ def connect_async(target: RedisTarget | str, timeout_s: float = SOCKET_TIMEOUT_S
     if target.is_sentinel:
         from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
-        sentinels, username, password, db = _sentinel_parts(target.url)
+        sentinels = _sentinel_parts(target.url)[0]
         found = AsyncSentinel(  # type: ignore[no-untyped-call]
             sentinels, sentinel_kwargs=_sentinel_options(target, timeout_s)
         )
         return found.master_for(  # type: ignore[no-any-return]
             target.sentinel_master,
-            username=username,
-            password=password,
-            db=db,
             retry=AsyncRetry(NoBackoff(), 0),
-            **options,
-            **sentinel_master_tls(target.url),
+            **_master_options(target, options),
         )
     if is_cluster(target, timeout_s):
         from redis.asyncio.cluster import RedisCluster as AsyncCluster
@@ -129,6 +119,19 @@ def sentinel_master_tls(url: str) -> dict[str, Any]:
     query = parse_qs(urlsplit(url.split(";")[0]).query)
     found = {name: query[name][0] for name in TLS_OPTIONS if name in query}
     return {"ssl": True, **found} if found else {}
+
+
+def _master_options(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
+    """How to talk to a Sentinel-monitored master: the first URL's user, password, database
+    and TLS, and the clients' socket options."""
+    _, username, password, db = _sentinel_parts(target.url)
+    return {
+        "username": username,
+        "password": password,
+        "db": db,
+        **options,
+        **sentinel_master_tls(target.url),
+    }
 
 
 def _sentinel_options(target: RedisTarget, timeout_s: float) -> dict[str, Any]:

@@ -39,11 +39,7 @@ class ReplicaFence:
         pipe.execute_command("WAIT", self.replicas, self._timeout_ms)  # type: ignore[no-untyped-call]
         with refreshing_cluster(self._redis):
             _, acked = pipe.execute()
-        if int(acked) < self.replicas:
-            raise NotDurable(
-                f"{int(acked)} of {self.replicas} replicas confirmed the writes within "
-                f"{self._timeout_ms} ms (ESMS_REDIS_REPLICAS, ESMS_REDIS_REPLICA_TIMEOUT)"
-            )
+        _check(int(acked), self.replicas, self._timeout_ms, "the writes")
 
 
 class AsyncReplicaFence:
@@ -70,8 +66,12 @@ class AsyncReplicaFence:
         else:
             pipe.execute_command("WAIT", self.replicas, self._timeout_ms)
         _, acked = await pipe.execute()
-        if int(acked) < self.replicas:
-            raise NotDurable(
-                f"{int(acked)} of {self.replicas} replicas confirmed the push within "
-                f"{self._timeout_ms} ms (ESMS_REDIS_REPLICAS, ESMS_REDIS_REPLICA_TIMEOUT)"
-            )
+        _check(int(acked), self.replicas, self._timeout_ms, "the push")
+
+
+def _check(acked: int, replicas: int, timeout_ms: int, what: str) -> None:
+    if acked < replicas:
+        raise NotDurable(
+            f"{acked} of {replicas} replicas confirmed {what} within {timeout_ms} ms "
+            "(ESMS_REDIS_REPLICAS, ESMS_REDIS_REPLICA_TIMEOUT)"
+        )
