@@ -20,7 +20,7 @@ from kombu import Connection
 
 from esms_callbacks.errors import AccountUnknown, ConfigError
 from esms_callbacks.esms.window import Window
-from esms_callbacks.tuning import ASSUMED_REQUEST_TIME_S, MAX_AUTO_DRAINERS
+from esms_callbacks.tuning import ASSUMED_REQUEST_TIME_S, MAX_AUTO_DRAINERS, MAX_REPLICA_TIMEOUT_S
 from esms_callbacks.variables import (
     APP,
     RECEIVER,
@@ -384,8 +384,9 @@ class Settings:
     redis_replica_timeout_s: float = env(
         "ESMS_REDIS_REPLICA_TIMEOUT",
         "1.0",
-        number(0.01),
-        "seconds to wait for `ESMS_REDIS_REPLICAS` replicas to confirm a write",
+        number(0.01, MAX_REPLICA_TIMEOUT_S),
+        "seconds to wait for `ESMS_REDIS_REPLICAS` replicas to confirm a write (at most "
+        f"{MAX_REPLICA_TIMEOUT_S:g}: the wait must end before the Redis socket's timeout)",
         read_by=APP,
     )
     account: str = env(

@@ -53,6 +53,7 @@ STATUS_QUEUE_SAMPLE_EVERY_S = 60.0  # how often the status queue's depth is samp
 
 # --- Redis clients (engine/redis_connect.py) ---
 SOCKET_TIMEOUT_S = 10.0
+MAX_REPLICA_TIMEOUT_S = SOCKET_TIMEOUT_S / 2  # a WAIT must answer before its socket times out
 HEALTH_CHECK_EVERY_S = 30
 
 # --- The push receiver (push/receiver.py) and its applier (push/applier.py) ---

@@ -139,11 +139,13 @@ def seconds(minimum_s: float, why: str, default: str) -> Callable[[str, Mapping[
     return parse
 
 
-def number(minimum: float) -> Callable[[str, Mapping[str, Any]], float]:
+def number(minimum: float, maximum: float = math.inf) -> Callable[[str, Mapping[str, Any]], float]:
     def parse(value: str, _: Mapping[str, Any]) -> float:
         number = float(value)
         if not math.isfinite(number) or number < minimum:
             raise ValueError(f"must be a number >= {minimum}")
+        if number > maximum:
+            raise ValueError(f"must be a number <= {maximum}")
         return number
 
     return parse

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ import redis.asyncio as aioredis
 
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.limiter import RateLimiter
+from esms_callbacks.engine.redis_connect import connect
 from esms_callbacks.engine.replicas import ReplicaFence
 from esms_callbacks.errors import NotDurable
 from esms_callbacks.push.inbox import PushRecorder
@@ -71,6 +73,28 @@ def test_a_write_no_replica_confirms_in_time_is_not_durable(primary_and_replica)
         # expect the fence to say so, naming the settings, within its timeout
         with pytest.raises(NotDurable, match=r"0 of 1 replicas.*ESMS_REDIS_REPLICAS"):
             ReplicaFence(primary.client(), FENCE, replicas=1, timeout_s=0.2).confirm()
+    finally:
+        os.kill(replica.popen.pid, signal.SIGCONT)
+
+
+def test_a_primary_lost_while_replicas_are_asked_is_not_durable(primary_and_replica):
+    # given the only replica stalled, so the fence's WAIT is still waiting
+    primary, replica = primary_and_replica
+    assert replica.popen is not None
+    os.kill(replica.popen.pid, signal.SIGSTOP)
+    try:
+        fence = ReplicaFence(connect(f"redis://127.0.0.1:{primary.port}"), FENCE, 1, 5.0)
+        killer = threading.Timer(
+            0.3, lambda: primary.client().client_kill_filter(_type="normal", skipme=True)
+        )
+        killer.start()
+        # when the primary drops the fence's connection (killed, failed over) before answering
+        # expect NotDurable, which a producer resubmits and a task retries, not a ConnectionError
+        with pytest.raises(
+            NotDurable, match="primary was lost before replicas confirmed the writes"
+        ):
+            fence.confirm()
+        killer.join()
     finally:
         os.kill(replica.popen.pid, signal.SIGCONT)
 

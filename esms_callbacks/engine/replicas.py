@@ -37,8 +37,11 @@ class ReplicaFence:
         pipe = node_for(self._redis, self._key).pipeline(transaction=False)  # write, WAIT
         pipe.set(self._key, "1", px=FENCE_TTL_MS)
         pipe.execute_command("WAIT", self.replicas, self._timeout_ms)  # type: ignore[no-untyped-call]
-        with refreshing_cluster(self._redis):
-            _, acked = pipe.execute()
+        try:
+            with refreshing_cluster(self._redis):
+                _, acked = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise _lost(exc, "the writes") from exc
         _check(int(acked), self.replicas, self._timeout_ms, "the writes")
 
 
@@ -65,8 +68,19 @@ class AsyncReplicaFence:
             pipe.execute_command("WAIT", self.replicas, self._timeout_ms, target_nodes=node)
         else:
             pipe.execute_command("WAIT", self.replicas, self._timeout_ms)
-        _, acked = await pipe.execute()
+        try:
+            _, acked = await pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise _lost(exc, "the push") from exc
         _check(int(acked), self.replicas, self._timeout_ms, "the push")
+
+
+def _lost(exc: Exception, what: str) -> NotDurable:
+    # The primary went away before its replicas answered (killed, failed over): what it took
+    # may be gone with it, and a fence on the next primary would not cover it.
+    return NotDurable(
+        f"the primary was lost before replicas confirmed {what} ({type(exc).__name__})"
+    )
 
 
 def _check(acked: int, replicas: int, timeout_ms: int, what: str) -> None:
