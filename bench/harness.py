@@ -58,16 +58,24 @@ class PrioritizedSimulator(RemoteSimulator):
 
 @contextlib.contextmanager
 def simulator_process(
-    *options: str, log_dir: Path | None = None, nice: int = 0, timeout_s: float = 20.0
+    *options: str,
+    log_dir: Path | None = None,
+    nice: int = 0,
+    timeout_s: float = 20.0,
+    accounts_file: Path | str | None = None,
 ) -> Iterator[PrioritizedSimulator]:
     """The eSMS simulator with `options` on a free port, in its own process (logging to
     `log_dir/simulator.log`, else a temporary file); yield its controller; stop it on exit.
+    `accounts_file` makes it serve that file's accounts (`--accounts-file`, the format of
+    ESMS_ACCOUNTS_FILE; esms_callbacks.simulator.accounts_file.accounts_toml writes one).
 
     `nice` < 0 raises its CPU priority where this process may (root), so that on a machine it
     shares with the workers it stands in for eSMS's own servers: its receipt times then carry
     less of the workers' CPU contention. `.nice` says what it got."""
     with tempfile.TemporaryDirectory(prefix="esms-sim-") as scratch:
         log = Path(log_dir or scratch) / "simulator.log"
+        if accounts_file is not None:
+            options = (*options, "--accounts-file", str(accounts_file))
         child = Child("simulator", simulator_command(options), os.environ, log)
         try:
             if nice:

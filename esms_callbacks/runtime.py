@@ -1,18 +1,22 @@
-"""The per-process objects a process needs, built once from its settings and passed in.
+"""The objects a process needs for one account (Runtime), and for every account it serves
+(Runtimes), built once from their settings and passed in.
 
-A worker builds one when it starts (esms_callbacks.tasks.context) and gives it the way it
-queues a drain task; the receiver and the CLI build their own.
+A worker builds its Runtimes when it starts (esms_callbacks.tasks.context) and gives them the
+way it queues a drain task; the receiver and the CLI build their own. The accounts share the
+process's Redis client and broker connection (SharedClients): a thousand accounts are a
+thousand sets of keys, not a thousand connections.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import redis
 
+from esms_callbacks.accounts import AccountBook, UnknownAccount
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.clock import RedisClock
 from esms_callbacks.engine.dispatch import DrainerDispatch
@@ -27,23 +31,65 @@ from esms_callbacks.engine.stats import RequestStats
 from esms_callbacks.errors import NotDurable, PublishFailed
 from esms_callbacks.events.publish import EventPublisher
 from esms_callbacks.push.inbox import PushInbox
-from esms_callbacks.settings import Settings
+from esms_callbacks.settings import DEFAULT_ACCOUNT, Settings
 
 if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when first used
     from esms_callbacks.esms.client import CallbackAnswer, EsmsClient
 
 
-@dataclass
-class Runtime:
-    settings: Settings
-    # How this process queues one drain task (the worker's Celery app); None where no drain
-    # is ever asked for (the receiver, the CLI's read-only commands).
-    queue_drain: Callable[[], object] | None = None
+RedisClient = redis.Redis  # where a class's own `redis` hides the module
+
+
+class SharedClients:
+    """What every account of a process uses alike: the project's Redis and the broker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     @cached_property
     def redis(self) -> redis.Redis:
         # ConfigError naming what to set, if there is no Redis URL
         return connect(self.settings.redis_target())
+
+    @cached_property
+    def publisher(self) -> EventPublisher:
+        s = self.settings
+        return EventPublisher(
+            s.broker_connection(),
+            s.status_queue,
+            exchange_name=s.events_exchange,
+            declare_queue=s.status_default_queue,
+        )
+
+    @cached_property
+    def broker_redis(self) -> RedisClient | None:
+        """The broker's Redis, to confirm events with its replicas; None if it is not Redis."""
+        target = self.settings.broker_redis_target()
+        if target is None:
+            return None
+        return self.redis if target.url == self.settings.redis_url else connect(target)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    # How this process queues one drain task of this account (the worker's Celery app); None
+    # where no drain is ever asked for (the receiver, the CLI's read-only commands).
+    queue_drain: Callable[[], object] | None = None
+    shared: SharedClients = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.shared is None:
+            self.shared = SharedClients(self.settings)
+
+    @property
+    def account(self) -> str:
+        """The account's name (producers' `account=`, events, logs, metrics)."""
+        return self.settings.account_name
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.shared.redis
 
     @cached_property
     def keys(self) -> AccountKeys:
@@ -123,15 +169,9 @@ class Runtime:
         s = self.settings
         return EsmsClient(s.base_url, s.api_key, s.secret_key, s.http_timeout_s)
 
-    @cached_property
+    @property
     def publisher(self) -> EventPublisher:
-        s = self.settings
-        return EventPublisher(
-            s.broker_connection(),
-            s.status_queue,
-            exchange_name=s.events_exchange,
-            declare_queue=s.status_default_queue,
-        )
+        return self.shared.publisher
 
     @cached_property
     def state_fence(self) -> ReplicaFence:
@@ -146,10 +186,9 @@ class Runtime:
         """Confirms the events this process published with the broker's replicas (a Redis
         broker; with another one, or none asked for, it confirms nothing)."""
         s = self.settings
-        target = s.broker_redis_target()
-        if target is None or s.redis_replicas == 0:
+        client = self.shared.broker_redis if s.redis_replicas else None
+        if client is None:
             return ReplicaFence(self.redis, self.keys.fence, 0, s.redis_replica_timeout_s)
-        client = self.redis if target.url == s.redis_url else connect(target)
         return ReplicaFence(client, self.keys.fence, s.redis_replicas, s.redis_replica_timeout_s)
 
     def publish_durably(self, events: list[dict[str, Any]]) -> None:
@@ -200,4 +239,71 @@ class Runtime:
             self.ask,
             self.publish_durably,
             self.clock,
+        )
+
+
+class Runtimes:
+    """The Runtime of every account this process serves, built when first asked for and
+    built again when its settings change (the accounts file read again: a rotated secret, new
+    terms); an account removed from the file is closed."""
+
+    def __init__(
+        self, book: AccountBook, queue_drain: Callable[[str], object] | None = None
+    ) -> None:
+        self.book = book
+        self.shared = SharedClients(book.base)
+        self._queue_drain = queue_drain
+        self._built: dict[str, Runtime] = {}
+
+    def get(self, name: str) -> Runtime:
+        """The account's Runtime; UnknownAccount if this deployment does not serve it."""
+        settings = self.book.get(name)
+        if settings is None:
+            raise UnknownAccount(self._unknown(name))
+        built = self._built.get(name)
+        if built is not None and built.settings == settings:
+            return built
+        if built is not None:
+            built.close()
+        queue = self._queue_drain
+        runtime = Runtime(
+            settings,
+            queue_drain=None if queue is None else (lambda: queue(name)),
+            shared=self.shared,
+        )
+        self._built[name] = runtime
+        return runtime
+
+    def default(self) -> Runtime:
+        """The `default` account's (the only one without an accounts file)."""
+        return self.get(DEFAULT_ACCOUNT)
+
+    def names(self) -> list[str]:
+        return sorted(self.book.accounts())
+
+    def all(self) -> list[Runtime]:
+        """Every account's Runtime, in name order; those of removed accounts closed."""
+        accounts = self.book.accounts()
+        for name in set(self._built) - set(accounts):
+            self._built.pop(name).close()
+        return [self.get(name) for name in sorted(accounts)]
+
+    def close(self) -> None:
+        for runtime in self._built.values():
+            runtime.close()
+        self._built.clear()
+
+    def _unknown(self, name: str) -> str:
+        if not self.book.from_file:
+            return (
+                f"no eSMS account {name!r}: without ESMS_ACCOUNTS_FILE this deployment serves "
+                f"one account, {DEFAULT_ACCOUNT!r} (leave account= out)"
+            )
+        served = self.names()
+        shown = ", ".join(served[:10]) + (
+            f" and {len(served) - 10} more" if len(served) > 10 else ""
+        )
+        return (
+            f"no eSMS account {name!r} in ESMS_ACCOUNTS_FILE={self.book.base.accounts_file} "
+            f"(it has {shown})"
         )

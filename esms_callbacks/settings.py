@@ -44,6 +44,7 @@ from esms_callbacks.variables import (
 )
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+DEFAULT_ACCOUNT = "default"  # the one account of a deployment without ESMS_ACCOUNTS_FILE
 DEFAULT_BASE_URL = "https://status-sms.esms.vn"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # what redis-py's from_url takes
 SENTINEL_SCHEME = "sentinel://"  # Celery's form: sentinel://host:port;sentinel://host:port
@@ -400,6 +401,15 @@ class Settings:
         "log line, and `status`, say which account and what named it",
         readme_default="hash of the ApiKey",
     )
+    accounts_file: str = env(
+        "ESMS_ACCOUNTS_FILE",
+        "",
+        text,
+        "a TOML file of eSMS accounts, one `[accounts.NAME]` table each (see [Several "
+        "accounts](accounts.md)); read again when it changes, or on SIGHUP. Unset: one account, "
+        "`default`, from `ESMS_API_KEY`, `ESMS_SECRET_KEY` and the `ESMS_*` terms",
+        read_by=APP,
+    )
     simulated: bool = env(
         "ESMS_SIMULATED",
         "",
@@ -513,6 +523,9 @@ class Settings:
         "receiver died, or a request held its RefId)",
         read_by=RECEIVER,
     )
+    # Not read from the environment: the account's name for producers (`account=`), events,
+    # logs and metrics. `default` without ESMS_ACCOUNTS_FILE; the table's name in the file.
+    account_name: str = DEFAULT_ACCOUNT
 
     @classmethod
     def from_env(
@@ -801,6 +814,13 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def read_setting(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One setting, read and parsed as from_env reads it, for a path too hot to read them
+    all (a producer's `.delay()`); only for settings that need no other to be parsed."""
+    field_ = next(f for f in fields(Settings) if f.name == name)
+    return read_variable(os.environ if env is None else env, field_.metadata["env"], {})
 
 
 def variables() -> list[Variable]:

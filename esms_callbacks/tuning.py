@@ -38,6 +38,9 @@ WINDOW_EDGE_S = 60.0  # an input rejection this close to a window edge is eSMS's
 # A drain task gives its worker slot back this often, so restarts and deploys are prompt; if
 # work remains it asks for a successor.
 DRAIN_BUDGET_S = 60.0
+# A drain gives its place in the pool up after this long when other accounts' drains wait
+# (engine/dispatch.py: turns); long enough that changing turns costs little of the rate.
+FAIR_TURN_S = 10.0
 DRAIN_EXPIRES_S = 60  # a drain nobody started within this is useless: others were asked since
 MAX_AUTO_DRAINERS = 6  # ESMS_DRAINERS=auto: each drainer holds a worker pool slot while it drains
 ASSUMED_REQUEST_TIME_S = 0.25  # ESMS_DRAINERS=auto, until the first requests have been timed

@@ -64,10 +64,12 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
             "counts",
             "where",
             "claim",
+            "next",
+            "migrate",
         )
     },
 }
-READ_ONLY_SCRIPTS = {"backlog_counts", "backlog_where"}
+READ_ONLY_SCRIPTS = {"backlog_counts", "backlog_where", "backlog_next"}
 
 SPACING_S = 0.05
 # ARGV[1..5] of the scripts with limiter_spacing.lua, as RateLimiter passes them
@@ -351,30 +353,39 @@ NOW_MS = 1_800_000_000_000
 
 
 def parked(client: redis.Redis, k: AccountKeys, *refs: str) -> list[Any]:
-    return run(client, "backlog_park", [k.oas, k.known_oas], [k.oa(OA), NOW_MS, OA, 0, 100, *refs])  # type: ignore[no-any-return]
+    keys = [k.oas, k.known_oas, k.oa_queue, k.backlog_meta]
+    return run(client, "backlog_park", keys, [k.oa(OA), NOW_MS, OA, 0, 100, *refs])  # type: ignore[no-any-return]
 
 
 def leased(client: redis.Redis, k: AccountKeys, token: str = "tok") -> list[Any]:
     args = [k.oa_prefix, NOW_MS, NOW_MS + 60_000, 10, token]
-    return run(client, "backlog_lease", [k.oas], args)  # type: ignore[no-any-return]
+    return run(client, "backlog_lease", [k.oas, k.oa_queue, k.backlog_meta], args)  # type: ignore[no-any-return]
+
+
+def settle_keys(k: AccountKeys) -> list[str]:
+    return [k.oas, k.stats, k.recent, k.health, k.oa_queue, k.backlog_meta]
 
 
 def smoke_backlog_park(client: redis.Redis, k: AccountKeys) -> None:
     assert parked(client, k, "r1", "r2") == [2, 0]
     assert parked(client, k, "r1") == [0, 0]
+    assert client.zrange(k.oa_queue, 0, -1, withscores=True) == [(OA.encode(), NOW_MS)]
+    assert client.hget(k.backlog_meta, "refs") == b"2"
 
 
 def smoke_backlog_lease(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
     assert leased(client, k) == [OA.encode(), b"r1", str(NOW_MS).encode(), b"", 0]
+    assert client.zscore(k.oa_queue, OA) == NOW_MS + 60_000  # its lease's expiry
     assert leased(client, k) == []
 
 
 def smoke_backlog_renew(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
     leased(client, k)
-    args = [k.oa(OA), "tok", NOW_MS + 120_000, 2, "r1", "gone", "r1", "delivered"]
-    assert run(client, "backlog_renew", [], args) == [b"gone"]
+    args = [k.oa(OA), OA, "tok", NOW_MS + 120_000, 2, "r1", "gone", "r1", "delivered"]
+    assert run(client, "backlog_renew", [k.oa_queue], args) == [b"gone"]
+    assert client.zscore(k.oa_queue, OA) == NOW_MS + 120_000
 
 
 def smoke_backlog_decide(client: redis.Redis, k: AccountKeys) -> None:
@@ -401,17 +412,20 @@ def smoke_backlog_settle(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
     leased(client, k)
     client.hset(k.health, "failures", 3)
-    keys = [k.oas, k.stats, k.recent, k.health]
-    assert run(client, "backlog_settle", keys, settle_args(k, ["r1"])) == 1
+    assert run(client, "backlog_settle", settle_keys(k), settle_args(k, ["r1"])) == 1
     assert client.hget(k.stats, "requests") == b"1"
     assert client.exists(k.health) == 0  # answered: the breaker closed
     assert run(client, "backlog_where", [], [k.oa(OA), "r1"])[0] == b"d"
+    assert client.zcard(k.oa_queue) == 0  # nothing left to ask
+    assert client.hget(k.backlog_meta, "refs") == b"0"
 
 
 def smoke_backlog_unlease(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
     leased(client, k)
-    assert run(client, "backlog_unlease", [], [k.oa(OA), "tok", NOW_MS + 5000, "r1"]) == 1
+    args = [k.oa(OA), OA, "tok", NOW_MS + 5000, "r1"]
+    assert run(client, "backlog_unlease", [k.oa_queue], args) == 1
+    assert client.zscore(k.oa_queue, OA) == NOW_MS + 5000
     assert run(client, "backlog_where", [], [k.oa(OA), "r1"])[2:] == [
         str(NOW_MS + 5000).encode(),
         b"",
@@ -421,12 +435,15 @@ def smoke_backlog_unlease(client: redis.Redis, k: AccountKeys) -> None:
 def smoke_backlog_sweep(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
     leased(client, k)
-    run(client, "backlog_settle", [k.oas, k.stats, k.recent, k.health], settle_args(k, ["r1"]))
-    assert run(client, "backlog_sweep", [], [k.oa(OA), NOW_MS - 1000, 64]) == [
+    run(client, "backlog_settle", settle_keys(k), settle_args(k, ["r1"]))
+    assert run(client, "backlog_sweep", [k.oa_queue], [k.oa(OA), OA, NOW_MS - 1000, 64]) == [
         0,
         str(NOW_MS).encode(),
     ]
-    assert run(client, "backlog_sweep", [], [k.oa(OA), NOW_MS + 1000, 64]) == [1, b""]
+    assert run(client, "backlog_sweep", [k.oa_queue], [k.oa(OA), OA, NOW_MS + 1000, 64]) == [
+        1,
+        b"",
+    ]
 
 
 def smoke_backlog_counts(client: redis.Redis, k: AccountKeys) -> None:
@@ -454,9 +471,30 @@ def smoke_backlog_where(client: redis.Redis, k: AccountKeys) -> None:
 def smoke_backlog_claim(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
     args = [k.oa(OA), NOW_MS, NOW_MS + 60_000, "push", OA, "1", 0, "r1", "r2"]
-    answer = run(client, "backlog_claim", [k.oas, k.known_oas], args)
+    answer = run(client, "backlog_claim", [k.oas, k.known_oas, k.oa_queue, k.backlog_meta], args)
     now = str(NOW_MS).encode()
     assert answer == [b"waiting", now, b"", now, b"new", now, b"", now]
+    assert client.zscore(k.oa_queue, OA) == NOW_MS + 60_000  # both leased to the push
+    assert client.hget(k.backlog_meta, "refs") == b"2"
+
+
+def smoke_backlog_next(client: redis.Redis, k: AccountKeys) -> None:
+    keys = [k.oa_queue, k.backlog_meta]
+    assert run(client, "backlog_next", keys, [NOW_MS]) == [0, b"", 0]  # nothing built yet
+    parked(client, k, "r1", "r2")
+    run(client, "backlog_migrate", [k.oas, k.oa_queue, k.backlog_meta], [k.oa_prefix])
+    assert run(client, "backlog_next", keys, [NOW_MS]) == [1, OA.encode(), 2]
+    assert run(client, "backlog_next", keys, [NOW_MS - 1]) == [1, b"", 2]  # not due yet
+
+
+def smoke_backlog_migrate(client: redis.Redis, k: AccountKeys) -> None:
+    keys = [k.oas, k.oa_queue, k.backlog_meta]
+    parked(client, k, "r1", "r2")
+    client.delete(k.oa_queue, k.backlog_meta)  # as a version before the queue left it
+    assert run(client, "backlog_migrate", keys, [k.oa_prefix]) == 1
+    assert client.zrange(k.oa_queue, 0, -1, withscores=True) == [(OA.encode(), NOW_MS)]
+    assert client.hget(k.backlog_meta, "refs") == b"2"
+    assert run(client, "backlog_migrate", keys, [k.oa_prefix]) == 0  # once
 
 
 SMOKE: dict[str, Callable[[redis.Redis, AccountKeys], None]] = {

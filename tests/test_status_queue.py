@@ -151,7 +151,7 @@ def test_the_status_queue_depth_is_a_metric(make_settings):
 
     # when scraped
     registry = CollectorRegistry()
-    registry.register(AccountCollector(lambda: account_state(runtime, runtime.clock.now_s())))
+    registry.register(AccountCollector(lambda: [account_state(runtime, runtime.clock.now_s())]))
     text = generate_latest(registry).decode()
 
     # expect the gauge with the queue's name

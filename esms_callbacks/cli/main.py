@@ -18,6 +18,7 @@ from kombu import Queue
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from esms_callbacks.accounts import AccountBook
 from esms_callbacks.cli.progress import bar, line
 from esms_callbacks.cli.ref_files import read_ref_ids
 from esms_callbacks.cli.status_text import process_state, render, shown
@@ -26,9 +27,9 @@ from esms_callbacks.esms.validation import validate_submission
 from esms_callbacks.events.consumer import read_events
 from esms_callbacks.events.publish import status_exchange, status_queue
 from esms_callbacks.ops.lookup import find_ref
-from esms_callbacks.ops.status import account_state
-from esms_callbacks.runtime import Runtime
-from esms_callbacks.settings import DEFAULT_BROKER_URL, Settings, redact_url
+from esms_callbacks.ops.status import accounts_state
+from esms_callbacks.runtime import Runtimes
+from esms_callbacks.settings import DEFAULT_ACCOUNT, DEFAULT_BROKER_URL, Settings, redact_url
 from esms_callbacks.tasks import app, fetch_callbacks
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--column", help="CSV column holding the RefIds (header name)")
     submit.add_argument("--chunk", type=int, default=1000, help="RefIds per task (default 1000)")
+    submit.add_argument("--account", default=DEFAULT_ACCOUNT, help=ACCOUNT_HELP)
     submit.set_defaults(handler=cmd_submit)
 
     status = sub.add_parser("status", help="waiting RefIds per OA, next window, capacity, counters")
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out what the broker knows (queued submissions, workers): faster",
     )
+    status.add_argument("--account", default="", help="one account only (default: every one)")
     status.set_defaults(handler=cmd_status)
 
     show = sub.add_parser(
@@ -167,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("ref_id", help="the RefId (SMSID)")
     show.add_argument("--oa", help="the OA it was submitted under (default: look in every OA)")
     show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--account", default="", help="the account (default: look in every one)")
     show.set_defaults(handler=cmd_show)
 
     tail = sub.add_parser(
@@ -276,6 +280,9 @@ def show_demo(count: int) -> None:
     print(f"All {count} RefIds terminal: {dict(terminal)}", flush=True)
 
 
+ACCOUNT_HELP = "the eSMS account (a table of ESMS_ACCOUNTS_FILE; default: default)"
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
 
     if args.chunk < 1:
@@ -294,7 +301,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         validate_submission(chunk, args.oa_id)
     sent = 0
     for chunk in chunks:
-        fetch_callbacks.delay(chunk, args.oa_id)
+        fetch_callbacks.delay(chunk, args.oa_id, account=args.account)
         sent += len(chunk)
         line(
             f"submitting {bar(sent, len(ref_ids))} {sent}/{len(ref_ids)} RefIds", stream=sys.stderr
@@ -311,30 +318,48 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def operator_runtimes() -> Runtimes:
+    return Runtimes(AccountBook(Settings.from_env(), "operator"))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    runtime = Runtime(Settings.from_env())
-    state = account_state(runtime, runtime.clock.now_s())
+    runtimes = operator_runtimes()
+    states = accounts_state(runtimes, args.account)
+    many = runtimes.book.from_file or bool(args.account)
+    # One account, as before accounts: its snapshot; several: each one's, by name.
+    shown_state: dict[str, Any] = {"accounts": states} if many else states[0]
     if not args.no_processes:
-        state["processes"] = process_state(runtime.settings, app)
-    print(json.dumps(state, indent=2) if args.json else render(state))
+        shown_state["processes"] = process_state(runtimes.book.base, app)
+    if args.json:
+        print(json.dumps(shown_state, indent=2))
+        return EXIT_OK
+    if "processes" in shown_state:  # the deployment's: shown with the first account
+        states[0] = {**states[0], "processes": shown_state["processes"]}
+    print("\n\n".join(render(state) for state in states))
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    runtime = Runtime(Settings.from_env())
-    found = find_ref(runtime, args.ref_id, args.oa)
+    runtimes = operator_runtimes()
+    chosen = [runtimes.get(args.account)] if args.account else runtimes.all()
+    found = [(rt, state) for rt in chosen for state in find_ref(rt, args.ref_id, args.oa)]
     if args.json:
-        print(json.dumps([state.as_dict() for state in found], indent=2))
+        print(
+            json.dumps(
+                [{"account": rt.account, **state.as_dict()} for rt, state in found], indent=2
+            )
+        )
     elif not found:
-        days = runtime.settings.done_ttl_s / 86400
+        days = runtimes.book.base.done_ttl_s / 86400
         print(
             f"{shown(args.ref_id)}: not known here: never submitted"
             f"{' under OA ' + shown(args.oa) if args.oa else ''}, or finished more than "
             f"{days:g} days ago (ESMS_DONE_TTL)",
             file=sys.stderr,
         )
-    for state in [] if args.json else found:
-        print(f"{shown(state.ref_id)} (OA {shown(state.oa_id)}): {state.where}")
+    for rt, state in [] if args.json else found:
+        account = f"account {shown(rt.account)}, " if runtimes.book.from_file else ""
+        print(f"{shown(state.ref_id)} ({account}OA {shown(state.oa_id)}): {state.where}")
         for label, value in [
             ("submitted at", state.submitted_at),
             ("next ask at", state.next_ask_at),

@@ -7,30 +7,33 @@ into status events, with the same backlog and publisher a worker uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp import web
 
+from esms_callbacks.accounts import CHECK_EVERY_S, AccountBook
 from esms_callbacks.engine.redis_connect import connect_async
 from esms_callbacks.engine.redis_policy import eviction_problem
 from esms_callbacks.errors import ConfigError
 from esms_callbacks.push.applier import ApplierThread
 from esms_callbacks.push.apply import PushApplier
-from esms_callbacks.push.receiver import STATE, make_app
+from esms_callbacks.push.receiver import STATE, account_pushes, make_app
 from esms_callbacks.push.serve import serving
-from esms_callbacks.runtime import Runtime
+from esms_callbacks.runtime import Runtimes
 from esms_callbacks.settings import Settings
 
 log = logging.getLogger("esms.receiver")
 
 
 def build_app(settings: Settings) -> web.Application:
-    """The receiver app with its applier thread started and stopped with it."""
-    problem = settings.push_token_problem()
-    if problem:
-        raise ConfigError(problem)
+    """The receiver app for every account with a push token, each account's applier thread
+    started and stopped with it."""
+    book = AccountBook(settings, "receiver")  # ConfigError: not starting
+    accounts = receiving_accounts(book)
     if not settings.push_allow_from:
         log.warning(
             "ESMS_PUSH_ALLOW_FROM is not set: anyone who learns the push URL can push "
@@ -38,25 +41,110 @@ def build_app(settings: Settings) -> web.Application:
             "addresses> (comma-separated addresses or networks, e.g. 203.0.113.0/24; ask "
             "eSMS, or read them from your proxy's log) so other sources get 403"
         )
-    runtime = Runtime(settings)  # the account must be known: raises AccountUnknown otherwise
-    eviction = eviction_problem(runtime.redis)
+    runtimes = Runtimes(book)  # the accounts must be known: AccountUnknown otherwise
+    eviction = eviction_problem(runtimes.shared.redis)
     if eviction:
         raise ConfigError(f"not starting: {eviction}")
     client = connect_async(settings.redis_target(), timeout_s=5)
-    app = make_app(settings, client)
-    inbox = runtime.inbox
-    applier = PushApplier(settings, runtime.backlog, inbox, runtime.publish_durably, runtime.clock)
+    app = make_app(settings, client, accounts)
+    appliers = Appliers(runtimes, settings.push_reclaim_after_s)
+    app[STATE].applier_healthy = appliers.healthy
 
-    thread = ApplierThread(applier, inbox, settings.push_reclaim_after_s)
-    app[STATE].applier_healthy = thread.healthy
-
-    async def applier_thread(_: web.Application) -> AsyncIterator[None]:
-        thread.start()
+    async def applier_threads(_: web.Application) -> AsyncIterator[None]:
+        appliers.serve(accounts)
+        watching = asyncio.create_task(_follow_accounts(app, book, appliers, client))
         yield
-        await asyncio.get_running_loop().run_in_executor(None, thread.stop)
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        await asyncio.get_running_loop().run_in_executor(None, appliers.stop_all)
 
-    app.cleanup_ctx.append(applier_thread)
+    app.cleanup_ctx.append(applier_threads)
+    app[BOOK] = book
     return app
+
+
+BOOK = web.AppKey("accounts", AccountBook)
+
+
+class Appliers:
+    """One applier thread per account whose pushes this receiver takes."""
+
+    def __init__(self, runtimes: Runtimes, reclaim_after_s: float) -> None:
+        self._runtimes = runtimes
+        self._reclaim_after_s = reclaim_after_s
+        self._threads: dict[str, tuple[Settings, ApplierThread]] = {}
+
+    def serve(self, accounts: Mapping[str, Settings]) -> None:
+        """Run a thread for each of `accounts` (a new one where its settings changed), and
+        stop those of accounts no longer served."""
+        for name in list(self._threads):
+            if accounts.get(name) != self._threads[name][0]:
+                self._threads.pop(name)[1].stop()
+        for name, settings in sorted(accounts.items()):
+            if name in self._threads:
+                continue
+            runtime = self._runtimes.get(name)
+            applier = PushApplier(
+                runtime.settings,
+                runtime.backlog,
+                runtime.inbox,
+                runtime.publish_durably,
+                runtime.clock,
+            )
+            thread = ApplierThread(applier, runtime.inbox, self._reclaim_after_s)
+            thread.start()
+            self._threads[name] = (settings, thread)
+
+    def healthy(self) -> bool:
+        return all(thread.healthy() for _, thread in self._threads.values())
+
+    def stop_all(self) -> None:
+        for _, thread in self._threads.values():
+            thread.stop()
+        self._threads.clear()
+
+
+async def _follow_accounts(
+    app: web.Application, book: AccountBook, appliers: Appliers, client: Any
+) -> None:
+    """Take a changed accounts file (or SIGHUP: book.reload_soon) without a restart: new
+    tokens answered, removed ones 404, each account's applier thread started or stopped."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(CHECK_EVERY_S)
+        if not book.refresh():
+            continue
+        try:
+            accounts = receiving_accounts(book)
+        except ConfigError as exc:
+            log.error("accounts file read again, pushes still taken as before: %s", exc)
+            continue
+        await loop.run_in_executor(None, appliers.serve, accounts)
+        app[STATE].serve([account_pushes(client, s) for _, s in sorted(accounts.items())])
+        log.warning("taking pushes for %d accounts", len(accounts))
+
+
+def receiving_accounts(book: AccountBook) -> dict[str, Settings]:
+    """The accounts whose pushes this receiver takes: every one with a push token (with an
+    accounts file), or the one account, which must have one. ConfigError naming the problem."""
+    accounts = book.accounts()
+    if not book.from_file:
+        problem = book.base.push_token_problem()
+        if problem:
+            raise ConfigError(problem)
+        return dict(accounts)
+    with_token = {name: s for name, s in accounts.items() if s.push_token}
+    if not with_token:
+        raise ConfigError(
+            f"no account of ESMS_ACCOUNTS_FILE={book.base.accounts_file} has a push token: give "
+            "the accounts whose pushes come here push_token_env"
+        )
+    for name, account in with_token.items():
+        problem = account.push_token_problem()
+        if problem:
+            raise ConfigError(f"{book.base.accounts_file} [accounts.{name}]: {problem}")
+    return with_token
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
@@ -73,12 +161,15 @@ async def _serve_until_stopped(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    async with serving(app, settings, host, port) as runner:
-        log.warning(
-            "receiving eSMS pushes on http://%s:%d/esms/push/<ESMS_PUSH_TOKEN>%s for account %s",
-            host,
-            runner.addresses[0][1],
-            " (and <ESMS_PUSH_TOKEN_PREVIOUS>)" if settings.push_token_previous else "",
-            settings.account_id,
-        )
+    loop.add_signal_handler(signal.SIGHUP, app[BOOK].reload_soon)  # read the accounts again
+    state = app[STATE]
+    async with serving(app, settings, host, port, lambda: state.tokens) as runner:
+        for account in state.accounts:
+            log.warning(
+                "receiving eSMS pushes on http://%s:%d/esms/push/<its push token>%s for account %s",
+                host,
+                runner.addresses[0][1],
+                " (and its previous one)" if account.settings.push_token_previous else "",
+                account.settings.account_name,
+            )
         await stopping.wait()

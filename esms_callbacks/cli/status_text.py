@@ -51,7 +51,12 @@ def process_state(settings: Settings, app: Any) -> dict[str, Any]:
 
 def render(state: dict[str, Any]) -> str:
     """The snapshot as lines a person reads."""
-    lines = [f"account      {shown(state['account'])} (named by {state['account_named_by']})"]
+    name, keys = state.get("account_name", "default"), state["account"]
+    lines = [
+        f"account      {shown(name)}"
+        + (f" (keys {shown(keys)}" if keys != name else " (")
+        + f"named by {state['account_named_by']})"
+    ]
     window = "open" if state["window_open"] else f"closed; opens {state['window_opens_at']}"
     lines.append(f"window       {state['window']}: {window}")
     fits = "fits in" if state["backlog_fits"] else "does NOT fit in"
@@ -112,7 +117,8 @@ def render(state: dict[str, Any]) -> str:
         )
         + f"; {state.get('push_inbox_waiting', 0):,} waiting to be applied"
     )
-    lines.append("events       " + _status_queue(state.get("status_queue") or {}))
+    if state.get("status_queue") is not None:  # the deployment's: with the first account
+        lines.append("events       " + _status_queue(state["status_queue"]))
     counters = state["counters"]
     counted = ", ".join(f"{shown(name)} {value:,}" for name, value in sorted(counters.items()))
     lines.append(f"counters     {counted or 'nothing counted yet'}")

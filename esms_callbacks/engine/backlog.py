@@ -6,8 +6,11 @@ remembered as done when terminal, or back to due for a later ask. A lease that e
 worker died or stalled) puts the RefIds back to due, and its old holder can no longer settle
 them: only the current holder publishes and settles, so a RefId gets one terminal event.
 Every multi-key change is one Lua script on keys of one hash tag (engine/lua/backlog_*.lua,
-whose prelude draws the keys). A recorded push takes its RefIds through the same leases
-(`claim`) and settles them here: the backlog is the one writer of leases.
+whose prelude draws the keys). The OAs with work wait in one queue per account, scored by
+when their earliest RefId is due, which every script that moves a chunk keeps exact: the
+next OA to ask for costs one look however many OAs there are. A recorded push takes its
+RefIds through the same leases (`claim`) and settles them here: the backlog is the one
+writer of leases.
 
 RefIds are kept in small hashes (chunks of at most a request's worth, and buckets by the
 RefId's hash) that Redis stores compactly: bench/memory_bench.py measures the bytes a RefId
@@ -136,6 +139,8 @@ class Backlog:
         self._sweep = script("sweep")
         self._counts = script("counts", writes=False)
         self._where = script("where", writes=False)
+        self._next = script("next", writes=False)
+        self._migrate = script("migrate")
 
     @property
     def _route(self) -> list[str]:
@@ -169,7 +174,7 @@ class Backlog:
         for start in range(0, len(ref_ids), PARK_CHUNK):
             chunk = ref_ids[start : start + PARK_CHUNK]
             new, done = self._park(
-                keys=[k.oas, k.known_oas],
+                keys=[k.oas, k.known_oas, k.oa_queue, k.backlog_meta],
                 args=[
                     k.oa(oa_id),
                     to_ms(now_s),
@@ -187,9 +192,10 @@ class Backlog:
     ) -> tuple[str, list[Leased]] | None:
         """Take up to `max_refs` RefIds of the OA due longest, for one request held by `token`;
         return (OA id, RefIds), or None when nothing is due."""
+        k = self._keys
         flat = self._lease(
-            keys=[self._keys.oas],
-            args=[self._keys.oa_prefix, to_ms(now_s), to_ms(now_s + lease_s), max_refs, token],
+            keys=[k.oas, k.oa_queue, k.backlog_meta],
+            args=[k.oa_prefix, to_ms(now_s), to_ms(now_s + lease_s), max_refs, token],
         )
         if not flat:
             return None
@@ -213,10 +219,11 @@ class Backlog:
         refs = list(ref_ids)
         if not refs:
             return set()
-        args: list[str | int] = [self._keys.oa(oa_id), token, to_ms(until_s), len(refs), *refs]
+        args: list[str | int] = [self._keys.oa(oa_id), oa_id, token, to_ms(until_s), len(refs)]
+        args += refs
         for ref_id, state_key in (decided or {}).items():
             args += [ref_id, state_key]
-        lost = self._renew(keys=self._route, args=args)
+        lost = self._renew(keys=[self._keys.oa_queue], args=args)
         return set(refs) - {as_text(x) for x in lost}
 
     def decide(self, oa_id: str, token: str, decided: dict[str, str]) -> None:
@@ -267,7 +274,9 @@ class Backlog:
             args += [name, value]
         args += [tally.recent_member, tally.recent_keep_s] if tally.recent_member else ["", ""]
         args.append("1" if tally.answered else "")
-        self._settle(keys=[k.oas, k.stats, k.recent, k.health], args=args)
+        self._settle(
+            keys=[k.oas, k.stats, k.recent, k.health, k.oa_queue, k.backlog_meta], args=args
+        )
 
     def claim(
         self,
@@ -283,7 +292,7 @@ class Backlog:
         one terminal event whichever comes first."""
         k = self._keys
         flat = self._claim(
-            keys=[k.oas, k.known_oas],
+            keys=[k.oas, k.known_oas, k.oa_queue, k.backlog_meta],
             args=[
                 k.oa(oa_id),
                 to_ms(now_s),
@@ -320,8 +329,8 @@ class Backlog:
         refs = list(ref_ids)
         if refs:
             self._unlease(
-                keys=self._route,
-                args=[self._keys.oa(oa_id), token, to_ms(due_s), *refs],
+                keys=[self._keys.oa_queue],
+                args=[self._keys.oa(oa_id), oa_id, token, to_ms(due_s), *refs],
             )
 
     def where(self, oa_id: str, ref_id: str) -> Whereabouts | None:
@@ -356,7 +365,7 @@ class Backlog:
     def sweep(self, now_s: float) -> int:
         """Forget done RefIds older than the done memory, in every OA ever seen, a bounded
         number of buckets each (beat's release calls it every few seconds); return how
-        many were forgotten."""
+        many were forgotten. Each OA's place in the queue is set again on the way."""
         oas = sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
         if not oas:
             return 0
@@ -364,8 +373,8 @@ class Backlog:
         with refreshing_cluster(self._redis):
             pipe = self._shard().pipeline(transaction=False)
             for oa in oas:
-                args = [self._keys.oa(oa), cutoff_ms, SWEEP_BUCKETS]
-                self._sweep(keys=self._route, args=args, client=pipe)
+                args = [self._keys.oa(oa), oa, cutoff_ms, SWEEP_BUCKETS]
+                self._sweep(keys=[self._keys.oa_queue], args=args, client=pipe)
             return sum(int(forgotten) for forgotten, _ in pipe.execute())
 
     def oa_ids(self) -> list[str]:
@@ -376,14 +385,38 @@ class Backlog:
         return sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
 
     def next_due_oa(self, now_s: float) -> str | None:
-        """Return the OA whose RefId has been due longest (leases expired count as due)."""
-        best: tuple[float, str] | None = None
-        for oa in self.per_oa(now_s):
-            if oa.due_now and (best is None or (oa.oldest_due_s or 0) < best[0]):
-                best = (oa.oldest_due_s or 0, oa.oa_id)
-        return None if best is None else best[1]
+        """Return the OA whose RefId has been due longest (leases expired count as due): the
+        one the next lease takes, or None when nothing is due."""
+        oa_id, _ = self._peek(now_s)
+        return oa_id
+
+    def waiting_total(self) -> int:
+        """RefIds waiting or leased over every OA of the account (what `per_oa` sums to as
+        waiting + leased), from one counter the scripts keep: the capacity check's figure."""
+        _, refs = self._peek(0.0)
+        return refs
+
+    def migrate(self) -> bool:
+        """Build the queue of OAs and the count of RefIds of a backlog parked by a version
+        without them, from its OAs with work; a no-op once built (the first lease or look at
+        the queue does it too). Return whether it built them."""
+        k = self._keys
+        return bool(self._migrate(keys=[k.oas, k.oa_queue, k.backlog_meta], args=[k.oa_prefix]))
+
+    def _peek(self, now_s: float) -> tuple[str | None, int]:
+        """(the OA due longest at `now_s` or None, RefIds waiting or leased), building the
+        queue first if this backlog predates it."""
+        k = self._keys
+        for _ in range(2):
+            built, oa_id, refs = self._next(keys=[k.oa_queue, k.backlog_meta], args=[to_ms(now_s)])
+            if int(built):
+                break
+            self.migrate()
+        return as_text(oa_id) or None, int(refs)
 
     def per_oa(self, now_s: float) -> list[OaBacklog]:
+        """Each OA's RefIds (for `status`): one script per OA with work, so the submission
+        path uses `waiting_total` and the release `next_due_oa` instead."""
         oa_ids = self.oa_ids()
         with refreshing_cluster(self._redis):
             pipe = self._shard().pipeline(transaction=False)

@@ -336,6 +336,7 @@ class Drainer:
                     observed_at,
                     as_datetime(item.submitted_s),
                     phone_numbers=self.settings.phone_numbers,
+                    account=self.settings.account_name,
                 )
             steps.append(
                 Step(item.ref_id, outcome, event, self._next_ask_s(item, now_s), now_s + delay_s)

@@ -10,6 +10,15 @@ looks like a key cannot reach another key.
 
 from __future__ import annotations
 
+# The deployment's own keys, shared by its accounts (single-key commands only: a Redis
+# Cluster puts them wherever their names hash).
+DRAINS_WAITING = "esms:drains-waiting"
+"""Sorted set: accounts (their key prefix) whose drain task waits for a place in the worker
+pool, scored by when it was asked for (ms): the turns of engine.dispatch."""
+UNNAMED_PUSHES = "esms:pushes-unnamed"
+"""Hash: counts of pushes no account can be named for (a wrong token), `pushes:RESULT`, when
+the receiver serves several accounts (with one, its own stats hold them)."""
+
 
 class AccountKeys:
     def __init__(self, account_id: str) -> None:
@@ -26,6 +35,20 @@ class AccountKeys:
     def oas(self) -> str:
         """Set: OA ids that have RefIds waiting or leased."""
         return f"{self.prefix}:oas"
+
+    @property
+    def oa_queue(self) -> str:
+        """Sorted set: OA ids that have RefIds waiting or leased, scored by the moment their
+        earliest chunk is due or their earliest lease expires (ms): its head is the OA the
+        next lease takes (engine/lua/backlog_prelude.lua, `place_oa`)."""
+        return f"{self.prefix}:oa-queue"
+
+    @property
+    def backlog_meta(self) -> str:
+        """Hash: `layout` ('2' once `oa_queue` and `refs` exist: built from `oas` the first
+        time a backlog parked before them is used), `refs` (RefIds waiting or leased, over
+        every OA of the account: what the capacity check compares with the window)."""
+        return f"{self.prefix}:backlog"
 
     @property
     def drainers(self) -> str:
@@ -88,7 +111,8 @@ class AccountKeys:
     @property
     def oa_prefix(self) -> str:
         """What every per-OA key starts with: `{oa_prefix}{oa_id}:{due|leased|...}`. Only the
-        lease script builds keys from it, for the OAs it finds in `oas`."""
+        lease script (for the OA at the head of `oa_queue`) and the layout migration (for the
+        OAs in `oas`) build keys from it."""
         return f"{self.prefix}:oa:"
 
     @property

@@ -52,6 +52,7 @@ class StatusEvent:
     decoded: dict[str, Any] | None
     version: int
     source: Source
+    account: str = "default"  # absent from events published before accounts
 
     @classmethod
     def from_payload(cls, payload: object) -> StatusEvent:
@@ -84,6 +85,7 @@ class StatusEvent:
                 decoded=payload["decoded"],
                 version=version,
                 source=cast(Source, payload.get("source", "poll")),
+                account=str(payload.get("account", "default")),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             if isinstance(exc, UnsupportedEvent):

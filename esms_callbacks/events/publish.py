@@ -25,6 +25,7 @@ from esms_callbacks.errors import PublishFailed
 from esms_callbacks.esms.records import Outcome, decode
 from esms_callbacks.events.model import EVENT_VERSION
 from esms_callbacks.retry_policy import PUBLISH_RETRY
+from esms_callbacks.settings import DEFAULT_ACCOUNT
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,13 @@ KOMBU_REDIS_INTERNALS = (
 )
 
 
-def event_id(ref_id: str, oa_id: str, state_key: str) -> str:
-    """The same RefId in the same state always gives the same id."""
-    return hashlib.sha256(f"{oa_id}\x1f{ref_id}\x1f{state_key}".encode()).hexdigest()[:32]
+def event_id(ref_id: str, oa_id: str, state_key: str, account: str = DEFAULT_ACCOUNT) -> str:
+    """The same RefId in the same state of the same account always gives the same id. The
+    `default` account's ids leave the account out: they are the ids of before accounts."""
+    named = f"{oa_id}\x1f{ref_id}\x1f{state_key}"
+    if account != DEFAULT_ACCOUNT:
+        named = f"{account}\x1e{named}"
+    return hashlib.sha256(named.encode()).hexdigest()[:32]
 
 
 def build_event(
@@ -57,6 +62,7 @@ def build_event(
     submitted_at: datetime | None = None,
     source: str = SOURCE_POLL,
     phone_numbers: str = "keep",
+    account: str = DEFAULT_ACCOUNT,
 ) -> dict[str, Any]:
     """The event of one RefId's state; `phone_numbers` (keep, mask, drop) decides what its
     record says of the recipient's phone number (personal data)."""
@@ -66,7 +72,8 @@ def build_event(
     if record is not None and "CallbackUrl" in record:
         record = {**record, "CallbackUrl": redacted_url(record["CallbackUrl"])}
     return {
-        "event_id": event_id(ref_id, oa_id, outcome.state_key),
+        "event_id": event_id(ref_id, oa_id, outcome.state_key, account),
+        "account": account,
         "ref_id": ref_id,
         "oa_id": oa_id,
         "status": outcome.status,
@@ -99,7 +106,9 @@ def event_summary(event: dict[str, Any]) -> str:
     return f"{state}|{observed_s}|{source}|{code if isinstance(code, int) else ''}"
 
 
-def summary_event(ref_id: str, oa_id: str, summary: str) -> dict[str, Any] | None:
+def summary_event(
+    ref_id: str, oa_id: str, summary: str, account: str = DEFAULT_ACCOUNT
+) -> dict[str, Any] | None:
     """The last event a summary describes (event_id, status, send_status, error code,
     observed_at, source), or None for an empty or unreadable one."""
     parts = summary.split("|")
@@ -109,7 +118,7 @@ def summary_event(ref_id: str, oa_id: str, summary: str) -> dict[str, Any] | Non
     status, _, send_status = state.partition(":")
     sources = {letter: name for name, letter in SOURCE_LETTERS.items()}
     return {
-        "event_id": event_id(ref_id, oa_id, state),
+        "event_id": event_id(ref_id, oa_id, state, account),
         "status": status,
         "send_status": int(send_status) if send_status.lstrip("-").isdigit() else None,
         "error": {"code": int(code)} if code.lstrip("-").isdigit() else None,

@@ -66,44 +66,53 @@ FLAGS = ("window_open", "backlog_fits", "paused")  # shown as 0 or 1
 
 
 class AccountCollector(Collector):
-    """Every series of one account's snapshot, labelled with the account (never a credential)."""
+    """Every series of every account's snapshot, each labelled with its account (the name its
+    Redis keys have; never a credential)."""
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
-        self._snapshot = snapshot
+    def __init__(self, snapshots: Callable[[], list[dict[str, Any]]]) -> None:
+        self._snapshots = snapshots
 
     def collect(self) -> Iterator[Metric]:
-        state = self._snapshot()
-        account = str(state["account"])
+        states = self._snapshots()
         for name, help_text, key in GAUGES:
             gauge = GaugeMetricFamily(name, help_text, labels=["account"])
-            value = state.get(key)
-            number = float(bool(value)) if key in FLAGS else value
-            gauge.add_metric([account], float("nan") if number is None else float(number))
+            for state in states:
+                value = state.get(key)
+                number = float(bool(value)) if key in FLAGS else value
+                gauge.add_metric(
+                    [str(state["account"])], float("nan") if number is None else float(number)
+                )
             yield gauge
         for key, help_text in PER_OA:
             gauge = GaugeMetricFamily(f"esms_oa_{key}_refs", help_text, labels=["account", "oa_id"])
-            for oa in state["per_oa"]:
-                gauge.add_metric([account, str(oa["oa_id"])], float(oa[key]))
+            for state in states:
+                for oa in state["per_oa"]:
+                    gauge.add_metric([str(state["account"]), str(oa["oa_id"])], float(oa[key]))
             yield gauge
-        queue = state.get("status_queue") or {}
         gauge = GaugeMetricFamily(
             "esms_status_queue_events",
             "events waiting in the default status queue (NaN when it is off)",
             labels=["account", "queue"],
         )
-        events = queue.get("events")
-        gauge.add_metric(
-            [account, str(queue.get("name", ""))], float("nan") if events is None else events
-        )
+        for state in states[:1]:  # the deployment's queue, shown with the first account
+            queue = state.get("status_queue") or {}
+            events = queue.get("events")
+            gauge.add_metric(
+                [str(state["account"]), str(queue.get("name", ""))],
+                float("nan") if events is None else events,
+            )
         yield gauge
-        counters: dict[str, int] = state["counters"]
         for key, (name, help_text) in COUNTERS.items():
             counter = CounterMetricFamily(name, help_text, labels=["account"])
-            counter.add_metric([account], float(counters.get(key, 0)))
+            for state in states:
+                counter.add_metric([str(state["account"])], float(state["counters"].get(key, 0)))
             yield counter
         for prefix, name, label, help_text in LABELLED_COUNTERS:
             counter = CounterMetricFamily(name, help_text, labels=["account", label])
-            for key, value in sorted(counters.items()):
-                if key.startswith(prefix):
-                    counter.add_metric([account, key[len(prefix) :]], float(value))
+            for state in states:
+                for key, value in sorted(state["counters"].items()):
+                    if key.startswith(prefix):
+                        counter.add_metric(
+                            [str(state["account"]), key[len(prefix) :]], float(value)
+                        )
             yield counter

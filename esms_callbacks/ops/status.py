@@ -10,13 +10,14 @@ import redis
 from esms_callbacks.engine.capacity import coming_window
 from esms_callbacks.engine.clock import as_datetime
 from esms_callbacks.events.publish import queue_depth
-from esms_callbacks.runtime import Runtime
+from esms_callbacks.runtime import Runtime, Runtimes
 
 RATE_WINDOW_S = 60.0  # "rate used" is measured over the last minute
 
 
-def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
-    """Waiting RefIds per OA, the window, capacity against backlog, pause, counters."""
+def account_state(runtime: Runtime, now_s: float, with_status_queue: bool = True) -> dict[str, Any]:
+    """Waiting RefIds per OA, the window, capacity against backlog, pause, counters; and
+    the deployment's status queue unless left out (it is every account's: shown once)."""
     settings = runtime.settings
     per_oa = runtime.backlog.per_oa(now_s)
     capacity = coming_window(settings, now_s)
@@ -29,6 +30,7 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
     allowed = RATE_WINDOW_S / settings.rate_interval_s
     return {
         "account": settings.account_id,
+        "account_name": settings.account_name,
         "account_named_by": settings.account_source,
         "window": str(settings.window),
         "window_open": settings.window.is_open(as_datetime(now_s)),
@@ -59,7 +61,7 @@ def account_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
         "beat_release_seconds_ago": round(now_s - stats.beat_release_at_s, 1)
         if stats.beat_release_at_s is not None
         else None,
-        "status_queue": status_queue_state(runtime, now_s),
+        "status_queue": status_queue_state(runtime, now_s) if with_status_queue else None,
         "counters": counters,
     }
 
@@ -95,3 +97,12 @@ def status_queue_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
         )
     state.update(events=events, consumers=consumers, growing=growing)
     return state
+
+
+def accounts_state(runtimes: Runtimes, only: str = "") -> list[dict[str, Any]]:
+    """Every account's snapshot in name order (or the one named `only`: UnknownAccount if
+    there is none), each on its Redis clock; the status queue in the first one's."""
+    chosen = [runtimes.get(only)] if only else runtimes.all()
+    return [
+        account_state(rt, rt.clock.now_s(), with_status_queue=i == 0) for i, rt in enumerate(chosen)
+    ]

@@ -170,6 +170,7 @@ class PushApplier:
                 submitted_at,
                 source=SOURCE_PUSH,
                 phone_numbers=self.settings.phone_numbers,
+                account=self.settings.account_name,
             )
         due_s = claimed.due_s or now_s
         return _Step(claimed, outcome, event, [e.entry_id for e in entries], due_s)

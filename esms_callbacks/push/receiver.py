@@ -7,24 +7,28 @@ being rotated, ESMS_PUSH_TOKEN_PREVIOUS), exactly as for a path that does not ex
 a source outside ESMS_PUSH_ALLOW_FROM; 503 when Redis cannot record it or the inbox is full
 (eSMS retries). A source over ESMS_PUSH_RATE is slowed down, not refused: its push waits for
 its turn (up to ESMS_PUSH_RATE_WAIT) and only past that gets 429.
+
+The token tells whose push it is: each account of ESMS_ACCOUNTS_FILE has a token of its own
+(`push_token_env`), so its CallbackUrl names it, and its pushes go to its inbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.keys import UNNAMED_PUSHES, AccountKeys
 from esms_callbacks.errors import NotDurable, printable
 from esms_callbacks.push.inbox import PushRecorder, Recorded
 from esms_callbacks.push.parse import MalformedPush, Push, parse_esms_push
@@ -48,18 +52,54 @@ MAX_LINE_BYTES = 64 * 1024
 
 
 @dataclass
-class ReceiverState:
+class AccountPushes:
+    """One account's side of the receiver: where its pushes go and what is counted of them."""
+
     settings: Settings
-    redis: aioredis.Redis
     recorder: PushRecorder
     keys: AccountKeys
-    applier_healthy: Callable[[], bool] = lambda: True
     # Answers that never reach the recording script, counted here and added to the account's
     # stats every second (kept while Redis is away).
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class ReceiverState:
+    settings: Settings  # the receiver's own: where it listens, whom it takes pushes from
+    redis: aioredis.Redis
+    accounts: list[AccountPushes]
+    applier_healthy: Callable[[], bool] = lambda: True
+    # A token's digest -> its account and which of its tokens it is ("current", "previous").
+    by_token: dict[bytes, tuple[AccountPushes, str]] = field(default_factory=dict)
+    # Answers no account can be named for (a wrong token): the account's own stats with one
+    # account, else the deployment's (UNNAMED_PUSHES).
     counts: Counter[str] = field(default_factory=Counter)
     waiting: int = 0  # pushes sleeping toward their source's turn
     logged_at_s: dict[str, float] = field(default_factory=dict)
     unlogged: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.serve(self.accounts)
+
+    def serve(self, accounts: list[AccountPushes]) -> None:
+        """Take pushes for `accounts` from now on (the accounts file read again)."""
+        by_token: dict[bytes, tuple[AccountPushes, str]] = {}
+        for account in accounts:
+            s = account.settings
+            for which, token in (("current", s.push_token), ("previous", s.push_token_previous)):
+                if token:
+                    by_token[_digest(token)] = (account, which)
+        self.accounts, self.by_token = accounts, by_token  # one swap: no half-built map seen
+
+    @property
+    def tokens(self) -> list[str]:
+        """Every account's tokens (to keep out of aiohttp's lines)."""
+        return [
+            t
+            for a in self.accounts
+            for t in (a.settings.push_token, a.settings.push_token_previous)
+            if t
+        ]
 
     def log_now(self, kind: str) -> int | None:
         """Whether to log a `kind` refusal now: None if not; else how many went unlogged."""
@@ -74,7 +114,31 @@ class ReceiverState:
 STATE = web.AppKey("receiver", ReceiverState)
 
 
-def make_app(settings: Settings, client: aioredis.Redis) -> web.Application:
+def make_app(
+    settings: Settings, client: aioredis.Redis, accounts: Mapping[str, Settings] | None = None
+) -> web.Application:
+    """The receiver for `accounts` (by name; `settings`' own account when None), each told
+    apart by its push tokens."""
+    accounts = {settings.account_name: settings} if accounts is None else accounts
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        handler_args={"max_line_size": MAX_LINE_BYTES},
+    )
+    app[STATE] = ReceiverState(
+        settings,
+        client,
+        [account_pushes(client, account) for _, account in sorted(accounts.items())],
+    )
+    app.router.add_route("*", PUSH_PATH, handle_push)
+    app.router.add_route("*", PUSH_PATH + "/", handle_push)  # a CallbackUrl typed with a slash
+    app.router.add_get(HEALTH_PATH, handle_health)
+    # Cleanups run in reverse: counts are flushed before the client closes.
+    app.cleanup_ctx.append(_closing_client)
+    app.cleanup_ctx.append(_flush_counts)
+    return app
+
+
+def account_pushes(client: aioredis.Redis, settings: Settings) -> AccountPushes:
     keys = AccountKeys(settings.account_id)
     recorder = PushRecorder(
         client,
@@ -85,30 +149,20 @@ def make_app(settings: Settings, client: aioredis.Redis) -> web.Application:
         settings.redis_replicas,
         settings.redis_replica_timeout_s,
     )
-    app = web.Application(
-        client_max_size=MAX_BODY_BYTES,
-        handler_args={"max_line_size": MAX_LINE_BYTES},
-    )
-    app[STATE] = ReceiverState(settings, client, recorder, keys)
-    app.router.add_route("*", PUSH_PATH, handle_push)
-    app.router.add_route("*", PUSH_PATH + "/", handle_push)  # a CallbackUrl typed with a slash
-    app.router.add_get(HEALTH_PATH, handle_health)
-    # Cleanups run in reverse: counts are flushed before the client closes.
-    app.cleanup_ctx.append(_closing_client)
-    app.cleanup_ctx.append(_flush_counts)
-    return app
+    return AccountPushes(settings, recorder, keys)
 
 
 async def handle_push(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    token = _token_used(state.settings, request.match_info.get("token", ""))
-    if token is None:
+    found = _account_of(state, request.match_info.get("token", ""))
+    if found is None:
         state.counts["wrong_token"] += 1
         raise web.HTTPNotFound()  # the same answer as any unknown path
+    account, token = found
     if token == "previous":
-        state.counts["previous_token"] += 1  # until it stays 0, eSMS has not fully switched
+        account.counts["previous_token"] += 1  # until it stays 0, eSMS has not fully switched
     if request.method != "GET":
-        state.counts["malformed"] += 1
+        account.counts["malformed"] += 1
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
     source = client_address(
         request.remote,
@@ -116,23 +170,24 @@ async def handle_push(request: web.Request) -> web.Response:
         state.settings.push_trusted_proxies,
     )
     if not allowed(source, state.settings.push_allow_from):
-        state.counts["forbidden"] += 1
+        account.counts["forbidden"] += 1
         _log(state, "forbidden", "refused a push from %s: not in ESMS_PUSH_ALLOW_FROM", source)
         return web.Response(status=403, text="source not allowed\n")
     try:
         push = parse_esms_push(request.rel_url.query.items())
     except MalformedPush as exc:
-        state.counts["malformed"] += 1
+        account.counts["malformed"] += 1
         _log(state, "malformed", "malformed push from %s: %s", source, exc)
         return web.Response(status=400, text=f"malformed push: {exc}\n")
     try:
-        recorded = await _record(state, push, str(source or "unknown"))
+        recorded = await _record(state, account, push, str(source or "unknown"))
     except (RedisError, OSError, NotDurable) as exc:
-        state.counts["unavailable"] += 1
+        account.counts["unavailable"] += 1
         _log(
             state,
             "unavailable",
-            "could not record a push for %s (answered 503, eSMS retries): %s",
+            "could not record a push of account %s for %s (answered 503, eSMS retries): %s",
+            account.settings.account_name,
             printable(push.ref_id, 40),
             exc,
         )
@@ -143,8 +198,9 @@ async def handle_push(request: web.Request) -> web.Response:
         _log(
             state,
             "full",
-            "the push inbox holds %d pushes: answering 503",
-            state.settings.push_inbox_max,
+            "the push inbox of account %s holds %d pushes: answering 503",
+            account.settings.account_name,
+            account.settings.push_inbox_max,
         )
         return _unavailable("inbox full")
     _log(state, "rate_limited", "refused a push from %s: over ESMS_PUSH_RATE", source)
@@ -154,31 +210,39 @@ async def handle_push(request: web.Request) -> web.Response:
     )
 
 
-def _token_used(settings: Settings, given: str) -> str | None:
-    """Which token `given` is: "current", "previous" or None (a wrong one); each compared in
-    constant time."""
-    given_bytes = given.encode()
-    current = hmac.compare_digest(given_bytes, settings.push_token.encode())
-    previous = hmac.compare_digest(given_bytes, settings.push_token_previous.encode())
-    if current:
-        return "current"
-    return "previous" if previous and settings.push_token_previous else None
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
-async def _record(state: ReceiverState, push: Push, source: str) -> Recorded:
+def _account_of(state: ReceiverState, given: str) -> tuple[AccountPushes, str] | None:
+    """Whose token `given` is, and which of its tokens ("current", "previous"); None for a
+    wrong one. Looked up by its digest (a lookup that tells nothing of a token's prefix), then
+    compared in constant time."""
+    found = state.by_token.get(_digest(given))
+    if found is None:
+        return None
+    account, which = found
+    s = account.settings
+    token = s.push_token if which == "current" else s.push_token_previous
+    return found if hmac.compare_digest(given.encode(), token.encode()) else None
+
+
+async def _record(
+    state: ReceiverState, account: AccountPushes, push: Push, source: str
+) -> Recorded:
     """Record the push; over its source's rate, wait for the turn reserved for it first."""
-    recorded = await state.recorder.record(push, source)
+    recorded = await account.recorder.record(push, source)
     if not recorded.wait_s:
         return recorded
     if state.waiting >= RECEIVER_MAX_WAITING_PUSHES:  # bounded: a flood cannot pile up sleepers
-        state.counts["rate_limited"] += 1
+        account.counts["rate_limited"] += 1
         return Recorded(ok=False, retry_after_s=recorded.wait_s)
     state.waiting += 1
     try:
         await asyncio.sleep(recorded.wait_s)
     finally:
         state.waiting -= 1
-    return await state.recorder.record(push, source, waited=True)
+    return await account.recorder.record(push, source, waited=True)
 
 
 async def handle_health(request: web.Request) -> web.Response:
@@ -227,13 +291,21 @@ async def _flush_loop(state: ReceiverState) -> None:
 
 
 async def _flush(state: ReceiverState) -> None:
-    counts, state.counts = state.counts, Counter()
-    if not counts:
+    unnamed_into = state.accounts[0].keys.stats if len(state.accounts) == 1 else UNNAMED_PUSHES
+    batches = [(state, unnamed_into)] + [
+        (account, account.keys.stats) for account in state.accounts
+    ]
+    taken = [(holder, key, holder.counts) for holder, key in batches if holder.counts]
+    if not taken:
         return
+    for holder, _, _ in taken:
+        holder.counts = Counter()
     try:
         async with state.redis.pipeline(transaction=False) as pipe:
-            for result, count in counts.items():
-                pipe.hincrby(state.keys.stats, f"pushes:{result}", count)
+            for _, key, counts in taken:
+                for result, count in counts.items():
+                    pipe.hincrby(key, f"pushes:{result}", count)
             await pipe.execute()
     except (RedisError, OSError):
-        state.counts.update(counts)  # Redis is away: count them when it is back
+        for holder, _, counts in taken:  # Redis is away: count them when it is back
+            holder.counts.update(counts)

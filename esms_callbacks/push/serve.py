@@ -13,7 +13,7 @@ import contextlib
 import logging
 import re
 import traceback
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -30,11 +30,17 @@ _PUSH_PATH_TOKEN = re.compile(r"(/esms/push/)[^/?\s'\"\\]*")
 
 @contextlib.asynccontextmanager
 async def serving(
-    app: web.Application, settings: Settings, host: str, port: int
+    app: web.Application,
+    settings: Settings,
+    host: str,
+    port: int,
+    tokens: Callable[[], Sequence[str]] = list,
 ) -> AsyncIterator[web.AppRunner]:
     """`app` listening on host:port (0: any free port) with the header timeout, aiohttp's
-    lines written without the tokens; cleaned up (the app's cleanups run) on the way out."""
-    redactor = TokenRedactor([settings.push_token, settings.push_token_previous])
+    lines written without the push tokens (`settings`' own and what `tokens()` gives now: the
+    accounts' may change); cleaned up (the app's cleanups run) on the way out."""
+    own = [settings.push_token, settings.push_token_previous]
+    redactor = TokenRedactor(lambda: [*own, *tokens()])
     http_log.addFilter(redactor)
     runner = web.AppRunner(
         app, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT_S, logger=http_log
@@ -132,9 +138,10 @@ class TokenRedactor(logging.Filter):
     """Writes a record with the push tokens hidden, in its message and its traceback: aiohttp's
     errors about a malformed request quote its request line."""
 
-    def __init__(self, tokens: Sequence[str]) -> None:
+    def __init__(self, tokens: Sequence[str] | Callable[[], Sequence[str]]) -> None:
         super().__init__()
-        self._tokens = [token for token in tokens if token]
+        fixed = [] if callable(tokens) else list(tokens)
+        self._tokens: Callable[[], Sequence[str]] = tokens if callable(tokens) else lambda: fixed
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = self.redact(record.getMessage()), ()
@@ -147,6 +154,7 @@ class TokenRedactor(logging.Filter):
 
     def redact(self, text: str) -> str:
         text = _PUSH_PATH_TOKEN.sub(r"\1<token>", text)
-        for token in self._tokens:
-            text = text.replace(token, "<token>")
+        for token in self._tokens():
+            if token:
+                text = text.replace(token, "<token>")
         return text

@@ -1,5 +1,6 @@
 """A faithful eSMS GetCallback simulator (aiohttp.web) for tests, demos and benchmarks."""
 
+from esms_callbacks.simulator.accounts import SimAccount
 from esms_callbacks.simulator.app import GET_CALLBACK_PATH, make_app
 from esms_callbacks.simulator.pusher import PushSettings
 from esms_callbacks.simulator.server import RunningSimulator, serve_in_thread
@@ -10,6 +11,7 @@ __all__ = [
     "LoggedRequest",
     "PushSettings",
     "RunningSimulator",
+    "SimAccount",
     "Simulator",
     "make_app",
     "serve_in_thread",

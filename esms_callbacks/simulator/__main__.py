@@ -3,12 +3,15 @@
     python -m esms_callbacks.simulator --host 127.0.0.1 --port 8077 --api-key KEY \
         --secret-key SECRET --rate-interval 1.0 --max-refs 100 --policy mixed --window always \
         --timezone Asia/Ho_Chi_Minh [--fault-rate http500:0.1 ...] [--fault-seed 7] \
-        [--push-timeout 5 --push-retries 5 --push-retry-delay 2]
+        [--push-timeout 5 --push-retries 5 --push-retry-delay 2] [--accounts-file PATH]
 
 `--fault-rate KIND:RATE[:NAME=VALUE,...]` makes a random share of requests fail as KIND (see
 simulator.faults; e.g. `code:0.05:code=160`, `slow:0.2:delay_s=3`); repeat it for several
 kinds. The --push-* options set how pushes queued by POST /_sim/push are delivered (see
-simulator.pusher). Prints one line saying where it listens, then serves until SIGINT or SIGTERM.
+simulator.pusher). `--accounts-file` serves the accounts of a deployment's ESMS_ACCOUNTS_FILE
+(simulator.accounts_file) instead of the one of --api-key and --secret-key, with --rate-interval
+and --max-refs for those whose table names none. Prints one line saying where it listens, then
+serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from esms_callbacks.simulator.accounts_file import read_accounts_file
 from esms_callbacks.simulator.app import GET_CALLBACK_PATH, make_app
 from esms_callbacks.simulator.arrival import new_event_loop
 from esms_callbacks.simulator.outcomes import POLICIES
@@ -79,6 +83,12 @@ def parse_args(
         "--rate-interval", type=float, default=1.0, help="seconds between requests; 0 disables"
     )
     parser.add_argument("--max-refs", type=int, default=100, help="RefIds answered per request")
+    parser.add_argument(
+        "--accounts-file",
+        metavar="PATH",
+        help="serve the accounts of this TOML file (ESMS_ACCOUNTS_FILE's format) instead of "
+        "--api-key/--secret-key's; --rate-interval and --max-refs are their defaults",
+    )
     parser.add_argument("--policy", default="mixed", choices=sorted(POLICIES))
     parser.add_argument("--window", default="always", help="'always' or HH:MM[:SS]-HH:MM[:SS]")
     parser.add_argument("--timezone", default="Asia/Ho_Chi_Minh", help="zone of --window")
@@ -122,6 +132,11 @@ def build_push_settings(args: argparse.Namespace) -> PushSettings:
 
 def build_simulator(args: argparse.Namespace) -> Simulator:
     """Build the simulator the arguments describe; raise ValueError on a bad value."""
+    accounts = None
+    if args.accounts_file:
+        accounts = read_accounts_file(
+            args.accounts_file, rate_interval_s=args.rate_interval, max_refs=args.max_refs
+        )
     sim = Simulator(
         api_key=args.api_key,
         secret_key=args.secret_key,
@@ -129,6 +144,7 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
         rate_interval_s=args.rate_interval,
         is_open=window_check(args.window, args.timezone),
         policy=args.policy,
+        accounts=accounts,
     )
     seed = args.fault_seed
     for fault_rate in args.fault_rate:
@@ -149,7 +165,8 @@ async def serve(
         print(
             f"eSMS simulator listening on http://{bound[0]}:{bound[1]}{GET_CALLBACK_PATH} "
             f"(policy={sim.policy}, rate_interval_s={sim.rate_interval_s}, "
-            f"max_refs={sim.max_refs}, window={window}, fault_rates={sim.fault_rates()})",
+            f"max_refs={sim.max_refs}, accounts={len(sim.accounts)}, window={window}, "
+            f"fault_rates={sim.fault_rates()})",
             flush=True,
         )
         stop = asyncio.Event()

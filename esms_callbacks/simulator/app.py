@@ -32,12 +32,22 @@ Control API, so a simulator in another process can be scripted (errors answer 40
                         the rate clock; drop queued pushes and zero the push counts (only
                         this route: Simulator.reset() knows nothing of pushes)
     POST /_sim/config   {"rate_interval_s": 1.0, "max_refs": 100,
-                         "window": "always" | "closed" | "HH:MM-HH:MM", "timezone": "Asia/..."}
-    GET  /_sim/config   the current limits, policy, pending faults and fault rates (never the
-                        credentials)
-    GET  /_sim/requests the request log as a JSON list (?since=N skips the first N entries)
+                         "window": "always" | "closed" | "HH:MM-HH:MM", "timezone": "Asia/...",
+                         "account": "shop-a"}
+                        the limits are those of "account" (default: the first account); the
+                        window is every account's
+    GET  /_sim/config   the limits of the default account (?account=NAME: of that one), its
+                        name, how many accounts, the policy, pending faults and fault rates
+                        (never the credentials)
+    GET  /_sim/requests the request log as a JSON list, each entry naming its "account" (""
+                        when its keys matched none); ?since=N skips the first N entries,
+                        ?account=NAME keeps that account's
     GET  /_sim/stats    {"requests", "min_gap_s", "refs_sent", "refs_answered",
                          "records_returned", "codes", "http_statuses", "faults"}
+    GET  /_sim/accounts {NAME: {"rate_interval_s", "max_refs", "requests", "refs_sent",
+                         "refs_answered", "records_returned", "first_at_s", "last_at_s",
+                         "min_gap_s", "code_160", "codes"}} for every account, in order
+                        (those without requests too; times are time.time())
     GET  /_sim/asked?ref_id=...   {"ref_id", "asked"}
 
 Pushes, as eSMS sends each status to the customer's CallbackUrl (simulator.push, .pusher):

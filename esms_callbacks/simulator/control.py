@@ -30,6 +30,7 @@ def control_routes() -> list[web.RouteDef]:
         web.get("/_sim/config", _guarded(_get_config)),
         web.get("/_sim/requests", _guarded(_requests)),
         web.get("/_sim/stats", _guarded(_stats)),
+        web.get("/_sim/accounts", _guarded(_accounts)),
         web.get("/_sim/asked", _guarded(_asked)),
         web.post("/_sim/push", _guarded(_push)),
         web.post("/_sim/push_config", _guarded(_set_push_config)),
@@ -127,11 +128,15 @@ async def _reset(request: web.Request) -> web.StreamResponse:
 
 async def _set_config(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
-    unknown = set(body) - {"rate_interval_s", "max_refs", "window", "timezone"}
+    unknown = set(body) - {"rate_interval_s", "max_refs", "window", "timezone", "account"}
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)}")
     sim = request.app[SIM_KEY]
     rate_interval_s, max_refs = body.get("rate_interval_s"), body.get("max_refs")
+    account = body.get("account")
+    if account is not None and not isinstance(account, str):
+        raise ValueError('"account" must be the name of an account')
+    sim.account(account)  # an unknown account changes nothing, the window included
     if rate_interval_s is not None and not isinstance(rate_interval_s, int | float):
         raise ValueError('"rate_interval_s" must be a number of seconds')
     if max_refs is not None and not isinstance(max_refs, int):
@@ -143,19 +148,22 @@ async def _set_config(request: web.Request) -> web.StreamResponse:
         is_open = window_check(window, zone)
     else:
         is_open = sim.is_open
-    sim.configure(rate_interval_s=rate_interval_s, max_refs=max_refs)
+    sim.configure(rate_interval_s=rate_interval_s, max_refs=max_refs, account=account)
     sim.is_open = is_open
-    return web.json_response(_config(sim))
+    return web.json_response(_config(sim, account))
 
 
 async def _get_config(request: web.Request) -> web.StreamResponse:
-    return web.json_response(_config(request.app[SIM_KEY]))
+    return web.json_response(_config(request.app[SIM_KEY], request.query.get("account")))
 
 
-def _config(sim: Simulator) -> dict[str, object]:
+def _config(sim: Simulator, account_name: str | None = None) -> dict[str, object]:
+    account = sim.account(account_name)
     return {
-        "rate_interval_s": sim.rate_interval_s,
-        "max_refs": sim.max_refs,
+        "account": account.name,
+        "accounts": len(sim.accounts),
+        "rate_interval_s": account.rate_interval_s,
+        "max_refs": account.max_refs,
         "policy": sim.policy,
         "window_checked": sim.is_open is not None,
         "window_open_now": sim.is_open is None or sim.is_open(),
@@ -169,11 +177,18 @@ async def _requests(request: web.Request) -> web.StreamResponse:
     if not since.isdigit():
         raise ValueError('"since" must be a non-negative integer')
     log = list(request.app[SIM_KEY].requests)[int(since) :]
+    account = request.query.get("account")
+    if account is not None:
+        log = [entry for entry in log if entry.account == account]
     return web.json_response([entry.to_json() for entry in log])
 
 
 async def _stats(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[SIM_KEY].stats())
+
+
+async def _accounts(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[SIM_KEY].account_stats())
 
 
 async def _asked(request: web.Request) -> web.StreamResponse:

@@ -23,12 +23,25 @@ class RemoteSimulator:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
-    def requests(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/_sim/requests")
+    def requests(self, *, since: int = 0, account: str | None = None) -> list[dict[str, Any]]:
+        """The request log from entry `since` on, each naming its "account" ("" when its keys
+        matched none); only `account`'s if given."""
+        query: dict[str, str | int] = {"since": since} if since else {}
+        if account is not None:
+            query["account"] = account
+        path = "/_sim/requests" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        result: list[dict[str, Any]] = self._call("GET", path)
         return result
 
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/_sim/stats")
+        return result
+
+    def account_stats(self) -> dict[str, dict[str, Any]]:
+        """Per account, by name (every account, in order): rate_interval_s, max_refs,
+        requests, refs_sent, refs_answered, records_returned, first_at_s and last_at_s
+        (time.time(), None without requests), min_gap_s, code_160 and codes."""
+        result: dict[str, dict[str, Any]] = self._call("GET", "/_sim/accounts")
         return result
 
     def asked(self, ref_id: str) -> int:
@@ -41,6 +54,8 @@ class RemoteSimulator:
         self._call("POST", "/_sim/reset", {})
 
     def configure(self, **config: Any) -> None:
+        """Change rate_interval_s, max_refs (of `account=NAME`, else the default account),
+        window, timezone."""
         self._call("POST", "/_sim/config", config)
 
     def set_policy(self, policy: str) -> None:

@@ -1,23 +1,25 @@
 """The simulator's configuration, state and request log, and how one GetCallback is answered.
 
 Checks run in this order, each answering HTTP 200 with eSMS's `Code` (a JSON number):
-body not a JSON object -> 99; wrong ApiKey/SecretKey -> 101; closer than `rate_interval_s` to
-the account's previous request -> 160; window closed -> 99 (eSMS does not document its code for
-this; 99 is the simulator's choice); ListRefid not a non-empty list of strings or OAId not a
-non-empty string -> 99; otherwise 100 with one record per known RefId among the first `max_refs`.
+body not a JSON object -> 99; ApiKey/SecretKey not both an account's -> 101; closer than that
+account's `rate_interval_s` to its previous request -> 160; window closed -> 99 (eSMS does not
+document its code for this; 99 is the simulator's choice); ListRefid not a non-empty list of
+strings or OAId not a non-empty string -> 99; otherwise 100 with one record per known RefId among
+the account's first `max_refs`. A simulator serves one account (`default`) or many
+(simulator.accounts): each has its own keys, limits and rate clock; scripts, faults, the window
+and the log are shared.
 
 Faults replace that answer: first the one-shot faults queued by `add_fault`, in order; when
 none is queued, the fault of a poisoned RefId the request carries (`poison`); else a random
 fault drawn from the rates set by `set_fault_rate`.
 
-Every request that carries the account's credentials moves the rate clock, whatever it is
-answered (160 and faults, one-shot or random, included): the simulator assumes eSMS counts
+Every request that carries an account's credentials moves that account's rate clock, whatever
+it is answered (160 and faults, one-shot or random, included): the simulator assumes eSMS counts
 what it receives, which is the strict reading, so a client that passes here passes there.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import threading
 from collections import Counter, deque
@@ -27,6 +29,13 @@ from itertools import pairwise
 
 from aiohttp import web
 
+from esms_callbacks.simulator.accounts import (
+    DEFAULT_ACCOUNT,
+    NO_ACCOUNT,
+    AccountTable,
+    SimAccount,
+    account_stats,
+)
 from esms_callbacks.simulator.faults import Fault, RandomFaults, make_fault
 from esms_callbacks.simulator.outcomes import (
     Outcome,
@@ -47,7 +56,8 @@ class LoggedRequest:
 
     received_at_s: float  # time.time() at arrival (simulator.arrival), eSMS's rate clock
     received_monotonic_s: float  # time.monotonic() at arrival, for gaps
-    api_key_ok: bool  # both ApiKey and SecretKey matched
+    api_key_ok: bool  # both ApiKey and SecretKey matched an account's
+    account: str  # the name of that account; NO_ACCOUNT ("") when none matched
     oa_id: str | None
     ref_count_sent: int  # len(ListRefid) as received
     ref_count_answered: int  # RefIds looked up: at most max_refs
@@ -72,7 +82,7 @@ class Answer:
 @dataclass(frozen=True)
 class _Request:
     body: dict[str, object] | None
-    credentials_ok: bool
+    account: SimAccount | None  # the account whose keys it carries
     too_soon: bool
 
 
@@ -84,9 +94,12 @@ class _Receipt:
 
 
 class Simulator:
-    """Configuration, scripts, faults and the request log of one simulated eSMS account.
+    """Configuration, scripts, faults and the request log of simulated eSMS accounts.
 
-    Safe to script from any thread while the app serves on another.
+    `accounts` serves those (the first is the default one that `configure` and the
+    `api_key`, `rate_interval_s`... attributes stand for); without it, one account named
+    "default" with `api_key`, `secret_key`, `max_refs` and `rate_interval_s`. Safe to script
+    from any thread while the app serves on another.
     """
 
     def __init__(
@@ -98,24 +111,57 @@ class Simulator:
         rate_interval_s: float = 1.0,
         is_open: WindowCheck | None = None,
         policy: str = "mixed",
+        accounts: Sequence[SimAccount] | None = None,
     ) -> None:
-        self.api_key = api_key
-        self.secret_key = secret_key
-        self.max_refs = max_refs
-        self.rate_interval_s = rate_interval_s
+        if accounts is None:
+            accounts = [SimAccount(DEFAULT_ACCOUNT, api_key, secret_key, rate_interval_s, max_refs)]
+        self._accounts = AccountTable(accounts)
         self.is_open = is_open
         self.requests: list[LoggedRequest] = []
         self._book = ScriptBook(parse_policy(policy))
         self._faults: deque[Fault] = deque()
         self._random_faults = RandomFaults()
         self._poisoned: dict[str, Fault] = {}  # RefId -> the fault of every request carrying it
-        self._last_request_monotonic_s: float | None = None
         self._lock = threading.Lock()
-        self.configure(max_refs=max_refs, rate_interval_s=rate_interval_s)
 
     @property
     def policy(self) -> Policy:
         return self._book.policy
+
+    @property
+    def accounts(self) -> list[SimAccount]:
+        """The accounts served, the default one first."""
+        with self._lock:
+            return self._accounts.all()
+
+    def account(self, name: str | None = None) -> SimAccount:
+        """The account named `name` (None: the default one); raise ValueError if none is."""
+        with self._lock:
+            return self._accounts.get(name)
+
+    @property
+    def api_key(self) -> str:
+        return self.account().api_key
+
+    @property
+    def secret_key(self) -> str:
+        return self.account().secret_key
+
+    @property
+    def rate_interval_s(self) -> float:
+        return self.account().rate_interval_s
+
+    @rate_interval_s.setter
+    def rate_interval_s(self, value: float) -> None:
+        self.configure(rate_interval_s=value)
+
+    @property
+    def max_refs(self) -> int:
+        return self.account().max_refs
+
+    @max_refs.setter
+    def max_refs(self, value: int) -> None:
+        self.configure(max_refs=value)
 
     def script(self, ref_id: str, outcomes: Sequence[str]) -> None:
         """Make the next asks of `ref_id` follow `outcomes`; the last one sticks.
@@ -162,23 +208,16 @@ class Simulator:
             return self._random_faults.rates()
 
     def configure(
-        self, *, rate_interval_s: float | None = None, max_refs: int | None = None
+        self,
+        *,
+        rate_interval_s: float | None = None,
+        max_refs: int | None = None,
+        account: str | None = None,
     ) -> None:
-        """Change limits while serving; raise ValueError, changing nothing, on a bad value."""
-        if rate_interval_s is not None and (
-            isinstance(rate_interval_s, bool)
-            or not isinstance(rate_interval_s, int | float)
-            or rate_interval_s < 0
-        ):
-            raise ValueError("rate_interval_s must be a number of seconds >= 0 (0 disables)")
-        if max_refs is not None and (
-            isinstance(max_refs, bool) or not isinstance(max_refs, int) or max_refs < 1
-        ):
-            raise ValueError("max_refs must be an integer >= 1")
-        if rate_interval_s is not None:
-            self.rate_interval_s = float(rate_interval_s)
-        if max_refs is not None:
-            self.max_refs = max_refs
+        """Change the limits of `account` (None: the default one) while serving; raise
+        ValueError, changing nothing, on a bad value or an unknown account."""
+        with self._lock:
+            self._accounts.configure(account, rate_interval_s=rate_interval_s, max_refs=max_refs)
 
     def reset(self) -> None:
         """Forget the log, scripts, pending faults, random fault rates, ask counts and the
@@ -189,7 +228,7 @@ class Simulator:
             self._faults.clear()
             self._random_faults.clear()
             self._poisoned.clear()
-            self._last_request_monotonic_s = None
+            self._accounts.reset_clocks()
 
     def asked(self, ref_id: str) -> int:
         """Return how many times `ref_id` was looked up."""
@@ -221,6 +260,12 @@ class Simulator:
             "http_statuses": dict(Counter(str(r.http_status) for r in log)),
             "faults": dict(Counter(r.fault for r in log if r.fault)),
         }
+
+    def account_stats(self) -> dict[str, dict[str, object]]:
+        """Summarise the log per account, every account (see simulator.accounts)."""
+        with self._lock:
+            log, accounts = list(self.requests), self._accounts.all()
+        return account_stats(log, accounts)
 
     def receive(
         self,
@@ -256,31 +301,21 @@ class Simulator:
         except (ValueError, UnicodeDecodeError):
             parsed = None
         body = parsed if isinstance(parsed, dict) else None
-        credentials_ok = (
-            body is not None
-            and _same(body.get("ApiKey"), self.api_key)
-            and _same(body.get("SecretKey"), self.secret_key)
-        )
-        too_soon = False
-        if credentials_ok:
-            last_s = self._last_request_monotonic_s
-            # abs(): two handlers may reach this point out of receipt order.
-            too_soon = (
-                self.rate_interval_s > 0
-                and last_s is not None
-                and abs(received_monotonic_s - last_s) < self.rate_interval_s
-            )
-            self._last_request_monotonic_s = max(received_monotonic_s, last_s or 0.0)
-        return _Request(body, credentials_ok, too_soon)
+        if body is None:
+            return _Request(None, None, too_soon=False)
+        account = self._accounts.match(body.get("ApiKey"), body.get("SecretKey"))
+        if account is None:
+            return _Request(body, None, too_soon=False)
+        return _Request(body, account, self._accounts.too_soon(account, received_monotonic_s))
 
     def _answer(self, request: _Request) -> dict[str, object]:
-        body = request.body
+        body, account = request.body, request.account
         if body is None:
             return _error(99, "Request body is not a JSON object")
-        if not request.credentials_ok:
+        if account is None:
             return _error(101, "Authorize Failed: wrong ApiKey or SecretKey")
         if request.too_soon:
-            return _error(160, f"Too many requests: at most one every {self.rate_interval_s} s")
+            return _error(160, f"Too many requests: at most one every {account.rate_interval_s} s")
         if self.is_open is not None and not self.is_open():
             return _error(99, "Outside the allowed time window for GetCallback")
         ref_ids, oa_id = body.get("ListRefid"), body.get("OAId")
@@ -291,7 +326,7 @@ class Simulator:
         if not isinstance(oa_id, str) or not oa_id:
             return _error(99, "OAId is required")
         records = []
-        for ref_id in ref_ids[: self.max_refs]:  # eSMS silently ignores the rest
+        for ref_id in ref_ids[: account.max_refs]:  # eSMS silently ignores the rest
             record = build_record(ref_id, oa_id, self._book.next_outcome(ref_id))
             if record is not None:
                 records.append(record)
@@ -314,14 +349,18 @@ class Simulator:
         code = payload.get("Code") if fault is None or fault.kind in ("code", "slow") else None
         http_status = 200 if fault is None else _FAULT_HTTP_STATUS.get(fault.kind)
         ref_count_sent = len(ref_ids) if isinstance(ref_ids, list) else 0
+        account = request.account
         self.requests.append(
             LoggedRequest(
                 received_at_s=received.at_s,
                 received_monotonic_s=received.monotonic_s,
-                api_key_ok=request.credentials_ok,
+                api_key_ok=account is not None,
+                account=account.name if account is not None else NO_ACCOUNT,
                 oa_id=oa_id if isinstance(oa_id, str) else None,
                 ref_count_sent=ref_count_sent,
-                ref_count_answered=min(ref_count_sent, self.max_refs) if answered else 0,
+                ref_count_answered=(
+                    min(ref_count_sent, account.max_refs) if answered and account else 0
+                ),
                 record_count=len(records) if isinstance(records, list) else 0,
                 code=code if isinstance(code, int) else None,
                 http_status=http_status,
@@ -329,10 +368,6 @@ class Simulator:
                 handler_lag_s=received.handler_lag_s,
             )
         )
-
-
-def _same(given: object, expected: str) -> bool:
-    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _error(code: int, message: str) -> dict[str, object]:

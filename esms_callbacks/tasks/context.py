@@ -1,5 +1,5 @@
 """This worker process's collaborators, built once when the process starts and handed to its
-tasks as `self.runtime` (arq's ctx, in Celery's shape: a base task class).
+tasks as `self.runtimes` (every account's; arq's ctx, in Celery's shape: a base task class).
 
 The main process builds them at worker_init (they serve the solo and threads pools and the
 worker's signals); a prefork child builds its own after the fork (worker_process_init), since
@@ -22,9 +22,10 @@ from celery.signals import (
     worker_shutting_down,
 )
 
+from esms_callbacks.accounts import AccountBook
 from esms_callbacks.engine.redis_policy import eviction_problem
 from esms_callbacks.errors import ConfigError
-from esms_callbacks.runtime import Runtime
+from esms_callbacks.runtime import Runtime, Runtimes
 from esms_callbacks.settings import Settings
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tuning import DRAIN_EXPIRES_S
@@ -32,32 +33,38 @@ from esms_callbacks.tuning import DRAIN_EXPIRES_S
 DRAIN_TASK = "esms.drain"
 
 
-def queue_drain() -> object:
-    """Queue one drain task (routed to esms.drain by name, celeryconfig.task_routes)."""
-    return app.send_task(DRAIN_TASK, expires=DRAIN_EXPIRES_S)
+def queue_drain(account: str) -> object:
+    """Queue one drain task of `account` (routed to esms.drain by name, celeryconfig)."""
+    return app.send_task(DRAIN_TASK, kwargs={"account": account}, expires=DRAIN_EXPIRES_S)
 
 
 class WorkerContext:
-    """One process's Runtime, made anew in a forked child."""
+    """One process's Runtimes, made anew in a forked child."""
 
     def __init__(self) -> None:
-        self._built: tuple[int, Runtime] | None = None
+        self._built: tuple[int, Runtimes] | None = None
         self._settings: Settings | None = None
 
-    def start(self) -> Runtime:
+    def start(self) -> Runtimes:
         """Build this process's collaborators from its settings (the environment, unless a
-        test said otherwise with `use_settings`)."""
+        test said otherwise with `use_settings`) and its accounts. ConfigError if they cannot
+        be used."""
         self.stop()
         settings = self._settings or Settings.from_env(process="worker")
-        runtime = Runtime(settings, queue_drain=queue_drain)
-        self._built = (os.getpid(), runtime)
-        return runtime
+        runtimes = Runtimes(AccountBook(settings, "worker"), queue_drain=queue_drain)
+        self._built = (os.getpid(), runtimes)
+        return runtimes
 
     @property
-    def runtime(self) -> Runtime:
+    def runtimes(self) -> Runtimes:
         if self._built is None or self._built[0] != os.getpid():
             return self.start()
         return self._built[1]
+
+    @property
+    def runtime(self) -> Runtime:
+        """The `default` account's (the only one without an accounts file)."""
+        return self.runtimes.default()
 
     def stop(self) -> None:
         """Release this process's collaborators (the eSMS client's keep-alive connection)."""
@@ -78,7 +85,12 @@ class RuntimeTask(Task):  # type: ignore[misc]
     """A task that runs on its worker process's collaborators."""
 
     @property
+    def runtimes(self) -> Runtimes:
+        return worker_context.runtimes
+
+    @property
     def runtime(self) -> Runtime:
+        """The `default` account's."""
         return worker_context.runtime
 
 
@@ -98,7 +110,7 @@ def _build_in_the_main_process(**_: Any) -> None:
     the rate or the one terminal event per RefId: it does not start (SystemExit passes
     through Celery's signal handling)."""
     try:
-        client = worker_context.start().redis
+        client = worker_context.start().shared.redis
     except ConfigError as exc:  # Celery logs and ignores anything but SystemExit here
         logging.getLogger("esms").critical("not starting: %s", exc)
         raise SystemExit(str(exc)) from None
@@ -112,26 +124,44 @@ def _build_in_the_main_process(**_: Any) -> None:
 def _tell_drainers_to_stop(sender: str = "", **_: Any) -> None:
     """A warm shutdown (a deploy) waits for running tasks: let this worker's drains stop at
     their next step rather than run out their budget (esms_callbacks/tasks/drain.py)."""
-    runtime = worker_context.runtime
-    if runtime.settings.account_known:
+    for runtime in serving(worker_context.runtimes):
         runtime.dispatch.worker_stopping(sender)
+
+
+def serving(runtimes: Runtimes) -> list[Runtime]:
+    """The accounts RefIds can be filed under (without a file, `default` only once named)."""
+    return [runtime for runtime in runtimes.all() if runtime.settings.account_known]
 
 
 @worker_ready.connect
 def _say_where(sender: Any = None, **_: Any) -> None:
-    """One line an operator reads first: which eSMS, which account, which limits."""
-    runtime = worker_context.runtime
-    s = runtime.settings
+    """The lines an operator reads first: which eSMS, which accounts, which limits."""
+    runtimes = worker_context.runtimes
     hostname = getattr(sender, "hostname", "")
-    if hostname and s.account_known:  # a worker restarted under the same name drains again
-        runtime.dispatch.worker_started(hostname)
+    for runtime in serving(runtimes):
+        if hostname:  # a worker restarted under the same name drains again
+            runtime.dispatch.worker_started(hostname)
+    if runtimes.book.from_file:
+        logging.getLogger("esms").warning(
+            "serving %d eSMS accounts from ESMS_ACCOUNTS_FILE=%s",
+            len(runtimes.names()),
+            runtimes.book.base.accounts_file,
+        )
+    for runtime in runtimes.all():
+        say_where(runtime)
+
+
+def say_where(runtime: Runtime) -> None:
+    """One account's line: which eSMS, which account, which limits."""
+    s = runtime.settings
     where = "the bundled eSMS SIMULATOR" if s.simulated else "eSMS"
     credentials = "set" if s.has_credentials else "NOT SET: nothing will be sent"
     logging.getLogger("esms").warning(
-        "fetching from %s at %s for account %s, named by %s (credentials %s); window %s, one "
-        "request per %gs, up to %d RefIds each",
+        "fetching from %s at %s for account %s (keys %s, named by %s; credentials %s); "
+        "window %s, one request per %gs, up to %d RefIds each",
         where,
         s.base_url,
+        s.account_name,
         s.account_id if s.account_known else "NONE",
         s.account_source,
         credentials,

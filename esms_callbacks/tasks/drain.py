@@ -8,24 +8,39 @@ from dataclasses import asdict
 
 from redis.exceptions import RedisError
 
+from esms_callbacks.accounts import UnknownAccount
 from esms_callbacks.engine.clock import as_datetime
 from esms_callbacks.errors import Retry
+from esms_callbacks.ops.log_context import for_account
 from esms_callbacks.retry_policy import DRAIN_TASK_RETRY, drain_gives_up
+from esms_callbacks.runtime import Runtime
+from esms_callbacks.settings import DEFAULT_ACCOUNT
 from esms_callbacks.tasks.app import app
-from esms_callbacks.tasks.context import RuntimeTask
-from esms_callbacks.tuning import DRAIN_BUDGET_S
+from esms_callbacks.tasks.context import RuntimeTask, serving
+from esms_callbacks.tuning import DRAIN_BUDGET_S, FAIR_TURN_S
 
 log = logging.getLogger(__name__)
 
 
 @app.task(name="esms.drain", base=RuntimeTask, bind=True, acks_late=True, **DRAIN_TASK_RETRY)
-def drain(self: RuntimeTask) -> dict[str, object]:
-    """Send full requests at the global rate while the window is open and RefIds are due."""
-    runtime = self.runtime
+def drain(self: RuntimeTask, account: str = DEFAULT_ACCOUNT) -> dict[str, object]:
+    """Send one account's full requests at its global rate while its window is open and
+    RefIds are due."""
+    try:
+        runtime = self.runtimes.get(account)
+    except UnknownAccount as exc:  # removed from the accounts file since it was queued
+        log.warning("drain not run: %s", exc)
+        return {"stopped": "unknown account"}
+    with for_account(runtime.account):
+        return drain_account(self, runtime)
+
+
+def drain_account(self: RuntimeTask, runtime: Runtime) -> dict[str, object]:
     settings = runtime.settings
     if not settings.has_credentials:
         log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
         return {"stopped": "no credentials"}
+    runtime.dispatch.drain_started()  # started, even if every place is taken: not waiting
     slots, wanted = runtime.drainer_slots, runtime.drainers_wanted()
     # A warm shutdown of this worker (SIGTERM: a deploy) flags its hostname; the drain then
     # gives its place up at the next step instead of running out its budget.
@@ -34,13 +49,20 @@ def drain(self: RuntimeTask) -> dict[str, object]:
     if token is None:
         return {"stopped": f"{wanted} drainers already running, or this worker is stopping"}
     retries = self.request.retries
+    started_s = runtime.clock.now_s()
+    turn_over = False
+
+    def keep_going() -> bool:
+        """Keep the place, unless this worker is stopping or another account's turn came."""
+        nonlocal turn_over
+        now_s = runtime.clock.now_s()
+        if slots.acquire(now_s, wanted, token, stopping) is None:
+            return False
+        turn_over = now_s - started_s >= FAIR_TURN_S and runtime.dispatch.others_waiting(now_s)
+        return not turn_over
+
     try:
-        report = runtime.drainer().drain(
-            DRAIN_BUDGET_S,
-            keep_going=lambda: (
-                slots.acquire(runtime.clock.now_s(), wanted, token, stopping) is not None
-            ),
-        )
+        report = runtime.drainer().drain(DRAIN_BUDGET_S, keep_going=keep_going)
     except Retry as exc:
         if drain_gives_up(retries, settings):
             log.warning(
@@ -66,7 +88,9 @@ def drain(self: RuntimeTask) -> dict[str, object]:
     finally:
         with suppress(RedisError):  # unreachable Redis: the place frees itself when it expires
             slots.release(token)
-    if report.stopped == "budget used":
+    if turn_over:
+        report.stopped = "its turn was over: other accounts wait"
+    if report.stopped == "budget used" or turn_over:  # its successor queues behind the others
         runtime.dispatch.request(runtime.clock.now_s(), force=True)
     if report.requests:
         log.info(
@@ -82,10 +106,17 @@ def drain(self: RuntimeTask) -> dict[str, object]:
 
 @app.task(name="esms.release", base=RuntimeTask, bind=True, ignore_result=True)
 def release(self: RuntimeTask) -> None:
-    """Start drainers when the window is open and RefIds are due; warn about capacity."""
-    runtime = self.runtime
-    if not runtime.settings.account_known:
-        return  # nothing can be filed or sent; the worker said so when it started
+    """For every account: start drainers when its window is open and RefIds are due; warn
+    about capacity. One account's trouble (its Redis shard away) leaves the others served."""
+    for runtime in serving(self.runtimes):
+        with for_account(runtime.account):
+            try:
+                release_account(runtime)
+            except RedisError as exc:
+                log.warning("release failed (%s); the next pulse tries again", exc)
+
+
+def release_account(runtime: Runtime) -> None:
     now_s = runtime.clock.now_s()
     # Beat's pulse, as a worker received it: `status` tells whether beat and workers run.
     runtime.stats.mark_beat_release(now_s)

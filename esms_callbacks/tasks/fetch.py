@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import logging
-from functools import cache
+import os
+from functools import cache, lru_cache
 from typing import Any
 
 import redis
 from celery.exceptions import Reject
 
+from esms_callbacks.accounts import UnknownAccount, account_names, check_account_name
 from esms_callbacks.engine.clock import as_datetime
 from esms_callbacks.engine.redis_connect import connect
 from esms_callbacks.engine.replicas import ReplicaFence
-from esms_callbacks.errors import AccountUnknown, BrokerFull, InvalidSubmission
-from esms_callbacks.esms.validation import validate_submission
+from esms_callbacks.errors import AccountUnknown, BrokerFull, ConfigError, InvalidSubmission
+from esms_callbacks.esms.validation import Submission, validate_submission
+from esms_callbacks.ops.log_context import for_account
 from esms_callbacks.retry_policy import FETCH_TASK_RETRY
-from esms_callbacks.settings import Settings
+from esms_callbacks.runtime import Runtime
+from esms_callbacks.settings import DEFAULT_ACCOUNT, Settings, read_setting
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask
 
 log = logging.getLogger(__name__)
-ARG_NAMES = ("ref_ids", "oa_id")
+ARG_NAMES = ("ref_ids", "oa_id", "account")
 
 
 # A broker message of at most about this many bytes of RefIds: a worker child killed for
@@ -59,18 +63,20 @@ class ValidatingTask(RuntimeTask):
             raise Reject(exc.reason, requeue=True) from exc
 
     def _queue(self, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
-        ref_ids, oa_id, unknown = bind_arguments(args, kwargs)
+        ref_ids, oa_id, account, unknown = bind_arguments(args, kwargs)
         submission = validate_submission(ref_ids, oa_id, unknown)
+        account = producer_checked_account(account)
         chunks = split_by_size(submission.ref_ids, MAX_MESSAGE_REFID_BYTES)
         if len(chunks) == 1:
             return super().apply_async(args, kwargs, *rest, **options)
         # Each part is a submission of its own (parking is idempotent); the first one's
         # result stands for the call, as a single message's would.
         first, *others = chunks
-        result = super().apply_async((), {"ref_ids": first, "oa_id": submission.oa_id}, **options)
+        named = {"oa_id": submission.oa_id, "account": account}
+        result = super().apply_async((), {"ref_ids": first, **named}, **options)
         options.pop("task_id", None)
         for chunk in others:
-            super().apply_async((), {"ref_ids": chunk, "oa_id": submission.oa_id}, **options)
+            super().apply_async((), {"ref_ids": chunk, **named}, **options)
         return result
 
 
@@ -112,20 +118,54 @@ def split_by_size(ref_ids: list[str], max_bytes: int) -> list[list[str]]:
     return chunks
 
 
-def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, object]]:
-    """Map positional and keyword arguments onto (ref_ids, oa_id, unknown)."""
+def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, str, dict[str, object]]:
+    """Map positional and keyword arguments onto (ref_ids, oa_id, account, unknown);
+    InvalidSubmission for an account that is not a name."""
     args = list(args or ())
     kwargs = dict(kwargs or {})
     if len(args) > len(ARG_NAMES):
         raise InvalidSubmission(
-            f"fetch_callbacks takes 2 positional arguments (ref_ids, oa_id), {len(args)} given"
+            "fetch_callbacks takes at most 3 positional arguments (ref_ids, oa_id, account), "
+            f"{len(args)} given"
         )
     for name, value in zip(ARG_NAMES, args, strict=False):
         if name in kwargs:
             raise InvalidSubmission(f"{name} given both by position and by name")
         kwargs[name] = value
     ref_ids, oa_id = kwargs.pop("ref_ids", None), kwargs.pop("oa_id", None)
-    return ref_ids, oa_id, kwargs
+    account = check_account_name(kwargs.pop("account", DEFAULT_ACCOUNT))
+    return ref_ids, oa_id, account, kwargs
+
+
+def producer_checked_account(account: str) -> str:
+    """`account`, refused here (UnknownAccount) when this producer reads the accounts file
+    and it has no such table; otherwise the worker checks it."""
+    path: str = read_setting("accounts_file")
+    if not path:
+        return account
+    try:
+        names = _names_in(path, _stamp(path))
+    except ConfigError:
+        return account  # unreadable here: the worker, which must read it, decides
+    if account not in names:
+        shown = ", ".join(sorted(names)[:10]) + (" ..." if len(names) > 10 else "")
+        raise UnknownAccount(
+            f"no eSMS account {account!r} in ESMS_ACCOUNTS_FILE={path} (it has {shown})"
+        )
+    return account
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+@lru_cache(maxsize=4)
+def _names_in(path: str, _stamp: tuple[int, int] | None) -> frozenset[str]:
+    return account_names(path)  # read again when the file changes (its stamp)
 
 
 # Redis unreachable, or no account named: retried until fixed (retry_policy).
@@ -133,15 +173,25 @@ def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, dict[str, ob
     name="esms.fetch_callbacks", base=ValidatingTask, bind=True, acks_late=True, **FETCH_TASK_RETRY
 )
 def fetch_callbacks(
-    self: ValidatingTask, ref_ids: object = None, oa_id: object = None, **unknown: object
+    self: ValidatingTask,
+    ref_ids: object = None,
+    oa_id: object = None,
+    account: object = DEFAULT_ACCOUNT,
+    **unknown: object,
 ) -> dict[str, object]:
-    """Park RefIds of one OA to be asked from eSMS; each will end in one terminal event."""
+    """Park RefIds of one OA of one account to be asked from eSMS; each will end in one
+    terminal event."""
     try:
         submission = validate_submission(ref_ids, oa_id, unknown)
-    except InvalidSubmission as exc:
+        runtime = self.runtimes.get(check_account_name(account))
+    except InvalidSubmission as exc:  # UnknownAccount too: never retried, other work goes on
         log.error("rejected a submission: %s", exc)
         raise
-    runtime = self.runtime
+    with for_account(runtime.account):
+        return park_submission(runtime, submission)
+
+
+def park_submission(runtime: Runtime, submission: Submission) -> dict[str, object]:
     if not runtime.settings.account_known:
         # Retried (autoretry_for) and kept in the broker until the worker has credentials.
         problem = AccountUnknown(
@@ -179,6 +229,7 @@ def fetch_callbacks(
     else:
         runtime.dispatch.check_capacity(now_s)
     return {
+        "account": runtime.account,
         "oa_id": submission.oa_id,
         "accepted": len(submission.ref_ids),
         "new": parked.added,

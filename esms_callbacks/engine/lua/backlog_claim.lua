@@ -1,7 +1,8 @@
 -- Lease pushed RefIds to ARGV[4] as a request would, so a push and a poll of one RefId never
 -- both publish: only the holder does (push.claim).
--- KEYS[1] the account's OAs with work, KEYS[2] the account's OAs ever seen. ARGV[1] the
--- OA's prefix P, ARGV[2] now (ms), ARGV[3] lease expiry (ms), ARGV[4] token, ARGV[5] OA id,
+-- KEYS[1] the account's OAs with work, KEYS[2] the account's OAs ever seen, KEYS[3] its
+-- queue of OAs, KEYS[4] its backlog hash (see backlog_prelude.lua). ARGV[1] the OA's
+-- prefix P, ARGV[2] now (ms), ARGV[3] lease expiry (ms), ARGV[4] token, ARGV[5] OA id,
 -- ARGV[6] '1' to take RefIds never submitted, ARGV[7] done entries older than this (ms)
 -- count as forgotten, ARGV[8..] RefIds pushed by eSMS.
 -- Returns per RefId a quadruple: what it was, submitted (ms), last state key, due (ms). What
@@ -10,7 +11,7 @@
 -- too): both leased to the token, in one chunk of the push's own.
 local p, now, token, oa = ARGV[1], tonumber(ARGV[2]), ARGV[4], ARGV[5]
 local cutoff = tonumber(ARGV[7])
-local mine = nil
+local mine, added = nil, 0
 local function push_chunk()
   if mine == nil then
     mine = new_chunk(p)
@@ -48,10 +49,13 @@ for i = 8, #ARGV do
     redis.call('HSET', b, ref, mine)
     redis.call('SADD', KEYS[1], oa)
     redis.call('SADD', KEYS[2], oa)
+    added = added + 1
   end
   out[#out + 1] = kind
   out[#out + 1] = submitted
   out[#out + 1] = state
   out[#out + 1] = due
 end
+if mine ~= nil then place_oa(KEYS[3], p, oa) end  -- only a claim that took one moves any
+count_refs(KEYS[4], added)
 return out

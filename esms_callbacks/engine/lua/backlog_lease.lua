@@ -1,26 +1,22 @@
 -- Lease up to ARGV[4] RefIds of the OA due longest, for one request held by ARGV[5].
--- KEYS[1] the account's OAs with work. ARGV[1] the account's per-OA prefix (P is it, the OA
--- id and ':'), ARGV[2] now (ms), ARGV[3] lease expiry (ms), ARGV[4] most RefIds, ARGV[5]
--- token. The OA whose chunk has been due longest goes first (an expired lease counts as due
--- since it expired); its expired leases are due again now (their holder lost them). RefIds
--- are taken oldest due first; a RefId that failed two requests or more (its strikes) rides
+-- KEYS[1] the account's OAs with work, KEYS[2] its queue of OAs, KEYS[3] its backlog hash
+-- (see backlog_prelude.lua). ARGV[1] the account's per-OA prefix (P is it, the OA id and
+-- ':'), ARGV[2] now (ms), ARGV[3] lease expiry (ms), ARGV[4] most RefIds, ARGV[5] token.
+-- The OA whose chunk has been due longest goes first (an expired lease counts as due since
+-- it expired; equal times: the lower OA id): the head of the queue, one look whatever the
+-- number of OAs; its expired leases are due again now (their holder lost them). RefIds are
+-- taken oldest due first; a RefId that failed two requests or more (its strikes) rides
 -- in a batch of at most ARGV[4] / 2^(strikes - 1), so one RefId eSMS chokes on is split from
--- its neighbours within a few requests. The batch is one chunk, leased to the token.
+-- its neighbours within a few requests. The batch is one chunk, leased to the token. A
+-- backlog parked before the queue existed gets it first (ensure_layout, once).
 -- Returns {} when nothing is due, else: OA id, then RefId, submitted (ms), state, strikes
 -- per RefId.
+local queue = KEYS[2]
 local base, now, most_of_all = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
-local best, best_since = nil, nil
-for _, oa in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local p, since = base .. oa .. ':', nil
-  local head = redis.call('ZRANGE', p .. 'due', 0, 0, 'WITHSCORES')
-  if head[2] and tonumber(head[2]) <= now then since = tonumber(head[2]) end
-  local lost = redis.call('ZRANGEBYSCORE', p .. 'leased', '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
-  if lost[2] and (since == nil or tonumber(lost[2]) < since) then since = tonumber(lost[2]) end
-  if since and (best == nil or since < best_since or (since == best_since and oa < best)) then
-    best, best_since = oa, since
-  end
-end
-if best == nil then return {} end
+ensure_layout(KEYS[1], queue, KEYS[3], base)
+local first = redis.call('ZRANGEBYSCORE', queue, '-inf', ARGV[2], 'LIMIT', 0, 1)
+if #first == 0 then return {} end
+local best = first[1]
 local p = base .. best .. ':'
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'leased', '-inf', now)) do
   release(p, id, now)
@@ -59,7 +55,11 @@ while taken < most do
   taken = taken + fit
   if fit * 2 < #flat then break end  -- the limit was reached inside this chunk
 end
-if lease == nil then return {} end
+if lease == nil then
+  place_oa(queue, p, best)
+  return {}
+end
 redis.call('ZADD', p .. 'leased', ARGV[3], lease)
 redis.call('HSET', p .. 'owner', lease, ARGV[5])
+place_oa(queue, p, best)
 return out

@@ -1,5 +1,6 @@
 -- Park RefIds of one OA: each waits, due now, unless it waits already or finished recently.
--- KEYS[1] the account's OAs with work, KEYS[2] the account's OAs ever seen.
+-- KEYS[1] the account's OAs with work, KEYS[2] the account's OAs ever seen, KEYS[3] its
+-- queue of OAs, KEYS[4] its backlog hash (see backlog_prelude.lua).
 -- ARGV[1] the OA's prefix P, ARGV[2] now (ms), ARGV[3] OA id, ARGV[4] done entries older
 -- than this (ms) are forgotten, ARGV[5] most RefIds a chunk holds, ARGV[6..] RefIds.
 -- Small submissions fill the same chunk (the `open` one, while it is due and has room), so
@@ -33,5 +34,7 @@ end
 if added > 0 then
   redis.call('SADD', KEYS[1], oa)
   redis.call('SADD', KEYS[2], oa)
+  place_oa(KEYS[3], p, oa)
+  count_refs(KEYS[4], added)
 end
 return {added, finished}

@@ -11,6 +11,12 @@
 --                           event (hhhh: 15 bits of the RefId's SHA-1, in hex)
 --   P..'forget'       zset  bucket -> the oldest done entry in it (ms), for the sweeper
 --   P..'meta'         hash  `seq` (last chunk id), `open` (the chunk parking adds to)
+-- Per account (KEYS of the scripts that use them, in the same hash tag):
+--   queue             zset  OA id -> the earliest due time of its chunks, or lease expiry
+--                           of its leased ones (ms), for every OA with RefIds waiting or
+--                           leased (`place_oa`): its head is the OA due longest
+--   meta              hash  `layout` (LAYOUT once the queue and `refs` were built),
+--                           `refs` (RefIds waiting or leased, every OA)
 -- Chunks and buckets hold few entries each, so Redis keeps them as listpacks: about 50
 -- bytes a RefId where a sorted set or a large hash costs over 100.
 --
@@ -20,6 +26,7 @@
 -- never asked keeps only its submission time, a number (Redis stores it in a few bytes).
 
 local BUCKETS = 32768  -- a million RefIds are about 30 a bucket
+local LAYOUT = '2'  -- the backlog with its queue of OAs and its count of RefIds
 
 local function bucket(p, ref)
   return p .. 'b:' .. string.format('%04x', tonumber(string.sub(redis.sha1hex(ref), 1, 4), 16) % BUCKETS)
@@ -103,4 +110,54 @@ local function maybe_idle(p, oas, oa)
   if redis.call('ZCARD', p .. 'due') + redis.call('ZCARD', p .. 'leased') == 0 then
     redis.call('SREM', oas, oa)
   end
+end
+
+-- Put the OA (prefix `p`) where it belongs in the account's `queue`: scored by the earliest
+-- of its chunks' due times and its leases' expiries, so that an expired lease counts as due
+-- since it expired; out of it when it has neither. Every script that changes an OA's `due`
+-- or `leased` calls it once it is done with them, so the queue is always exact and finding
+-- the OA due longest costs one ZRANGEBYSCORE however many OAs wait.
+local function place_oa(queue, p, oa)
+  local due = redis.call('ZRANGE', p .. 'due', 0, 0, 'WITHSCORES')
+  local held = redis.call('ZRANGE', p .. 'leased', 0, 0, 'WITHSCORES')
+  local at = due[2]
+  if held[2] and (at == nil or tonumber(held[2]) < tonumber(at)) then at = held[2] end
+  if at then
+    redis.call('ZADD', queue, at, oa)
+  else
+    redis.call('ZREM', queue, oa)
+  end
+end
+
+-- RefIds came (`delta` > 0) or left (< 0) the account's backlog (`meta`).
+local function count_refs(meta, delta)
+  if delta ~= 0 then redis.call('HINCRBY', meta, 'refs', delta) end
+end
+
+-- A backlog parked by a version without the queue of OAs (no `layout` in `meta`): build the
+-- queue and the count of RefIds from the OAs with work (`oas`, per-OA prefix `base`), once.
+-- What scripts wrote to either before is rebuilt here, so they need not check. Returns true
+-- when it built them.
+local function ensure_layout(oas, queue, meta, base)
+  if redis.call('HGET', meta, 'layout') == LAYOUT then return false end
+  redis.call('DEL', queue)
+  local refs, batch = 0, {}
+  for _, oa in ipairs(redis.call('SMEMBERS', oas)) do
+    local p, at = base .. oa .. ':', nil
+    for _, zset in ipairs({'due', 'leased'}) do
+      local scored = redis.call('ZRANGE', p .. zset, 0, -1, 'WITHSCORES')
+      if scored[2] and (at == nil or tonumber(scored[2]) < tonumber(at)) then at = scored[2] end
+      for j = 1, #scored, 2 do refs = refs + redis.call('HLEN', chunk(p, scored[j])) end
+    end
+    if at then  -- as place_oa would put it, a few hundred OAs a ZADD
+      batch[#batch + 1], batch[#batch + 2] = at, oa
+      if #batch >= 1000 then
+        redis.call('ZADD', queue, unpack(batch))
+        batch = {}
+      end
+    end
+  end
+  if #batch > 0 then redis.call('ZADD', queue, unpack(batch)) end
+  redis.call('HSET', meta, 'refs', refs, 'layout', LAYOUT)
+  return true
 end

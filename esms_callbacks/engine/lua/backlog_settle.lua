@@ -2,20 +2,21 @@
 -- ones are remembered as done, the others wait until their due time; the request's counters
 -- ride along, so that a request costs one round trip to settle.
 -- KEYS[1] the account's OAs with work, KEYS[2] stats, KEYS[3] recent, KEYS[4] the breaker's
--- health hash. ARGV[1] the OA's prefix P, ARGV[2] OA id, ARGV[3] token, ARGV[4] now (ms),
--- ARGV[5] n finished, ARGV[6] n to ask again, ARGV[7] n counters, ARGV[8] n gauges, ARGV[9]
--- '1' if these RefIds were just asked (counted in their asks; their strikes forgotten),
--- then: pairs RefId, event summary for finished RefIds; quadruples RefId, due (ms), state
--- key, event summary for RefIds to ask again (a summary is '' when no event was published, a
--- state '' when it stays); pairs field, increment for the stats hash; pairs field, value set
--- in it; a member for `recent` (scored now, s) and how long `recent` keeps members (s), or
--- two empty strings; and '1' if eSMS answered, which closes the breaker (deletes KEYS[4]:
--- see breaker.lua). Returns 1.
+-- health hash, KEYS[5] the account's queue of OAs, KEYS[6] its backlog hash (see
+-- backlog_prelude.lua). ARGV[1] the OA's prefix P, ARGV[2] OA id, ARGV[3] token, ARGV[4]
+-- now (ms), ARGV[5] n finished, ARGV[6] n to ask again, ARGV[7] n counters, ARGV[8] n
+-- gauges, ARGV[9] '1' if these RefIds were just asked (counted in their asks; their
+-- strikes forgotten), then: pairs RefId, event summary for finished RefIds; quadruples
+-- RefId, due (ms), state key, event summary for RefIds to ask again (a summary is '' when
+-- no event was published, a state '' when it stays); pairs field, increment for the stats
+-- hash; pairs field, value set in it; a member for `recent` (scored now, s) and how long
+-- `recent` keeps members (s), or two empty strings; and '1' if eSMS answered, which closes
+-- the breaker (deletes KEYS[4]: see breaker.lua). Returns 1.
 local p, oa, token, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n_finished, n_requeue = tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_counters, n_gauges = tonumber(ARGV[7]), tonumber(ARGV[8])
 local asked = ARGV[9] == '1'
-local touched = {}
+local touched, gone = {}, 0
 local function updated(f, state, summary)
   if asked then
     f[2] = tostring((tonumber(f[2]) or 0) + 1)
@@ -37,6 +38,7 @@ for _ = 1, n_finished do
     redis.call('HDEL', chunk(p, id), ref)
     remember_done(p, ref, now, f[2], table.concat(f, '|', 5, 8))
     touched[id] = true
+    gone = gone + 1
   end
   i = i + 2
 end
@@ -73,6 +75,8 @@ for _, due in ipairs(order) do
 end
 for id in pairs(touched) do drop_if_empty(p, id) end
 maybe_idle(p, KEYS[1], oa)
+place_oa(KEYS[5], p, oa)
+count_refs(KEYS[6], -gone)
 for _ = 1, n_counters do
   redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2

@@ -1,10 +1,10 @@
--- Hand RefIds ARGV[2] still holds back to wait, due at ARGV[3] (ms), unchanged (e.g. after a
--- failed request). ARGV[1] the OA's prefix P, ARGV[2] token, ARGV[3] due (ms), ARGV[4..]
--- RefIds. A whole leased chunk waits as it is; part of one moves to a chunk of its own.
--- Returns 1.
-local p, token, due = ARGV[1], ARGV[2], ARGV[3]
+-- Hand RefIds ARGV[3] still holds back to wait, due at ARGV[4] (ms), unchanged (e.g. after a
+-- failed request). KEYS[1] the account's queue of OAs (see backlog_prelude.lua). ARGV[1]
+-- the OA's prefix P, ARGV[2] OA id, ARGV[3] token, ARGV[4] due (ms), ARGV[5..] RefIds. A
+-- whole leased chunk waits as it is; part of one moves to a chunk of its own. Returns 1.
+local p, oa, token, due = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local by_chunk, order = {}, {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local id = held(p, ARGV[i], token)
   if id then
     if not by_chunk[id] then by_chunk[id], order[#order + 1] = {}, id end
@@ -26,4 +26,5 @@ for _, id in ipairs(order) do
     end
   end
 end
+if #order > 0 then place_oa(KEYS[1], p, oa) end
 return 1

@@ -1,0 +1,177 @@
+"""The eSMS accounts one simulator serves: each with its own keys, terms and rate clock.
+
+eSMS limits each account on its own: a request is that account's when both its ApiKey and
+SecretKey match, and is answered 160 when it comes closer than that account's interval to that
+account's previous request. Accounts are found by ApiKey in a dict, so serving 1,000 costs
+what serving one does; the keys are then compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from esms_callbacks.simulator.state import LoggedRequest
+
+DEFAULT_ACCOUNT = "default"  # the one account of a simulator built from api_key, secret_key
+NO_ACCOUNT = ""  # the account logged for a request whose keys match none
+
+
+@dataclass(frozen=True)
+class SimAccount:
+    """One simulated eSMS account. Its repr never shows the keys."""
+
+    name: str
+    api_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    rate_interval_s: float = 1.0  # at most one request per this many seconds; 0 disables
+    max_refs: int = 100  # RefIds answered per request; eSMS silently ignores the rest
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"an account's name must be a non-empty string, not {self.name!r}")
+        for key in ("api_key", "secret_key"):
+            if not isinstance(getattr(self, key), str):
+                raise ValueError(f"account {self.name!r}: {key} must be a string")
+        check_terms(self.rate_interval_s, self.max_refs)
+        object.__setattr__(self, "rate_interval_s", float(self.rate_interval_s))
+
+    def terms(self) -> dict[str, object]:
+        """The account's name and limits, never its keys."""
+        return {
+            "name": self.name,
+            "rate_interval_s": self.rate_interval_s,
+            "max_refs": self.max_refs,
+        }
+
+
+def check_terms(rate_interval_s: object, max_refs: object) -> None:
+    """Raise ValueError on a bad limit (None: not given, fine)."""
+    if rate_interval_s is not None and (
+        isinstance(rate_interval_s, bool)
+        or not isinstance(rate_interval_s, int | float)
+        or not rate_interval_s >= 0  # NaN fails too
+    ):
+        raise ValueError("rate_interval_s must be a number of seconds >= 0 (0 disables)")
+    if max_refs is not None and (
+        isinstance(max_refs, bool) or not isinstance(max_refs, int) or max_refs < 1
+    ):
+        raise ValueError("max_refs must be an integer >= 1")
+
+
+class AccountTable:
+    """The accounts, found by name or by their keys, and each one's rate clock.
+
+    Not locked: the Simulator's lock guards it."""
+
+    def __init__(self, accounts: Sequence[SimAccount]) -> None:
+        if not accounts:
+            raise ValueError("a simulator needs at least one account")
+        self._by_name: dict[str, SimAccount] = {}
+        self._name_by_api_key: dict[str, str] = {}
+        for account in accounts:
+            if account.name in self._by_name:
+                raise ValueError(f"two accounts are named {account.name!r}")
+            if account.api_key in self._name_by_api_key:
+                other = self._name_by_api_key[account.api_key]
+                raise ValueError(f"accounts {other!r} and {account.name!r} share an api_key")
+            self._by_name[account.name] = account
+            self._name_by_api_key[account.api_key] = account.name
+        self.default_name = accounts[0].name
+        self._last_request_monotonic_s: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def all(self) -> list[SimAccount]:
+        return list(self._by_name.values())
+
+    def get(self, name: str | None = None) -> SimAccount:
+        """The account named `name` (None: the default, the first given); ValueError if none."""
+        found = self._by_name.get(self.default_name if name is None else name)
+        if found is None:
+            raise ValueError(f"no account named {name!r} (the simulator serves {len(self)})")
+        return found
+
+    def configure(
+        self,
+        name: str | None = None,
+        *,
+        rate_interval_s: float | None = None,
+        max_refs: int | None = None,
+    ) -> None:
+        """Change one account's limits; raise ValueError, changing nothing, on a bad value."""
+        check_terms(rate_interval_s, max_refs)
+        account = self.get(name)
+        self._by_name[account.name] = replace(
+            account,
+            rate_interval_s=account.rate_interval_s if rate_interval_s is None else rate_interval_s,
+            max_refs=account.max_refs if max_refs is None else max_refs,
+        )
+
+    def match(self, api_key: object, secret_key: object) -> SimAccount | None:
+        """The account whose ApiKey and SecretKey both are these, or None."""
+        if not isinstance(api_key, str) or not isinstance(secret_key, str):
+            return None
+        account = self._by_name.get(self._name_by_api_key.get(api_key, ""))
+        if account is None:
+            return None
+        if _same(api_key, account.api_key) and _same(secret_key, account.secret_key):
+            return account
+        return None
+
+    def too_soon(self, account: SimAccount, received_monotonic_s: float) -> bool:
+        """Whether a request of `account` received then comes closer than its interval to its
+        previous one; move its clock either way."""
+        last_s = self._last_request_monotonic_s.get(account.name)
+        # abs(): two handlers may reach this point out of receipt order.
+        too_soon = (
+            account.rate_interval_s > 0
+            and last_s is not None
+            and abs(received_monotonic_s - last_s) < account.rate_interval_s
+        )
+        self._last_request_monotonic_s[account.name] = max(received_monotonic_s, last_s or 0.0)
+        return too_soon
+
+    def reset_clocks(self) -> None:
+        self._last_request_monotonic_s.clear()
+
+
+def account_stats(
+    log: Iterable[LoggedRequest], accounts: Sequence[SimAccount]
+) -> dict[str, dict[str, object]]:
+    """Summarise the log per account, in the accounts' order (those without requests too):
+    its terms, requests, RefIds sent and answered, records returned, first and last arrival
+    (time.time()), the smallest gap between two of its requests, its 160s and codes."""
+    by_account: defaultdict[str, list[LoggedRequest]] = defaultdict(list)
+    for entry in log:
+        by_account[entry.account].append(entry)
+    return {account.name: _summary(account, by_account[account.name]) for account in accounts}
+
+
+def _summary(account: SimAccount, entries: list[LoggedRequest]) -> dict[str, object]:
+    entries.sort(key=lambda r: r.received_monotonic_s)
+    gaps = [b.received_monotonic_s - a.received_monotonic_s for a, b in pairwise(entries)]
+    codes = Counter(str(r.code) for r in entries)
+    return {
+        "rate_interval_s": account.rate_interval_s,
+        "max_refs": account.max_refs,
+        "requests": len(entries),
+        "refs_sent": sum(r.ref_count_sent for r in entries),
+        "refs_answered": sum(r.ref_count_answered for r in entries),
+        "records_returned": sum(r.record_count for r in entries),
+        "first_at_s": min((r.received_at_s for r in entries), default=None),
+        "last_at_s": max((r.received_at_s for r in entries), default=None),
+        "min_gap_s": min(gaps) if gaps else None,
+        "code_160": codes.get("160", 0),
+        "codes": dict(codes),
+    }
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -1,0 +1,518 @@
+"""Several eSMS accounts in one deployment (esms_callbacks/accounts.py, runtime.Runtimes): the
+accounts file, reading it again, the producer's and the worker's checks, events by account,
+and one account's failure stopping it alone (two simulators over real HTTP, a real worker)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from esms_callbacks import fetch_callbacks
+from esms_callbacks.accounts import (
+    CHECK_EVERY_S,
+    AccountBook,
+    UnknownAccount,
+    check_account_name,
+    read_accounts,
+)
+from esms_callbacks.errors import ConfigError, InvalidSubmission
+from esms_callbacks.events.publish import event_id
+from esms_callbacks.runtime import Runtimes
+from esms_callbacks.settings import DEFAULT_ACCOUNT, Settings
+from esms_callbacks.simulator.app import Simulator
+from esms_callbacks.simulator.server import serve_in_thread
+from tests.helpers import drain_events, in_process_worker, wait_until
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def two_accounts(tmp_path: Path) -> Path:
+    return write(
+        tmp_path / "accounts.toml",
+        """
+        [accounts.shop-a]
+        api_key_env = "SHOP_A_API_KEY"
+        secret_key_env = "SHOP_A_SECRET_KEY"
+        push_token_env = "SHOP_A_PUSH_TOKEN"
+
+        [accounts.shop-b]
+        api_key = "key-b"
+        secret_key = "secret-b"
+        rate_interval = 0.05
+        max_refs = 200
+        window = "always"
+        base_url = "http://127.0.0.1:9/"
+        """,
+    )
+
+
+ENV = {
+    "SHOP_A_API_KEY": "key-a",
+    "SHOP_A_SECRET_KEY": "secret-a",
+    "SHOP_A_PUSH_TOKEN": "token-of-shop-a-0123456789",
+}
+
+
+def test_each_table_is_an_account_with_its_own_terms_and_the_process_defaults(two_accounts):
+    # given a process whose own terms are the 2023 ones, and its own (unused) keys
+    base = Settings(accounts_file=str(two_accounts), api_key="process-key", secret_key="x")
+    # when the accounts are read
+    accounts = read_accounts(base, "worker", ENV)
+    a, b = accounts["shop-a"], accounts["shop-b"]
+    # expect each account's keys from where its table says, never the process's
+    assert (a.api_key, a.secret_key) == ("key-a", "secret-a")
+    assert (b.api_key, b.secret_key) == ("key-b", "secret-b")
+    # (a push token is the receiver's: a worker does not read it)
+    assert a.push_token == ""
+    receiving = read_accounts(base, "receiver", ENV)
+    assert receiving["shop-a"].push_token == ENV["SHOP_A_PUSH_TOKEN"]
+    assert receiving["shop-b"].push_token == ""
+    # its terms from its table, else the process's
+    assert (a.rate_interval_s, a.max_refs_per_request, str(a.window)) == (
+        1.0,
+        100,
+        str(base.window),
+    )
+    assert (b.rate_interval_s, b.max_refs_per_request, b.window.always) == (0.05, 200, True)
+    assert b.base_url == "http://127.0.0.1:9"
+    # and its Redis keys and public name from its table's name (a new ApiKey keeps them)
+    assert (a.account_id, a.account_name) == ("shop-a", "shop-a")
+    assert b.account_id == "shop-b"
+
+
+def test_without_a_file_there_is_one_account_default_as_before():
+    base = Settings(api_key="k", secret_key="s")
+    accounts = read_accounts(base, "worker", {})
+    assert list(accounts) == [DEFAULT_ACCOUNT]
+    # the same settings, so the same keys as before accounts existed
+    assert accounts[DEFAULT_ACCOUNT] is base
+    assert base.account_id == hashlib.sha256(b"k").hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        (
+            '[accounts.a]\napi_key = "k"\nsecret_key = "s"\nrate_limit = 1',
+            "unknown key 'rate_limit'",
+        ),
+        ('[accounts."a b"]\napi_key = "k"\nsecret_key = "s"', "an account's name is"),
+        (
+            '[accounts.a]\napi_key_env = "NOT_SET_ANYWHERE"\nsecret_key = "s"',
+            "api_key_env names NOT_SET_ANYWHERE, which is not set",
+        ),
+        (
+            '[accounts.a]\napi_key = "k"\nsecret_key = "s"\nmax_refs = 500',
+            r"max_refs \(ESMS_MAX_REFS\)",
+        ),
+        (
+            '[accounts.a]\napi_key = "k"\nsecret_key = "s"\nwindow = "late"',
+            r"window \(ESMS_WINDOW\)",
+        ),
+        ('[accounts.a]\nsecret_key = "s"', "no api_key and secret_key"),
+        (
+            '[accounts.a]\napi_key = "k"\napi_key_env = "K"\nsecret_key = "s"',
+            "give api_key one way",
+        ),
+        (
+            '[accounts.a]\napi_key = "k"\nsecret_key = "s"\n'
+            '[accounts.b]\napi_key = "k"\nsecret_key = "t"',
+            "accounts a and b have the same ApiKey",
+        ),
+        ("[accounts]", "no \\[accounts.NAME\\] table"),
+        ("[accounts.a", "not TOML"),
+    ],
+)
+def test_a_bad_file_is_refused_naming_the_account_and_the_problem(tmp_path, table, problem):
+    path = write(tmp_path / "accounts.toml", table)
+    with pytest.raises(ConfigError, match=problem):
+        read_accounts(Settings(accounts_file=str(path)), "worker", {})
+
+
+def test_a_missing_file_is_refused_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"ESMS_ACCOUNTS_FILE=.*cannot read it"):
+        read_accounts(Settings(accounts_file=str(tmp_path / "none.toml")), "worker", {})
+
+
+def test_no_secret_is_shown_in_a_refusal(tmp_path):
+    path = write(
+        tmp_path / "accounts.toml",
+        '[accounts.a]\napi_key = "very-secret-key"\nsecret_key = "s"\nmax_refs = 0',
+    )
+    with pytest.raises(ConfigError) as refused:
+        read_accounts(Settings(accounts_file=str(path)), "worker", {})
+    assert "very-secret-key" not in str(refused.value)
+
+
+def test_the_book_takes_a_changed_file_at_its_next_look_and_keeps_the_old_on_a_bad_one(tmp_path):
+    # given a book on a file of one account, and a clock of our own
+    path = write(tmp_path / "accounts.toml", '[accounts.a]\napi_key = "k1"\nsecret_key = "s"')
+    now_s = [0.0]
+    book = AccountBook(Settings(accounts_file=str(path)), "worker", {}, lambda: now_s[0])
+    assert list(book.accounts()) == ["a"]
+    # when a second account is added and the key of the first rotated
+    write(
+        path,
+        '[accounts.a]\napi_key = "k2"\nsecret_key = "s"\n'
+        '[accounts.b]\napi_key = "kb"\nsecret_key = "s"',
+    )
+    os.utime(path, ns=(1, 1))  # a stamp of its own, whatever the file system's resolution
+    # expect it taken at the next look, not before
+    assert list(book.accounts()) == ["a"]
+    now_s[0] += CHECK_EVERY_S
+    assert sorted(book.accounts()) == ["a", "b"]
+    assert book.accounts()["a"].api_key == "k2"
+    assert book.generation == 1
+    # and a file that no longer reads changes nothing
+    write(path, "[accounts.a")
+    os.utime(path, ns=(2, 2))
+    now_s[0] += CHECK_EVERY_S
+    assert sorted(book.accounts()) == ["a", "b"]
+    assert book.generation == 1
+
+
+def test_an_unknown_account_makes_the_book_look_at_once(tmp_path):
+    path = write(tmp_path / "accounts.toml", '[accounts.a]\napi_key = "k1"\nsecret_key = "s"')
+    book = AccountBook(Settings(accounts_file=str(path)), "worker", {}, lambda: 0.0)
+    write(
+        path,
+        '[accounts.a]\napi_key = "k1"\nsecret_key = "s"\n'
+        '[accounts.new]\napi_key = "kn"\nsecret_key = "s"',
+    )
+    os.utime(path, ns=(3, 3))
+    # no time passed: a submission for the account just added still finds it
+    assert book.get("new") is not None
+
+
+def test_a_rotated_secret_file_is_taken_and_sighup_forces_a_look(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("old\n")
+    path = write(
+        tmp_path / "accounts.toml", f'[accounts.a]\napi_key = "k"\nsecret_key_file = "{secret}"'
+    )
+    now_s = [0.0]
+    book = AccountBook(Settings(accounts_file=str(path)), "worker", {}, lambda: now_s[0])
+    assert book.accounts()["a"].secret_key == "old"
+    secret.write_text("new\n")
+    os.utime(secret, ns=(5, 5))
+    book.reload_soon()  # what the SIGHUP handler calls: no need to wait for the next look
+    assert book.accounts()["a"].secret_key == "new"
+
+
+def test_runtimes_are_built_again_when_an_account_changes_and_share_one_redis(tmp_path, redis_url):
+    path = write(
+        tmp_path / "accounts.toml",
+        '[accounts.a]\napi_key = "k1"\nsecret_key = "s"\n'
+        '[accounts.b]\napi_key = "kb"\nsecret_key = "s"',
+    )
+    now_s = [0.0]
+    base = Settings(accounts_file=str(path), redis_url=redis_url)
+    runtimes = Runtimes(AccountBook(base, "worker", {}, lambda: now_s[0]))
+    a, b = runtimes.get("a"), runtimes.get("b")
+    assert a.redis is b.redis
+    assert runtimes.get("a") is a
+    write(path, '[accounts.a]\napi_key = "k2"\nsecret_key = "s"')
+    os.utime(path, ns=(7, 7))
+    now_s[0] += CHECK_EVERY_S
+    assert [r.account for r in runtimes.all()] == ["a"]
+    assert runtimes.get("a") is not a and runtimes.get("a").settings.api_key == "k2"
+    with pytest.raises(UnknownAccount, match="no eSMS account 'b' in ESMS_ACCOUNTS_FILE"):
+        runtimes.get("b")
+
+
+def test_event_ids_of_the_default_account_are_those_of_before():
+    # the formula events had before accounts existed
+    before = hashlib.sha256(b"oa\x1fref\x1fsent:5").hexdigest()[:32]
+    assert event_id("ref", "oa", "sent:5") == before
+    assert event_id("ref", "oa", "sent:5", DEFAULT_ACCOUNT) == before
+    # another account's RefId of the same name is another message
+    assert event_id("ref", "oa", "sent:5", "shop-a") != before
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "{x}", "x" * 65, 7, None])
+def test_an_account_that_is_not_a_name_is_refused(bad):
+    with pytest.raises(InvalidSubmission, match="account"):
+        check_account_name(bad)
+
+
+def test_the_producer_refuses_an_account_its_file_lacks(two_accounts, monkeypatch, fetch_queue):
+    monkeypatch.setenv("ESMS_ACCOUNTS_FILE", str(two_accounts))
+    with pytest.raises(UnknownAccount, match=r"no eSMS account 'shop-c'.*shop-a, shop-b"):
+        fetch_callbacks.delay(["r1"], "oa-1", account="shop-c")
+    with pytest.raises(InvalidSubmission, match="not an account name"):
+        fetch_callbacks.delay(["r1"], "oa-1", account="shop c")
+    fetch_callbacks.delay(["r1"], "oa-1", account="shop-b")
+    # nothing of the refused ones was queued; the account travels by name, never a key
+    queued = fetch_queue()
+    assert [call["kwargs"].get("account") for call in queued] == ["shop-b"]
+    assert "key-b" not in repr(queued)
+
+
+# --- two accounts through one real worker, each on its own simulator -------------------------
+
+
+@pytest.fixture
+def two_sims():
+    sims = [
+        Simulator(api_key="key-a", secret_key="secret-a", rate_interval_s=0.05, policy="sent"),
+        Simulator(api_key="key-b", secret_key="secret-b", rate_interval_s=0.05, policy="sent"),
+    ]
+    with serve_in_thread(sims[0]) as a, serve_in_thread(sims[1]) as b:
+        yield a, b
+
+
+def test_one_accounts_wrong_secret_stops_it_alone(tmp_path, make_settings, two_sims):
+    # given shop-a with a wrong SecretKey and shop-b with its right one, one worker for both
+    a, b = two_sims
+    path = write(
+        tmp_path / "accounts.toml",
+        f"""
+        [accounts.shop-a]
+        api_key = "key-a"
+        secret_key = "wrong"
+        base_url = "{a.base_url}"
+
+        [accounts.shop-b]
+        api_key = "key-b"
+        secret_key = "secret-b"
+        base_url = "{b.base_url}"
+        """,
+    )
+    settings = make_settings(accounts_file=str(path), rate_interval_s=0.05)
+    with in_process_worker(settings):
+        # when each account gets RefIds of the same names, and one the worker does not serve
+        fetch_callbacks.delay([f"r-{i}" for i in range(300)], "oa-1", account="shop-a")
+        fetch_callbacks.delay([f"r-{i}" for i in range(300)], "oa-1", account="shop-b")
+        events = drain_events(
+            settings.broker_url,
+            settings.status_queue,
+            want=0,
+            timeout_s=60,
+            until=lambda got: len({e["ref_id"] for e in got if e["terminal"]}) >= 300,
+        )
+        wait_until(lambda: len(a.sim.requests) >= 1, 10, "shop-a never asked")
+    # expect shop-b's RefIds all terminal, each event naming shop-b, from full requests
+    assert {e["account"] for e in events} == {"shop-b"}
+    assert {e["ref_id"] for e in events if e["terminal"]} == {f"r-{i}" for i in range(300)}
+    assert all(
+        e["event_id"] == event_id(e["ref_id"], "oa-1", "sent:5", "shop-b")
+        for e in events
+        if e["terminal"]
+    )
+    assert [r.ref_count_sent for r in b.sim.requests][:3] == [100, 100, 100]
+    # and shop-a, refused (101), stopped after its first request: it is paused, not retried
+    assert all(not r.api_key_ok for r in a.sim.requests)
+    assert len(a.sim.requests) <= 2
+
+
+# --- turns: the worker pool shared fairly ----------------------------------------------------
+
+
+def test_a_drain_waiting_for_a_place_is_seen_by_other_accounts_only(make_settings, redis_client):
+    from esms_callbacks.engine.keys import DRAINS_WAITING
+    from esms_callbacks.runtime import Runtime
+
+    redis_client.delete(DRAINS_WAITING)
+    queued: list[str] = []
+    a = Runtime(make_settings(account="turn-a", drainers=1), queue_drain=lambda: queued.append("a"))
+    b = Runtime(make_settings(account="turn-b", drainers=1), queue_drain=lambda: queued.append("b"))
+    # given account a's drain asked for and not yet started
+    a.dispatch.request(100.0)
+    assert queued == ["a"]
+    # expect b to see it wait, and a not to count itself
+    assert b.dispatch.others_waiting(100.0)
+    assert not a.dispatch.others_waiting(100.0)
+    # nor anyone once it started, or once it is older than a queued drain lives (expired unrun)
+    a.dispatch.drain_started()
+    assert not b.dispatch.others_waiting(100.0)
+    a.dispatch.request(200.0, force=True)
+    assert not b.dispatch.others_waiting(200.0 + 61)
+
+
+def test_with_fewer_pool_slots_than_accounts_every_account_gets_its_turn(
+    tmp_path, make_settings, monkeypatch
+):
+    # given six accounts, each with a backlog of 15 full requests and one drainer, on a pool
+    # of four threads: two must wait for a place
+    import esms_callbacks.tasks  # noqa: F401  (the module, not the task of the same name)
+
+    monkeypatch.setattr(sys.modules["esms_callbacks.tasks.drain"], "FAIR_TURN_S", 0.3)
+    sims = [
+        Simulator(api_key=f"key-{i}", secret_key=f"secret-{i}", rate_interval_s=0.05, policy="sent")
+        for i in range(6)
+    ]
+    with contextlib.ExitStack() as stack:
+        running = [stack.enter_context(serve_in_thread(sim)) for sim in sims]
+        tables = "".join(
+            f'[accounts.t{i}]\napi_key = "key-{i}"\nsecret_key = "secret-{i}"\n'
+            f'base_url = "{r.base_url}"\n'
+            for i, r in enumerate(running)
+        )
+        path = write(tmp_path / "accounts.toml", tables)
+        settings = make_settings(accounts_file=str(path), drainers=1, rate_interval_s=0.05)
+        with in_process_worker(settings):
+            for i in range(6):
+                fetch_callbacks.delay([f"r-{n}" for n in range(1500)], "oa-1", account=f"t{i}")
+            events = drain_events(  # policy "sent": one terminal event per RefId
+                settings.broker_url, settings.status_queue, want=6 * 1500, timeout_s=120
+            )
+    assert len(events) == 6 * 1500 and all(e["terminal"] for e in events)
+    # expect every account to have started before any finished its backlog: none waited
+    # behind another's
+    first = [min(r.received_monotonic_s for r in sim.requests) for sim in sims]
+    last = [max(r.received_monotonic_s for r in sim.requests) for sim in sims]
+    assert max(first) < min(last)
+    # and each account kept its own rate while it had its turn
+    for sim in sims:
+        assert all(r.api_key_ok and r.code == 100 for r in sim.requests)
+
+
+# --- pushes: the token tells whose ------------------------------------------------------------
+
+
+def test_the_receiver_tells_accounts_apart_by_their_tokens(tmp_path, push_settings, monkeypatch):
+    from esms_callbacks.cli.receive import build_app
+    from esms_callbacks.runtime import Runtime
+    from tests.receiving import get, push_params, serve_app
+
+    # given two accounts, each with a push token of its own, and the same RefId parked in each
+    monkeypatch.setenv("PUSH_A", "token-of-account-a-000000")
+    monkeypatch.setenv("PUSH_B", "token-of-account-b-000000")
+    path = write(
+        tmp_path / "accounts.toml",
+        """
+        [accounts.push-a]
+        api_key = "ka"
+        secret_key = "sa"
+        push_token_env = "PUSH_A"
+
+        [accounts.push-b]
+        api_key = "kb"
+        secret_key = "sb"
+        push_token_env = "PUSH_B"
+        """,
+    )
+    settings = push_settings(accounts_file=str(path)).with_changes(push_token="")
+    book = AccountBook(settings, "receiver")
+    runtimes = {name: Runtime(s) for name, s in book.accounts().items()}
+    for runtime in runtimes.values():
+        runtime.backlog.park("oa-1", ["r1"], runtime.clock.now_s())
+    with serve_app(lambda: build_app(settings)) as served:
+        # when eSMS pushes r1 as sent on a's URL and as failed on b's, and once with no token
+        url = served.base_url + "/esms/push/"
+        assert get(url + "token-of-account-a-000000", push_params("r1", "oa-1")).status == 200
+        answer = get(url + "token-of-account-b-000000", push_params("r1", "oa-1", failed=1))
+        assert answer.status == 200
+        assert get(url + "token-of-nobody-0000000000", push_params("r1", "oa-1")).status == 404
+        events = drain_events(settings.broker_url, settings.status_queue, 2, timeout_s=20)
+    # expect each account's RefId settled by its own push, its event naming it
+    by_account = {e["account"]: e for e in events}
+    assert (by_account["push-a"]["status"], by_account["push-b"]["status"]) == ("sent", "failed")
+    assert by_account["push-a"]["event_id"] != by_account["push-b"]["event_id"]
+    for name, runtime in runtimes.items():
+        assert whereabouts_of(runtime, "r1") == "done", name
+
+
+def whereabouts_of(runtime: Any, ref_id: str) -> object:
+    from esms_callbacks.engine.backlog import DONE
+
+    found = runtime.backlog.where("oa-1", ref_id)
+    return "done" if found is not None and found.where == DONE else found
+
+
+def test_a_receiver_with_no_account_holding_a_token_does_not_start(tmp_path, push_settings):
+    from esms_callbacks.cli.receive import build_app
+
+    path = write(tmp_path / "accounts.toml", '[accounts.a]\napi_key = "k"\nsecret_key = "s"')
+    with pytest.raises(ConfigError, match=r"no account of ESMS_ACCOUNTS_FILE.*push token"):
+        build_app(push_settings(accounts_file=str(path)))
+
+
+# --- status and metrics, per account ----------------------------------------------------------
+
+
+def test_status_and_metrics_are_per_account(tmp_path, make_settings):
+    from prometheus_client import generate_latest
+
+    from esms_callbacks.cli.metrics_server import registry
+    from esms_callbacks.ops.status import accounts_state
+
+    path = write(
+        tmp_path / "accounts.toml",
+        '[accounts.m-a]\napi_key = "ka"\nsecret_key = "s"\nwindow = "01:00-02:00"\n'
+        '[accounts.m-b]\napi_key = "kb"\nsecret_key = "s"\n',
+    )
+    runtimes = Runtimes(AccountBook(make_settings(accounts_file=str(path)), "operator"))
+    runtimes.get("m-a").backlog.park("oa-1", ["r1", "r2"], runtimes.get("m-a").clock.now_s())
+    runtimes.get("m-b").backlog.park("oa-9", ["r1"], runtimes.get("m-b").clock.now_s())
+    # each account's own backlog and terms, the deployment's status queue shown once
+    a, b = accounts_state(runtimes)
+    assert (a["account_name"], a["waiting_refs"], b["account_name"], b["waiting_refs"]) == (
+        "m-a",
+        2,
+        "m-b",
+        1,
+    )
+    assert b["window"] == "always" and a["window"] != "always"
+    assert a["status_queue"] is not None and b["status_queue"] is None
+    [only_b] = accounts_state(runtimes, "m-b")
+    assert only_b["account_name"] == "m-b"
+    # and one scrape with a series per account
+    text = generate_latest(registry(runtimes)).decode()
+    assert 'esms_waiting_refs{account="m-a"} 2.0' in text
+    assert 'esms_waiting_refs{account="m-b"} 1.0' in text
+    assert 'esms_oa_waiting_refs{account="m-b",oa_id="oa-9"} 1.0' in text
+    assert "ka" not in text.replace("kafka", "")
+
+
+def test_the_receiver_takes_an_account_added_to_the_file_without_a_restart(
+    tmp_path, push_settings, monkeypatch
+):
+    from esms_callbacks.cli.receive import build_app
+    from tests.receiving import get, push_params, serve_app
+
+    monkeypatch.setenv("PUSH_A", "token-of-account-a-111111")
+    monkeypatch.setenv("PUSH_C", "token-of-account-c-111111")
+    table_a = '[accounts.hot-a]\napi_key = "ka"\nsecret_key = "sa"\npush_token_env = "PUSH_A"\n'
+    path = write(tmp_path / "accounts.toml", table_a)
+    settings = push_settings(accounts_file=str(path)).with_changes(push_token="")
+    with serve_app(lambda: build_app(settings)) as served:
+        url = served.base_url + "/esms/push/"
+        assert get(url + "token-of-account-c-111111", push_params("r1", "oa-1")).status == 404
+        # when an account is added to the file, and the first one removed
+        write(
+            path, '[accounts.hot-c]\napi_key = "kc"\nsecret_key = "sc"\npush_token_env = "PUSH_C"\n'
+        )
+        # expect its token answered within the receiver's next look, and the other's not
+        wait_until(
+            lambda: get(url + "token-of-account-c-111111", push_params("r1", "oa-1")).status == 200,
+            10,
+            "the added account's pushes were never taken",
+        )
+        assert get(url + "token-of-account-a-111111", push_params("r1", "oa-1")).status == 404
+
+
+def test_the_projects_log_lines_name_the_account_they_are_about(caplog):
+    import logging
+
+    from esms_callbacks.ops.log_context import for_account
+
+    caplog.set_level(logging.INFO)
+    with for_account("shop-a"):
+        logging.getLogger("esms_callbacks.engine.drainer").info("skipped %d", 1)
+        logging.getLogger("celery.worker").info("not ours")
+    with for_account(DEFAULT_ACCOUNT):
+        logging.getLogger("esms").info("as before")
+    logging.getLogger("esms").info("outside")
+    assert caplog.messages == ["account shop-a: skipped 1", "not ours", "as before", "outside"]
