@@ -41,6 +41,12 @@ DRAIN_BUDGET_S = 60.0
 # A drain gives its place in the pool up after this long when other accounts' drains wait
 # (engine/dispatch.py: turns); long enough that changing turns costs little of the rate.
 FAIR_TURN_S = 10.0
+# Beat's pulse does each account's housekeeping (pulse mark, sweep, capacity warning: about
+# 0.6 ms of Redis round trips an account) every pulse up to this many accounts; past it, each
+# account's once every so many pulses, so that a pulse of 1,000 accounts stays well under
+# ESMS_RELEASE_EVERY (docs/benchmarks.md, many accounts).
+HOUSEKEEPING_EVERY_PULSE_UP_TO = 50
+HOUSEKEEPING_EVERY_PULSES = 5
 DRAIN_EXPIRES_S = 60  # a drain nobody started within this is useless: others were asked since
 MAX_AUTO_DRAINERS = 6  # ESMS_DRAINERS=auto: each drainer holds a worker pool slot while it drains
 ASSUMED_REQUEST_TIME_S = 0.25  # ESMS_DRAINERS=auto, until the first requests have been timed

@@ -516,3 +516,18 @@ def test_the_projects_log_lines_name_the_account_they_are_about(caplog):
         logging.getLogger("esms").info("as before")
     logging.getLogger("esms").info("outside")
     assert caplog.messages == ["account shop-a: skipped 1", "not ours", "as before", "outside"]
+
+
+def test_beats_housekeeping_is_spread_over_pulses_past_a_few_accounts():
+    from esms_callbacks.tasks.drain import housekeeping_turn
+    from esms_callbacks.tuning import HOUSEKEEPING_EVERY_PULSE_UP_TO, HOUSEKEEPING_EVERY_PULSES
+
+    # a few accounts: every pulse, as with one
+    assert all(housekeeping_turn("a", HOUSEKEEPING_EVERY_PULSE_UP_TO, p) for p in range(10))
+    # many: each account once in every HOUSEKEEPING_EVERY_PULSES pulses, about as many a pulse
+    names = [f"acct-{i}" for i in range(1000)]
+    pulses = range(HOUSEKEEPING_EVERY_PULSES)
+    turns = {n: [p for p in pulses if housekeeping_turn(n, len(names), p)] for n in names}
+    assert all(len(t) == 1 for t in turns.values())
+    per_pulse = [sum(p in t for t in turns.values()) for p in pulses]
+    assert min(per_pulse) > 0.7 * len(names) / HOUSEKEEPING_EVERY_PULSES

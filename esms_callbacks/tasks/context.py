@@ -147,16 +147,21 @@ def _say_where(sender: Any = None, **_: Any) -> None:
             len(runtimes.names()),
             runtimes.book.base.accounts_file,
         )
-    for runtime in runtimes.all():
-        say_where(runtime)
+    served = runtimes.all()
+    for runtime in served:  # a line each; past a few accounts, at INFO (status shows them)
+        say_where(runtime, logging.WARNING if len(served) <= SAY_EACH_UP_TO else logging.INFO)
 
 
-def say_where(runtime: Runtime) -> None:
+SAY_EACH_UP_TO = 20  # accounts whose first lines a worker writes as warnings
+
+
+def say_where(runtime: Runtime, level: int = logging.WARNING) -> None:
     """One account's line: which eSMS, which account, which limits."""
     s = runtime.settings
     where = "the bundled eSMS SIMULATOR" if s.simulated else "eSMS"
     credentials = "set" if s.has_credentials else "NOT SET: nothing will be sent"
-    logging.getLogger("esms").warning(
+    logging.getLogger("esms").log(
+        level,
         "fetching from %s at %s for account %s (keys %s, named by %s; credentials %s); "
         "window %s, one request per %gs, up to %d RefIds each",
         where,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+import zlib
 from contextlib import suppress
 from dataclasses import asdict
 
@@ -17,7 +19,12 @@ from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import DEFAULT_ACCOUNT
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask, serving
-from esms_callbacks.tuning import DRAIN_BUDGET_S, FAIR_TURN_S
+from esms_callbacks.tuning import (
+    DRAIN_BUDGET_S,
+    FAIR_TURN_S,
+    HOUSEKEEPING_EVERY_PULSE_UP_TO,
+    HOUSEKEEPING_EVERY_PULSES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,20 +115,35 @@ def drain_account(self: RuntimeTask, runtime: Runtime) -> dict[str, object]:
 def release(self: RuntimeTask) -> None:
     """For every account: start drainers when its window is open and RefIds are due; warn
     about capacity. One account's trouble (its Redis shard away) leaves the others served."""
-    for runtime in serving(self.runtimes):
+    runtimes = serving(self.runtimes)
+    pulse = int(time.time() / self.runtimes.book.base.release_every_s)
+    for runtime in runtimes:
+        turn = housekeeping_turn(runtime.account, len(runtimes), pulse)
         with for_account(runtime.account):
             try:
-                release_account(runtime)
+                release_account(runtime, housekeeping=turn)
             except RedisError as exc:
                 log.warning("release failed (%s); the next pulse tries again", exc)
 
 
-def release_account(runtime: Runtime) -> None:
+def housekeeping_turn(account: str, accounts: int, pulse: int) -> bool:
+    """Whether beat's pulse number `pulse` does the account's housekeeping (its pulse mark,
+    the sweep, the capacity warning): every pulse for a few accounts; past that, each
+    account's once every HOUSEKEEPING_EVERY_PULSES pulses, spread by name, so that a thousand
+    accounts' pulse stays short. Starting drains is checked every pulse for every account."""
+    if accounts <= HOUSEKEEPING_EVERY_PULSE_UP_TO:
+        return True
+    spread = zlib.crc32(account.encode()) % HOUSEKEEPING_EVERY_PULSES
+    return pulse % HOUSEKEEPING_EVERY_PULSES == spread
+
+
+def release_account(runtime: Runtime, housekeeping: bool = True) -> None:
     now_s = runtime.clock.now_s()
-    # Beat's pulse, as a worker received it: `status` tells whether beat and workers run.
-    runtime.stats.mark_beat_release(now_s)
-    runtime.backlog.sweep(now_s)  # forget done RefIds past the done memory, a few buckets a time
-    runtime.dispatch.check_capacity(now_s)
+    if housekeeping:
+        # Beat's pulse, as a worker received it: `status` tells whether beat and workers run.
+        runtime.stats.mark_beat_release(now_s)
+        runtime.backlog.sweep(now_s)  # forget done RefIds past the done memory, a few buckets
+        runtime.dispatch.check_capacity(now_s)
     if (
         runtime.settings.window.is_open(as_datetime(now_s))
         and not runtime.pause.blocked()
