@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory bench-replicas clean
+.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory bench-replicas bench-accounts bench-lease clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,14 @@ bench-memory: setup
 # What confirming writes with a replica costs (ESMS_REDIS_REPLICAS; a primary and replica of its own).
 bench-replicas: setup
 	$(BIN)/python -m bench.replicas_bench $(BENCH_ARGS)
+
+# 1, 10, 100 and 1,000 eSMS accounts sharing one worker pool (a redis-server of its own).
+bench-accounts: setup
+	$(BIN)/python -m bench.accounts_bench $(BENCH_ARGS)
+
+# What finding the next OA costs at 1 to 10,000 OAs (a redis-server of its own).
+bench-lease: setup
+	$(BIN)/python -m bench.lease_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info .pytest_cache .mypy_cache .ruff_cache

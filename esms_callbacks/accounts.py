@@ -193,13 +193,17 @@ def _in_file_terms(problem: str) -> str:
 def _check_distinct(accounts: Mapping[str, Settings], path: Path) -> None:
     """Two tables with one ApiKey would each keep eSMS's limit, together twice it; two with
     one push token could not be told apart by the receiver."""
-    for what, attribute in (("ApiKey", "api_key"), ("push token", "push_token")):
+    for what, attributes in (
+        ("ApiKey", ("api_key",)),
+        ("push token", ("push_token", "push_token_previous")),  # current and previous alike
+    ):
         seen: dict[str, str] = {}
         for name, settings in accounts.items():
-            value = getattr(settings, attribute)
-            if value and value in seen:
-                raise ConfigError(f"{path}: accounts {seen[value]} and {name} have the same {what}")
-            if value:
+            for value in {getattr(settings, attribute) for attribute in attributes} - {""}:
+                if value in seen and seen[value] != name:
+                    raise ConfigError(
+                        f"{path}: accounts {seen[value]} and {name} have the same {what}"
+                    )
                 seen[value] = name
 
 

@@ -75,8 +75,10 @@ class Runtime:
     settings: Settings
     # How this process queues one drain task of this account (the worker's Celery app); None
     # where no drain is ever asked for (the receiver, the CLI's read-only commands).
-    queue_drain: Callable[[], object] | None = None
+    queue_drain: Callable[[str], object] | None = None
     shared: SharedClients = field(default=None)  # type: ignore[assignment]
+    # Whether the account shares the worker pool with others (engine/dispatch.py: turns).
+    takes_turns: Callable[[], bool] = lambda: False
 
     def __post_init__(self) -> None:
         if self.shared is None:
@@ -151,12 +153,13 @@ class Runtime:
             self.drainer_slots,
             self.drainers_wanted,
             self._queue_drain_task,
+            self.takes_turns,
         )
 
-    def _queue_drain_task(self) -> object:
+    def _queue_drain_task(self, queued_as: str) -> object:
         if self.queue_drain is None:
             raise RuntimeError("this process queues no drain tasks: it is not a worker")
-        return self.queue_drain()
+        return self.queue_drain(queued_as)
 
     def drainers_wanted(self) -> int:
         """How many drainers the account should have now (see Settings.drainers_wanted)."""
@@ -248,7 +251,7 @@ class Runtimes:
     terms); an account removed from the file is closed."""
 
     def __init__(
-        self, book: AccountBook, queue_drain: Callable[[str], object] | None = None
+        self, book: AccountBook, queue_drain: Callable[[str, str], object] | None = None
     ) -> None:
         self.book = book
         self.shared = SharedClients(book.base)
@@ -268,11 +271,22 @@ class Runtimes:
         queue = self._queue_drain
         runtime = Runtime(
             settings,
-            queue_drain=None if queue is None else (lambda: queue(name)),
+            queue_drain=None if queue is None else (lambda queued_as: queue(name, queued_as)),
             shared=self.shared,
+            takes_turns=lambda: len(self.book.accounts()) > 1,
         )
+        if built is not None and _keys_of(built.settings) != _keys_of(settings):
+            runtime.pause.lift()  # a pause for the old keys' refusal: the new ones get a try
         self._built[name] = runtime
         return runtime
+
+    def by_keys_name(self, account_id: str) -> Runtime | None:
+        """The account whose Redis keys are named `account_id` (the turns list names
+        accounts so), or None if this process does not serve it."""
+        for name, settings in self.book.accounts().items():
+            if settings.account_known and settings.account_id == account_id:
+                return self.get(name)
+        return None
 
     def default(self) -> Runtime:
         """The `default` account's (the only one without an accounts file)."""
@@ -307,3 +321,7 @@ class Runtimes:
             f"no eSMS account {name!r} in ESMS_ACCOUNTS_FILE={self.book.base.accounts_file} "
             f"(it has {shown})"
         )
+
+
+def _keys_of(settings: Settings) -> tuple[str, str]:
+    return settings.api_key, settings.secret_key

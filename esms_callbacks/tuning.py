@@ -47,6 +47,9 @@ FAIR_TURN_S = 10.0
 # ESMS_RELEASE_EVERY (docs/benchmarks.md, many accounts).
 HOUSEKEEPING_EVERY_PULSE_UP_TO = 50
 HOUSEKEEPING_EVERY_PULSES = 5
+RELEASE_LOCK_S = (
+    10.0  # a pulse's lock: how long a pulse may hold the next ones off (its worker dead)
+)
 DRAIN_EXPIRES_S = 60  # a drain nobody started within this is useless: others were asked since
 MAX_AUTO_DRAINERS = 6  # ESMS_DRAINERS=auto: each drainer holds a worker pool slot while it drains
 ASSUMED_REQUEST_TIME_S = 0.25  # ESMS_DRAINERS=auto, until the first requests have been timed

@@ -9,6 +9,7 @@ import hashlib
 import os
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from esms_callbacks.runtime import Runtimes
 from esms_callbacks.settings import DEFAULT_ACCOUNT, Settings
 from esms_callbacks.simulator.app import Simulator
 from esms_callbacks.simulator.server import serve_in_thread
-from tests.helpers import drain_events, in_process_worker, wait_until
+from tests.helpers import T0, drain_events, in_process_worker, wait_until
 
 
 def write(path: Path, text: str) -> Path:
@@ -319,32 +320,60 @@ def test_one_accounts_wrong_secret_stops_it_alone(tmp_path, make_settings, two_s
 # --- turns: the worker pool shared fairly ----------------------------------------------------
 
 
-def test_a_drain_waiting_for_a_place_is_seen_by_other_accounts_only(make_settings, redis_client):
+def test_accounts_wait_for_turns_in_order_and_queued_drains_do_not_pile_up(
+    make_settings, redis_client
+):
+    from esms_callbacks.engine.dispatch import next_waiting
     from esms_callbacks.engine.keys import DRAINS_WAITING
     from esms_callbacks.runtime import Runtime
 
     redis_client.delete(DRAINS_WAITING)
-    queued: list[str] = []
-    a = Runtime(make_settings(account="turn-a", drainers=1), queue_drain=lambda: queued.append("a"))
-    b = Runtime(make_settings(account="turn-b", drainers=1), queue_drain=lambda: queued.append("b"))
-    # given account a's drain asked for and not yet started
-    a.dispatch.request(100.0)
-    assert queued == ["a"]
-    # expect b to see it wait, and a not to count itself
-    assert b.dispatch.others_waiting(100.0)
-    assert not a.dispatch.others_waiting(100.0)
-    # nor anyone once it started, or once it is older than a queued drain lives (expired unrun)
-    a.dispatch.drain_started()
-    assert not b.dispatch.others_waiting(100.0)
-    a.dispatch.request(200.0, force=True)
-    assert not b.dispatch.others_waiting(200.0 + 61)
+    queued: dict[str, list[str]] = {"a": [], "b": []}
+    a, b = (
+        Runtime(
+            make_settings(account=f"turn-{n}", drainers=3),
+            queue_drain=queued[n].append,
+            takes_turns=lambda: True,  # accounts of one file
+        )
+        for n in ("a", "b")
+    )
+    # given a's drains asked for (three wanted), then b's, none started: the pool is busy
+    assert a.dispatch.request(T0 + 100.0) == 3
+    assert b.dispatch.request(T0 + 100.5) == 3
+    # expect each to see the other waiting, not itself alone
+    assert a.dispatch.others_waiting() and b.dispatch.others_waiting()
+    # and beat's next pulses to queue nothing more while those are queued, and once they
+    # expired unrun, one each: enough to start should the pool free up
+    assert a.dispatch.request(T0 + 102.0, force=True) == 0
+    assert a.dispatch.request(T0 + 100.0 + 61, force=True) == 1
+    assert len(queued["a"]) == 4
+    # when one of a's drains starts, a no longer waits; b has waited longest
+    a.dispatch.drain_started(queued["a"][0])
+    assert not b.dispatch.others_waiting()
+    assert next_waiting(redis_client) == (b.settings.account_id, (T0 + 100.5) * 1000)
+    # and a that gives its turn up with work left waits again, at the back
+    a.dispatch.wait_for_turn(T0 + 170.0)
+    b.dispatch.wait_for_turn(T0 + 171.0)
+    assert next_waiting(redis_client) == (a.settings.account_id, (T0 + 170) * 1000)
+    # while one of an account's drainers runs, it is served: it does not wait
+    a.drainer_slots.acquire(T0 + 180.0, 3)
+    a.dispatch.wait_for_turn(T0 + 180.0)
+    a.dispatch.request(T0 + 181.0, force=True)
+    assert next_waiting(redis_client) == (b.settings.account_id, (T0 + 171) * 1000)
+    assert next_waiting(redis_client) is None
+    # and a single account (no file) never waits nor yields
+    redis_client.delete(DRAINS_WAITING)
+    alone = Runtime(make_settings(account="turn-alone"), queue_drain=queued["a"].append)
+    alone.dispatch.request(T0 + 200.0)
+    assert next_waiting(redis_client) is None and not alone.dispatch.others_waiting()
 
 
+@pytest.mark.parametrize("drainers", [1, 0], ids=["one drainer each", "drainers auto"])
 def test_with_fewer_pool_slots_than_accounts_every_account_gets_its_turn(
-    tmp_path, make_settings, monkeypatch
+    tmp_path, make_settings, monkeypatch, drainers
 ):
-    # given six accounts, each with a backlog of 15 full requests and one drainer, on a pool
-    # of four threads: two must wait for a place
+    # given six accounts, each with a backlog of 15 full requests, on a pool of four threads:
+    # two must wait for a place (with drainers auto, each account wants three)
     import esms_callbacks.tasks  # noqa: F401  (the module, not the task of the same name)
 
     monkeypatch.setattr(sys.modules["esms_callbacks.tasks.drain"], "FAIR_TURN_S", 0.3)
@@ -354,16 +383,20 @@ def test_with_fewer_pool_slots_than_accounts_every_account_gets_its_turn(
     ]
     with contextlib.ExitStack() as stack:
         running = [stack.enter_context(serve_in_thread(sim)) for sim in sims]
+        run = uuid.uuid4().hex[:8]  # keys of this run's own: done RefIds are remembered
         tables = "".join(
-            f'[accounts.t{i}]\napi_key = "key-{i}"\nsecret_key = "secret-{i}"\n'
+            f'[accounts.t{i}-{run}]\napi_key = "key-{i}"\nsecret_key = "secret-{i}"\n'
             f'base_url = "{r.base_url}"\n'
             for i, r in enumerate(running)
         )
         path = write(tmp_path / "accounts.toml", tables)
-        settings = make_settings(accounts_file=str(path), drainers=1, rate_interval_s=0.05)
-        with in_process_worker(settings):
-            for i in range(6):
-                fetch_callbacks.delay([f"r-{n}" for n in range(1500)], "oa-1", account=f"t{i}")
+        settings = make_settings(accounts_file=str(path), drainers=drainers, rate_interval_s=0.05)
+        # (parked before the worker starts: the turns are measured, not the submissions,
+        # which wait for a pool slot like any task)
+        parking = Runtimes(AccountBook(settings, "worker"))
+        for runtime in parking.all():
+            runtime.backlog.park("oa-1", [f"r-{n}" for n in range(1500)], runtime.clock.now_s())
+        with in_process_worker(settings):  # beat's stand-in starts the drains
             events = drain_events(  # policy "sent": one terminal event per RefId
                 settings.broker_url, settings.status_queue, want=6 * 1500, timeout_s=120
             )
@@ -531,3 +564,36 @@ def test_beats_housekeeping_is_spread_over_pulses_past_a_few_accounts():
     assert all(len(t) == 1 for t in turns.values())
     per_pulse = [sum(p in t for t in turns.values()) for p in pulses]
     assert min(per_pulse) > 0.7 * len(names) / HOUSEKEEPING_EVERY_PULSES
+
+
+def test_one_accounts_previous_token_may_not_be_anothers(tmp_path):
+    path = write(
+        tmp_path / "accounts.toml",
+        '[accounts.a]\napi_key = "ka"\nsecret_key = "s"\npush_token = "token-aaaaaaaaaaaaaaaa"\n'
+        'push_token_previous = "token-bbbbbbbbbbbbbbbb"\n'
+        '[accounts.b]\napi_key = "kb"\nsecret_key = "s"\npush_token = "token-bbbbbbbbbbbbbbbb"\n',
+    )
+    with pytest.raises(ConfigError, match="accounts a and b have the same push token"):
+        read_accounts(Settings(accounts_file=str(path)), "receiver", {})
+
+
+def test_new_keys_lift_the_pause_the_old_ones_earned(tmp_path, redis_url):
+    path = write(tmp_path / "accounts.toml", '[accounts.rot]\napi_key = "k1"\nsecret_key = "old"')
+    now_s = [0.0]
+    book = AccountBook(
+        Settings(accounts_file=str(path), redis_url=redis_url), "worker", {}, lambda: now_s[0]
+    )
+    runtimes = Runtimes(book)
+    old = runtimes.get("rot")
+    old.pause.pause("eSMS refused the account (Code 101)", 300)
+    # the same keys: the pause stands whatever else changes
+    write(path, '[accounts.rot]\napi_key = "k1"\nsecret_key = "old"\nmax_refs = 50')
+    os.utime(path, ns=(11, 11))
+    now_s[0] += CHECK_EVERY_S
+    assert runtimes.get("rot") is not old and runtimes.get("rot").pause.reason()
+    # a rotated secret: the new keys get a try at once
+    write(path, '[accounts.rot]\napi_key = "k1"\nsecret_key = "new"\nmax_refs = 50')
+    os.utime(path, ns=(12, 12))
+    now_s[0] += CHECK_EVERY_S
+    assert runtimes.get("rot").settings.secret_key == "new"
+    assert runtimes.get("rot").pause.reason() is None

@@ -7,17 +7,21 @@ warning was logged, so it is logged at most every CAPACITY_WARNING_EVERY_S), `st
 (a worker's warm shutdown began: its drains give their places up at their next step). The
 drainers' places are engine.semaphore's.
 
-Turns: the worker pool is shared by every account of a deployment. An account whose drain
-task is queued and not yet started waits in `drains-waiting` (one sorted set for the
-deployment, scored by when it was asked for); a drain that has had FAIR_TURN_S while others
-wait gives its place up and queues its successor behind them. With fewer pool slots than
-accounts, every account gets its turn in the order asked; with enough, nobody waits and no
-drain stops early.
+Turns: the worker pool is shared by every account of a deployment. An account asked drains
+for waits in `drains-waiting` (one sorted set for the deployment, scored by when it began
+waiting) until a drain of it starts. A drain that has had FAIR_TURN_S while others wait gives
+its account's place up (the account waits again, at the back, if it has work left) and, in
+the same task, takes the account that has waited longest: the order of turns lives in Redis,
+not in the broker's queue, where drain tasks expire (DRAIN_EXPIRES_S) when the pool is busy.
+The drain tasks queued and not yet started are counted per account (`drains-queued`), so
+beat's pulses do not pile them up. With fewer pool slots than accounts, every account gets
+its turn in the order it began waiting; with enough, nobody waits and no drain stops early.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 
 import redis
@@ -38,8 +42,9 @@ log = logging.getLogger(__name__)
 
 
 class DrainerDispatch:
-    """`queue_drain()` queues one drain task (tasks/drain.py says how: workers/ does not
-    import tasks/); `wanted()` is how many drainers the account should have now."""
+    """`queue_drain(queued_as)` queues one drain task (tasks/drain.py says how: the engine
+    does not import tasks/) under an id it is counted by until it starts; `wanted()` is how
+    many drainers the account should have now."""
 
     def __init__(
         self,
@@ -49,7 +54,8 @@ class DrainerDispatch:
         backlog: Backlog,
         slots: LeaseSemaphore,
         wanted: Callable[[], int],
-        queue_drain: Callable[[], object],
+        queue_drain: Callable[[str], object],
+        takes_turns: Callable[[], bool] = lambda: False,
     ) -> None:
         self._redis = client
         self._keys = keys
@@ -58,34 +64,64 @@ class DrainerDispatch:
         self._slots = slots
         self._wanted = wanted
         self._queue_drain = queue_drain
+        # Whether the pool is shared with other accounts of the deployment (more than one in
+        # its accounts file): a single account never waits for a turn, nor yields one.
+        self.takes_turns = takes_turns
 
     def request(self, now_s: float, force: bool = False) -> int:
-        """Queue drain tasks up to the number of drainers wanted; return how many. Unless
-        `force`d (a drain that used its budget asks for its successor), at most one asking
-        per second goes through."""
+        """Queue drain tasks up to the number of drainers wanted, counting those queued and
+        not yet started (until they expire unrun); return how many. Unless `force`d (a drain
+        that used its budget asks for its successor), at most one asking per second goes
+        through. The account then waits for a turn (`drains-waiting`) until one starts."""
         if not force and not self._redis.set(self._keys.spawn_lock, 1, nx=True, px=SPAWN_LOCK_MS):
             return 0
-        missing = self._wanted() - self._slots.holders(now_s)
-        for _ in range(max(0, missing)):
-            self._queue_drain()
-        if missing > 0:
-            self._redis.zadd(DRAINS_WAITING, {self._keys.prefix: int(now_s * 1000)})
-        return max(0, missing)
-
-    def drain_started(self) -> None:
-        """This account's drain is running: it no longer waits for a turn."""
-        self._redis.zrem(DRAINS_WAITING, self._keys.prefix)
-
-    def others_waiting(self, now_s: float) -> bool:
-        """Whether another account's drain waits for a place in the pool (one asked for
-        within DRAIN_EXPIRES_S: an older one expired unrun)."""
-        since_ms = int((now_s - DRAIN_EXPIRES_S) * 1000)
+        now_ms = int(now_s * 1000)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.zcount(DRAINS_WAITING, since_ms, "+inf")
-        pipe.zscore(DRAINS_WAITING, self._keys.prefix)
-        waiting, own_ms = pipe.execute()
-        own = 1 if own_ms is not None and own_ms >= since_ms else 0
-        return int(waiting) - own > 0
+        pipe.zremrangebyscore(self._keys.drains_queued, "-inf", now_ms)
+        pipe.zcard(self._keys.drains_queued)
+        pipe.zscore(DRAINS_WAITING, self._keys.account_id)
+        _, queued, waiting_since = pipe.execute()
+        holders = self._slots.holders(now_s)
+        missing = self._wanted() - holders - int(queued)
+        if waiting_since is not None:
+            # Still waiting for a turn: the pool is busy. One task queued is enough to start
+            # it should the pool free up; the turns hand it a drain otherwise.
+            missing = min(missing, 1 - int(queued))
+        ids = [uuid.uuid4().hex for _ in range(max(0, missing))]
+        if not ids:
+            return 0
+        expires_ms = now_ms + int(DRAIN_EXPIRES_S * 1000)
+        self._redis.zadd(self._keys.drains_queued, dict.fromkeys(ids, expires_ms))
+        if holders == 0 and self.takes_turns():  # served by none: it waits for a turn
+            self._redis.zadd(DRAINS_WAITING, {self._keys.account_id: now_ms}, nx=True)
+        for queued_as in ids:
+            self._queue_drain(queued_as)
+        return len(ids)
+
+    def drain_started(self, queued_as: str) -> None:
+        """A drain of this account started (its own, or one handed over): it is served, no
+        longer waiting for a turn."""
+        pipe = self._redis.pipeline(transaction=False)
+        if queued_as:
+            pipe.zrem(self._keys.drains_queued, queued_as)
+        pipe.zrem(DRAINS_WAITING, self._keys.account_id)
+        pipe.execute()
+
+    def wait_for_turn(self, now_s: float) -> None:
+        """This account gave its last place up with work left: it waits behind those
+        waiting (while another of its drainers runs, it is served)."""
+        if self._slots.holders(now_s) == 0:
+            self._redis.zadd(DRAINS_WAITING, {self._keys.account_id: int(now_s * 1000)}, nx=True)
+
+    def others_waiting(self) -> bool:
+        """Whether another account waits for a turn on the worker pool."""
+        if not self.takes_turns():
+            return False
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcard(DRAINS_WAITING)
+        pipe.zscore(DRAINS_WAITING, self._keys.account_id)
+        waiting, own = pipe.execute()
+        return int(waiting) - (own is not None) > 0
 
     def check_capacity(self, now_s: float) -> None:
         """Warn (at most every ten minutes) when the backlog exceeds the coming window."""
@@ -104,3 +140,18 @@ class DrainerDispatch:
     def worker_started(self, hostname: str) -> None:
         """`hostname` serves (again: a worker restarted under the same name drains again)."""
         self._redis.delete(self._keys.stopping(hostname))
+
+
+def next_waiting(client: redis.Redis) -> tuple[str, float] | None:
+    """The account (its keys' name) that has waited longest for a turn, taken off the list,
+    with when it began waiting (ms); None when none waits."""
+    popped: list[tuple[bytes, float]] = client.zpopmin(DRAINS_WAITING)  # type: ignore[assignment]
+    if not popped:
+        return None
+    account_id, since_ms = popped[0]
+    return account_id.decode(), float(since_ms)
+
+
+def wait_again(client: redis.Redis, account_id: str, since_ms: float) -> None:
+    """Put an account taken off the list back where it was (it cannot be served here)."""
+    client.zadd(DRAINS_WAITING, {account_id: since_ms}, nx=True)

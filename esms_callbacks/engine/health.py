@@ -90,6 +90,10 @@ class AccountPause:
         """No request of the account for `pause_s`; `reason` is what status shows."""
         self._redis.set(self._key, reason, px=int(pause_s * 1000))
 
+    def lift(self) -> None:
+        """End the pause at once (the account's keys changed: they deserve a try)."""
+        self._redis.delete(self._key)
+
     def reason(self) -> str | None:
         """Why the account is paused, or None while it is not."""
         raw = self._redis.get(self._key)

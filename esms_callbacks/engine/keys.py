@@ -13,8 +13,10 @@ from __future__ import annotations
 # The deployment's own keys, shared by its accounts (single-key commands only: a Redis
 # Cluster puts them wherever their names hash).
 DRAINS_WAITING = "esms:drains-waiting"
-"""Sorted set: accounts (their key prefix) whose drain task waits for a place in the worker
-pool, scored by when it was asked for (ms): the turns of engine.dispatch."""
+"""Sorted set: accounts (their keys' name) waiting for a turn on the worker pool, scored by
+when they began waiting (ms): the turns of engine.dispatch."""
+RELEASE_LOCK = "esms:release-lock"
+"""String with a TTL: a worker runs beat's pulse (esms.release) now; the next waits for it."""
 UNNAMED_PUSHES = "esms:pushes-unnamed"
 """Hash: counts of pushes no account can be named for (a wrong token), `pushes:RESULT`, when
 the receiver serves several accounts (with one, its own stats hold them)."""
@@ -22,6 +24,7 @@ the receiver serves several accounts (with one, its own stats hold them)."""
 
 class AccountKeys:
     def __init__(self, account_id: str) -> None:
+        self.account_id = account_id  # what names the account in the deployment's own keys
         self.prefix = f"esms:{{{account_id}}}"
 
     @property
@@ -54,6 +57,12 @@ class AccountKeys:
     def drainers(self) -> str:
         """Sorted set: drainer tokens scored by lease expiry (ms)."""
         return f"{self.prefix}:drainers"
+
+    @property
+    def drains_queued(self) -> str:
+        """Sorted set: drain tasks queued for the account and not yet started (their ids),
+        scored by when they expire unrun (ms)."""
+        return f"{self.prefix}:drains-queued"
 
     @property
     def fence(self) -> str:

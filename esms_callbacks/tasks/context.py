@@ -33,9 +33,12 @@ from esms_callbacks.tuning import DRAIN_EXPIRES_S
 DRAIN_TASK = "esms.drain"
 
 
-def queue_drain(account: str) -> object:
-    """Queue one drain task of `account` (routed to esms.drain by name, celeryconfig)."""
-    return app.send_task(DRAIN_TASK, kwargs={"account": account}, expires=DRAIN_EXPIRES_S)
+def queue_drain(account: str, queued_as: str) -> object:
+    """Queue one drain task of `account`, counted as `queued_as` until it starts (routed to
+    esms.drain by name, celeryconfig)."""
+    return app.send_task(
+        DRAIN_TASK, kwargs={"account": account, "queued_as": queued_as}, expires=DRAIN_EXPIRES_S
+    )
 
 
 class WorkerContext:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 import zlib
 from contextlib import suppress
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from redis.exceptions import RedisError
 
 from esms_callbacks.accounts import UnknownAccount
 from esms_callbacks.engine.clock import as_datetime
+from esms_callbacks.engine.dispatch import next_waiting, wait_again
+from esms_callbacks.engine.keys import RELEASE_LOCK
 from esms_callbacks.errors import Retry
 from esms_callbacks.ops.log_context import for_account
 from esms_callbacks.retry_policy import DRAIN_TASK_RETRY, drain_gives_up
-from esms_callbacks.runtime import Runtime
+from esms_callbacks.runtime import Runtime, Runtimes
 from esms_callbacks.settings import DEFAULT_ACCOUNT
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask, serving
@@ -24,52 +27,91 @@ from esms_callbacks.tuning import (
     FAIR_TURN_S,
     HOUSEKEEPING_EVERY_PULSE_UP_TO,
     HOUSEKEEPING_EVERY_PULSES,
+    RELEASE_LOCK_S,
 )
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Turn:
+    """What one account's turn in a drain task came to."""
+
+    result: dict[str, object]
+    over: bool = False  # given up for another account waiting
+
+
 @app.task(name="esms.drain", base=RuntimeTask, bind=True, acks_late=True, **DRAIN_TASK_RETRY)
-def drain(self: RuntimeTask, account: str = DEFAULT_ACCOUNT) -> dict[str, object]:
+def drain(
+    self: RuntimeTask, account: str = DEFAULT_ACCOUNT, queued_as: str = ""
+) -> dict[str, object]:
     """Send one account's full requests at its global rate while its window is open and
-    RefIds are due."""
+    RefIds are due; when its turn is over and other accounts wait (engine/dispatch.py:
+    turns), go on with the one that has waited longest, within the task's budget."""
     try:
-        runtime = self.runtimes.get(account)
+        runtime: Runtime | None = self.runtimes.get(account)
     except UnknownAccount as exc:  # removed from the accounts file since it was queued
         log.warning("drain not run: %s", exc)
         return {"stopped": "unknown account"}
-    with for_account(runtime.account):
-        return drain_account(self, runtime)
+    deadline_s = time.monotonic() + DRAIN_BUDGET_S
+    turns: list[dict[str, object]] = []
+    while runtime is not None:
+        runtime.dispatch.drain_started(queued_as)
+        queued_as = ""
+        with for_account(runtime.account):
+            turn = drain_turn(self, runtime, deadline_s)
+        turns.append({"account": runtime.account, **turn.result})
+        runtime = next_turn(self.runtimes) if turn.over else None
+    return turns[0] if len(turns) == 1 else {"turns": turns}
 
 
-def drain_account(self: RuntimeTask, runtime: Runtime) -> dict[str, object]:
+def next_turn(runtimes: Runtimes) -> Runtime | None:
+    """The account that has waited longest for a turn, if this process serves it."""
+    waiting = next_waiting(runtimes.shared.redis)
+    if waiting is None:
+        return None
+    runtime = runtimes.by_keys_name(waiting[0])
+    if runtime is None:  # another deployment's, or removed: leave it where it was
+        wait_again(runtimes.shared.redis, *waiting)
+    return runtime
+
+
+def drain_turn(self: RuntimeTask, runtime: Runtime, deadline_s: float) -> Turn:
     settings = runtime.settings
     if not settings.has_credentials:
         log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
-        return {"stopped": "no credentials"}
-    runtime.dispatch.drain_started()  # started, even if every place is taken: not waiting
+        return Turn({"stopped": "no credentials"})
     slots, wanted = runtime.drainer_slots, runtime.drainers_wanted()
     # A warm shutdown of this worker (SIGTERM: a deploy) flags its hostname; the drain then
     # gives its place up at the next step instead of running out its budget.
     stopping = runtime.keys.stopping(self.request.hostname or "")
     token = slots.acquire(runtime.clock.now_s(), wanted, stopping_key=stopping)
     if token is None:
-        return {"stopped": f"{wanted} drainers already running, or this worker is stopping"}
+        return Turn({"stopped": f"{wanted} drainers already running, or this worker is stopping"})
     retries = self.request.retries
     started_s = runtime.clock.now_s()
     turn_over = False
 
     def keep_going() -> bool:
-        """Keep the place, unless this worker is stopping or another account's turn came."""
+        """Keep the place, unless this worker is stopping, the account's settings changed
+        (a rotated key: the next drain uses the new one) or another account's turn came:
+        after FAIR_TURN_S, or at once for a drainer beside others of its account."""
         nonlocal turn_over
         now_s = runtime.clock.now_s()
         if slots.acquire(now_s, wanted, token, stopping) is None:
             return False
-        turn_over = now_s - started_s >= FAIR_TURN_S and runtime.dispatch.others_waiting(now_s)
+        try:
+            if self.runtimes.get(runtime.account) is not runtime:
+                return False
+        except UnknownAccount:  # removed from the accounts file
+            return False
+        if runtime.dispatch.others_waiting():
+            turn_over = now_s - started_s >= FAIR_TURN_S or slots.holders(now_s) > 1
         return not turn_over
 
+    budget_s = max(0.0, deadline_s - time.monotonic())
     try:
-        report = runtime.drainer().drain(DRAIN_BUDGET_S, keep_going=keep_going)
+        report = runtime.drainer().drain(budget_s, keep_going=keep_going)
     except Retry as exc:
         if drain_gives_up(retries, settings):
             log.warning(
@@ -78,7 +120,7 @@ def drain_account(self: RuntimeTask, runtime: Runtime) -> dict[str, object]:
                 exc.cause,
                 retries,
             )
-            return {"stopped": f"gave up after {retries} retries: {exc.cause}"}
+            return Turn({"stopped": f"gave up after {retries} retries: {exc.cause}"})
         log.warning(
             "eSMS request failed (%s); retry %d/%d in %.1fs",
             exc.cause,
@@ -90,15 +132,21 @@ def drain_account(self: RuntimeTask, runtime: Runtime) -> dict[str, object]:
         # breaker) decides when requests go again, not this task's retry count.
         # expires=None: a retry must not inherit the first send's expiry and be revoked unrun.
         raise self.retry(
-            exc=exc.cause, countdown=exc.after_s, max_retries=settings.max_retries, expires=None
+            exc=exc.cause,
+            countdown=exc.after_s,
+            max_retries=settings.max_retries,
+            expires=None,
+            kwargs={"account": runtime.account},  # the account of this turn
         ) from None
     finally:
         with suppress(RedisError):  # unreachable Redis: the place frees itself when it expires
             slots.release(token)
-    if turn_over:
+    now_s = runtime.clock.now_s()
+    if turn_over:  # work is left: the account waits again, behind those waiting
         report.stopped = "its turn was over: other accounts wait"
-    if report.stopped == "budget used" or turn_over:  # its successor queues behind the others
-        runtime.dispatch.request(runtime.clock.now_s(), force=True)
+        runtime.dispatch.wait_for_turn(now_s)
+    elif report.stopped == "budget used":  # its successor
+        runtime.dispatch.request(now_s, force=True)
     if report.requests:
         log.info(
             "drain: %d requests, %d RefIds asked, %d events %s; stopped: %s",
@@ -108,15 +156,29 @@ def drain_account(self: RuntimeTask, runtime: Runtime) -> dict[str, object]:
             report.by_status,
             report.stopped,
         )
-    return asdict(report)
+    return Turn(asdict(report), over=turn_over)
 
 
 @app.task(name="esms.release", base=RuntimeTask, bind=True, ignore_result=True)
 def release(self: RuntimeTask) -> None:
     """For every account: start drainers when its window is open and RefIds are due; warn
     about capacity. One account's trouble (its Redis shard away) leaves the others served."""
-    runtimes = serving(self.runtimes)
-    pulse = int(time.time() / self.runtimes.book.base.release_every_s)
+    client, pulse_s = self.runtimes.shared.redis, self.runtimes.book.base.release_every_s
+    # One pulse at a time: with many accounts a pulse may outlast the next one's arrival.
+    holder = uuid.uuid4().hex
+    if not client.set(RELEASE_LOCK, holder, nx=True, px=int(RELEASE_LOCK_S * 1000)):
+        log.info("a release is still running: this pulse is skipped")
+        return
+    try:
+        release_every(self.runtimes, int(time.time() / pulse_s))
+    finally:
+        with suppress(RedisError):
+            if client.get(RELEASE_LOCK) == holder.encode():
+                client.delete(RELEASE_LOCK)
+
+
+def release_every(runtimes_: Runtimes, pulse: int) -> None:
+    runtimes = serving(runtimes_)
     for runtime in runtimes:
         turn = housekeeping_turn(runtime.account, len(runtimes), pulse)
         with for_account(runtime.account):
