@@ -110,19 +110,30 @@ async def _follow_accounts(
 ) -> None:
     """Take a changed accounts file (or SIGHUP: book.reload_soon) without a restart: new
     tokens answered, removed ones 404, each account's applier thread started or stopped."""
-    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(CHECK_EVERY_S)
-        if not book.refresh():
-            continue
         try:
-            accounts = receiving_accounts(book)
-        except ConfigError as exc:
-            log.error("accounts file read again, pushes still taken as before: %s", exc)
-            continue
-        await loop.run_in_executor(None, appliers.serve, accounts)
-        app[STATE].serve([account_pushes(client, s) for _, s in sorted(accounts.items())])
-        log.warning("taking pushes for %d accounts", len(accounts))
+            await _take_changes(app, book, appliers, client)
+        except Exception:  # logged, and looked at again: following the file must not stop
+            log.exception("could not take the accounts file's changes; trying again")
+
+
+async def _take_changes(
+    app: web.Application, book: AccountBook, appliers: Appliers, client: Any
+) -> None:
+    """One look at the file; what changed, taken."""
+    if not book.refresh():
+        return
+    try:
+        accounts = receiving_accounts(book)
+    except ConfigError as exc:
+        log.error("accounts file read again, pushes still taken as before: %s", exc)
+        return
+    await asyncio.get_running_loop().run_in_executor(None, appliers.serve, accounts)
+    state = app[STATE]
+    kept = {a.settings: a for a in state.accounts}  # unchanged: its counts not yet flushed
+    state.serve([kept.get(s) or account_pushes(client, s) for _, s in sorted(accounts.items())])
+    log.warning("taking pushes for %d accounts", len(accounts))
 
 
 def receiving_accounts(book: AccountBook) -> dict[str, Settings]:
