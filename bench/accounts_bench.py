@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,14 +37,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import redis
 
 from bench.accounts_figures import PeriodFigures, first_requests_s, period_figures, ran_dry
 from bench.env import STOP_GRACE_S, ZONE, clean_environ, window_opening_at
-from bench.harness import beat_command, fleet_cpu_s, simulator_process, worker_command
+from bench.harness import (
+    beat_command,
+    env_overrides,
+    fleet_cpu_s,
+    simulator_process,
+    stop_on_sigterm,
+    worker_command,
+)
 from bench.measure import Terms
 from bench.memory_bench import start_redis, used_memory
 from bench.perf_bench import _commit
@@ -516,12 +521,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.counts or any(n < 1 or n > 5000 for n in args.counts):
         parser.error("--accounts: each between 1 and 5000")
     args.seconds = args.seconds or (20.0 if args.quick else 60.0)
-    args.overrides = {}
-    for item in args.env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            parser.error(f"--env {item!r}: give KEY=VALUE")
-        args.overrides[name] = value
+    args.overrides = env_overrides(parser, args.env)
     if not 5 <= args.seconds <= 3600:
         parser.error("--seconds must be between 5 and 3600")
     return args
@@ -529,7 +529,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop every process on SIGTERM too
+    stop_on_sigterm()
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="esms-accounts-bench-"))
     started = time.monotonic()
     rows: list[Row] = []
@@ -555,10 +555,6 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         return 130
     return 1 if any(row.misses() for row in rows) else 0
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -5,13 +5,17 @@ process group, and a simulator at a raised CPU priority. Not installed.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
+import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 from esms_callbacks.cli.processes import Child, Children, Command, simulator_command
 from esms_callbacks.simulator.remote import RemoteSimulator
@@ -142,3 +146,36 @@ def group_cpu_s(pgid: int) -> float:
         if int(fields[2]) == pgid:  # pgrp
             ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def env_overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:
+    """`--env KEY=VALUE` options as a mapping (the parser's error for a malformed one)."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--env {item!r}: give KEY=VALUE")
+        overrides[name] = value
+    return overrides
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends a bench as Ctrl-C does: its processes and servers are stopped on the way."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def measured(measure: Callable[[], object]) -> tuple[str, int]:
+    """Run a bench's measurement; what its heading adds and its exit code if it stopped
+    early (the partial results are printed all the same)."""
+    try:
+        measure()
+    except KeyboardInterrupt:
+        return "INTERRUPTED: partial results", 130
+    except Exception as exc:
+        traceback.print_exc()
+        return f"FAILED ({type(exc).__name__}: {exc}): partial results", 1
+    return "", 0

@@ -27,22 +27,20 @@ which `esms_callbacks` ran.
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import redis
 
 import esms_callbacks
+from bench.harness import measured, stop_on_sigterm
 from bench.memory_bench import _commit, _redis_version, start_redis
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.keys import AccountKeys
@@ -275,17 +273,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop the redis-server on SIGTERM too
+    stop_on_sigterm()
     started = time.monotonic()
     rows: list[Row] = []
-    note, code = "", 0
-    try:
-        measure(args, rows, _say)
-    except KeyboardInterrupt:
-        note, code = "INTERRUPTED: partial results", 130
-    except Exception as exc:
-        traceback.print_exc()
-        note, code = f"FAILED ({type(exc).__name__}: {exc}): partial results", 1
+    note, code = measured(lambda: measure(args, rows, _say))
     print(heading(args, time.monotonic() - started, note))
     print(render(rows))
     return code
@@ -293,10 +284,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _say(text: str) -> None:
     print(f"lease_bench: {text}", file=sys.stderr, flush=True)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

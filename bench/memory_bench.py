@@ -25,22 +25,20 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import redis
 
+from bench.harness import measured, stop_on_sigterm
 from esms_callbacks.cli.processes import ROOT, Child, Command, free_port
 from esms_callbacks.engine.backlog import Backlog, Requeue, Tally
 from esms_callbacks.engine.keys import AccountKeys
@@ -373,17 +371,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop the redis-server on SIGTERM too
+    stop_on_sigterm()
     started = time.monotonic()
     phases: list[Phase] = []
-    note, code = "", 0
-    try:
-        measure(args.refs, args.seed, args.breakdown, phases, _say)
-    except KeyboardInterrupt:
-        note, code = "INTERRUPTED: partial results", 130
-    except Exception as exc:
-        traceback.print_exc()
-        note, code = f"FAILED ({type(exc).__name__}: {exc}): partial results", 1
+    note, code = measured(lambda: measure(args.refs, args.seed, args.breakdown, phases, _say))
     print(heading(args, time.monotonic() - started, note))
     print(render(phases))
     if args.breakdown:
@@ -395,10 +386,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _say(text: str) -> None:
     print(f"memory_bench: {text}", file=sys.stderr, flush=True)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _text(value: Any) -> str:

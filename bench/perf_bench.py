@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,11 +27,11 @@ import traceback
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 import redis
 
 from bench.env import prepare_producer
+from bench.harness import env_overrides, stop_on_sigterm
 from bench.outcome import Outcome
 from bench.report import misses, render
 from bench.runner import SIMULATOR_NICE, RunOptions, run_scenario, say_to_stderr
@@ -91,12 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown scenario(s) {unknown}; choose from {sorted(BY_KEY)}")
     if not 0 < args.scale <= 10:
         parser.error("--scale must be a number above 0 and at most 10")
-    args.overrides = {}
-    for item in args.env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            parser.error(f"--env {item!r}: give KEY=VALUE")
-        args.overrides[name] = value
+    args.overrides = env_overrides(parser, args.env)
     return args
 
 
@@ -112,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: no Redis at {args.redis} ({exc}); run `make redis`", file=sys.stderr)
         return 1
     prepare_producer(args.redis, args.overrides)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop every process on SIGTERM too
+    stop_on_sigterm()
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="esms-perf-bench-"))
     options = RunOptions(
         args.redis,
@@ -153,10 +147,6 @@ def _run(scenario: Scenario, options: RunOptions) -> list[Outcome]:
         failed = Outcome(scenario, f"{scenario.key}. {scenario.title}")
         failed.error = f"{type(exc).__name__}: {exc}"
         return [failed]
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _heading(args: argparse.Namespace, elapsed_s: float, interrupted: bool) -> str:

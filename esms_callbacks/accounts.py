@@ -26,6 +26,7 @@ import re
 import time
 import tomllib
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,12 @@ def read_accounts(
 
 def account_names(path: str) -> frozenset[str]:
     """The names in an accounts file, for a producer to check `account=` against (it needs
-    no secret, so it reads none)."""
+    no secret, so it reads none); read again only when the file changed."""
+    return _names_in(path, _stamp([path]))
+
+
+@lru_cache(maxsize=4)
+def _names_in(path: str, _stamp: tuple[object, ...]) -> frozenset[str]:
     return frozenset(_tables(Path(path)))
 
 

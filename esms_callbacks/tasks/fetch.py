@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 import redis
@@ -144,7 +143,7 @@ def producer_checked_account(account: str) -> str:
     if not path:
         return account
     try:
-        names = _names_in(path, _stamp(path))
+        names = account_names(path)
     except ConfigError:
         return account  # unreadable here: the worker, which must read it, decides
     if account not in names:
@@ -153,19 +152,6 @@ def producer_checked_account(account: str) -> str:
             f"no eSMS account {account!r} in ESMS_ACCOUNTS_FILE={path} (it has {shown})"
         )
     return account
-
-
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-@lru_cache(maxsize=4)
-def _names_in(path: str, _stamp: tuple[int, int] | None) -> frozenset[str]:
-    return account_names(path)  # read again when the file changes (its stamp)
 
 
 # Redis unreachable, or no account named: retried until fixed (retry_policy).
