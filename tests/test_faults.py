@@ -132,31 +132,40 @@ def test_no_refid_lost_under_faults_and_a_killed_worker(
     procs: list[Child] = []
     try:
         with TaskEvents() as task_events:
-            # given one worker inside a request that eSMS is slow (8 s, within the victim's
-            # own 10 s timeout) to answer, once it has taken all its submissions (a dead
-            # worker's unacknowledged tasks come back only after the broker's visibility
-            # timeout, longer than this test). 8 s leaves a loaded machine time to kill it
-            # mid-request; its RefIds come back when its lease (2 x 10 s + 5 s) runs out.
-            victim = start_worker("victim", {**env, "ESMS_HTTP_TIMEOUT": "10.0"}, tmp_path)
-            procs.append(victim)
-            faulty_sim.add_fault("slow", delay_s=VICTIM_SLOW_S)
+            # given the first submissions accepted and acknowledged by a worker that only
+            # takes submissions (a dead worker's unacknowledged tasks come back only after the
+            # broker's visibility timeout, longer than this test), and stopped cleanly
+            acceptor = start_worker("acceptor", env, tmp_path, queues="esms.fetch")
+            procs.append(acceptor)
             for start in range(0, 500, 10):
                 fetch_callbacks.delay(ref_ids[start : start + 10], OA)
-            wait_until(
-                lambda: (
-                    victim.log.count("accepted 10 RefIds") == 50
-                    and any(r["fault"] == "slow" for r in faulty_sim.requests())
-                ),
+            acceptor.wait_until(
+                lambda: acceptor.log.count("accepted 10 RefIds") == 50,
                 30,
-                "the victim did not take its submissions and start the slow request",
+                "accept the first 50 submissions",
+            )
+            acceptor.stop()
+            # and one worker that only drains, inside a request that eSMS is slow (8 s, within
+            # the victim's own 10 s timeout) to answer: nothing else stands between that
+            # request starting and the kill, so a loaded machine has time to kill it
+            # mid-request; its RefIds come back when its lease (2 x 10 s + 5 s) runs out.
+            faulty_sim.add_fault("slow", delay_s=VICTIM_SLOW_S)
+            victim = start_worker(
+                "victim", {**env, "ESMS_HTTP_TIMEOUT": "10.0"}, tmp_path, queues="esms.drain"
+            )
+            procs.append(victim)
+            victim.wait_until(
+                lambda: any(r["fault"] == "slow" for r in faulty_sim.requests()),
+                30,
+                "start the slow request",
             )
             slow = next(r for r in faulty_sim.requests() if r["fault"] == "slow")
-            broker_mid_run = redis_dump(redis_client)
 
             # when that worker is killed outright, mid-request
             victim.kill()
             killed_after_s = time.time() - slow["received_at_s"]
             assert killed_after_s < VICTIM_SLOW_S, f"killed {killed_after_s:.1f} s in: too late"
+            broker_mid_run = redis_dump(redis_client)  # the dead worker's lease still held
 
             # and others take over while eSMS misbehaves in every documented way
             for kind, params, count in FAULTS:
@@ -215,5 +224,6 @@ def test_no_refid_lost_under_faults_and_a_killed_worker(
         f"\nfault report: RefIds submitted {len(ref_ids)}, lost {len(lost)}, terminal events "
         f"{len(terminal_events)} ({len(terminal_events) - len(ref_ids)} duplicates), "
         f"faults {faults}, task-retried {task_events.seen['task-retried']}, "
-        f"requests {faulty_sim.stats()['requests']}"
+        f"requests {faulty_sim.stats()['requests']}, victim killed {killed_after_s:.2f} s into "
+        "its slow request"
     )
