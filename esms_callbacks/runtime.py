@@ -9,6 +9,7 @@ thousand sets of keys, not a thousand connections.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,6 +33,7 @@ from esms_callbacks.errors import NotDurable, PublishFailed
 from esms_callbacks.events.publish import EventPublisher
 from esms_callbacks.push.inbox import PushInbox
 from esms_callbacks.settings import DEFAULT_ACCOUNT, Settings
+from esms_callbacks.tuning import RETIRED_CLOSE_AFTER_S
 
 if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when first used
     from esms_callbacks.esms.client import CallbackAnswer, EsmsClient
@@ -248,26 +250,36 @@ class Runtime:
 class Runtimes:
     """The Runtime of every account this process serves, built when first asked for and
     built again when its settings change (the accounts file read again: a rotated secret, new
-    terms); an account removed from the file is closed."""
+    terms); an account removed from the file is closed.
+
+    A Runtime replaced or removed is closed RETIRED_CLOSE_AFTER_S later, not at once: in a
+    threads pool another task may still be inside a request on its HTTP session (a drain
+    notices the change at its next step and stops)."""
 
     def __init__(
-        self, book: AccountBook, queue_drain: Callable[[str, str], object] | None = None
+        self,
+        book: AccountBook,
+        queue_drain: Callable[[str, str], object] | None = None,
+        monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self.book = book
         self.shared = SharedClients(book.base)
         self._queue_drain = queue_drain
+        self._monotonic_s = monotonic_s
         self._built: dict[str, Runtime] = {}
+        self._retired: list[tuple[float, Runtime]] = []  # (when retired, the Runtime)
 
     def get(self, name: str) -> Runtime:
         """The account's Runtime; UnknownAccount if this deployment does not serve it."""
         settings = self.book.get(name)
         if settings is None:
             raise UnknownAccount(self._unknown(name))
+        self._close_retired()
         built = self._built.get(name)
         if built is not None and built.settings == settings:
             return built
         if built is not None:
-            built.close()
+            self._retire(built)
         queue = self._queue_drain
         runtime = Runtime(
             settings,
@@ -299,13 +311,23 @@ class Runtimes:
         """Every account's Runtime, in name order; those of removed accounts closed."""
         accounts = self.book.accounts()
         for name in set(self._built) - set(accounts):
-            self._built.pop(name).close()
+            self._retire(self._built.pop(name))
         return [self.get(name) for name in sorted(accounts)]
 
     def close(self) -> None:
-        for runtime in self._built.values():
+        """Close every Runtime, retired ones included (the process is stopping)."""
+        for runtime in [*self._built.values(), *(runtime for _, runtime in self._retired)]:
             runtime.close()
         self._built.clear()
+        self._retired.clear()
+
+    def _retire(self, runtime: Runtime) -> None:
+        self._retired.append((self._monotonic_s(), runtime))
+
+    def _close_retired(self) -> None:
+        now_s = self._monotonic_s()
+        while self._retired and now_s - self._retired[0][0] >= RETIRED_CLOSE_AFTER_S:
+            self._retired.pop(0)[1].close()
 
     def _unknown(self, name: str) -> str:
         if not self.book.from_file:

@@ -50,6 +50,9 @@ HOUSEKEEPING_EVERY_PULSES = 5
 RELEASE_LOCK_S = (
     10.0  # a pulse's lock: how long a pulse may hold the next ones off (its worker dead)
 )
+# A Runtime replaced by an accounts-file change is closed this long after: past any drain's
+# budget and its last request, so no task of a threads pool is still using its HTTP session.
+RETIRED_CLOSE_AFTER_S = 2 * DRAIN_BUDGET_S
 DRAIN_EXPIRES_S = 60  # a drain nobody started within this is useless: others were asked since
 MAX_AUTO_DRAINERS = 6  # ESMS_DRAINERS=auto: each drainer holds a worker pool slot while it drains
 ASSUMED_REQUEST_TIME_S = 0.25  # ESMS_DRAINERS=auto, until the first requests have been timed

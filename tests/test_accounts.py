@@ -9,7 +9,9 @@ import hashlib
 import os
 import sys
 import textwrap
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,15 @@ from esms_callbacks.runtime import Runtimes
 from esms_callbacks.settings import DEFAULT_ACCOUNT, Settings
 from esms_callbacks.simulator.app import Simulator
 from esms_callbacks.simulator.server import serve_in_thread
-from tests.helpers import T0, drain_events, in_process_worker, wait_until
+from esms_callbacks.tuning import RETIRED_CLOSE_AFTER_S
+from tests.helpers import (
+    SIM_API_KEY,
+    SIM_SECRET_KEY,
+    T0,
+    drain_events,
+    in_process_worker,
+    wait_until,
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -597,3 +607,44 @@ def test_new_keys_lift_the_pause_the_old_ones_earned(tmp_path, redis_url):
     now_s[0] += CHECK_EVERY_S
     assert runtimes.get("rot").settings.secret_key == "new"
     assert runtimes.get("rot").pause.reason() is None
+
+
+def test_a_request_in_flight_outlives_its_account_being_built_again(
+    tmp_path, make_settings, sim, redis_url
+):
+    # given an account whose request eSMS is slow to answer, in one thread of a threads pool
+    def accounts(max_refs: int) -> str:
+        return (
+            f'[accounts.a]\napi_key = "{SIM_API_KEY}"\nsecret_key = "{SIM_SECRET_KEY}"\n'
+            f"max_refs = {max_refs}\n"
+        )
+
+    path = write(tmp_path / "accounts.toml", accounts(100))
+    now_s = [0.0]
+    clock = lambda: now_s[0]  # noqa: E731
+    book = AccountBook(make_settings(accounts_file=str(path)), "worker", {}, clock)
+    runtimes = Runtimes(book, monotonic_s=clock)
+    old = runtimes.get("a")
+    sim.add_fault("slow", delay_s=0.5)
+    sending = threading.Event()
+
+    def gate() -> bool:
+        sending.set()
+        return True
+
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(old.ask, ["in-flight-1"], "oa-1", gate)
+        assert sending.wait(10), "the request never reached its gate"
+        # when another task of the pool meets the account changed and builds it again
+        write(path, accounts(50))
+        os.utime(path, ns=(21, 21))
+        now_s[0] += CHECK_EVERY_S
+        assert runtimes.get("a") is not old
+        # expect the request on the old Runtime to finish with eSMS's answer
+        assert list(answer.result(timeout=10).records) == ["in-flight-1"]
+    # and the old Runtime closed once nobody can still be using it, at the next look
+    assert old.client._session is not None
+    now_s[0] += RETIRED_CLOSE_AFTER_S
+    runtimes.get("a")
+    assert old.client._session is None
+    runtimes.close()
