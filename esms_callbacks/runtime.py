@@ -250,7 +250,7 @@ class Runtime:
 class Runtimes:
     """The Runtime of every account this process serves, built when first asked for and
     built again when its settings change (the accounts file read again: a rotated secret, new
-    terms); an account removed from the file is closed.
+    terms); an account removed from the file is no longer served.
 
     A Runtime replaced or removed is closed RETIRED_CLOSE_AFTER_S later, not at once: in a
     threads pool another task may still be inside a request on its HTTP session (a drain
@@ -308,7 +308,7 @@ class Runtimes:
         return sorted(self.book.accounts())
 
     def all(self) -> list[Runtime]:
-        """Every account's Runtime, in name order; those of removed accounts closed."""
+        """Every account's Runtime, in name order; those of removed accounts retired."""
         accounts = self.book.accounts()
         for name in set(self._built) - set(accounts):
             self._retire(self._built.pop(name))
