@@ -55,7 +55,7 @@ from bench.measure import Terms
 from bench.memory_bench import start_redis, used_memory
 from bench.perf_bench import _commit
 from bench.submit import oa_id
-from esms_callbacks.accounts import read_accounts
+from esms_callbacks.accounts import NO_SECRETS, read_file
 from esms_callbacks.cli.processes import ROOT, Children
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.stats import RequestStats
@@ -395,9 +395,9 @@ def drainers_wanted(env: Mapping[str, str], client: redis.Redis, measured: bool)
     assumed request time, or with each account's measured one."""
     base = Settings.from_env(env, process="worker")
     total = 0
-    for name, settings in read_accounts(base, "worker", env).items():
+    for name, account in read_file(base, NO_SECRETS, env).accounts.items():
         took_s = RequestStats(client, AccountKeys(name)).request_time_s() if measured else None
-        total += settings.drainers_wanted(took_s)
+        total += base.drainers_wanted(account.terms, took_s)
     return total
 
 

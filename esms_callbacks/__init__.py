@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from esms_callbacks.errors import (
+        AccountNotServed,
         BrokerFull,
         ConfigError,
         EsmsCallbacksError,
         InvalidSubmission,
         NotDurable,
+        UnsupportedEvent,
     )
     from esms_callbacks.esms.validation import validate_submission
     from esms_callbacks.events.consumer import read_events
-    from esms_callbacks.events.model import StatusEvent, UnsupportedEvent
+    from esms_callbacks.events.model import StatusEvent
     from esms_callbacks.settings import Settings
     from esms_callbacks.tasks import app, fetch_callbacks
 
@@ -37,7 +39,8 @@ _HOME = {
     "fetch_callbacks": "esms_callbacks.tasks",
     "app": "esms_callbacks.tasks",
     "StatusEvent": "esms_callbacks.events.model",
-    "UnsupportedEvent": "esms_callbacks.events.model",
+    "UnsupportedEvent": "esms_callbacks.errors",
+    "AccountNotServed": "esms_callbacks.errors",
     "read_events": "esms_callbacks.events.consumer",
     "EsmsCallbacksError": "esms_callbacks.errors",
     "InvalidSubmission": "esms_callbacks.errors",
@@ -48,6 +51,7 @@ _HOME = {
     "validate_submission": "esms_callbacks.esms.validation",
 }
 __all__ = [
+    "AccountNotServed",
     "BrokerFull",
     "ConfigError",
     "EsmsCallbacksError",

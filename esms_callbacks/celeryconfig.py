@@ -31,7 +31,7 @@ worker_send_task_events = True
 task_track_started = True
 
 enable_utc = True
-timezone = str(_settings.window.zone)
+timezone = str(_settings.terms.window.zone)
 
 FETCH_QUEUE = "esms.fetch"  # producers' submissions and beat's releases: short tasks
 DRAIN_QUEUE = "esms.drain"  # the drain loops: long, rate-limited tasks

@@ -1,30 +1,42 @@
 """Every error the project raises, and whether it is worth retrying.
 
     EsmsCallbacksError          the root: `except EsmsCallbacksError` catches all of these
-    EsmsError                   something went wrong talking to eSMS
-    ├── TransientError          ask again soon; the breaker (engine.health) decides whether
-    │   │                       the whole account backs off
-    │   ├── TransportError      timeout, refused or reset connection
-    │   ├── ServerError         HTTP status other than 200 (5xx, 429, proxies)
-    │   ├── MalformedResponse   body is not JSON or not eSMS's shape
-    │   ├── RateLimited         Code 160: eSMS saw requests too close together (also widens
-    │   │                       the rate margin)
-    │   ├── NotReady            Code 105: SMSIDs not known yet; the drainer treats it as an
-    │   │                       answer (each RefId not_found, asked again later), not a failure
-    │   └── UnexpectedCode      a Code eSMS does not document; kept as given
-    ├── AccountError            retrying will not help until an operator acts
-    │   ├── AuthError           Code 101, 140, 143: credentials, IP whitelist, locked account
-    │   └── BalanceError        Code 103: not enough balance
-    └── RequestRejected         Code 99, 110, 204, 799, 851, 854: bad input or no data
-    NotSent                     the request was held back at the last moment (window closed)
-    InvalidSubmission           bad task arguments; raised at the producer and in the worker
-    ConfigError                 a malformed setting; names the environment variable
-    └── AccountUnknown          no account to file RefIds under (no ApiKey, no ESMS_ACCOUNT)
-    PublishFailed               the broker stopped taking status events part way
-    BrokerFull                  the broker's Redis is out of memory: a submission was not queued
-    NotDurable                  too few replicas confirmed a write in time: it may vanish in a
-                                failover, so it counts as not done (retried, never acked)
-    Retry                       a transient failure (eSMS or broker): the RefIds are back to
+    ├── EsmsError               something went wrong talking to eSMS
+    │   ├── TransientError      ask again soon; the breaker (engine.health) decides whether
+    │   │   │                   the whole account backs off
+    │   │   ├── TransportError  timeout, refused or reset connection
+    │   │   ├── ServerError     HTTP status other than 200 (5xx, 429, proxies)
+    │   │   ├── MalformedResponse  body is not JSON or not eSMS's shape
+    │   │   ├── RateLimited     Code 160: eSMS saw requests too close together (also widens
+    │   │   │                   the rate margin)
+    │   │   ├── NotReady        Code 105: SMSIDs not known yet; the drainer treats it as an
+    │   │   │                   answer (each RefId not_found, asked again later), not a failure
+    │   │   └── UnexpectedCode  a Code eSMS does not document; kept as given
+    │   ├── AccountError        retrying will not help until an operator acts
+    │   │   ├── AuthError       Code 101, 140, 143: credentials, IP whitelist, locked account
+    │   │   └── BalanceError    Code 103: not enough balance
+    │   └── RequestRejected     Code 99, 110, 204, 799, 851, 854: bad input or no data
+    ├── NotSent                 the request was held back at the last moment (window closed)
+    ├── BadInput (ValueError)   what came from outside cannot be used; the message says why
+    │   ├── InvalidSubmission   bad task arguments; raised at the producer and in the worker
+    │   │   └── AccountNotServed  a submission names an account this deployment does not
+    │   │                       have (not in ESMS_ACCOUNTS_FILE): refused, never retried
+    │   ├── MalformedPush       a push that cannot be a status from eSMS (answered 400)
+    │   └── UnsupportedEvent    a status event this version cannot read (a consumer's error)
+    ├── ConfigError (ValueError)  a setting that cannot be used; names the variable or key
+    │   ├── NoAccountNamed      nothing names the account's Redis keys (no ESMS_API_KEY, no
+    │   │                       ESMS_ACCOUNT): RefIds cannot be filed; retried
+    │   ├── AccountUnavailable  the accounts file names the account, but its table cannot be
+    │   │                       read here now (a secret's variable unset on this host, a
+    │   │                       half-written file): retried, never refused
+    │   └── MissingExtra        a command needs the `worker` extra, which is not installed
+    ├── PublishFailed           the broker stopped taking status events part way
+    │   ├── NoQueueBound        the default queue is off and no queue would receive them
+    │   └── PushApplyFailed     applying pushes stopped at a failed publish; retried
+    ├── BrokerFull (RuntimeError)  the broker's Redis is out of memory: not queued
+    ├── NotDurable              too few replicas confirmed a write in time: it may vanish in
+    │                           a failover, so it counts as not done (retried, never acked)
+    └── Retry                   a transient failure (eSMS or broker): the RefIds are back to
                                 wait, the drain task retries after `after_s`
 
 What each failure leads to (retried or not, how long to wait, when to give up, the Celery
@@ -106,6 +118,23 @@ class PublishFailed(EsmsCallbacksError):
         self.published = published
 
 
+class NoQueueBound(PublishFailed):
+    """The default queue is off and no queue would receive the events."""
+
+    def __init__(self, message: str) -> None:
+        EsmsCallbacksError.__init__(self, message)
+        self.published = 0
+
+
+class PushApplyFailed(PublishFailed):
+    """Publishing a batch of pushes' events stopped part way; what went out is settled, the
+    rest is applied again."""
+
+    def __init__(self, message: str) -> None:
+        EsmsCallbacksError.__init__(self, message)
+        self.published = 0
+
+
 class BrokerFull(EsmsCallbacksError, RuntimeError):
     """The broker's Redis is out of memory: a submission was not queued."""
 
@@ -124,16 +153,42 @@ class Retry(EsmsCallbacksError):
         self.after_s = after_s
 
 
-class InvalidSubmission(EsmsCallbacksError, ValueError):
+class BadInput(EsmsCallbacksError, ValueError):
+    """Input from outside the project that cannot be used; the message says why."""
+
+
+class InvalidSubmission(BadInput):
     """Task arguments that cannot be accepted; the message names the problem."""
 
 
+class AccountNotServed(InvalidSubmission):
+    """A submission for an account this deployment does not serve."""
+
+
+class MalformedPush(BadInput):
+    """A push that cannot be a status from eSMS; the message says why (answered with 400)."""
+
+
+class UnsupportedEvent(BadInput):
+    """A status event this version of the project cannot read."""
+
+
 class ConfigError(EsmsCallbacksError, ValueError):
-    """A setting that cannot be used; the message names the environment variable."""
+    """A setting that cannot be used; the message names the environment variable or key."""
 
 
-class AccountUnknown(ConfigError):
-    """No eSMS account is named (no ApiKey, no ESMS_ACCOUNT): RefIds cannot be filed."""
+class NoAccountNamed(ConfigError):
+    """Nothing names the account's Redis keys (no ESMS_API_KEY, no ESMS_ACCOUNT): RefIds
+    cannot be filed."""
+
+
+class AccountUnavailable(ConfigError):
+    """The accounts file names the account but its table cannot be read here now: the
+    submission waits (retried) rather than being refused."""
+
+
+class MissingExtra(ConfigError):
+    """A command needs the `worker` extra, which is not installed."""
 
 
 def printable(text: str, limit: int = 200) -> str:

@@ -37,13 +37,15 @@ from redis.exceptions import RedisError
 
 from esms_callbacks.errors import (
     AccountError,
-    AccountUnknown,
+    AccountUnavailable,
     EsmsError,
+    NoAccountNamed,
     NotDurable,
     RateLimited,
     TransientError,
 )
 from esms_callbacks.settings import Settings
+from esms_callbacks.terms import Terms
 
 # esms.drain: Redis unreachable mid-drain; a few quick retries (the RefIds are safe in Redis,
 # their leases expire and a later drain asks them).
@@ -58,7 +60,7 @@ DRAIN_TASK_RETRY: dict[str, Any] = {
 # file RefIds under (no credentials): retry with backoff until that is fixed; the submission
 # stays in the broker meanwhile, so it is never dropped nor filed where no drainer looks.
 FETCH_TASK_RETRY: dict[str, Any] = {
-    "autoretry_for": (RedisError, AccountUnknown, NotDurable),
+    "autoretry_for": (RedisError, NoAccountNamed, AccountUnavailable, NotDurable),
     "retry_backoff": 1,
     "retry_backoff_max": 300,
     "retry_jitter": True,
@@ -125,7 +127,7 @@ class Decision:
     suspects_refs: bool = False
 
 
-def decide(exc: EsmsError, settings: Settings, near_window_edge: bool) -> Decision:
+def decide(exc: EsmsError, settings: Settings, terms: Terms, near_window_edge: bool) -> Decision:
     """The decision for a failed request; `near_window_edge`: the failure came within a
     minute of the window's opening or closing (or outside it)."""
     if isinstance(exc, TransientError):
@@ -136,7 +138,7 @@ def decide(exc: EsmsError, settings: Settings, near_window_edge: bool) -> Decisi
             RETRY,
             settings.retry_base_s,
             widen_margin=rate_limited,
-            hold_s=settings.rate_interval_s if rate_limited else 0.0,
+            hold_s=terms.rate_interval_s if rate_limited else 0.0,
             suspects_refs=not rate_limited,
         )
     if isinstance(exc, AccountError):
@@ -152,18 +154,18 @@ def split_after_s(settings: Settings) -> float:
     return settings.retry_base_s
 
 
-def gives_up(strikes: int, settings: Settings, account_was_answering: bool) -> bool:
+def gives_up(strikes: int, terms: Terms, account_was_answering: bool) -> bool:
     """Whether a RefId whose request failed with it alone, for the `strikes`-th time, is
     given up (an `expired` event that says why): it failed every request that carried it,
     through as many halvings as reach a batch of one (log2 ESMS_MAX_REFS, and once more
     alone), and the account's previous request was answered, so eSMS is not simply down."""
-    return account_was_answering and strikes > settings.max_refs_per_request.bit_length()
+    return account_was_answering and strikes > terms.max_refs_per_request.bit_length()
 
 
-def retry_after_s(settings: Settings, breaker_wait_s: float) -> float:
+def retry_after_s(terms: Terms, breaker_wait_s: float) -> float:
     """When the drain task retries after a transient eSMS failure: once the breaker lets
     requests go again (`breaker_wait_s`, 0 while it stays closed), at least one spacing on."""
-    return max(breaker_wait_s, settings.spacing_s)
+    return max(breaker_wait_s, terms.spacing_s)
 
 
 def after_publish_failure_s(settings: Settings) -> float:

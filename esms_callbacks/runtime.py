@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from esms_callbacks.accounts import AccountBook, UnknownAccount
+from esms_callbacks.accounts import DEFAULT_ACCOUNT, Account, AccountBook
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.clock import RedisClock
 from esms_callbacks.engine.dispatch import DrainerDispatch
@@ -32,7 +32,8 @@ from esms_callbacks.engine.stats import RequestStats
 from esms_callbacks.errors import NotDurable, PublishFailed
 from esms_callbacks.events.publish import EventPublisher
 from esms_callbacks.push.inbox import PushInbox
-from esms_callbacks.settings import DEFAULT_ACCOUNT, Settings
+from esms_callbacks.settings import Settings
+from esms_callbacks.terms import Terms
 from esms_callbacks.tuning import RETIRED_CLOSE_AFTER_S
 
 if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when first used
@@ -74,7 +75,10 @@ class SharedClients:
 
 @dataclass
 class Runtime:
-    settings: Settings
+    """One account's objects in this process, built when first used."""
+
+    settings: Settings  # the deployment's
+    account: Account
     # How this process queues one drain task of this account (the worker's Celery app); None
     # where no drain is ever asked for (the receiver, the CLI's read-only commands).
     queue_drain: Callable[[str], object] | None = None
@@ -87,9 +91,13 @@ class Runtime:
             self.shared = SharedClients(self.settings)
 
     @property
-    def account(self) -> str:
-        """The account's name (producers' `account=`, events, logs, metrics)."""
-        return self.settings.account_name
+    def name(self) -> str:
+        """The account's name (producers' `account=`, events, logs, metrics, turns)."""
+        return self.account.name
+
+    @property
+    def terms(self) -> Terms:
+        return self.account.terms
 
     @property
     def redis(self) -> redis.Redis:
@@ -97,7 +105,7 @@ class Runtime:
 
     @cached_property
     def keys(self) -> AccountKeys:
-        return AccountKeys(self.settings.account_id)
+        return AccountKeys(self.account.require_key_id())
 
     @cached_property
     def clock(self) -> RedisClock:
@@ -106,7 +114,7 @@ class Runtime:
     @cached_property
     def backlog(self) -> Backlog:
         s = self.settings
-        return Backlog(self.redis, self.keys, s.done_ttl_s, s.max_refs_per_request)
+        return Backlog(self.redis, self.keys, s.done_ttl_s, self.terms.max_refs_per_request)
 
     @cached_property
     def limiter(self) -> RateLimiter:
@@ -114,9 +122,9 @@ class Runtime:
         return RateLimiter(
             self.redis,
             (k.rate, k.paused, k.health),
-            s.rate_interval_s,
-            s.rate_margin_s,
-            probe_timeout_s=s.lease_s,
+            self.terms.rate_interval_s,
+            self.terms.rate_margin_s,
+            probe_timeout_s=self.lease_s,
             max_backoff_s=s.backoff_max_s,
             replicas=s.redis_replicas,
             replica_timeout_s=s.redis_replica_timeout_s,
@@ -143,7 +151,8 @@ class Runtime:
 
     @cached_property
     def drainer_slots(self) -> LeaseSemaphore:
-        return LeaseSemaphore(self.redis, self.keys.drainers, lease_s=self.settings.drainer_lease_s)
+        lease_s = self.settings.drainer_lease_s(self.terms)
+        return LeaseSemaphore(self.redis, self.keys.drainers, lease_s=lease_s)
 
     @cached_property
     def dispatch(self) -> DrainerDispatch:
@@ -151,6 +160,8 @@ class Runtime:
             self.redis,
             self.keys,
             self.settings,
+            self.terms,
+            self.name,
             self.backlog,
             self.drainer_slots,
             self.drainers_wanted,
@@ -165,14 +176,21 @@ class Runtime:
 
     def drainers_wanted(self) -> int:
         """How many drainers the account should have now (see Settings.drainers_wanted)."""
-        return self.settings.drainers_wanted(self.stats.request_time_s())
+        return self.settings.drainers_wanted(self.terms, self.stats.request_time_s())
+
+    @property
+    def lease_s(self) -> float:
+        """How long a request (or a push's apply) holds its RefIds (Settings.lease_s)."""
+        return self.settings.lease_s(self.terms)
 
     @cached_property
     def client(self) -> EsmsClient:
         from esms_callbacks.esms.client import EsmsClient
 
-        s = self.settings
-        return EsmsClient(s.base_url, s.api_key, s.secret_key, s.http_timeout_s)
+        secrets = self.account.secrets
+        return EsmsClient(
+            self.terms.base_url, secrets.api_key, secrets.secret_key, self.settings.http_timeout_s
+        )
 
     @property
     def publisher(self) -> EventPublisher:
@@ -236,6 +254,7 @@ class Runtime:
     def drainer(self) -> Drainer:
         return Drainer(
             self.settings,
+            self.account,
             self.backlog,
             self.limiter,
             self.breaker,
@@ -263,42 +282,34 @@ class Runtimes:
         monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self.book = book
-        self.shared = SharedClients(book.base)
+        self.shared = SharedClients(book.settings)
         self._queue_drain = queue_drain
         self._monotonic_s = monotonic_s
         self._built: dict[str, Runtime] = {}
         self._retired: list[tuple[float, Runtime]] = []  # (when retired, the Runtime)
 
     def get(self, name: str) -> Runtime:
-        """The account's Runtime; UnknownAccount if this deployment does not serve it."""
-        settings = self.book.get(name)
-        if settings is None:
-            raise UnknownAccount(self._unknown(name))
+        """The account's Runtime; AccountNotServed if this deployment does not serve it,
+        AccountUnavailable if it cannot here now (AccountBook.get)."""
+        account = self.book.get(name)
         self._close_retired()
         built = self._built.get(name)
-        if built is not None and built.settings == settings:
+        if built is not None and built.account == account:
             return built
         if built is not None:
             self._retire(built)
         queue = self._queue_drain
         runtime = Runtime(
-            settings,
+            self.shared.settings,
+            account,
             queue_drain=None if queue is None else (lambda queued_as: queue(name, queued_as)),
             shared=self.shared,
             takes_turns=lambda: len(self.book.accounts()) > 1,
         )
-        if built is not None and _keys_of(built.settings) != _keys_of(settings):
+        if built is not None and _keys_of(built.account) != _keys_of(account):
             runtime.pause.lift()  # a pause for the old keys' refusal: the new ones get a try
         self._built[name] = runtime
         return runtime
-
-    def by_keys_name(self, account_id: str) -> Runtime | None:
-        """The account whose Redis keys are named `account_id` (the turns list names
-        accounts so), or None if this process does not serve it."""
-        for name, settings in self.book.accounts().items():
-            if settings.account_known and settings.account_id == account_id:
-                return self.get(name)
-        return None
 
     def default(self) -> Runtime:
         """The `default` account's (the only one without an accounts file)."""
@@ -329,21 +340,6 @@ class Runtimes:
         while self._retired and now_s - self._retired[0][0] >= RETIRED_CLOSE_AFTER_S:
             self._retired.pop(0)[1].close()
 
-    def _unknown(self, name: str) -> str:
-        if not self.book.from_file:
-            return (
-                f"no eSMS account {name!r}: without ESMS_ACCOUNTS_FILE this deployment serves "
-                f"one account, {DEFAULT_ACCOUNT!r} (leave account= out)"
-            )
-        served = self.names()
-        shown = ", ".join(served[:10]) + (
-            f" and {len(served) - 10} more" if len(served) > 10 else ""
-        )
-        return (
-            f"no eSMS account {name!r} in ESMS_ACCOUNTS_FILE={self.book.base.accounts_file} "
-            f"(it has {shown})"
-        )
 
-
-def _keys_of(settings: Settings) -> tuple[str, str]:
-    return settings.api_key, settings.secret_key
+def _keys_of(account: Account) -> tuple[str, str]:
+    return account.secrets.api_key, account.secrets.secret_key

@@ -1,25 +1,23 @@
-"""Settings: one typed object read from the environment at start-up.
+"""Settings: the deployment's, one typed object read from the environment at start-up.
 
-Every variable is documented in docs/configuration.md, rendered from these declarations.
-Malformed values raise ConfigError naming the variable; credentials never appear in repr().
+An account's own (its terms, secrets and name) are accounts.py's and terms.py's; the terms
+read here from the ESMS_* variables are every account's defaults. Every variable is documented
+in docs/configuration.md, rendered from these declarations. Malformed values raise ConfigError
+naming the variable; credentials never appear in repr().
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo
 
 from kombu import Connection
 
-from esms_callbacks.errors import AccountUnknown, ConfigError
-from esms_callbacks.esms.window import Window
+from esms_callbacks.errors import ConfigError
+from esms_callbacks.terms import Terms, by_variable, redact_url, term_variables
 from esms_callbacks.tuning import ASSUMED_REQUEST_TIME_S, MAX_AUTO_DRAINERS, MAX_REPLICA_TIMEOUT_S
 from esms_callbacks.variables import (
     APP,
@@ -28,24 +26,20 @@ from esms_callbacks.variables import (
     Network,
     Variable,
     choice,
+    declared,
     drainers_count,
     env,
     flag,
-    http_url,
     integer,
-    is_local,
     networks,
     number,
     proxies,
     read_variable,
     seconds,
     text,
-    zone,
 )
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
-DEFAULT_ACCOUNT = "default"  # the one account of a deployment without ESMS_ACCOUNTS_FILE
-DEFAULT_BASE_URL = "https://status-sms.esms.vn"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # what redis-py's from_url takes
 SENTINEL_SCHEME = "sentinel://"  # Celery's form: sentinel://host:port;sentinel://host:port
 # A finished RefId is remembered at least this long: the broker hands a dead worker's
@@ -55,15 +49,6 @@ MIN_DONE_TTL_S = 900.0
 # eSMS often does not know a RefId in its first minute (Code 105); a shorter age would expire
 # RefIds at their first answer.
 MIN_MAX_AGE_S = 60.0
-ESMS_MAX_REFS_CEILING = 200  # eSMS's own table; past it RefIds are silently dropped
-# Covers the jitter between our commit and eSMS's receipt that `make bench` measures
-# (docs/benchmarks.md); networks that jitter more get a wider margin from eSMS's own 160s.
-DEFAULT_RATE_MARGIN_S = 0.002
-
-MIN_PUSH_TOKEN_CHARS = 16
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
-
-DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
 
 PROCESS_READS = {
     "app": (APP,),  # a producer, beat and Flower: the Celery app alone
@@ -100,28 +85,13 @@ class RedisTarget:
         return self.url.startswith(SENTINEL_SCHEME)
 
 
-ZONE_VARIABLE = Variable(
-    "ESMS_TIMEZONE", DEFAULT_ZONE, lambda v, _: zone(v), doc="IANA zone of the window", read_by=APP
-)
-
-
-def _window(value: str, read: Mapping[str, Any]) -> Window:
-    return Window.parse(value, read.get("zone") or ZoneInfo(DEFAULT_ZONE))
-
-
-def _show_window(window: Window) -> str:
-    if window.always:
-        return "always"
-    return f"{window.opens:%H:%M:%S}-{window.closes:%H:%M:%S}"
-
-
 def _show_networks(networks: tuple[Network, ...]) -> str:
     return ",".join(str(network) for network in networks)
 
 
 @dataclass(frozen=True, repr=False)
 class Settings:
-    """Every setting, each declared once with its variable (see docs/configuration.md)."""
+    """Every setting of the deployment, each declared once with its variable."""
 
     broker_url: str = env(
         "CELERY_BROKER_URL",
@@ -142,30 +112,6 @@ class Settings:
         "(`fetch_callbacks.delay`, `submit`) never needs it",
         readme_default="the broker URL if it is Redis",
     )
-    api_key: str = env(
-        "ESMS_API_KEY",
-        "",
-        text,
-        "the eSMS account's ApiKey (with `ESMS_SECRET_KEY`); unset: `make run` uses the "
-        "simulator, a worker sends nothing and says so",
-        secret=True,
-    )
-    secret_key: str = env(
-        "ESMS_SECRET_KEY",
-        "",
-        text,
-        "the eSMS account's SecretKey (with `ESMS_API_KEY`); unset: `make run` uses the "
-        "simulator, a worker sends nothing and says so",
-        secret=True,
-    )
-    base_url: str = env(
-        "ESMS_BASE_URL",
-        DEFAULT_BASE_URL,
-        lambda v, _: http_url(v),
-        "eSMS host. Every request carries the ApiKey and SecretKey, so plain `http://` is refused "
-        "at start unless the host is this machine (`localhost`, `127.0.0.0/8`, `::1`, as the "
-        "bundled simulator is) or `ESMS_ALLOW_PLAIN_HTTP=1`",
-    )
     allow_plain_http: bool = env(
         "ESMS_ALLOW_PLAIN_HTTP",
         "",
@@ -173,36 +119,6 @@ class Settings:
         "`1`: accept an `http://` `ESMS_BASE_URL` on another host (the credentials then cross the "
         "network unencrypted)",
         show=lambda flag: "1" if flag else "",
-    )
-    rate_interval_s: float = env(
-        "ESMS_RATE_INTERVAL",
-        "1.0",
-        number(0.001),
-        "seconds between two requests of one account, as eSMS receives them",
-    )
-    # Extra spacing on top of rate_interval_s so that jitter between our commit and eSMS's
-    # receipt cannot bring two requests closer than rate_interval_s where eSMS sees them; each
-    # Code 160 widens it further for a while (engine.limiter).
-    rate_margin_s: float = env(
-        "ESMS_RATE_MARGIN",
-        str(DEFAULT_RATE_MARGIN_S),
-        number(0.0),
-        "seconds added to the interval to absorb jitter between our commit and eSMS's receipt; "
-        "each Code 160 widens it further for a while (see "
-        "[Limits](operations.md#limits-and-capacity))",
-    )
-    max_refs_per_request: int = env(
-        "ESMS_MAX_REFS",
-        "100",
-        integer(1, ESMS_MAX_REFS_CEILING),
-        "RefIds per request, 1 to 200 (eSMS silently drops RefIds past its limit)",
-    )
-    window: Window = env(  # noqa: RUF009 (a field with a default_factory, as env() builds it)
-        "ESMS_WINDOW",
-        "01:00-02:00",
-        _window,
-        "`HH:MM[:SS]-HH:MM[:SS]` in `ESMS_TIMEZONE`, may cross midnight; `always` for none",
-        show=_show_window,
     )
     status_queue: str = env(
         "ESMS_STATUS_QUEUE",
@@ -390,17 +306,6 @@ class Settings:
         f"{MAX_REPLICA_TIMEOUT_S:g}: the wait must end before the Redis socket's timeout)",
         read_by=APP,
     )
-    account: str = env(
-        "ESMS_ACCOUNT",
-        "",
-        text,
-        "name of the account in Redis keys; set it to keep the waiting RefIds when you rotate the "
-        "ApiKey. With neither it nor `ESMS_API_KEY` there is no account: a worker keeps "
-        "submissions in the broker (retrying) instead of filing them where no drainer looks, and "
-        "`status`/`metrics` refuse to show an account that does not exist. Every worker's first "
-        "log line, and `status`, say which account and what named it",
-        readme_default="hash of the ApiKey",
-    )
     accounts_file: str = env(
         "ESMS_ACCOUNTS_FILE",
         "",
@@ -418,28 +323,7 @@ class Settings:
         "workers' first log line then says so); leave it unset",
         show=lambda flag: "1" if flag else "",
     )
-    # The push receiver (receiver/): eSMS's CallbackUrl is .../esms/push/<push_token>.
-    push_token: str = env(
-        "ESMS_PUSH_TOKEN",
-        "",
-        text,
-        "the secret in the push URL `/esms/push/<token>`: at least 16 of `A-Z a-z 0-9 - _`. Never "
-        "logged or shown",
-        secret=True,
-        readme_default="none (required by the receiver)",
-        read_by=RECEIVER,
-    )
-    # Taken beside push_token while eSMS's CallbackUrl changes (docs/pushes.md: rotating the token).
-    push_token_previous: str = env(
-        "ESMS_PUSH_TOKEN_PREVIOUS",
-        "",
-        text,
-        "a second token taken beside `ESMS_PUSH_TOKEN` while eSMS's CallbackUrl changes (same "
-        "rules, must differ from it; its pushes are counted as `pushes:previous_token`). Never "
-        "logged or shown. See [rotating the token](pushes.md#rotating-the-token)",
-        secret=True,
-        read_by=RECEIVER,
-    )
+    # The push receiver (push/): eSMS's CallbackUrl is .../esms/push/<an account's push token>.
     receiver_host: str = env(
         "ESMS_RECEIVER_HOST",
         "127.0.0.1",
@@ -523,9 +407,8 @@ class Settings:
         "receiver died, or a request held its RefId)",
         read_by=RECEIVER,
     )
-    # Not read from the environment: the account's name for producers (`account=`), events,
-    # logs and metrics. `default` without ESMS_ACCOUNTS_FILE; the table's name in the file.
-    account_name: str = DEFAULT_ACCOUNT
+    # The environment's terms: the account `default`'s, and every file table's defaults.
+    terms: Terms = field(default_factory=Terms)
 
     @classmethod
     def from_env(
@@ -535,33 +418,29 @@ class Settings:
         their defaults. ConfigError names the first bad one."""
         env = os.environ if env is None else env
         reads = PROCESS_READS[process]
-        read: dict[str, Any] = {"zone": read_variable(env, ZONE_VARIABLE, {})}
-        for f in fields(cls):
-            if "env" in f.metadata:
-                variable: Variable = f.metadata["env"]
-                read[f.name] = read_variable(
-                    env if variable.read_by in reads else {}, variable, read
-                )
-        del read["zone"]
-        settings = cls(**read)
+        read: dict[str, Any] = {}
+        for name, variable in declared(cls):
+            read[name] = read_variable(env if variable.read_by in reads else {}, variable, read)
+        settings = cls(**read, terms=Terms.from_env(env, reads))
         problem = _sentinel_problem(settings, reads)
+        if WORKERS in reads:
+            problem = problem or settings.terms_problem(settings.terms)
         if problem:
             raise ConfigError(problem)
-        if WORKERS not in reads:
-            return settings
-        for check in (_drainers_problem, _plain_http_problem, _guard_problem):
-            problem = check(settings)
-            if problem:
-                raise ConfigError(problem)
         return settings
+
+    def terms_problem(self, terms: Terms, label: Any = by_variable) -> str:
+        """Why an account on `terms` could not be served by this deployment, or ''."""
+        return terms.problem(self.allow_plain_http, self.window_guard_s, label) or (
+            self._drainers_problem(terms)
+        )
 
     def to_env(self) -> dict[str, str]:
         """The variables that make `from_env` give these settings again (for subprocesses)."""
-        out = {ZONE_VARIABLE.name: str(self.window.zone)}
-        for f in fields(self):
-            if "env" in f.metadata:
-                variable: Variable = f.metadata["env"]
-                out[variable.name] = variable.show(getattr(self, f.name))
+        out = {}
+        for owner, cls in ((self, Settings), (self.terms, Terms)):
+            for name, variable in declared(cls):
+                out[variable.name] = variable.show(getattr(owner, name))
         return out
 
     def require_redis_url(self) -> str:
@@ -619,64 +498,14 @@ class Settings:
             self.broker_url, transport_options=self.broker_transport_options, **options
         )
 
-    def push_token_problem(self) -> str:
-        """Why the receiver must not start with this ESMS_PUSH_TOKEN (and
-        ESMS_PUSH_TOKEN_PREVIOUS, if set), or ''. Never shows a token."""
-        if not self.push_token:
-            return "ESMS_PUSH_TOKEN is not set; the receiver needs a secret for its URL"
-        problem = _token_problem("ESMS_PUSH_TOKEN", self.push_token)
-        if problem or not self.push_token_previous:
-            return problem
-        if self.push_token_previous == self.push_token:
-            return (
-                "ESMS_PUSH_TOKEN_PREVIOUS is ESMS_PUSH_TOKEN: set it to the token eSMS used "
-                "before, or unset it"
-            )
-        return _token_problem("ESMS_PUSH_TOKEN_PREVIOUS", self.push_token_previous)
-
-    @property
-    def has_credentials(self) -> bool:
-        return bool(self.api_key and self.secret_key)
-
-    @property
-    def account_id(self) -> str:
-        """Name the account in Redis keys and logs: ESMS_ACCOUNT, else a hash of the ApiKey.
-
-        Without either there is no account: AccountUnknown, rather than filing RefIds under
-        a name no drainer with credentials will ever read."""
-        if self.account:
-            return self.account
-        if self.api_key:
-            return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
-        raise AccountUnknown(
-            "no eSMS account to file RefIds under: set ESMS_API_KEY and ESMS_SECRET_KEY (and "
-            "ESMS_ACCOUNT, so a new ApiKey keeps the waiting RefIds) in this process's "
-            "environment"
-        )
-
-    @property
-    def account_known(self) -> bool:
-        return bool(self.account or self.api_key)
-
-    @property
-    def account_source(self) -> str:
-        """Why the account has the name it has, for operators."""
-        if self.account:
-            return "ESMS_ACCOUNT"
-        if self.api_key:
-            return "a hash of ESMS_API_KEY (set ESMS_ACCOUNT to keep it across a key change)"
-        return "none: ESMS_API_KEY and ESMS_ACCOUNT are not set"
-
-    @property
-    def lease_s(self) -> float:
+    def lease_s(self, terms: Terms) -> float:
         """How long a request holds its RefIds: the HTTP timeout and publishing its events
         with room to spare, short enough that RefIds of a dead worker are asked again soon."""
-        return self.http_timeout_s * 2 + self.spacing_s * 2 + 5.0
+        return self.http_timeout_s * 2 + terms.spacing_s * 2 + 5.0
 
-    @property
-    def drainer_lease_s(self) -> float:
+    def drainer_lease_s(self, terms: Terms) -> float:
         """How long a drainer's place lasts unless it renews it (it renews at every slot)."""
-        return self.lease_s + 10.0
+        return self.lease_s(terms) + 10.0
 
     @property
     def events_exchange(self) -> str:
@@ -684,47 +513,55 @@ class Settings:
         status queue (the queue bound to it by default)."""
         return self.status_exchange or self.status_queue
 
-    @property
-    def spacing_s(self) -> float:
-        """Seconds the limiter keeps between two requests of the account."""
-        return self.rate_interval_s + self.rate_margin_s
-
-    def drainers_wanted(self, request_time_s: float | None) -> int:
+    def drainers_wanted(self, terms: Terms, request_time_s: float | None) -> int:
         """Drainers to keep going: ESMS_DRAINERS, or (auto) enough that while the others'
         requests are under way one is waiting for the next slot, and one more for the
         requests that take longer than the average."""
         if self.drainers:
             return self.drainers
         took_s = ASSUMED_REQUEST_TIME_S if request_time_s is None else request_time_s
-        return min(MAX_AUTO_DRAINERS, 2 + math.ceil(took_s / self.spacing_s))
-
-    def window_capacity_refs(self, sendable_s: float) -> int:
-        """RefIds that `sendable_s` seconds in which requests may go out (the window within its
-        guards: engine.capacity) can carry at these limits."""
-        return math.floor(max(0.0, sendable_s) / self.spacing_s) * self.max_refs_per_request
+        return min(MAX_AUTO_DRAINERS, 2 + math.ceil(took_s / terms.spacing_s))
 
     def with_changes(self, **changes: object) -> Settings:
+        """These settings with `changes`; a term's name changes the terms."""
+        terms = {name: changes.pop(name) for name in list(changes) if name in _TERM_NAMES}
+        if terms:
+            changes["terms"] = replace(self.terms, **terms)  # type: ignore[arg-type]
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, object]:
         """Return the settings for display: credentials and URL passwords redacted."""
         shown: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if "env" in f.metadata and f.metadata["env"].secret:  # the keys, tokens, passwords
+        for name, variable in declared(Settings):
+            value = getattr(self, name)
+            if variable.secret:  # passwords
                 value = "<set>" if value else "<unset>"
-            elif f.name.endswith("_url"):
+            elif name.endswith("_url"):
                 value = redact_url(value)
-            if isinstance(value, Window):
-                value = str(value)
-            elif f.name.startswith("push_") and isinstance(value, tuple):
+            elif name.startswith("push_") and isinstance(value, tuple):
                 value = ",".join(str(network) for network in value)
-            shown[f.name] = value
+            shown[name] = value
+        shown["terms"] = self.terms.describe()
         return shown
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())
         return f"Settings({shown})"
+
+    def _drainers_problem(self, terms: Terms) -> str:
+        # A drainer waits up to (drainers - 1) spacings for its slot before it renews its
+        # place; a place that expires meanwhile lets one drainer too many in.
+        if self.drainers * terms.spacing_s < self.drainer_lease_s(terms):
+            return ""
+        lease_s = self.drainer_lease_s(terms)
+        return (
+            f"ESMS_DRAINERS={self.drainers}: that many drainers cannot all keep their "
+            f"place ({lease_s:.0f}s lease) at one request per {terms.spacing_s:g}s; use at most "
+            f"{math.ceil(lease_s / terms.spacing_s) - 1}, or auto"
+        )
+
+
+_TERM_NAMES = frozenset(name for name, _ in declared(Terms))
 
 
 def _sentinel_problem(settings: Settings, reads: tuple[str, ...]) -> str:
@@ -741,104 +578,33 @@ def _sentinel_problem(settings: Settings, reads: tuple[str, ...]) -> str:
     return ""
 
 
-def _drainers_problem(settings: Settings) -> str:
-    # A drainer waits up to (drainers - 1) spacings for its slot before it renews its place;
-    # a place that expires meanwhile lets one drainer too many in.
-    if settings.drainers * settings.spacing_s < settings.drainer_lease_s:
-        return ""
-    return (
-        f"ESMS_DRAINERS={settings.drainers}: that many drainers cannot all keep their "
-        f"place ({settings.drainer_lease_s:.0f}s lease) at one request per "
-        f"{settings.spacing_s:g}s; use at most "
-        f"{math.ceil(settings.drainer_lease_s / settings.spacing_s) - 1}, or auto"
-    )
-
-
-def _plain_http_problem(settings: Settings) -> str:
-    """The ApiKey and SecretKey are in every request's body: unencrypted only to this host."""
-    url = settings.base_url
-    if not url.startswith("http://") or settings.allow_plain_http or is_local(url):
-        return ""
-    https = urlunsplit(urlsplit(url)._replace(scheme="https"))
-    return (
-        f"ESMS_BASE_URL={redact_url(url)!r} would send the eSMS keys unencrypted: use "
-        f"{redact_url(https)} (eSMS's own is {DEFAULT_BASE_URL}), or set "
-        "ESMS_ALLOW_PLAIN_HTTP=1 to allow plain HTTP anyway"
-    )
-
-
-def _guard_problem(settings: Settings) -> str:
-    """The guard is kept clear at both ends of the window: half the window or more leaves no
-    moment at which a request may go."""
-    window = settings.window
-    if window.always:
-        return ""
-    length_s = window_length_s(window)
-    if 2 * settings.window_guard_s < length_s:
-        return ""
-    return (
-        f"ESMS_WINDOW_GUARD={settings.window_guard_s:g} is kept clear at both ends of the "
-        f"window ESMS_WINDOW={_show_window(window)}, so no request could ever go: half of it "
-        f"is {length_s / 2:g} s; use a guard under that (default 1.0) or a longer ESMS_WINDOW"
-    )
-
-
-def window_length_s(window: Window) -> float:
-    """Seconds from the window's opening to its closing on a day without a clock change."""
-    assert window.opens is not None and window.closes is not None
-    opens, closes = (
-        t.hour * 3600 + t.minute * 60 + t.second for t in (window.opens, window.closes)
-    )
-    return float((closes - opens) % 86400)
-
-
-def _token_problem(name: str, token: str) -> str:
-    """Why `token` cannot be the push URL's secret read from `name`, or ''."""
-    if len(token) < MIN_PUSH_TOKEN_CHARS:
-        return (
-            f"{name} is {len(token)} characters; use at least {MIN_PUSH_TOKEN_CHARS} (e.g. "
-            "python -c 'import secrets; print(secrets.token_urlsafe(24))')"
-        )
-    if not _TOKEN_CHARS.fullmatch(token):
-        return f"{name} may hold only letters, digits, '-' and '_' (it is in a URL)"
-    return ""
-
-
-def redact_url(url: str) -> str:
-    """Hide the password of a URL such as redis://:password@host:6379/0 (each of
-    Sentinel's `;`-separated ones)."""
-    if ";" in url:
-        return ";".join(redact_url(part) for part in url.split(";"))
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def read_setting(name: str, env: Mapping[str, str] | None = None) -> Any:
     """One setting, read and parsed as from_env reads it, for a path too hot to read them
     all (a producer's `.delay()`); only for settings that need no other to be parsed."""
-    field_ = next(f for f in fields(Settings) if f.name == name)
-    return read_variable(os.environ if env is None else env, field_.metadata["env"], {})
+    variable = next(v for field_name, v in declared(Settings) if field_name == name)
+    return read_variable(os.environ if env is None else env, variable, {})
 
 
 def variables() -> list[Variable]:
-    """Every declared variable, ESMS_TIMEZONE first (the window is read in its zone)."""
-    return [ZONE_VARIABLE] + [f.metadata["env"] for f in fields(Settings) if "env" in f.metadata]
+    """Every declared variable: the deployment's, the terms', the account `default`'s."""
+    from esms_callbacks.accounts import account_variables  # accounts.py reads Settings
+
+    return [v for _, v in declared(Settings)] + term_variables() + account_variables()
 
 
 def reference_markdown() -> str:
     """The configuration reference (docs/configuration.md, `make docs-config`): one row per
-    variable, in declaration order with ESMS_TIMEZONE beside the window it is read for."""
-    declared = variables()[1:]
-    at = next(i for i, v in enumerate(declared) if v.name == "ESMS_WINDOW") + 1
-    declared.insert(at, ZONE_VARIABLE)
+    variable, the deployment's in declaration order, then the terms (each also a key of an
+    accounts file's table), then the account `default`'s name and secrets."""
     rows = ["| variable | default | read by | meaning |", "| --- | --- | --- | --- |"]
-    for variable in declared:
+    for variable in variables():
         default = variable.readme_default or (
             f"`{variable.default}`" if variable.default else "none"
         )
         meaning = variable.doc.replace("|", "\\|")
+        if variable.file_key:
+            meaning += f"; in an accounts file: `{variable.file_key}`"
+            if variable.secret:
+                meaning += f" (or `{variable.file_key}_env`, `{variable.file_key}_file`)"
         rows.append(f"| `{variable.name}` | {default} | {variable.read_by} | {meaning} |")
     return "\n".join(rows) + "\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -98,6 +98,7 @@ class Variable:
     secret: bool = False
     readme_default: str = ""  # how docs/configuration.md shows the default, if not `default`
     read_by: str = WORKERS
+    file_key: str = ""  # an account's term: its key in an ESMS_ACCOUNTS_FILE table
 
 
 def env(
@@ -110,10 +111,11 @@ def env(
     secret: bool = False,
     readme_default: str = "",
     read_by: str = WORKERS,
+    file_key: str = "",
 ) -> Any:
-    """Declare a setting read from `name` by the processes `read_by` names: its Python
-    default is `parse(default)`."""
-    variable = Variable(name, default, parse, show, doc, secret, readme_default, read_by)
+    """Declare a setting read from `name` by the processes `read_by` names (an account's term
+    also from its accounts-file table's `file_key`): its Python default is `parse(default)`."""
+    variable = Variable(name, default, parse, show, doc, secret, readme_default, read_by, file_key)
     value = parse(default, {})
     metadata = {"env": variable}
     if isinstance(value, Window):
@@ -168,6 +170,11 @@ def choice(*options: str) -> Callable[[str, Mapping[str, Any]], str]:
         return value
 
     return parse
+
+
+def declared(cls: type) -> list[tuple[str, Variable]]:
+    """A settings dataclass's fields that `env()` declared, with their variables, in order."""
+    return [(f.name, f.metadata["env"]) for f in fields(cls) if "env" in f.metadata]
 
 
 def read_variable(env: Mapping[str, str], variable: Variable, read: Mapping[str, Any]) -> Any:

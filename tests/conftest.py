@@ -22,7 +22,7 @@ from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 from esms_callbacks.simulator.app import Simulator
 from esms_callbacks.simulator.server import serve_in_thread
-from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, T0, celery_config_for
+from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, T0, celery_config_for, runtime_of
 from tests.receiving import TOKEN as RECEIVER_TOKEN
 
 TEST_REDIS_URL = os.environ.get("ESMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -88,27 +88,47 @@ def sim(running_sim: Any) -> Simulator:
     return running_sim.sim  # type: ignore[no-any-return]
 
 
+# The account's own (accounts.py): not settings, but the environment the account `default`
+# is read from, as in production; make_settings sets them for the test.
+ACCOUNT_VARIABLES = {
+    "account": "ESMS_ACCOUNT",
+    "api_key": "ESMS_API_KEY",
+    "secret_key": "ESMS_SECRET_KEY",
+    "push_token": "ESMS_PUSH_TOKEN",
+    "push_token_previous": "ESMS_PUSH_TOKEN_PREVIOUS",
+}
+
+
 @pytest.fixture
-def make_settings(redis_url: str, running_sim: Any) -> Callable[..., Settings]:
-    """Settings for one test: its own account and status queue, small intervals."""
+def make_settings(
+    redis_url: str, running_sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Settings]:
+    """Settings for one test: its own account and status queue, small intervals. The
+    account (its name, keys and tokens: `account=`, `api_key=`, ...) is set in the
+    environment, where the account `default` is read from (tests.helpers.runtime_of)."""
     test_id = uuid.uuid4().hex[:12]
+    own = {"account": f"test-{test_id}", "api_key": SIM_API_KEY, "secret_key": SIM_SECRET_KEY}
 
     def make(**changes: Any) -> Settings:
+        account = {**own, **{k: changes.pop(k) for k in list(changes) if k in ACCOUNT_VARIABLES}}
+        for name, variable in ACCOUNT_VARIABLES.items():
+            if account.get(name):
+                monkeypatch.setenv(variable, account[name])
+            else:
+                monkeypatch.delenv(variable, raising=False)
         base = Settings(
             broker_url=redis_url,
             redis_url=redis_url,
-            api_key=SIM_API_KEY,
-            secret_key=SIM_SECRET_KEY,
-            base_url=running_sim.base_url,
-            rate_interval_s=0.05,
-            rate_margin_s=0.005,
-            window=Window.parse("always"),
             status_queue=f"esms.status.test-{test_id}",
             http_timeout_s=5.0,
             repoll_after_s=0.5,
             max_retries=3,
             retry_base_s=0.1,
-            account=f"test-{test_id}",
+        ).with_changes(
+            base_url=running_sim.base_url,
+            rate_interval_s=0.05,
+            rate_margin_s=0.005,
+            window=Window.parse("always"),
         )
         return base.with_changes(**changes)
 
@@ -159,7 +179,7 @@ def drain_env(make_settings: Callable[..., Settings], sim: Simulator) -> Iterato
         settings = make_settings(
             **{"rate_interval_s": 0.001, "rate_margin_s": 0.0, "retry_base_s": 5.0, **changes}
         )
-        runtime = Runtime(settings)
+        runtime = runtime_of(settings)
         runtimes.append(runtime)
         clock = ManualClock(T0)
         drainer = runtime.drainer()
@@ -176,14 +196,11 @@ def cli_env(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Settings]:
     """The environment the CLI reads, for one test's account and status queue."""
-    settings = make_settings()
+    settings = make_settings()  # the account's variables: set
     for name, value in {
         "CELERY_BROKER_URL": settings.broker_url,
         "ESMS_REDIS_URL": settings.redis_url,
-        "ESMS_ACCOUNT": settings.account,
         "ESMS_STATUS_QUEUE": settings.status_queue,
-        "ESMS_API_KEY": settings.api_key,
-        "ESMS_SECRET_KEY": settings.secret_key,
     }.items():
         monkeypatch.setenv(name, value)
     from esms_callbacks.tasks.context import worker_context
@@ -199,7 +216,7 @@ def push_settings(make_settings: Any) -> Any:
 
     def make(**changes: Any) -> Settings:
         settings: Settings = make_settings(
-            push_token=RECEIVER_TOKEN, push_reclaim_after_s=0.5, **changes
+            **{"push_token": RECEIVER_TOKEN, "push_reclaim_after_s": 0.5, **changes}
         )
         return settings
 

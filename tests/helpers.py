@@ -6,10 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
+from esms_callbacks.accounts import RECEIVER_SECRETS, WORKER_SECRETS, Account, default_account
 from esms_callbacks.events.consumer import read_events
+from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 
 T0 = 1_800_000_000.0  # a fixed epoch second for manual clocks
@@ -59,6 +62,19 @@ def celery_config_for(broker_url: str) -> dict[str, Any]:
         "broker_read_url": broker_url,
         "broker_write_url": broker_url,
     }
+
+
+def account_for(settings: Settings, name: str = "") -> Account:
+    """The account `default` as the environment names it now (the test's own: conftest's
+    make_settings sets it), every secret resolved; `name`: the same under a name (and keys)
+    of its own, for tests of several accounts."""
+    account = default_account(settings, WORKER_SECRETS | RECEIVER_SECRETS)
+    return replace(account, name=name, key_id=name) if name else account
+
+
+def runtime_of(settings: Settings, name: str = "", **options: Any) -> Runtime:
+    """A Runtime of the test's account (account_for) on `settings`."""
+    return Runtime(settings, account_for(settings, name), **options)
 
 
 @contextmanager

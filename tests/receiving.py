@@ -17,6 +17,7 @@ from aiohttp import web
 
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
+from tests.helpers import runtime_of
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -121,7 +122,7 @@ def receiving(settings: Settings) -> Iterator[tuple[Served, Runtime]]:
     """A receiver (HTTP and applier thread, as `esms-callbacks receive` runs it)."""
     from esms_callbacks.cli.receive import build_app
 
-    runtime = Runtime(settings)
+    runtime = runtime_of(settings)
     with serve_app(lambda: build_app(settings)) as served:
         yield served, runtime
 

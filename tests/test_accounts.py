@@ -20,15 +20,17 @@ import pytest
 from esms_callbacks import fetch_callbacks
 from esms_callbacks.accounts import (
     CHECK_EVERY_S,
+    DEFAULT_ACCOUNT,
+    RECEIVER_SECRETS,
+    WORKER_SECRETS,
     AccountBook,
-    UnknownAccount,
     check_account_name,
-    read_accounts,
+    read_file,
 )
-from esms_callbacks.errors import ConfigError, InvalidSubmission
+from esms_callbacks.errors import AccountNotServed, ConfigError, InvalidSubmission
 from esms_callbacks.events.publish import event_id
-from esms_callbacks.runtime import Runtimes
-from esms_callbacks.settings import DEFAULT_ACCOUNT, Settings
+from esms_callbacks.runtime import Runtime, Runtimes
+from esms_callbacks.settings import Settings
 from esms_callbacks.simulator.app import Simulator
 from esms_callbacks.simulator.server import serve_in_thread
 from esms_callbacks.tuning import RETIRED_CLOSE_AFTER_S
@@ -38,6 +40,7 @@ from tests.helpers import (
     T0,
     drain_events,
     in_process_worker,
+    runtime_of,
     wait_until,
 )
 
@@ -77,38 +80,47 @@ ENV = {
 
 def test_each_table_is_an_account_with_its_own_terms_and_the_process_defaults(two_accounts):
     # given a process whose own terms are the 2023 ones, and its own (unused) keys
-    base = Settings(accounts_file=str(two_accounts), api_key="process-key", secret_key="x")
+    base = Settings(accounts_file=str(two_accounts))
+    env = {**ENV, "ESMS_API_KEY": "process-key", "ESMS_SECRET_KEY": "x"}
     # when the accounts are read
-    accounts = read_accounts(base, "worker", ENV)
+    accounts = read_file(base, WORKER_SECRETS, env).accounts
     a, b = accounts["shop-a"], accounts["shop-b"]
     # expect each account's keys from where its table says, never the process's
-    assert (a.api_key, a.secret_key) == ("key-a", "secret-a")
-    assert (b.api_key, b.secret_key) == ("key-b", "secret-b")
+    assert (a.secrets.api_key, a.secrets.secret_key) == ("key-a", "secret-a")
+    assert (b.secrets.api_key, b.secrets.secret_key) == ("key-b", "secret-b")
     # (a push token is the receiver's: a worker does not read it)
-    assert a.push_token == ""
-    receiving = read_accounts(base, "receiver", ENV)
-    assert receiving["shop-a"].push_token == ENV["SHOP_A_PUSH_TOKEN"]
-    assert receiving["shop-b"].push_token == ""
+    assert a.secrets.push_token == ""
+    receiving = read_file(base, RECEIVER_SECRETS, env).accounts
+    assert receiving["shop-a"].secrets.push_token == ENV["SHOP_A_PUSH_TOKEN"]
+    assert receiving["shop-b"].secrets.push_token == ""
+    # (and the receiver reads no ApiKey)
+    assert receiving["shop-a"].secrets.api_key == ""
     # its terms from its table, else the process's
-    assert (a.rate_interval_s, a.max_refs_per_request, str(a.window)) == (
+    assert (a.terms.rate_interval_s, a.terms.max_refs_per_request, str(a.terms.window)) == (
         1.0,
         100,
-        str(base.window),
+        str(base.terms.window),
     )
-    assert (b.rate_interval_s, b.max_refs_per_request, b.window.always) == (0.05, 200, True)
-    assert b.base_url == "http://127.0.0.1:9"
+    terms_b = b.terms
+    assert (terms_b.rate_interval_s, terms_b.max_refs_per_request, terms_b.window.always) == (
+        0.05,
+        200,
+        True,
+    )
+    assert terms_b.base_url == "http://127.0.0.1:9"
     # and its Redis keys and public name from its table's name (a new ApiKey keeps them)
-    assert (a.account_id, a.account_name) == ("shop-a", "shop-a")
-    assert b.account_id == "shop-b"
+    assert (a.key_id, a.name) == ("shop-a", "shop-a")
+    assert b.key_id == "shop-b"
 
 
 def test_without_a_file_there_is_one_account_default_as_before():
-    base = Settings(api_key="k", secret_key="s")
-    accounts = read_accounts(base, "worker", {})
-    assert list(accounts) == [DEFAULT_ACCOUNT]
-    # the same settings, so the same keys as before accounts existed
-    assert accounts[DEFAULT_ACCOUNT] is base
-    assert base.account_id == hashlib.sha256(b"k").hexdigest()[:16]
+    base = Settings()
+    accounts = AccountBook(base, WORKER_SECRETS, {"ESMS_API_KEY": "k", "ESMS_SECRET_KEY": "s"})
+    assert list(accounts.accounts()) == [DEFAULT_ACCOUNT]
+    # the environment's terms, and the same keys as before accounts existed
+    default = accounts.get(DEFAULT_ACCOUNT)
+    assert default.terms is base.terms
+    assert default.key_id == hashlib.sha256(b"k").hexdigest()[:16]
 
 
 @pytest.mark.parametrize(
@@ -148,12 +160,12 @@ def test_without_a_file_there_is_one_account_default_as_before():
 def test_a_bad_file_is_refused_naming_the_account_and_the_problem(tmp_path, table, problem):
     path = write(tmp_path / "accounts.toml", table)
     with pytest.raises(ConfigError, match=problem):
-        read_accounts(Settings(accounts_file=str(path)), "worker", {})
+        AccountBook(Settings(accounts_file=str(path)), WORKER_SECRETS, {})
 
 
 def test_a_missing_file_is_refused_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=r"ESMS_ACCOUNTS_FILE=.*cannot read it"):
-        read_accounts(Settings(accounts_file=str(tmp_path / "none.toml")), "worker", {})
+        AccountBook(Settings(accounts_file=str(tmp_path / "none.toml")), WORKER_SECRETS, {})
 
 
 def test_no_secret_is_shown_in_a_refusal(tmp_path):
@@ -162,7 +174,7 @@ def test_no_secret_is_shown_in_a_refusal(tmp_path):
         '[accounts.a]\napi_key = "very-secret-key"\nsecret_key = "s"\nmax_refs = 0',
     )
     with pytest.raises(ConfigError) as refused:
-        read_accounts(Settings(accounts_file=str(path)), "worker", {})
+        AccountBook(Settings(accounts_file=str(path)), WORKER_SECRETS, {})
     assert "very-secret-key" not in str(refused.value)
 
 
@@ -170,7 +182,7 @@ def test_the_book_takes_a_changed_file_at_its_next_look_and_keeps_the_old_on_a_b
     # given a book on a file of one account, and a clock of our own
     path = write(tmp_path / "accounts.toml", '[accounts.a]\napi_key = "k1"\nsecret_key = "s"')
     now_s = [0.0]
-    book = AccountBook(Settings(accounts_file=str(path)), "worker", {}, lambda: now_s[0])
+    book = AccountBook(Settings(accounts_file=str(path)), WORKER_SECRETS, {}, lambda: now_s[0])
     assert list(book.accounts()) == ["a"]
     # when a second account is added and the key of the first rotated
     write(
@@ -183,7 +195,7 @@ def test_the_book_takes_a_changed_file_at_its_next_look_and_keeps_the_old_on_a_b
     assert list(book.accounts()) == ["a"]
     now_s[0] += CHECK_EVERY_S
     assert sorted(book.accounts()) == ["a", "b"]
-    assert book.accounts()["a"].api_key == "k2"
+    assert book.accounts()["a"].secrets.api_key == "k2"
     assert book.generation == 1
     # and a file that no longer reads changes nothing
     write(path, "[accounts.a")
@@ -195,7 +207,7 @@ def test_the_book_takes_a_changed_file_at_its_next_look_and_keeps_the_old_on_a_b
 
 def test_an_unknown_account_makes_the_book_look_at_once(tmp_path):
     path = write(tmp_path / "accounts.toml", '[accounts.a]\napi_key = "k1"\nsecret_key = "s"')
-    book = AccountBook(Settings(accounts_file=str(path)), "worker", {}, lambda: 0.0)
+    book = AccountBook(Settings(accounts_file=str(path)), WORKER_SECRETS, {}, lambda: 0.0)
     write(
         path,
         '[accounts.a]\napi_key = "k1"\nsecret_key = "s"\n'
@@ -203,7 +215,7 @@ def test_an_unknown_account_makes_the_book_look_at_once(tmp_path):
     )
     os.utime(path, ns=(3, 3))
     # no time passed: a submission for the account just added still finds it
-    assert book.get("new") is not None
+    assert book.get("new").name == "new"
 
 
 def test_a_rotated_secret_file_is_taken_and_sighup_forces_a_look(tmp_path):
@@ -213,12 +225,12 @@ def test_a_rotated_secret_file_is_taken_and_sighup_forces_a_look(tmp_path):
         tmp_path / "accounts.toml", f'[accounts.a]\napi_key = "k"\nsecret_key_file = "{secret}"'
     )
     now_s = [0.0]
-    book = AccountBook(Settings(accounts_file=str(path)), "worker", {}, lambda: now_s[0])
-    assert book.accounts()["a"].secret_key == "old"
+    book = AccountBook(Settings(accounts_file=str(path)), WORKER_SECRETS, {}, lambda: now_s[0])
+    assert book.accounts()["a"].secrets.secret_key == "old"
     secret.write_text("new\n")
     os.utime(secret, ns=(5, 5))
     book.reload_soon()  # what the SIGHUP handler calls: no need to wait for the next look
-    assert book.accounts()["a"].secret_key == "new"
+    assert book.accounts()["a"].secrets.secret_key == "new"
 
 
 def test_runtimes_are_built_again_when_an_account_changes_and_share_one_redis(tmp_path, redis_url):
@@ -229,16 +241,16 @@ def test_runtimes_are_built_again_when_an_account_changes_and_share_one_redis(tm
     )
     now_s = [0.0]
     base = Settings(accounts_file=str(path), redis_url=redis_url)
-    runtimes = Runtimes(AccountBook(base, "worker", {}, lambda: now_s[0]))
+    runtimes = Runtimes(AccountBook(base, WORKER_SECRETS, {}, lambda: now_s[0]))
     a, b = runtimes.get("a"), runtimes.get("b")
     assert a.redis is b.redis
     assert runtimes.get("a") is a
     write(path, '[accounts.a]\napi_key = "k2"\nsecret_key = "s"')
     os.utime(path, ns=(7, 7))
     now_s[0] += CHECK_EVERY_S
-    assert [r.account for r in runtimes.all()] == ["a"]
-    assert runtimes.get("a") is not a and runtimes.get("a").settings.api_key == "k2"
-    with pytest.raises(UnknownAccount, match="no eSMS account 'b' in ESMS_ACCOUNTS_FILE"):
+    assert [r.name for r in runtimes.all()] == ["a"]
+    assert runtimes.get("a") is not a and runtimes.get("a").account.secrets.api_key == "k2"
+    with pytest.raises(AccountNotServed, match="no eSMS account 'b' in ESMS_ACCOUNTS_FILE"):
         runtimes.get("b")
 
 
@@ -259,7 +271,7 @@ def test_an_account_that_is_not_a_name_is_refused(bad):
 
 def test_the_producer_refuses_an_account_its_file_lacks(two_accounts, monkeypatch, fetch_queue):
     monkeypatch.setenv("ESMS_ACCOUNTS_FILE", str(two_accounts))
-    with pytest.raises(UnknownAccount, match=r"no eSMS account 'shop-c'.*shop-a, shop-b"):
+    with pytest.raises(AccountNotServed, match=r"no eSMS account 'shop-c'.*shop-a, shop-b"):
         fetch_callbacks.delay(["r1"], "oa-1", account="shop-c")
     with pytest.raises(InvalidSubmission, match="not an account name"):
         fetch_callbacks.delay(["r1"], "oa-1", account="shop c")
@@ -335,13 +347,13 @@ def test_accounts_wait_for_turns_in_order_and_queued_drains_do_not_pile_up(
 ):
     from esms_callbacks.engine.dispatch import next_waiting
     from esms_callbacks.engine.keys import DRAINS_WAITING
-    from esms_callbacks.runtime import Runtime
 
     redis_client.delete(DRAINS_WAITING)
     queued: dict[str, list[str]] = {"a": [], "b": []}
     a, b = (
-        Runtime(
-            make_settings(account=f"turn-{n}", drainers=3),
+        runtime_of(
+            make_settings(drainers=3),
+            f"turn-{n}",
             queue_drain=queued[n].append,
             takes_turns=lambda: True,  # accounts of one file
         )
@@ -360,20 +372,20 @@ def test_accounts_wait_for_turns_in_order_and_queued_drains_do_not_pile_up(
     # when one of a's drains starts, a no longer waits; b has waited longest
     a.dispatch.drain_started(queued["a"][0])
     assert not b.dispatch.others_waiting()
-    assert next_waiting(redis_client) == (b.settings.account_id, (T0 + 100.5) * 1000)
+    assert next_waiting(redis_client) == (b.name, (T0 + 100.5) * 1000)
     # and a that gives its turn up with work left waits again, at the back
     a.dispatch.wait_for_turn(T0 + 170.0)
     b.dispatch.wait_for_turn(T0 + 171.0)
-    assert next_waiting(redis_client) == (a.settings.account_id, (T0 + 170) * 1000)
+    assert next_waiting(redis_client) == (a.name, (T0 + 170) * 1000)
     # while one of an account's drainers runs, it is served: it does not wait
     a.drainer_slots.acquire(T0 + 180.0, 3)
     a.dispatch.wait_for_turn(T0 + 180.0)
     a.dispatch.request(T0 + 181.0, force=True)
-    assert next_waiting(redis_client) == (b.settings.account_id, (T0 + 171) * 1000)
+    assert next_waiting(redis_client) == (b.name, (T0 + 171) * 1000)
     assert next_waiting(redis_client) is None
     # and a single account (no file) never waits nor yields
     redis_client.delete(DRAINS_WAITING)
-    alone = Runtime(make_settings(account="turn-alone"), queue_drain=queued["a"].append)
+    alone = runtime_of(make_settings(), "turn-alone", queue_drain=queued["a"].append)
     alone.dispatch.request(T0 + 200.0)
     assert next_waiting(redis_client) is None and not alone.dispatch.others_waiting()
 
@@ -403,7 +415,7 @@ def test_with_fewer_pool_slots_than_accounts_every_account_gets_its_turn(
         settings = make_settings(accounts_file=str(path), drainers=drainers, rate_interval_s=0.05)
         # (parked before the worker starts: the turns are measured, not the submissions,
         # which wait for a pool slot like any task)
-        parking = Runtimes(AccountBook(settings, "worker"))
+        parking = Runtimes(AccountBook(settings, WORKER_SECRETS))
         for runtime in parking.all():
             runtime.backlog.park("oa-1", [f"r-{n}" for n in range(1500)], runtime.clock.now_s())
         with in_process_worker(settings):  # beat's stand-in starts the drains
@@ -426,7 +438,6 @@ def test_with_fewer_pool_slots_than_accounts_every_account_gets_its_turn(
 
 def test_the_receiver_tells_accounts_apart_by_their_tokens(tmp_path, push_settings, monkeypatch):
     from esms_callbacks.cli.receive import build_app
-    from esms_callbacks.runtime import Runtime
     from tests.receiving import get, push_params, serve_app
 
     # given two accounts, each with a push token of its own, and the same RefId parked in each
@@ -446,9 +457,9 @@ def test_the_receiver_tells_accounts_apart_by_their_tokens(tmp_path, push_settin
         push_token_env = "PUSH_B"
         """,
     )
-    settings = push_settings(accounts_file=str(path)).with_changes(push_token="")
-    book = AccountBook(settings, "receiver")
-    runtimes = {name: Runtime(s) for name, s in book.accounts().items()}
+    settings = push_settings(accounts_file=str(path), push_token="")
+    book = AccountBook(settings, RECEIVER_SECRETS)
+    runtimes = {name: Runtime(settings, account) for name, account in book.accounts().items()}
     for runtime in runtimes.values():
         runtime.backlog.park("oa-1", ["r1"], runtime.clock.now_s())
     with serve_app(lambda: build_app(settings)) as served:
@@ -496,7 +507,7 @@ def test_status_and_metrics_are_per_account(tmp_path, make_settings):
         '[accounts.m-a]\napi_key = "ka"\nsecret_key = "s"\nwindow = "01:00-02:00"\n'
         '[accounts.m-b]\napi_key = "kb"\nsecret_key = "s"\n',
     )
-    runtimes = Runtimes(AccountBook(make_settings(accounts_file=str(path)), "operator"))
+    runtimes = Runtimes(AccountBook(make_settings(accounts_file=str(path))))
     runtimes.get("m-a").backlog.park("oa-1", ["r1", "r2"], runtimes.get("m-a").clock.now_s())
     runtimes.get("m-b").backlog.park("oa-9", ["r1"], runtimes.get("m-b").clock.now_s())
     # each account's own backlog and terms, the deployment's status queue shown once
@@ -529,7 +540,7 @@ def test_the_receiver_takes_an_account_added_to_the_file_without_a_restart(
     monkeypatch.setenv("PUSH_C", "token-of-account-c-111111")
     table_a = '[accounts.hot-a]\napi_key = "ka"\nsecret_key = "sa"\npush_token_env = "PUSH_A"\n'
     path = write(tmp_path / "accounts.toml", table_a)
-    settings = push_settings(accounts_file=str(path)).with_changes(push_token="")
+    settings = push_settings(accounts_file=str(path), push_token="")
     with serve_app(lambda: build_app(settings)) as served:
         url = served.base_url + "/esms/push/"
         assert get(url + "token-of-account-c-111111", push_params("r1", "oa-1")).status == 404
@@ -584,14 +595,14 @@ def test_one_accounts_previous_token_may_not_be_anothers(tmp_path):
         '[accounts.b]\napi_key = "kb"\nsecret_key = "s"\npush_token = "token-bbbbbbbbbbbbbbbb"\n',
     )
     with pytest.raises(ConfigError, match="accounts a and b have the same push token"):
-        read_accounts(Settings(accounts_file=str(path)), "receiver", {})
+        AccountBook(Settings(accounts_file=str(path)), RECEIVER_SECRETS, {})
 
 
 def test_new_keys_lift_the_pause_the_old_ones_earned(tmp_path, redis_url):
     path = write(tmp_path / "accounts.toml", '[accounts.rot]\napi_key = "k1"\nsecret_key = "old"')
     now_s = [0.0]
     book = AccountBook(
-        Settings(accounts_file=str(path), redis_url=redis_url), "worker", {}, lambda: now_s[0]
+        Settings(accounts_file=str(path), redis_url=redis_url), WORKER_SECRETS, {}, lambda: now_s[0]
     )
     runtimes = Runtimes(book)
     old = runtimes.get("rot")
@@ -605,7 +616,7 @@ def test_new_keys_lift_the_pause_the_old_ones_earned(tmp_path, redis_url):
     write(path, '[accounts.rot]\napi_key = "k1"\nsecret_key = "new"\nmax_refs = 50')
     os.utime(path, ns=(12, 12))
     now_s[0] += CHECK_EVERY_S
-    assert runtimes.get("rot").settings.secret_key == "new"
+    assert runtimes.get("rot").account.secrets.secret_key == "new"
     assert runtimes.get("rot").pause.reason() is None
 
 
@@ -622,7 +633,7 @@ def test_a_request_in_flight_outlives_its_account_being_built_again(
     path = write(tmp_path / "accounts.toml", accounts(100))
     now_s = [0.0]
     clock = lambda: now_s[0]  # noqa: E731
-    book = AccountBook(make_settings(accounts_file=str(path)), "worker", {}, clock)
+    book = AccountBook(make_settings(accounts_file=str(path)), WORKER_SECRETS, {}, clock)
     runtimes = Runtimes(book, monotonic_s=clock)
     old = runtimes.get("a")
     sim.add_fault("slow", delay_s=0.5)

@@ -17,7 +17,7 @@ from kombu import Connection
 from esms_callbacks.cli.main import build_parser, main
 from esms_callbacks.esms.records import outcome_of
 from esms_callbacks.events.publish import EventPublisher, build_event
-from tests.helpers import drain_events, in_process_worker, wait_until
+from tests.helpers import account_for, drain_events, in_process_worker, runtime_of, wait_until
 
 OA = "1090257973118325189"
 
@@ -64,17 +64,16 @@ def test_receive_refuses_to_start_without_a_push_token(cli_env, monkeypatch, cap
 
 
 def test_status_json_shows_the_backlog(cli_env, capsys):
-    from esms_callbacks.runtime import Runtime
 
-    runtime = Runtime(cli_env)
+    runtime = runtime_of(cli_env)
     runtime.backlog.park("oa-s", ["s1", "s2"], runtime.clock.now_s())
     assert main(["status", "--json"]) == 0
     state = json.loads(capsys.readouterr().out)
-    assert state["account"] == cli_env.account
+    assert state["account"] == account_for(cli_env).key_id
     assert state["waiting_refs"] == 2
     assert [oa["oa_id"] for oa in state["per_oa"]] == ["oa-s"]
     assert (state["pushes"], state["push_inbox_waiting"]) == ({}, 0)
-    assert cli_env.secret_key not in json.dumps(state)
+    assert account_for(cli_env).secrets.secret_key not in json.dumps(state)
 
 
 def test_tail_prints_events_as_json(cli_env, capsys):
@@ -229,9 +228,7 @@ def test_status_speaks_plainly_and_names_the_processes_behind_it(cli_env, capsys
     # given a worker running and beat's pulse reaching it
     settings = cli_env.with_changes(release_every_s=0.2)
     with in_process_worker(settings):
-        from esms_callbacks.runtime import Runtime
-
-        runtime = Runtime(settings)
+        runtime = runtime_of(settings)
         wait_until(
             lambda: runtime.redis.hexists(runtime.keys.stats, "beat_release_at_s"), 10, "pulse"
         )
@@ -295,10 +292,9 @@ def test_tail_json_escapes_control_characters(cli_env, capsys):
 def test_show_prints_the_last_event_without_its_message(cli_env, capsys):
     from esms_callbacks.engine.backlog import Requeue
     from esms_callbacks.events.publish import event_summary
-    from esms_callbacks.runtime import Runtime
 
     # given a waiting RefId whose last event carried the forging message
-    runtime = Runtime(cli_env)
+    runtime = runtime_of(cli_env)
     now_s = runtime.clock.now_s()
     runtime.backlog.park(OA, ["s1"], now_s)
     runtime.backlog.lease_next(now_s, 10, 60, "tok")
@@ -314,10 +310,9 @@ def test_show_prints_the_last_event_without_its_message(cli_env, capsys):
 
 
 def test_status_prints_esms_s_pause_reason_and_oa_ids_escaped(cli_env, capsys):
-    from esms_callbacks.runtime import Runtime
 
     # given a pause whose reason is eSMS's text, and an OA id with a line break
-    runtime = Runtime(cli_env)
+    runtime = runtime_of(cli_env)
     runtime.pause.pause(f"Code 101: {FORGING}", 60)
     runtime.backlog.park("oa\nINFO forged", ["p1"], runtime.clock.now_s())
     # when the status is printed

@@ -20,6 +20,7 @@ from kombu import Connection
 from esms_callbacks.esms.records import outcome_of
 from esms_callbacks.events.publish import EventPublisher, build_event
 from esms_callbacks.settings import Settings
+from tests.helpers import runtime_of
 
 EXTRA = ("aiohttp", "honcho", "flower", "prometheus_client", "hiredis")
 INSTALL = "pip install 'esms-zns-callbacks[worker]'"
@@ -129,10 +130,9 @@ def test_submit_queues_the_refids_without_the_extra(without_extra, fetch_queue):
 
 
 def test_status_show_and_tail_work_without_the_extra(without_extra, cli_env):
-    from esms_callbacks.runtime import Runtime
 
     # given a producer-only install, a waiting RefId and an event on the status queue
-    runtime = Runtime(cli_env)
+    runtime = runtime_of(cli_env)
     runtime.backlog.park(OA, ["w1"], runtime.clock.now_s())
     event = build_event("w1", OA, outcome_of({"SMSID": "w1", "SendStatus": 5}), datetime.now(UTC))
     EventPublisher(Connection(cli_env.broker_url), cli_env.status_queue).publish([event])

@@ -12,6 +12,7 @@ from esms_callbacks.engine.dispatch import DrainerDispatch
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.semaphore import LeaseSemaphore
 from esms_callbacks.settings import Settings
+from esms_callbacks.terms import Terms
 from tests.helpers import T0
 
 
@@ -24,6 +25,8 @@ def env(redis_client):
         redis_client,
         keys,
         Settings(),
+        Terms(),
+        keys.account_id,
         Backlog(redis_client, keys, done_ttl_s=3600),
         slots,
         wanted=lambda: 3,

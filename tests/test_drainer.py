@@ -100,7 +100,7 @@ def test_transient_fault_puts_refs_back_and_asks_for_a_retry(drain_env, sim):
     with pytest.raises(Retry) as caught:
         drainer.drain(budget_s=5)
     assert isinstance(caught.value.cause, TransientError)
-    assert caught.value.after_s == runtime.settings.spacing_s
+    assert caught.value.after_s == runtime.terms.spacing_s
     assert events == []
     (oa,) = runtime.backlog.per_oa(clock.now_s())
     assert (oa.waiting, oa.due_now, oa.leased) == (2, 0, 0)
@@ -194,7 +194,7 @@ def test_a_stale_lease_holder_publishes_nothing(drain_env, sim):
 
     def slow_ask(ref_ids, oa_id, gate, on_sent=None):
         answer = ask(ref_ids, oa_id, gate, on_sent)  # eSMS says pending...
-        clock.advance(runtime.settings.lease_s + 1)  # ...but too late: the lease expired
+        clock.advance(runtime.lease_s + 1)  # ...but too late: the lease expired
         other.drain(budget_s=5)  # the other drainer asks again and gets "sent"
         return answer
 
@@ -439,7 +439,7 @@ def test_an_expiry_published_before_a_crash_is_the_only_terminal_event(drain_env
 
     # and another drainer takes the lease over once it expired, while eSMS now says "sent"
     runtime.backlog.settle = settle
-    clock.advance(runtime.settings.lease_s + 1)
+    clock.advance(runtime.lease_s + 1)
     drainer.drain(budget_s=5)
 
     # expect the same expired event again (same event_id), never a second terminal state

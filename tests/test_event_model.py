@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from esms_callbacks.events.model import StatusEvent, UnsupportedEvent, event_schema
+from esms_callbacks.errors import UnsupportedEvent
+from esms_callbacks.events.model import StatusEvent, event_schema
 from esms_callbacks.push.apply import PushApplier
 from esms_callbacks.push.inbox import InboxEntry, PushInbox
 from esms_callbacks.push.parse import parse_push
@@ -55,6 +56,7 @@ def published_events(drain_env: Any, sim: Any) -> list[dict[str, Any]]:
     )
     applier = PushApplier(
         drainer.settings,
+        drainer.account,
         runtime.backlog,
         PushInbox(runtime.redis, runtime.keys),
         events.extend,

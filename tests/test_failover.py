@@ -27,7 +27,7 @@ from esms_callbacks.cli.processes import Child, free_port, stop_all
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.events.consumer import read_events
 from esms_callbacks.settings import Settings
-from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, wait_until
+from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, account_for, wait_until
 from tests.procs import remote_simulator, settings_env, start_beat, start_worker
 from tests.receiving import TOKEN, get, push_params
 from tests.topology import MASTER, ClusterTopology, SentinelTopology
@@ -199,11 +199,11 @@ def test_a_cluster_shard_failover_mid_drain_loses_nothing_and_keeps_the_rate(
             assert producer.returncode == 0, producer.stdout + producer.stderr
             # when the primary of the shard holding the account's keys is killed mid-drain
             wait_until(lambda: len(sim.requests()) >= 10, 30, "the drain did not start")
-            owner = cluster.owner_port(AccountKeys(settings.account).rate)
+            owner = cluster.owner_port(AccountKeys(account_for(settings).key_id).rate)
             killed_at_s = time.time()
             cluster.kill_port(owner)
             promoted_s = cluster.wait_for_promotion(
-                owner, AccountKeys(settings.account).rate, timeout_s=30
+                owner, AccountKeys(account_for(settings).key_id).rate, timeout_s=30
             )
             events = terminal_events(settings, REFS, timeout_s=120)
             exited = [p.name for p in procs if p.poll() is not None]
@@ -278,4 +278,4 @@ def test_the_receiver_and_status_follow_a_sentinel_failover(make_settings, tmp_p
         assert terminal_ids(events) == set(refs)
         assert still_running
         assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["account"] == settings.account
+        assert json.loads(status.stdout)["account"] == account_for(settings).key_id

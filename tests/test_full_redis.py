@@ -18,7 +18,7 @@ from celery.signals import task_postrun
 
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.keys import AccountKeys
-from tests.helpers import T0, celery_config_for, wait_until, whereabouts
+from tests.helpers import T0, account_for, celery_config_for, wait_until, whereabouts
 from tests.procs import PrivateRedis
 
 OA = "oa-full"
@@ -103,7 +103,7 @@ def test_a_submission_taken_while_redis_is_full_is_kept_and_parked_once_there_is
     # (a countdown, so that it takes it now and runs it after the Redis is full)
     settings = make_settings(broker_url=full_redis.url, redis_url=full_redis.url, retry_base_s=0.1)
     client = full_redis.client()
-    backlog = Backlog(client, AccountKeys(settings.account_id), 3600)
+    backlog = Backlog(client, AccountKeys(account_for(settings).key_id), 3600)
     ran = threading.Event()
 
     def on_run(sender: Any = None, **_: Any) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from esms_callbacks.engine.health import AccountPause, Breaker
 from esms_callbacks.engine.keys import AccountKeys
+from tests.helpers import runtime_of
 
 
 @pytest.fixture
@@ -61,9 +62,8 @@ def test_a_hold_opens_the_breaker_on_a_first_failure(breaker):
 
 
 def test_beat_starts_no_drainers_while_the_account_is_held(make_settings):
-    from esms_callbacks.runtime import Runtime
 
-    runtime = Runtime(make_settings(breaker_after=2, retry_base_s=30.0))
+    runtime = runtime_of(make_settings(breaker_after=2, retry_base_s=30.0))
     assert runtime.pause.blocked() == ""
     runtime.breaker.record_failure()
     assert runtime.pause.blocked() == ""  # one failure holds nothing

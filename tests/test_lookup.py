@@ -9,7 +9,7 @@ import json
 
 from esms_callbacks.cli.main import main
 from esms_callbacks.ops.lookup import FINISHED, IN_A_REQUEST, WAITING, find_ref
-from esms_callbacks.runtime import Runtime
+from tests.helpers import runtime_of
 
 OA = "oa-show"
 
@@ -55,7 +55,7 @@ def test_the_history_goes_with_the_done_memory(drain_env, sim):
 
 
 def test_show_prints_the_state_and_says_when_nothing_is_known(cli_env, capsys):
-    runtime = Runtime(cli_env)
+    runtime = runtime_of(cli_env)
     runtime.backlog.park(OA, ["c1"], runtime.clock.now_s())
     assert main(["show", "c1"]) == 0
     out = capsys.readouterr().out

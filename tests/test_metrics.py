@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestServer
 from esms_callbacks.cli.metrics_server import make_app
 from esms_callbacks.esms.window import Window
 from esms_callbacks.ops.status import account_state
-from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
+from tests.helpers import account_for, runtime_of
 
 
 def series(text: str) -> dict[str, float]:
@@ -27,7 +27,7 @@ def series(text: str) -> dict[str, float]:
 def test_metrics_endpoint_reports_backlog_requests_events_and_errors(make_settings, sim):
     # given an account with two requests behind it (one failed with 160) and RefIds waiting
     settings = make_settings(window=Window.parse("01:00-02:00"))
-    runtime = Runtime(settings)
+    runtime = runtime_of(settings)
     now_s = runtime.clock.now_s()
     runtime.backlog.park("oa-1", ["m1", "m2", "m3"], now_s)
     runtime.redis.hset(
@@ -63,7 +63,7 @@ def test_metrics_endpoint_reports_backlog_requests_events_and_errors(make_settin
     # expect the numbers, labelled by account (never a credential)
     assert status == 200 and content_type.startswith("text/plain")
     got = series(text)
-    acct = f'account="{settings.account}"'
+    acct = f'account="{account_for(settings).key_id}"'
     assert got[f"esms_waiting_refs{{{acct}}}"] == 3
     assert got[f'esms_oa_due_now_refs{{{acct},oa_id="oa-1"}}'] == 3
     assert got[f"esms_requests_total{{{acct}}}"] == 2
@@ -79,13 +79,16 @@ def test_metrics_endpoint_reports_backlog_requests_events_and_errors(make_settin
     assert got[f"esms_failures_in_a_row{{{acct}}}"] == settings.breaker_after
     assert 0 < got[f"esms_backing_off_seconds{{{acct}}}"] <= settings.retry_base_s
     assert got[f"esms_drainers_wanted{{{acct}}}"] == 5  # 2 + ceil(0.12 s / 0.055 s)
-    assert settings.api_key not in text and settings.secret_key not in text
+    assert (
+        account_for(settings).secrets.api_key not in text
+        and account_for(settings).secrets.secret_key not in text
+    )
     assert re.search(r"^# TYPE esms_requests_total counter$", text, re.M)
 
 
 def test_status_snapshot_shows_pause_and_mean_request_size(make_settings):
     settings = make_settings()
-    runtime = Runtime(settings)
+    runtime = runtime_of(settings)
     now_s = runtime.clock.now_s()
     runtime.redis.set(runtime.keys.paused, "eSMS answered Code 101", px=60_000)
     runtime.redis.zadd(
@@ -100,7 +103,7 @@ def test_status_snapshot_shows_pause_and_mean_request_size(make_settings):
 def test_healthz_answers_while_redis_does(make_settings):
     async def get(settings: Settings, path: str) -> tuple[int, str]:
         async with (
-            TestServer(make_app(Runtime(settings))) as server,
+            TestServer(make_app(runtime_of(settings))) as server,
             aiohttp.ClientSession() as session,
             session.get(server.make_url(path)) as response,
         ):

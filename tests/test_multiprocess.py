@@ -20,7 +20,7 @@ from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.esms.window import Window
 from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.tasks import app, fetch_callbacks
-from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, drain_events, wait_until
+from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, account_for, drain_events, wait_until
 from tests.procs import remote_simulator, settings_env, start_beat, start_worker
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,9 @@ def test_three_workers_share_one_rate_limit_and_send_full_requests(
         base_url=remote_sim.base_url,
     )
     remote_sim.reset()
-    backlog = Backlog(redis.Redis.from_url(settings.redis_url), AccountKeys(settings.account), 3600)
+    backlog = Backlog(
+        redis.Redis.from_url(settings.redis_url), AccountKeys(account_for(settings).key_id), 3600
+    )
     ref_ids = [f"mp-{i:05d}" for i in range(2400)]
     for start in range(0, len(ref_ids), 3):
         backlog.park(OA, ref_ids[start : start + 3], time.time())
@@ -137,7 +139,9 @@ def test_window_opening_a_few_seconds_in_releases_refs_promptly_and_closes_on_ti
     assert first_s < 2.0, f"first request {first_s:.3f}s after the window opened"
     assert last_s < 3.0, f"a request {last_s - 3:.3f}s after the window closed"
     # and what the window could not carry is still waiting, none lost
-    backlog = Backlog(redis.Redis.from_url(settings.redis_url), AccountKeys(settings.account), 3600)
+    backlog = Backlog(
+        redis.Redis.from_url(settings.redis_url), AccountKeys(account_for(settings).key_id), 3600
+    )
     waiting = sum(oa.waiting + oa.leased for oa in backlog.per_oa(time.time()))
     answered = sum(r["ref_count_sent"] for r in requests)
     assert {r["code"] for r in requests} == {100}
@@ -210,7 +214,7 @@ def test_a_warm_shutdown_stops_a_drain_within_seconds_and_loses_nothing(
     # expect it gone within seconds, not after the drain's 60 s budget, with every RefId
     # either answered or waiting again (none left leased)
     assert took_s < 15, f"warm shutdown took {took_s:.1f}s"
-    backlog = Backlog(redis_client, AccountKeys(settings.account), 3600)
+    backlog = Backlog(redis_client, AccountKeys(account_for(settings).key_id), 3600)
     (oa,) = backlog.per_oa(time.time())
     answered = sum(r["ref_count_sent"] for r in remote_sim.requests() if r["code"] == 100)
     assert oa.leased == 0 and oa.waiting + answered == 3000

@@ -43,21 +43,21 @@ def test_split_keeps_order_and_never_makes_an_empty_part():
 
 
 def test_a_worker_without_an_account_keeps_the_submission_for_later(make_settings, redis_client):
-    from esms_callbacks.errors import AccountUnknown
+    from esms_callbacks.errors import NoAccountNamed
     from esms_callbacks.tasks.context import worker_context
 
     # given a worker started without credentials or ESMS_ACCOUNT
     worker_context.use_settings(make_settings(api_key="", secret_key="", account=""))
     try:
         # when a submission reaches it
-        with pytest.raises(AccountUnknown, match="stays queued and is retried"):
+        with pytest.raises(NoAccountNamed, match="stays queued and is retried"):
             fetch_callbacks.run(["r1"], OA)
     finally:
         worker_context.use_settings(None)
     # expect nothing filed anywhere (no account named by a hash of an empty key), and the
     # error one Celery retries with backoff, the message staying in the broker meanwhile
     assert redis_client.keys("esms:{e3b0c44298fc1c14}*") == []
-    assert AccountUnknown in fetch_callbacks.autoretry_for
+    assert NoAccountNamed in fetch_callbacks.autoretry_for
 
 
 def test_producers_import_the_task_without_the_worker_s_dependencies():

@@ -14,15 +14,15 @@ import redis.asyncio as aioredis
 
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.clock import ManualClock
-from esms_callbacks.errors import PublishFailed
+from esms_callbacks.errors import PublishFailed, PushApplyFailed
 from esms_callbacks.events.publish import event_id
 from esms_callbacks.push.applier import ApplierThread
-from esms_callbacks.push.apply import ApplyFailed, ApplyReport, PushApplier
+from esms_callbacks.push.apply import ApplyReport, PushApplier
 from esms_callbacks.push.inbox import InboxEntry, PushInbox, PushRecorder
 from esms_callbacks.push.parse import Push, parse_push
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
-from tests.helpers import T0, wait_until
+from tests.helpers import T0, runtime_of, wait_until
 
 OA = "oa-apply"
 CONSUMER = "test-applier"
@@ -47,12 +47,12 @@ class Broker:
 @pytest.fixture
 def env(make_settings):
     settings: Settings = make_settings()
-    runtime = Runtime(settings)
+    runtime = runtime_of(settings)
     clock = ManualClock(T0)
     broker = Broker()
     inbox = PushInbox(runtime.redis, runtime.keys)
     inbox.ensure_group()
-    applier = PushApplier(settings, runtime.backlog, inbox, broker, clock)
+    applier = PushApplier(settings, runtime.account, runtime.backlog, inbox, broker, clock)
     yield settings, runtime, clock, broker, inbox, applier
     runtime.close()
 
@@ -81,7 +81,7 @@ def test_a_broker_failing_part_way_settles_what_went_out_and_keeps_the_rest(env)
     record(settings, runtime, pushed("a"), pushed("b"), pushed("c"))
 
     broker.fail_after = 1
-    with pytest.raises(ApplyFailed):
+    with pytest.raises(PushApplyFailed):
         applier.apply(inbox.read(CONSUMER, 10, 100))
     assert [e["ref_id"] for e in broker.events] == ["a"]
     assert backlog.park(OA, ["a"], clock.now_s()).already_finished == 1  # settled

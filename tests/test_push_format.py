@@ -12,7 +12,8 @@ import urllib.parse
 
 import pytest
 
-from esms_callbacks.push.parse import MalformedPush, parse_esms_push
+from esms_callbacks.errors import MalformedPush
+from esms_callbacks.push.parse import parse_esms_push
 from esms_callbacks.simulator.outcomes import OUTCOMES
 from esms_callbacks.simulator.push import push_params
 

@@ -33,7 +33,12 @@ def test_a_push_and_a_poll_racing_give_one_terminal_event_per_refid(drain_env, s
 
     drainer.publish = publish
     applier = PushApplier(
-        drainer.settings, runtime.backlog, PushInbox(runtime.redis, runtime.keys), publish, clock
+        drainer.settings,
+        drainer.account,
+        runtime.backlog,
+        PushInbox(runtime.redis, runtime.keys),
+        publish,
+        clock,
     )
     rng = random.Random(7)
     all_refs: list[str] = []

@@ -23,7 +23,7 @@ from esms_callbacks.push.receiver import STATE, make_app
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 from esms_callbacks.variables import networks as _networks
-from tests.helpers import drain_events, wait_until, whereabouts
+from tests.helpers import drain_events, runtime_of, wait_until, whereabouts
 from tests.procs import PrivateRedis
 from tests.receiving import (
     TOKEN,
@@ -203,10 +203,16 @@ def test_a_source_over_its_rate_is_slowed_down_not_refused(push_settings):
         applied(runtime, 25)
 
 
+def own_account(settings: Settings) -> dict[str, Any]:
+    """The test's account (conftest's make_settings), as the receiver takes it."""
+    account = runtime_of(settings).account
+    return {account.name: account}
+
+
 def test_no_redis_means_503_so_esms_tries_again(push_settings):
     settings = push_settings()
     dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
-    with serve_app(lambda: make_app(settings, dead)) as served:
+    with serve_app(lambda: make_app(settings, dead, own_account(settings))) as served:
         answer = get(served.push_url(), push_params("r5", OA))
         assert answer.status == 503
         assert answer.headers["Retry-After"] == "5"
@@ -216,7 +222,9 @@ def test_no_redis_means_503_so_esms_tries_again(push_settings):
 def test_a_full_inbox_means_503(push_settings):
     settings = push_settings(push_inbox_max=2)
     client = aioredis.Redis.from_url(settings.redis_url)
-    with serve_app(lambda: make_app(settings, client)) as served:  # no applier: it fills up
+    with serve_app(
+        lambda: make_app(settings, client, own_account(settings))
+    ) as served:  # no applier: it fills up
         answers = [get(served.push_url(), push_params(f"r{i}", OA)).status for i in range(3)]
         assert answers == [200, 200, 503]
         assert get(served.base_url + "/esms/health").status == 200
@@ -228,7 +236,7 @@ def test_a_full_inbox_means_503(push_settings):
 )
 def test_the_receiver_refuses_to_start_without_a_good_token(push_settings, token, problem):
     with pytest.raises(ConfigError, match=problem):
-        build_app(push_settings().with_changes(push_token=token))
+        build_app(push_settings(push_token=token))
 
 
 def test_settings_for_the_receiver_are_read_and_checked():
@@ -310,7 +318,7 @@ def test_health_says_so_when_the_applier_is_not_running(push_settings):
     client = aioredis.Redis.from_url(settings.redis_url)
 
     def make() -> Any:
-        app = make_app(settings, client)
+        app = make_app(settings, client, own_account(settings))
         app[STATE].applier_healthy = lambda: False
         return app
 

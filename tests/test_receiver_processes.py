@@ -18,7 +18,7 @@ import pytest
 from bench.harness import receiver_command
 from esms_callbacks.cli.processes import Child, free_port, stop_all
 from esms_callbacks.runtime import Runtime
-from tests.helpers import drain_events, wait_until
+from tests.helpers import drain_events, runtime_of, wait_until
 from tests.procs import settings_env
 from tests.receiving import TOKEN, get, push_params
 
@@ -39,7 +39,7 @@ def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged
 ):
     settings = make_settings()
     env = settings_env(settings, ESMS_PUSH_TOKEN=TOKEN, ESMS_PUSH_RECLAIM_AFTER="1")
-    runtime = Runtime(settings)
+    runtime = runtime_of(settings)
     refs = [f"p{i}" for i in range(PUSHES)]
     runtime.backlog.park(OA, refs[: PUSHES // 2], time.time())  # half were submitted
     # The first receiver's broker is away, so whatever it takes stays pending in its name.

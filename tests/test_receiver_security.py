@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from esms_callbacks.accounts import RECEIVER_SECRETS, default_account
 from esms_callbacks.cli.receive import build_app
 from esms_callbacks.errors import ConfigError
 from esms_callbacks.settings import Settings
@@ -124,12 +125,13 @@ def test_the_previous_token_is_read_as_a_secret():
     env = {"ESMS_ACCOUNT": "a", "ESMS_PUSH_TOKEN": TOKEN, "ESMS_PUSH_TOKEN_PREVIOUS": PREVIOUS}
     # when read
     settings = Settings.from_env(env)
+    account = default_account(settings, RECEIVER_SECRETS, env)
     # expect it read, never shown
-    assert settings.push_token_previous == PREVIOUS
-    assert settings.push_token_problem() == ""
-    assert PREVIOUS not in repr(settings) and PREVIOUS not in json.dumps(settings.describe())
-    assert settings.describe()["push_token_previous"] == "<set>"
-    assert Settings.from_env({"ESMS_ACCOUNT": "a"}).describe()["push_token_previous"] == "<unset>"
+    assert account.secrets.push_token_previous == PREVIOUS
+    assert account.secrets.push_token_problem() == ""
+    assert PREVIOUS not in repr(account) and PREVIOUS not in repr(settings)
+    assert "push_token_previous=<set>" in repr(account.secrets)
+    assert PREVIOUS not in json.dumps(settings.describe())
 
 
 @pytest.mark.parametrize(

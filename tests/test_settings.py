@@ -7,19 +7,28 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from esms_callbacks.accounts import WORKER_SECRETS, Account, default_account
 from esms_callbacks.errors import ConfigError
-from esms_callbacks.settings import Settings, redact_url, reference_markdown, variables
+from esms_callbacks.settings import Settings, reference_markdown, variables
+from esms_callbacks.terms import Terms, redact_url
+from tests.helpers import runtime_of
 
 # Distinctive fake credentials: if either shows up anywhere, something printed a secret.
 FAKE_API_KEY = "FAKE-ApiKey-7f3c9e1d-NEVER-PRINT"
 FAKE_SECRET_KEY = "FAKE-Secret-b2a84c55-NEVER-PRINT"
 KEYS = {"ESMS_API_KEY": FAKE_API_KEY, "ESMS_SECRET_KEY": FAKE_SECRET_KEY}
+
+
+def account_of(env: dict[str, str]) -> Account:
+    """The account `default` a worker reads from `env`."""
+    return default_account(Settings.from_env(env), WORKER_SECRETS, env)
 
 
 def assert_no_credentials(text: str) -> None:
@@ -37,15 +46,16 @@ def test_defaults_follow_the_esms_page():
     # expect the documented defaults
     assert settings.broker_url == "redis://localhost:6379/0"
     assert settings.redis_url == settings.broker_url
-    assert settings.base_url == "https://status-sms.esms.vn"
-    assert settings.rate_interval_s == 1.0
-    assert settings.max_refs_per_request == 100
-    assert str(settings.window) == "01:00:00-02:00:00 Asia/Ho_Chi_Minh"
+    assert settings.terms.base_url == "https://status-sms.esms.vn"
+    assert settings.terms.rate_interval_s == 1.0
+    assert settings.terms.max_refs_per_request == 100
+    assert str(settings.terms.window) == "01:00:00-02:00:00 Asia/Ho_Chi_Minh"
     assert settings.status_queue == "esms.status"
     assert settings.http_timeout_s == 30.0
     assert settings.repoll_after_s == 900.0
     assert settings.max_age_s == 604800.0
-    assert (settings.api_key, settings.secret_key, settings.has_credentials) == ("", "", False)
+    secrets = account_of({}).secrets
+    assert (secrets.api_key, secrets.secret_key, secrets.has_credentials) == ("", "", False)
     assert settings.simulated is False
 
 
@@ -82,37 +92,38 @@ def test_every_variable_is_read_and_trimmed():
     # when read
     settings = Settings.from_env(env)
     # expect each value, typed
-    assert settings.base_url == "https://status-sms.esms.vn"  # trailing slash dropped
-    assert settings.rate_interval_s == 0.05
-    assert settings.spacing_s == 0.05
-    assert settings.max_refs_per_request == 200
-    assert settings.window.always
+    assert settings.terms.base_url == "https://status-sms.esms.vn"  # trailing slash dropped
+    assert settings.terms.rate_interval_s == 0.05
+    assert settings.terms.spacing_s == 0.05
+    assert settings.terms.max_refs_per_request == 200
+    assert settings.terms.window.always
     assert settings.status_queue == "zns.events"
     assert settings.http_timeout_s == 12.5
     assert (settings.repoll_after_s, settings.max_age_s) == (60.0, 86400.0)
     assert (settings.drainers, settings.max_retries) == (7, 0)
     assert (settings.breaker_after, settings.backoff_max_s) == (5, 120.0)
-    assert settings.account_id == "shop-a"
     assert settings.simulated is True
-    assert settings.has_credentials
-    assert (settings.api_key, settings.secret_key) == (FAKE_API_KEY, FAKE_SECRET_KEY)
+    account = account_of(env)
+    assert account.key_id == "shop-a"
+    assert account.secrets.has_credentials
+    assert (account.secrets.api_key, account.secrets.secret_key) == (FAKE_API_KEY, FAKE_SECRET_KEY)
 
 
 def test_window_is_read_in_the_configured_zone():
     settings = Settings.from_env(
         {"ESMS_WINDOW": "23:30-00:30:15", "ESMS_TIMEZONE": "Europe/Berlin"}
     )
-    assert str(settings.window) == "23:30:00-00:30:15 Europe/Berlin"
+    assert str(settings.terms.window) == "23:30:00-00:30:15 Europe/Berlin"
 
 
 @pytest.mark.parametrize("value", ["1", "100", "200"])
 def test_max_refs_accepts_one_to_200(value):
-    assert Settings.from_env({"ESMS_MAX_REFS": value}).max_refs_per_request == int(value)
+    assert Settings.from_env({"ESMS_MAX_REFS": value}).terms.max_refs_per_request == int(value)
 
 
 def test_from_env_without_a_mapping_reads_the_process_environment(monkeypatch):
     monkeypatch.setenv("ESMS_MAX_REFS", "42")
-    assert Settings.from_env().max_refs_per_request == 42
+    assert Settings.from_env().terms.max_refs_per_request == 42
 
 
 # --- malformed values ------------------------------------------------------------------------
@@ -160,37 +171,38 @@ def test_a_malformed_value_raises_config_error_naming_the_variable(name, value, 
 
 
 def test_repr_str_and_describe_never_show_the_keys():
-    # given settings with both keys
-    settings = Settings.from_env(KEYS)
+    # given an account with both keys, and the settings read beside them
+    settings, account = Settings.from_env(KEYS), account_of(KEYS)
     # when shown in every way a log or CLI might show them
     shown = settings.describe()
-    # expect neither key, and describe saying only whether each is set
-    for text in (repr(settings), str(settings), repr(shown), str(shown)):
+    # expect neither key, and the account saying only whether each is set
+    for text in (repr(settings), str(settings), repr(shown), str(shown), repr(account)):
         assert_no_credentials(text)
-    assert (shown["api_key"], shown["secret_key"]) == ("<set>", "<set>")
-    assert Settings.from_env({}).describe()["api_key"] == "<unset>"
+    assert "api_key=<set>, secret_key=<set>" in repr(account)
+    assert "api_key=<unset>" in repr(account_of({}))
 
 
 def test_changed_settings_still_hide_the_keys():
-    settings = Settings.from_env(KEYS).with_changes(max_refs_per_request=50)
-    assert settings.api_key == FAKE_API_KEY
-    assert_no_credentials(repr(settings))
+    account = account_of(KEYS)
+    changed = replace(account, terms=replace(account.terms, max_refs_per_request=50))
+    assert changed.secrets.api_key == FAKE_API_KEY
+    assert_no_credentials(repr(changed))
 
 
 def test_account_id_is_a_short_hash_of_the_api_key_never_the_key():
     # given keys and no ESMS_ACCOUNT; when the account is named
-    account_id = Settings.from_env(KEYS).account_id
+    account_id = account_of(KEYS).key_id
     # expect 16 hex digits of the key's SHA-256, stable, and different for another key
     assert re.fullmatch(r"[0-9a-f]{16}", account_id)
     assert account_id == hashlib.sha256(FAKE_API_KEY.encode()).hexdigest()[:16]
     assert_no_credentials(account_id)
-    assert Settings.from_env(KEYS).account_id == account_id
-    other = Settings.from_env({**KEYS, "ESMS_API_KEY": FAKE_API_KEY + "2"})
-    assert other.account_id != account_id
+    assert account_of(KEYS).key_id == account_id
+    other = account_of({**KEYS, "ESMS_API_KEY": FAKE_API_KEY + "2"})
+    assert other.key_id != account_id
 
 
 def test_esms_account_names_the_account_instead_of_the_hash():
-    assert Settings.from_env({**KEYS, "ESMS_ACCOUNT": "shop-a"}).account_id == "shop-a"
+    assert account_of({**KEYS, "ESMS_ACCOUNT": "shop-a"}).key_id == "shop-a"
 
 
 @pytest.mark.parametrize(
@@ -203,7 +215,7 @@ def test_esms_account_names_the_account_instead_of_the_hash():
 )
 def test_has_credentials_needs_both_keys(api_key, secret_key, has_credentials):
     env = {"ESMS_API_KEY": api_key, "ESMS_SECRET_KEY": secret_key}
-    assert Settings.from_env(env).has_credentials is has_credentials
+    assert account_of(env).secrets.has_credentials is has_credentials
 
 
 @pytest.mark.parametrize("name", ["ESMS_API_KEY", "ESMS_SECRET_KEY"])
@@ -213,7 +225,7 @@ def test_a_malformed_key_is_rejected_without_printing_it(name, bad):
     env = {**KEYS, name: KEYS[name][:20] + bad + KEYS[name][20:]}
     # when read
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env(env)
+        account_of(env)
     # expect the variable named, the value not
     assert str(caught.value).startswith(name)
     assert_no_credentials(str(caught.value))
@@ -245,10 +257,10 @@ def test_drainers_must_be_auto_or_a_small_whole_number(value):
     ],
 )
 def test_auto_drainers_cover_the_request_time_at_the_interval(interval_s, request_time_s, wanted):
-    settings = Settings(rate_interval_s=interval_s, rate_margin_s=0.0)
+    settings, terms = Settings(), Terms(rate_interval_s=interval_s, rate_margin_s=0.0)
     assert settings.drainers == 0  # auto is the default
-    assert settings.drainers_wanted(request_time_s) == wanted
-    assert settings.with_changes(drainers=4).drainers_wanted(request_time_s) == 4
+    assert settings.drainers_wanted(terms, request_time_s) == wanted
+    assert settings.with_changes(drainers=4).drainers_wanted(terms, request_time_s) == 4
 
 
 @pytest.mark.parametrize(
@@ -267,8 +279,8 @@ def test_a_variable_set_but_empty_is_refused_by_name(name):
 
 
 def test_empty_credentials_and_account_mean_unset():
-    settings = Settings.from_env({"ESMS_API_KEY": "", "ESMS_SECRET_KEY": "", "ESMS_ACCOUNT": ""})
-    assert not settings.has_credentials
+    account = account_of({"ESMS_API_KEY": "", "ESMS_SECRET_KEY": "", "ESMS_ACCOUNT": ""})
+    assert not account.secrets.has_credentials and not account.known
 
 
 def test_more_drainers_than_can_keep_their_place_are_refused():
@@ -378,7 +390,7 @@ def test_plain_http_elsewhere_is_accepted_when_allowed():
     env = {"ESMS_BASE_URL": "http://status-sms.esms.vn", "ESMS_ALLOW_PLAIN_HTTP": "1"}
     # when read; expect it kept, and passed on to subprocesses
     settings = Settings.from_env(env)
-    assert settings.base_url == "http://status-sms.esms.vn"
+    assert settings.terms.base_url == "http://status-sms.esms.vn"
     assert Settings.from_env(settings.to_env()) == settings
 
 
@@ -388,7 +400,7 @@ def test_plain_http_elsewhere_is_accepted_when_allowed():
 )
 def test_plain_http_to_this_host_is_accepted(url):
     # given the bundled simulator's kind of address; when read; expect it taken as it is
-    assert Settings.from_env({"ESMS_BASE_URL": url}).base_url == url
+    assert Settings.from_env({"ESMS_BASE_URL": url}).terms.base_url == url
 
 
 def test_allow_plain_http_takes_only_one_or_zero():
@@ -446,10 +458,9 @@ def test_the_redis_url_in_use(env, url):
 
 
 def test_the_runtime_s_redis_client_says_which_variable_to_set():
-    from esms_callbacks.runtime import Runtime
 
     # given a worker's settings on a RabbitMQ broker without ESMS_REDIS_URL
-    runtime = Runtime(Settings.from_env({"CELERY_BROKER_URL": AMQP_BROKER}))
+    runtime = runtime_of(Settings.from_env({"CELERY_BROKER_URL": AMQP_BROKER}))
     # when its Redis client is made; expect our error, not redis-py's ValueError
     with pytest.raises(ConfigError, match="set ESMS_REDIS_URL=redis://"):
         runtime.redis  # noqa: B018 (the property builds the client)
@@ -510,11 +521,11 @@ def test_capacity_counts_only_the_guarded_window():
     settings = Settings.from_env({"ESMS_WINDOW_GUARD": "300", "ESMS_RATE_MARGIN": "0"})
     before = datetime(2026, 11, 28, 0, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")).timestamp()
     # when the coming window's capacity is counted
-    capacity = coming_window(settings, before)
+    capacity = coming_window(settings, settings.terms, before)
     # expect only the 50 minutes requests may go out in: 3000 requests of 100
     assert capacity.refs == 3000 * 100
     # and, half an hour in, what is left up to the closing guard: 1500 requests
-    assert coming_window(settings, before + 5400).refs == 1500 * 100
+    assert coming_window(settings, settings.terms, before + 5400).refs == 1500 * 100
 
 
 WORKER_ONLY_BAD = {"ESMS_DRAINERS": "lots", "ESMS_WINDOW": "soon", "ESMS_MAX_REFS": "0"}
@@ -533,7 +544,7 @@ def test_the_celery_app_reads_only_its_own_settings():
     settings = Settings.from_env(env, process="app")
     assert settings.broker_url == "redis://broker.example:6379/3"
     assert settings.release_every_s == 5.0
-    assert settings.max_refs_per_request == Settings().max_refs_per_request
+    assert settings.terms.max_refs_per_request == Settings().terms.max_refs_per_request
     # and a malformed setting of its own still named
     with pytest.raises(ConfigError, match="ESMS_RELEASE_EVERY"):
         Settings.from_env({"ESMS_RELEASE_EVERY": "often"}, process="app")
@@ -541,7 +552,7 @@ def test_the_celery_app_reads_only_its_own_settings():
 
 def test_a_worker_reads_its_settings_and_not_the_receiver_s():
     settings = Settings.from_env({"ESMS_MAX_REFS": "50", **RECEIVER_ONLY_BAD}, process="worker")
-    assert settings.max_refs_per_request == 50
+    assert settings.terms.max_refs_per_request == 50
     assert settings.receiver_port == Settings().receiver_port
     for name, value in WORKER_ONLY_BAD.items():
         with pytest.raises(ConfigError, match=name):

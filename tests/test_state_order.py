@@ -85,7 +85,9 @@ def test_a_late_push_of_awaiting_approval_after_a_polled_7_gives_no_event(drain_
     # when eSMS's retried push of SendStatus 1 arrives late and is applied
     inbox = PushInbox(runtime.redis, runtime.keys)
     inbox.ensure_group()
-    applier = PushApplier(runtime.settings, runtime.backlog, inbox, events.extend, clock)
+    applier = PushApplier(
+        runtime.settings, runtime.account, runtime.backlog, inbox, events.extend, clock
+    )
     record(runtime.settings, runtime, pushed("late-1", send_status=1))
     applier.apply(inbox.read("test-order", 10, 100))
 

@@ -15,7 +15,7 @@ from kombu import Connection, Exchange, Queue
 
 from esms_callbacks.errors import PublishFailed
 from esms_callbacks.events.publish import EventPublisher, queue_depth
-from tests.helpers import drain_events
+from tests.helpers import account_for, drain_events, runtime_of
 from tests.test_events import NO_RETRY, RABBIT_URL, make_events
 from tests.test_events import rabbit_queue as rabbit_queue
 
@@ -117,10 +117,9 @@ def test_status_warns_when_the_default_queue_grows_with_nobody_reading_it(make_s
     # given a default queue past the warning level, sampled a minute ago with fewer events
     from esms_callbacks.cli.status_text import render
     from esms_callbacks.ops.status import account_state
-    from esms_callbacks.runtime import Runtime
 
     settings = make_settings(status_queue_warn_events=5)
-    runtime = Runtime(settings)
+    runtime = runtime_of(settings)
     publisher = EventPublisher(Connection(settings.broker_url), settings.status_queue)
     publisher.publish(make_events(4))
     now_s = runtime.clock.now_s()
@@ -143,10 +142,9 @@ def test_the_status_queue_depth_is_a_metric(make_settings):
 
     from esms_callbacks.ops.metrics import AccountCollector
     from esms_callbacks.ops.status import account_state
-    from esms_callbacks.runtime import Runtime
 
     settings = make_settings()
-    runtime = Runtime(settings)
+    runtime = runtime_of(settings)
     EventPublisher(Connection(settings.broker_url), settings.status_queue).publish(make_events(3))
 
     # when scraped
@@ -155,6 +153,6 @@ def test_the_status_queue_depth_is_a_metric(make_settings):
     text = generate_latest(registry).decode()
 
     # expect the gauge with the queue's name
-    labels = f'account="{settings.account}",queue="{settings.status_queue}"'
+    labels = f'account="{account_for(settings).key_id}",queue="{settings.status_queue}"'
     line = f"esms_status_queue_events{{{labels}}} 3.0"
     assert line in text

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from esms_callbacks.accounts import NO_SECRETS, default_account
 from esms_callbacks.cli.processes import ROOT, free_port
 from esms_callbacks.cli.progress import bar, line
 from esms_callbacks.cli.stack import (
@@ -56,8 +57,8 @@ def run_demo(refs: int, opens_in_s: float, interval_s: float, timeout_s: float) 
     (ROOT / ".run").mkdir(exist_ok=True)
     print(
         f"Demo against the bundled eSMS simulator (nothing reaches eSMS). Window "
-        f"{settings.window}: opens in {opens_in_s:.0f}s. One request every "
-        f"{settings.spacing_s:g}s, up to {settings.max_refs_per_request} RefIds each. "
+        f"{settings.terms.window}: opens in {opens_in_s:.0f}s. One request every "
+        f"{settings.terms.spacing_s:g}s, up to {settings.terms.max_refs_per_request} RefIds each. "
         f"Process logs: {log_path}",
         flush=True,
     )
@@ -108,7 +109,7 @@ def watch(
     settings: Settings, ref_ids: list[str], opens_at: datetime, timeout_s: float
 ) -> Counter[str]:
     """Consume events and redraw one progress line until every RefId is terminal."""
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, default_account(settings, NO_SECRETS))
     terminal: Counter[str] = Counter()
     latest: Counter[str] = Counter()
 
@@ -146,23 +147,24 @@ def summarize(
     # The simulator package needs aiohttp (the `worker` extra): loaded when a demo runs.
     from esms_callbacks.simulator.remote import RemoteSimulator
 
-    requests = RemoteSimulator(settings.base_url).requests()
+    terms = settings.terms
+    requests = RemoteSimulator(terms.base_url).requests()
     answered = [r for r in requests if r["code"] == 100]
     times = sorted(r["received_at_s"] for r in requests)
     span_s = times[-1] - times[0] if len(times) > 1 else 0.0
-    rate = (len(times) - 1) / span_s * settings.rate_interval_s if span_s else float("nan")
+    rate = (len(times) - 1) / span_s * terms.rate_interval_s if span_s else float("nan")
     print("\nSummary")
     print(f"  RefIds submitted          {len(ref_ids)}")
     print(f"  terminal                  {sum(outcomes.values())} {dict(outcomes)}")
     print(f"  eSMS requests             {len(requests)} ({len(requests) - len(answered)} refused)")
     if answered:
         mean = sum(r["ref_count_sent"] for r in answered) / len(answered)
-        print(f"  RefIds per request        {mean:.1f} of {settings.max_refs_per_request}")
+        print(f"  RefIds per request        {mean:.1f} of {terms.max_refs_per_request}")
         print(
             f"  first request             {times[0] - opens_at.timestamp():.2f}s after the "
             "window opened"
         )
     print(
         f"  rate used                 {rate:.2f} of the allowed "
-        f"{1 / settings.rate_interval_s:g}/s (while requests were going out)"
+        f"{1 / terms.rate_interval_s:g}/s (while requests were going out)"
     )

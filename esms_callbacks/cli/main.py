@@ -18,19 +18,20 @@ from kombu import Queue
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from esms_callbacks.accounts import AccountBook
+from esms_callbacks.accounts import DEFAULT_ACCOUNT, AccountBook
 from esms_callbacks.cli.progress import bar, line
 from esms_callbacks.cli.ref_files import read_ref_ids
 from esms_callbacks.cli.status_text import process_state, render, shown
-from esms_callbacks.errors import ConfigError, InvalidSubmission
+from esms_callbacks.errors import ConfigError, InvalidSubmission, MissingExtra
 from esms_callbacks.esms.validation import validate_submission
 from esms_callbacks.events.consumer import read_events
 from esms_callbacks.events.publish import status_exchange, status_queue
 from esms_callbacks.ops.lookup import find_ref
 from esms_callbacks.ops.status import accounts_state
 from esms_callbacks.runtime import Runtimes
-from esms_callbacks.settings import DEFAULT_ACCOUNT, DEFAULT_BROKER_URL, Settings, redact_url
+from esms_callbacks.settings import DEFAULT_BROKER_URL, Settings
 from esms_callbacks.tasks import app, fetch_callbacks
+from esms_callbacks.terms import redact_url
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -39,10 +40,6 @@ LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
 # The `worker` extra (pyproject.toml): a producer-only install (a web app's) has none of them.
 WORKER_EXTRA = frozenset({"aiohttp", "flower", "hiredis", "honcho", "prometheus_client"})
 INSTALL_WORKER_EXTRA = "pip install 'esms-zns-callbacks[worker]'"
-
-
-class MissingExtra(Exception):
-    """A command needs the `worker` extra, which is not installed."""
 
 
 @contextmanager
@@ -238,7 +235,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             flush=True,
         )
     else:
-        print(f"Running against eSMS at {settings.base_url}, window {settings.window}.", flush=True)
+        terms = settings.terms
+        print(
+            f"Running against eSMS at {redact_url(terms.base_url)}, window {terms.window}.",
+            flush=True,
+        )
     if not args.no_flower:
         # A password the user chose is never printed; one made for this run must be.
         login = (
@@ -319,7 +320,7 @@ def plural(count: int, noun: str) -> str:
 
 
 def operator_runtimes() -> Runtimes:
-    return Runtimes(AccountBook(Settings.from_env(), "operator"))
+    return Runtimes(AccountBook(Settings.from_env()))  # no secret: it sends nothing
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -329,7 +330,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     # One account, as before accounts: its snapshot; several: each one's, by name.
     shown_state: dict[str, Any] = {"accounts": states} if many else states[0]
     if not args.no_processes:
-        shown_state["processes"] = process_state(runtimes.book.base, app)
+        shown_state["processes"] = process_state(runtimes.book.settings, app)
     if args.json:
         print(json.dumps(shown_state, indent=2))
         return EXIT_OK
@@ -345,12 +346,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     found = [(rt, state) for rt in chosen for state in find_ref(rt, args.ref_id, args.oa)]
     if args.json:
         print(
-            json.dumps(
-                [{"account": rt.account, **state.as_dict()} for rt, state in found], indent=2
-            )
+            json.dumps([{"account": rt.name, **state.as_dict()} for rt, state in found], indent=2)
         )
     elif not found:
-        days = runtimes.book.base.done_ttl_s / 86400
+        days = runtimes.book.settings.done_ttl_s / 86400
         print(
             f"{shown(args.ref_id)}: not known here: never submitted"
             f"{' under OA ' + shown(args.oa) if args.oa else ''}, or finished more than "
@@ -358,7 +357,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     for rt, state in [] if args.json else found:
-        account = f"account {shown(rt.account)}, " if runtimes.book.from_file else ""
+        account = f"account {shown(rt.name)}, " if runtimes.book.from_file else ""
         print(f"{shown(state.ref_id)} ({account}OA {shown(state.oa_id)}): {state.where}")
         for label, value in [
             ("submitted at", state.submitted_at),

@@ -32,7 +32,7 @@ def serving(runtime: Runtime | Runtimes) -> Runtimes:
     """The accounts to serve metrics of: a Runtime stands for its one account (tests)."""
     if isinstance(runtime, Runtimes):
         return runtime
-    runtimes = Runtimes(AccountBook(runtime.settings, "operator"))
+    runtimes = Runtimes(AccountBook(runtime.settings))
     runtimes.shared = runtime.shared
     return runtimes
 
@@ -70,5 +70,5 @@ def make_app(runtime: Runtime | Runtimes) -> web.Application:
 
 def serve(host: str, port: int) -> None:
     print(f"metrics on http://{host}:{port}/metrics (and /healthz)", flush=True)
-    runtimes = Runtimes(AccountBook(Settings.from_env(), "operator"))  # it queues no drain
+    runtimes = Runtimes(AccountBook(Settings.from_env()))  # it queues no drain
     web.run_app(make_app(runtimes), host=host, port=port, print=None, access_log=None)

@@ -15,7 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from esms_callbacks.accounts import CHECK_EVERY_S, AccountBook
+from esms_callbacks.accounts import (
+    CHECK_EVERY_S,
+    DEFAULT_ACCOUNT,
+    RECEIVER_SECRETS,
+    Account,
+    AccountBook,
+)
 from esms_callbacks.engine.redis_connect import connect_async
 from esms_callbacks.engine.redis_policy import eviction_problem
 from esms_callbacks.errors import ConfigError
@@ -32,7 +38,7 @@ log = logging.getLogger("esms.receiver")
 def build_app(settings: Settings) -> web.Application:
     """The receiver app for every account with a push token, each account's applier thread
     started and stopped with it."""
-    book = AccountBook(settings, "receiver")  # ConfigError: not starting
+    book = AccountBook(settings, RECEIVER_SECRETS)  # ConfigError: not starting
     accounts = receiving_accounts(book)
     if not settings.push_allow_from:
         log.warning(
@@ -41,7 +47,7 @@ def build_app(settings: Settings) -> web.Application:
             "addresses> (comma-separated addresses or networks, e.g. 203.0.113.0/24; ask "
             "eSMS, or read them from your proxy's log) so other sources get 403"
         )
-    runtimes = Runtimes(book)  # the accounts must be known: AccountUnknown otherwise
+    runtimes = Runtimes(book)  # the accounts must be known: NoAccountNamed otherwise
     eviction = eviction_problem(runtimes.shared.redis)
     if eviction:
         raise ConfigError(f"not starting: {eviction}")
@@ -73,20 +79,21 @@ class Appliers:
     def __init__(self, runtimes: Runtimes, reclaim_after_s: float) -> None:
         self._runtimes = runtimes
         self._reclaim_after_s = reclaim_after_s
-        self._threads: dict[str, tuple[Settings, ApplierThread]] = {}
+        self._threads: dict[str, tuple[Account, ApplierThread]] = {}
 
-    def serve(self, accounts: Mapping[str, Settings]) -> None:
+    def serve(self, accounts: Mapping[str, Account]) -> None:
         """Run a thread for each of `accounts` (a new one where its settings changed), and
         stop those of accounts no longer served."""
         for name in list(self._threads):
             if accounts.get(name) != self._threads[name][0]:
                 self._threads.pop(name)[1].stop()
-        for name, settings in sorted(accounts.items()):
+        for name, account in sorted(accounts.items()):
             if name in self._threads:
                 continue
             runtime = self._runtimes.get(name)
             applier = PushApplier(
                 runtime.settings,
+                runtime.account,
                 runtime.backlog,
                 runtime.inbox,
                 runtime.publish_durably,
@@ -94,7 +101,7 @@ class Appliers:
             )
             thread = ApplierThread(applier, runtime.inbox, self._reclaim_after_s)
             thread.start()
-            self._threads[name] = (settings, thread)
+            self._threads[name] = (account, thread)
 
     def healthy(self) -> bool:
         return all(thread.healthy() for _, thread in self._threads.values())
@@ -131,30 +138,32 @@ async def _take_changes(
         return
     await asyncio.get_running_loop().run_in_executor(None, appliers.serve, accounts)
     state = app[STATE]
-    kept = {a.settings: a for a in state.accounts}  # unchanged: its counts not yet flushed
-    state.serve([kept.get(s) or account_pushes(client, s) for _, s in sorted(accounts.items())])
+    kept = {a.account: a for a in state.accounts}  # unchanged: its counts not yet flushed
+    state.serve(
+        [
+            kept.get(account) or account_pushes(client, book.settings, account)
+            for _, account in sorted(accounts.items())
+        ]
+    )
     log.warning("taking pushes for %d accounts", len(accounts))
 
 
-def receiving_accounts(book: AccountBook) -> dict[str, Settings]:
+def receiving_accounts(book: AccountBook) -> dict[str, Account]:
     """The accounts whose pushes this receiver takes: every one with a push token (with an
-    accounts file), or the one account, which must have one. ConfigError naming the problem."""
+    accounts file: the book checked each token), or the one account, which must have one.
+    ConfigError naming the problem."""
     accounts = book.accounts()
     if not book.from_file:
-        problem = book.base.push_token_problem()
+        problem = accounts[DEFAULT_ACCOUNT].secrets.push_token_problem()
         if problem:
             raise ConfigError(problem)
         return dict(accounts)
-    with_token = {name: s for name, s in accounts.items() if s.push_token}
+    with_token = {name: a for name, a in accounts.items() if a.secrets.push_token}
     if not with_token:
         raise ConfigError(
-            f"no account of ESMS_ACCOUNTS_FILE={book.base.accounts_file} has a push token: give "
-            "the accounts whose pushes come here push_token_env"
+            f"no account of ESMS_ACCOUNTS_FILE={book.settings.accounts_file} has a push token: "
+            "give the accounts whose pushes come here push_token_env"
         )
-    for name, account in with_token.items():
-        problem = account.push_token_problem()
-        if problem:
-            raise ConfigError(f"{book.base.accounts_file} [accounts.{name}]: {problem}")
     return with_token
 
 
@@ -180,7 +189,7 @@ async def _serve_until_stopped(
                 "receiving eSMS pushes on http://%s:%d/esms/push/<its push token>%s for account %s",
                 host,
                 runner.addresses[0][1],
-                " (and its previous one)" if account.settings.push_token_previous else "",
-                account.settings.account_name,
+                " (and its previous one)" if account.account.secrets.push_token_previous else "",
+                account.account.name,
             )
         await stopping.wait()

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from esms_callbacks.accounts import RECEIVER_SECRETS, WORKER_SECRETS, default_account
 from esms_callbacks.cli.processes import (
     ROOT,
     Child,
@@ -32,7 +33,7 @@ def stack_environment(settings: Settings, env: dict[str, str]) -> tuple[dict[str
     env = dict(env)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("FLOWER_BASIC_AUTH", f"admin:{secrets.token_urlsafe(12)}")
-    if settings.has_credentials:
+    if default_account(settings, WORKER_SECRETS, env).secrets.has_credentials:
         return env, False
     env.update(
         {
@@ -75,8 +76,8 @@ def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> d
         options = simulator_options(
             SIM_API_KEY,
             SIM_SECRET_KEY,
-            rate_interval_s=settings.rate_interval_s,
-            max_refs=settings.max_refs_per_request,
+            rate_interval_s=settings.terms.rate_interval_s,
+            max_refs=settings.terms.max_refs_per_request,
             policy="mixed",
             window=settings.to_env()["ESMS_WINDOW"],
             timezone=settings.to_env()["ESMS_TIMEZONE"],
@@ -98,4 +99,5 @@ def push_url(env: dict[str, str]) -> str:
     """The CallbackUrl the stack's receiver answers on (the simulator pushes there)."""
     settings = Settings.from_env(env)
     host, port = settings.receiver_host, settings.receiver_port
-    return f"http://{host}:{port}/esms/push/{settings.push_token}"
+    token = default_account(settings, RECEIVER_SECRETS, env).secrets.push_token
+    return f"http://{host}:{port}/esms/push/{token}"

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from esms_callbacks.engine.clock import as_datetime
 from esms_callbacks.settings import Settings
+from esms_callbacks.terms import Terms
 
 
 @dataclass(frozen=True)
@@ -20,12 +21,12 @@ class Capacity:
         return backlog_refs <= self.refs
 
 
-def coming_window(settings: Settings, now_s: float) -> Capacity:
-    window = settings.window
+def coming_window(settings: Settings, terms: Terms, now_s: float) -> Capacity:
+    window = terms.window
     now = as_datetime(now_s)
     if window.always:
         day_s = 86400.0
-        return Capacity(now, None, day_s, settings.window_capacity_refs(day_s))
+        return Capacity(now, None, day_s, terms.window_capacity_refs(day_s))
     opens_at = window.next_open(now)
     bounds = window.bounds_at(opens_at)
     assert bounds is not None
@@ -39,7 +40,7 @@ def coming_window(settings: Settings, now_s: float) -> Capacity:
         opens_at.astimezone(zone),
         closes_at.astimezone(zone),
         open_s,
-        settings.window_capacity_refs(sendable_s),
+        terms.window_capacity_refs(sendable_s),
     )
 
 

@@ -31,6 +31,7 @@ from esms_callbacks.engine.capacity import coming_window, describe_shortfall
 from esms_callbacks.engine.keys import DRAINS_WAITING, AccountKeys
 from esms_callbacks.engine.semaphore import LeaseSemaphore
 from esms_callbacks.settings import Settings
+from esms_callbacks.terms import Terms
 from esms_callbacks.tuning import (
     CAPACITY_WARNING_EVERY_S,
     DRAIN_EXPIRES_S,
@@ -51,6 +52,8 @@ class DrainerDispatch:
         client: redis.Redis,
         keys: AccountKeys,
         settings: Settings,
+        terms: Terms,
+        name: str,
         backlog: Backlog,
         slots: LeaseSemaphore,
         wanted: Callable[[], int],
@@ -60,6 +63,8 @@ class DrainerDispatch:
         self._redis = client
         self._keys = keys
         self._settings = settings
+        self._terms = terms
+        self._name = name  # the account's, as the turns list names it
         self._backlog = backlog
         self._slots = slots
         self._wanted = wanted
@@ -79,7 +84,7 @@ class DrainerDispatch:
         pipe = self._redis.pipeline(transaction=False)
         pipe.zremrangebyscore(self._keys.drains_queued, "-inf", now_ms)
         pipe.zcard(self._keys.drains_queued)
-        pipe.zscore(DRAINS_WAITING, self._keys.account_id)
+        pipe.zscore(DRAINS_WAITING, self._name)
         _, queued, waiting_since = pipe.execute()
         holders = self._slots.holders(now_s)
         missing = self._wanted() - holders - int(queued)
@@ -93,7 +98,7 @@ class DrainerDispatch:
         expires_ms = now_ms + int(DRAIN_EXPIRES_S * 1000)
         self._redis.zadd(self._keys.drains_queued, dict.fromkeys(ids, expires_ms))
         if holders == 0 and self.takes_turns():  # served by none: it waits for a turn
-            self._redis.zadd(DRAINS_WAITING, {self._keys.account_id: now_ms}, nx=True)
+            self._redis.zadd(DRAINS_WAITING, {self._name: now_ms}, nx=True)
         for queued_as in ids:
             self._queue_drain(queued_as)
         return len(ids)
@@ -104,14 +109,14 @@ class DrainerDispatch:
         pipe = self._redis.pipeline(transaction=False)
         if queued_as:
             pipe.zrem(self._keys.drains_queued, queued_as)
-        pipe.zrem(DRAINS_WAITING, self._keys.account_id)
+        pipe.zrem(DRAINS_WAITING, self._name)
         pipe.execute()
 
     def wait_for_turn(self, now_s: float) -> None:
         """This account gave its last place up with work left: it waits behind those
         waiting (while another of its drainers runs, it is served)."""
         if self._slots.holders(now_s) == 0:
-            self._redis.zadd(DRAINS_WAITING, {self._keys.account_id: int(now_s * 1000)}, nx=True)
+            self._redis.zadd(DRAINS_WAITING, {self._name: int(now_s * 1000)}, nx=True)
 
     def others_waiting(self) -> bool:
         """Whether another account waits for a turn on the worker pool."""
@@ -119,14 +124,14 @@ class DrainerDispatch:
             return False
         pipe = self._redis.pipeline(transaction=False)
         pipe.zcard(DRAINS_WAITING)
-        pipe.zscore(DRAINS_WAITING, self._keys.account_id)
+        pipe.zscore(DRAINS_WAITING, self._name)
         waiting, own = pipe.execute()
         return int(waiting) - (own is not None) > 0
 
     def check_capacity(self, now_s: float) -> None:
         """Warn (at most every ten minutes) when the backlog exceeds the coming window."""
         waiting = self._backlog.waiting_total()  # one read, however many OAs
-        capacity = coming_window(self._settings, now_s)
+        capacity = coming_window(self._settings, self._terms, now_s)
         if capacity.fits(waiting):
             return
         if self._redis.set(self._keys.capacity_warned, 1, nx=True, ex=CAPACITY_WARNING_EVERY_S):

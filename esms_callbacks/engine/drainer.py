@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from esms_callbacks.accounts import Account
 from esms_callbacks.engine.backlog import Backlog, Leased, Tally
 from esms_callbacks.engine.clock import Clock, as_datetime
 from esms_callbacks.engine.health import AccountPause, Breaker
@@ -93,6 +94,7 @@ class SentRequest:
 @dataclass
 class Drainer:
     settings: Settings
+    account: Account
     backlog: Backlog
     limiter: RateLimiter
     breaker: Breaker
@@ -121,7 +123,7 @@ class Drainer:
 
     def step(self, report: DrainReport) -> str:
         """Send at most one request; return why draining should stop, or '' to go on."""
-        bounds = self.settings.window.bounds_at(as_datetime(self.clock.now_s()))
+        bounds = self.account.terms.window.bounds_at(as_datetime(self.clock.now_s()))
         if bounds is None:
             return "window closed"
         window_s = self._guarded(bounds)
@@ -132,13 +134,16 @@ class Drainer:
             return "window closes before the next slot"
         # Wake a little early: leasing and taking a connection are done when the slot comes,
         # and the commit decides the moment on the Redis clock.
-        self.clock.sleep(wait_s - min(wait_s, self.settings.spacing_s * WAKE_EARLY_SHARE))
+        self.clock.sleep(wait_s - min(wait_s, self.account.terms.spacing_s * WAKE_EARLY_SHARE))
         # The batch is chosen now, at the slot, not before sleeping toward it: whichever OA
         # is due longest at the moment of sending gets it.
         started_s = self.clock.now_s()
         token = uuid.uuid4().hex
         picked = self.backlog.lease_next(
-            started_s, self.settings.max_refs_per_request, self.settings.lease_s, token
+            started_s,
+            self.account.terms.max_refs_per_request,
+            self.settings.lease_s(self.account.terms),
+            token,
         )
         if picked is None:
             self.limiter.hand_back()
@@ -206,7 +211,7 @@ class Drainer:
         now_s = self.clock.now_s()
         expired = [item for item in batch if now_s >= self._expires_s(item)]
         live = [item for item in batch if item not in expired]
-        decision = decide(exc, self.settings, self._near_window_edge(now_s))
+        decision = decide(exc, self.settings, self.account.terms, self._near_window_edge(now_s))
         requeue_after_s = decision.requeue_after_s
         # Whether the account's request before this one was answered: then this failure is
         # this batch's own, not eSMS being down.
@@ -229,7 +234,7 @@ class Drainer:
                         exc,
                         failure.wait_s,
                     )
-            retry = Retry(exc, retry_after_s(self.settings, wait_s))
+            retry = Retry(exc, retry_after_s(self.account.terms, wait_s))
         elif decision.kind == PAUSE:
             self.pause.pause(str(exc), decision.pause_s)  # before the RefIds are due again
             log.error(
@@ -258,7 +263,7 @@ class Drainer:
             if answering is None:
                 answering = self.breaker.failures_in_a_row() == 0
             count = strikes[live[0].ref_id]
-            if gives_up(count, self.settings, answering):
+            if gives_up(count, self.account.terms, answering):
                 given_up[live[0].ref_id] = given_up_outcome(
                     exc.code,
                     f"given up: eSMS failed all {count} requests that carried this RefId, "
@@ -314,7 +319,7 @@ class Drainer:
             oa_id,
             token,
             (item.ref_id for item in batch),
-            now_s + self.settings.lease_s,
+            now_s + self.settings.lease_s(self.account.terms),
             {
                 item.ref_id: outcome.state_key
                 for item, outcome in outcomes
@@ -336,7 +341,7 @@ class Drainer:
                     observed_at,
                     as_datetime(item.submitted_s),
                     phone_numbers=self.settings.phone_numbers,
-                    account=self.settings.account_name,
+                    account=self.account.name,
                 )
             steps.append(
                 Step(item.ref_id, outcome, event, self._next_ask_s(item, now_s), now_s + delay_s)
@@ -374,15 +379,15 @@ class Drainer:
     def _guarded(self, bounds: tuple[datetime, datetime]) -> tuple[float, float] | None:
         """The open window, shrunk by ESMS_WINDOW_GUARD at both ends (epoch s), so that no
         request reaches eSMS outside it whatever its clock; None if there is no window."""
-        if self.settings.window.always:
+        if self.account.terms.window.always:
             return None
         guard_s = self.settings.window_guard_s
         return bounds[0].timestamp() + guard_s, bounds[1].timestamp() - guard_s
 
     def _near_window_edge(self, now_s: float) -> bool:
-        if self.settings.window.always:
+        if self.account.terms.window.always:
             return False
-        bounds = self.settings.window.bounds_at(as_datetime(now_s))
+        bounds = self.account.terms.window.bounds_at(as_datetime(now_s))
         if bounds is None:
             return True
         opens_s, closes_s = bounds[0].timestamp(), bounds[1].timestamp()

@@ -18,17 +18,13 @@ from datetime import datetime
 from importlib import resources
 from typing import Any, Literal, cast
 
-from esms_callbacks.errors import EsmsCallbacksError
+from esms_callbacks.errors import UnsupportedEvent
 from esms_callbacks.esms.records import STATUSES
 
 EVENT_VERSION = 1  # the version events are published with, and the one this model reads
 SUPPORTED_VERSION = EVENT_VERSION
 Status = Literal["pending", "sent", "failed", "not_found", "expired"]  # records.STATUSES
 Source = Literal["poll", "push"]
-
-
-class UnsupportedEvent(EsmsCallbacksError, ValueError):
-    """Not a status event this code understands; the message says why."""
 
 
 @dataclass(frozen=True)

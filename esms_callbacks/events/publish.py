@@ -21,11 +21,11 @@ from kombu.serialization import dumps as serialize
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps as json_dumps
 
-from esms_callbacks.errors import PublishFailed
+from esms_callbacks.accounts import DEFAULT_ACCOUNT
+from esms_callbacks.errors import NoQueueBound, PublishFailed
 from esms_callbacks.esms.records import Outcome, decode
 from esms_callbacks.events.model import EVENT_VERSION
 from esms_callbacks.retry_policy import PUBLISH_RETRY
-from esms_callbacks.settings import DEFAULT_ACCOUNT
 
 log = logging.getLogger(__name__)
 
@@ -316,10 +316,6 @@ def push_to_redis(channel: Any, messages: list[Any], queues: list[str]) -> None:
             # LPUSH k a b == LPUSH k a; LPUSH k b: consumers (BRPOP) still get `a` first.
             pipe.lpush(key, *payloads)
         pipe.execute()
-
-
-class NoQueueBound(Exception):
-    """The default queue is off and no queue would receive the events."""
 
 
 def queue_depth(connection: Connection, name: str) -> tuple[int, int | None]:

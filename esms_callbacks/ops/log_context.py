@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from esms_callbacks.settings import DEFAULT_ACCOUNT
+from esms_callbacks.accounts import DEFAULT_ACCOUNT
 
 _ACCOUNT: ContextVar[str] = ContextVar("esms_account", default="")
 _OURS = ("esms", "esms_callbacks")  # the loggers whose lines get the account

@@ -69,7 +69,7 @@ def _state_in(runtime: Runtime, ref_id: str, oa_id: str) -> RefState | None:
         finished_at=_at(found.done_s),
         last_state=found.state_key or None,
         asks=found.asks,
-        last_event=summary_event(ref_id, oa_id, found.summary, runtime.account),
+        last_event=summary_event(ref_id, oa_id, found.summary, runtime.name),
     )
 
 

@@ -18,22 +18,22 @@ RATE_WINDOW_S = 60.0  # "rate used" is measured over the last minute
 def account_state(runtime: Runtime, now_s: float, with_status_queue: bool = True) -> dict[str, Any]:
     """Waiting RefIds per OA, the window, capacity against backlog, pause, counters; and
     the deployment's status queue unless left out (it is every account's: shown once)."""
-    settings = runtime.settings
+    account, terms = runtime.account, runtime.terms
     per_oa = runtime.backlog.per_oa(now_s)
-    capacity = coming_window(settings, now_s)
+    capacity = coming_window(runtime.settings, terms, now_s)
     waiting = sum(oa.waiting + oa.leased for oa in per_oa)
     stats = runtime.stats.snapshot()
     counters = stats.counters
     paused = runtime.pause.reason()
     breaker = runtime.breaker.state()
     recent = runtime.stats.recent_requests(since_s=now_s - RATE_WINDOW_S)  # RefIds in each
-    allowed = RATE_WINDOW_S / settings.rate_interval_s
+    allowed = RATE_WINDOW_S / terms.rate_interval_s
     return {
-        "account": settings.account_id,
-        "account_name": settings.account_name,
-        "account_named_by": settings.account_source,
-        "window": str(settings.window),
-        "window_open": settings.window.is_open(as_datetime(now_s)),
+        "account": account.key_id,
+        "account_name": account.name,
+        "account_named_by": account.named_by,
+        "window": str(terms.window),
+        "window_open": terms.window.is_open(as_datetime(now_s)),
         "window_opens_at": capacity.window_opens_at.isoformat(),
         "window_closes_at": capacity.window_closes_at.isoformat()
         if capacity.window_closes_at
@@ -100,7 +100,7 @@ def status_queue_state(runtime: Runtime, now_s: float) -> dict[str, Any]:
 
 
 def accounts_state(runtimes: Runtimes, only: str = "") -> list[dict[str, Any]]:
-    """Every account's snapshot in name order (or the one named `only`: UnknownAccount if
+    """Every account's snapshot in name order (or the one named `only`: AccountNotServed if
     there is none), each on its Redis clock; the status queue in the first one's."""
     chosen = [runtimes.get(only)] if only else runtimes.all()
     return [

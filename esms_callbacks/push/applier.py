@@ -15,7 +15,8 @@ import uuid
 
 from redis.exceptions import RedisError
 
-from esms_callbacks.push.apply import ApplyFailed, PushApplier
+from esms_callbacks.errors import PushApplyFailed
+from esms_callbacks.push.apply import PushApplier
 from esms_callbacks.push.inbox import InboxEntry, PushInbox
 from esms_callbacks.retry_policy import APPLIER_RETRY_FIRST_S, APPLIER_RETRY_MOST_S
 from esms_callbacks.tuning import (
@@ -63,7 +64,7 @@ class ApplierThread(threading.Thread):
                 # The entries stay pending: reclaimed and applied once Redis or the broker is
                 # back. Nothing answered 200 is dropped, and the thread never ends on an error.
                 grouped = False
-                if isinstance(exc, RedisError | OSError | ApplyFailed):
+                if isinstance(exc, RedisError | OSError | PushApplyFailed):
                     log.warning("applying pushes failed, trying again in %.0fs: %s", pause_s, exc)
                 else:
                     log.exception("applying pushes failed unexpectedly; trying again")

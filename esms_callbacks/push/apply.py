@@ -15,9 +15,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from esms_callbacks.accounts import Account
 from esms_callbacks.engine.backlog import Backlog, Claimed, Tally
 from esms_callbacks.engine.clock import Clock, as_datetime
 from esms_callbacks.engine.settle_step import Publish, Step, publish_and_settle
+from esms_callbacks.errors import PushApplyFailed
 from esms_callbacks.esms.records import Outcome, outcome_of, progressed, state_rank
 from esms_callbacks.events.publish import SOURCE_PUSH, build_event
 from esms_callbacks.push.inbox import InboxEntry, PushInbox
@@ -50,13 +52,10 @@ class _Step:
         return Step(self.claimed.ref_id, self.outcome, self.event, self.due_s, self.due_s)
 
 
-class ApplyFailed(Exception):
-    """Publishing stopped part way; what went out is settled, the rest is tried again."""
-
-
 @dataclass
 class PushApplier:
     settings: Settings
+    account: Account
     backlog: Backlog
     inbox: PushInbox
     publish: Publish
@@ -80,7 +79,7 @@ class PushApplier:
         for oa_id, by_ref in by_oa.items():
             try:
                 self._apply_oa(oa_id, by_ref, report)
-            except ApplyFailed as exc:  # the other OAs of the batch still go
+            except PushApplyFailed as exc:  # the other OAs of the batch still go
                 failures.append(exc)
         if failures:
             raise failures[0]
@@ -95,7 +94,7 @@ class PushApplier:
             oa_id,
             list(by_ref),
             now_s,
-            self.settings.lease_s,
+            self.settings.lease_s(self.account.terms),
             token,
             take_unsubmitted=self.settings.push_unsubmitted == "publish",
         )
@@ -145,7 +144,7 @@ class PushApplier:
         acked = [i for step in steps if step.claimed.ref_id in held_done for i in step.entry_ids]
         self._ack(done_with + acked, report)
         if settled.failure is not None:  # handed back to wait as they were; entries stay
-            raise ApplyFailed(f"could not publish push events: {settled.failure}") from (
+            raise PushApplyFailed(f"could not publish push events: {settled.failure}") from (
                 settled.failure
             )
 
@@ -170,7 +169,7 @@ class PushApplier:
                 submitted_at,
                 source=SOURCE_PUSH,
                 phone_numbers=self.settings.phone_numbers,
-                account=self.settings.account_name,
+                account=self.account.name,
             )
         due_s = claimed.due_s or now_s
         return _Step(claimed, outcome, event, [e.entry_id for e in entries], due_s)

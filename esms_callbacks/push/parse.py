@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from esms_callbacks.errors import printable
+from esms_callbacks.errors import MalformedPush, printable
 from esms_callbacks.esms.validation import MAX_OA_ID_CHARS, MAX_REF_ID_CHARS
 
 # push parameter -> GetCallback record key
@@ -66,10 +66,6 @@ _INTEGER = re.compile(r"-?[0-9]{1,9}")
 _COUNT = re.compile(r"[0-9]{1,9}")
 _DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,6})?")
 _ID = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces, as producers' RefIds
-
-
-class MalformedPush(ValueError):
-    """A push that cannot be a status from eSMS; the message says why (answered with 400)."""
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from esms_callbacks.accounts import Account
 from esms_callbacks.engine.keys import UNNAMED_PUSHES, AccountKeys
-from esms_callbacks.errors import NotDurable, printable
+from esms_callbacks.errors import MalformedPush, NotDurable, printable
 from esms_callbacks.push.inbox import PushRecorder, Recorded
-from esms_callbacks.push.parse import MalformedPush, Push, parse_esms_push
+from esms_callbacks.push.parse import Push, parse_esms_push
 from esms_callbacks.push.sources import allowed, client_address
 from esms_callbacks.settings import Settings
 from esms_callbacks.tuning import (
@@ -55,7 +56,7 @@ MAX_LINE_BYTES = 64 * 1024
 class AccountPushes:
     """One account's side of the receiver: where its pushes go and what is counted of them."""
 
-    settings: Settings
+    account: Account
     recorder: PushRecorder
     keys: AccountKeys
     # Answers that never reach the recording script, counted here and added to the account's
@@ -85,7 +86,7 @@ class ReceiverState:
         """Take pushes for `accounts` from now on (the accounts file read again)."""
         by_token: dict[bytes, tuple[AccountPushes, str]] = {}
         for account in accounts:
-            s = account.settings
+            s = account.account.secrets
             for which, token in (("current", s.push_token), ("previous", s.push_token_previous)):
                 if token:
                     by_token[_digest(token)] = (account, which)
@@ -94,12 +95,7 @@ class ReceiverState:
     @property
     def tokens(self) -> list[str]:
         """Every account's tokens (to keep out of aiohttp's lines)."""
-        return [
-            t
-            for a in self.accounts
-            for t in (a.settings.push_token, a.settings.push_token_previous)
-            if t
-        ]
+        return [t for a in self.accounts for t in a.account.secrets.push_tokens]
 
     def log_now(self, kind: str) -> int | None:
         """Whether to log a `kind` refusal now: None if not; else how many went unlogged."""
@@ -115,11 +111,9 @@ STATE = web.AppKey("receiver", ReceiverState)
 
 
 def make_app(
-    settings: Settings, client: aioredis.Redis, accounts: Mapping[str, Settings] | None = None
+    settings: Settings, client: aioredis.Redis, accounts: Mapping[str, Account]
 ) -> web.Application:
-    """The receiver for `accounts` (by name; `settings`' own account when None), each told
-    apart by its push tokens."""
-    accounts = {settings.account_name: settings} if accounts is None else accounts
+    """The receiver for `accounts` (by name), each told apart by its push tokens."""
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         handler_args={"max_line_size": MAX_LINE_BYTES},
@@ -127,7 +121,7 @@ def make_app(
     app[STATE] = ReceiverState(
         settings,
         client,
-        [account_pushes(client, account) for _, account in sorted(accounts.items())],
+        [account_pushes(client, settings, account) for _, account in sorted(accounts.items())],
     )
     app.router.add_route("*", PUSH_PATH, handle_push)
     app.router.add_route("*", PUSH_PATH + "/", handle_push)  # a CallbackUrl typed with a slash
@@ -138,8 +132,8 @@ def make_app(
     return app
 
 
-def account_pushes(client: aioredis.Redis, settings: Settings) -> AccountPushes:
-    keys = AccountKeys(settings.account_id)
+def account_pushes(client: aioredis.Redis, settings: Settings, account: Account) -> AccountPushes:
+    keys = AccountKeys(account.require_key_id())
     recorder = PushRecorder(
         client,
         keys,
@@ -149,7 +143,7 @@ def account_pushes(client: aioredis.Redis, settings: Settings) -> AccountPushes:
         settings.redis_replicas,
         settings.redis_replica_timeout_s,
     )
-    return AccountPushes(settings, recorder, keys)
+    return AccountPushes(account, recorder, keys)
 
 
 async def handle_push(request: web.Request) -> web.Response:
@@ -187,7 +181,7 @@ async def handle_push(request: web.Request) -> web.Response:
             state,
             "unavailable",
             "could not record a push of account %s for %s (answered 503, eSMS retries): %s",
-            account.settings.account_name,
+            account.account.name,
             printable(push.ref_id, 40),
             exc,
         )
@@ -199,8 +193,8 @@ async def handle_push(request: web.Request) -> web.Response:
             state,
             "full",
             "the push inbox of account %s holds %d pushes: answering 503",
-            account.settings.account_name,
-            account.settings.push_inbox_max,
+            account.account.name,
+            state.settings.push_inbox_max,
         )
         return _unavailable("inbox full")
     _log(state, "rate_limited", "refused a push from %s: over ESMS_PUSH_RATE", source)
@@ -222,7 +216,7 @@ def _account_of(state: ReceiverState, given: str) -> tuple[AccountPushes, str] |
     if found is None:
         return None
     account, which = found
-    s = account.settings
+    s = account.account.secrets
     token = s.push_token if which == "current" else s.push_token_previous
     return found if hmac.compare_digest(given.encode(), token.encode()) else None
 

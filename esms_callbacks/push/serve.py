@@ -37,10 +37,9 @@ async def serving(
     tokens: Callable[[], Sequence[str]] = list,
 ) -> AsyncIterator[web.AppRunner]:
     """`app` listening on host:port (0: any free port) with the header timeout, aiohttp's
-    lines written without the push tokens (`settings`' own and what `tokens()` gives now: the
-    accounts' may change); cleaned up (the app's cleanups run) on the way out."""
-    own = [settings.push_token, settings.push_token_previous]
-    redactor = TokenRedactor(lambda: [*own, *tokens()])
+    lines written without the push tokens (what `tokens()` gives now: the accounts' may
+    change); cleaned up (the app's cleanups run) on the way out."""
+    redactor = TokenRedactor(tokens)
     http_log.addFilter(redactor)
     runner = web.AppRunner(
         app, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT_S, logger=http_log

@@ -22,12 +22,13 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from esms_callbacks.accounts import AccountBook
+from esms_callbacks.accounts import WORKER_SECRETS, AccountBook
 from esms_callbacks.engine.redis_policy import eviction_problem
 from esms_callbacks.errors import ConfigError
 from esms_callbacks.runtime import Runtime, Runtimes
 from esms_callbacks.settings import Settings
 from esms_callbacks.tasks.app import app
+from esms_callbacks.terms import redact_url
 from esms_callbacks.tuning import DRAIN_EXPIRES_S
 
 DRAIN_TASK = "esms.drain"
@@ -54,7 +55,7 @@ class WorkerContext:
         be used."""
         self.stop()
         settings = self._settings or Settings.from_env(process="worker")
-        runtimes = Runtimes(AccountBook(settings, "worker"), queue_drain=queue_drain)
+        runtimes = Runtimes(AccountBook(settings, WORKER_SECRETS), queue_drain=queue_drain)
         self._built = (os.getpid(), runtimes)
         return runtimes
 
@@ -133,7 +134,7 @@ def _tell_drainers_to_stop(sender: str = "", **_: Any) -> None:
 
 def serving(runtimes: Runtimes) -> list[Runtime]:
     """The accounts RefIds can be filed under (without a file, `default` only once named)."""
-    return [runtime for runtime in runtimes.all() if runtime.settings.account_known]
+    return [runtime for runtime in runtimes.all() if runtime.account.known]
 
 
 @worker_ready.connect
@@ -148,7 +149,7 @@ def _say_where(sender: Any = None, **_: Any) -> None:
         logging.getLogger("esms").warning(
             "serving %d eSMS accounts from ESMS_ACCOUNTS_FILE=%s",
             len(runtimes.names()),
-            runtimes.book.base.accounts_file,
+            runtimes.book.settings.accounts_file,
         )
     served = runtimes.all()
     for runtime in served:  # a line each; past a few accounts, at INFO (status shows them)
@@ -160,20 +161,20 @@ SAY_EACH_UP_TO = 20  # accounts whose first lines a worker writes as warnings
 
 def say_where(runtime: Runtime, level: int = logging.WARNING) -> None:
     """One account's line: which eSMS, which account, which limits."""
-    s = runtime.settings
-    where = "the bundled eSMS SIMULATOR" if s.simulated else "eSMS"
-    credentials = "set" if s.has_credentials else "NOT SET: nothing will be sent"
+    account, terms = runtime.account, runtime.terms
+    where = "the bundled eSMS SIMULATOR" if runtime.settings.simulated else "eSMS"
+    credentials = "set" if account.secrets.has_credentials else "NOT SET: nothing will be sent"
     logging.getLogger("esms").log(
         level,
         "fetching from %s at %s for account %s (keys %s, named by %s; credentials %s); "
         "window %s, one request per %gs, up to %d RefIds each",
         where,
-        s.base_url,
-        s.account_name,
-        s.account_id if s.account_known else "NONE",
-        s.account_source,
+        redact_url(terms.base_url),
+        account.name,
+        account.key_id or "NONE",
+        account.named_by,
         credentials,
-        s.window,
-        s.spacing_s,
-        s.max_refs_per_request,
+        terms.window,
+        terms.spacing_s,
+        terms.max_refs_per_request,
     )

@@ -11,15 +11,14 @@ from dataclasses import asdict, dataclass
 
 from redis.exceptions import RedisError
 
-from esms_callbacks.accounts import UnknownAccount
+from esms_callbacks.accounts import DEFAULT_ACCOUNT
 from esms_callbacks.engine.clock import as_datetime
 from esms_callbacks.engine.dispatch import next_waiting, wait_again
 from esms_callbacks.engine.keys import RELEASE_LOCK
-from esms_callbacks.errors import Retry
+from esms_callbacks.errors import AccountNotServed, AccountUnavailable, Retry
 from esms_callbacks.ops.log_context import for_account
 from esms_callbacks.retry_policy import DRAIN_TASK_RETRY, drain_gives_up
 from esms_callbacks.runtime import Runtime, Runtimes
-from esms_callbacks.settings import DEFAULT_ACCOUNT
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask, serving
 from esms_callbacks.tuning import (
@@ -50,7 +49,7 @@ def drain(
     turns), go on with the one that has waited longest, within the task's budget."""
     try:
         runtime: Runtime | None = self.runtimes.get(account)
-    except UnknownAccount as exc:  # removed from the accounts file since it was queued
+    except (AccountNotServed, AccountUnavailable) as exc:  # removed since it was queued
         log.warning("drain not run: %s", exc)
         return {"stopped": "unknown account"}
     deadline_s = time.monotonic() + DRAIN_BUDGET_S
@@ -58,9 +57,9 @@ def drain(
     while runtime is not None:
         runtime.dispatch.drain_started(queued_as)
         queued_as = ""
-        with for_account(runtime.account):
+        with for_account(runtime.name):
             turn = drain_turn(self, runtime, deadline_s)
-        turns.append({"account": runtime.account, **turn.result})
+        turns.append({"account": runtime.name, **turn.result})
         runtime = next_turn(self.runtimes) if turn.over else None
     return turns[0] if len(turns) == 1 else {"turns": turns}
 
@@ -70,15 +69,16 @@ def next_turn(runtimes: Runtimes) -> Runtime | None:
     waiting = next_waiting(runtimes.shared.redis)
     if waiting is None:
         return None
-    runtime = runtimes.by_keys_name(waiting[0])
-    if runtime is None:  # another deployment's, or removed: leave it where it was
+    try:
+        return runtimes.get(waiting[0])
+    except (AccountNotServed, AccountUnavailable):  # another deployment's, or removed
         wait_again(runtimes.shared.redis, *waiting)
-    return runtime
+        return None
 
 
 def drain_turn(self: RuntimeTask, runtime: Runtime, deadline_s: float) -> Turn:
     settings = runtime.settings
-    if not settings.has_credentials:
+    if not runtime.account.secrets.has_credentials:
         log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
         return Turn({"stopped": "no credentials"})
     slots, wanted = runtime.drainer_slots, runtime.drainers_wanted()
@@ -101,9 +101,9 @@ def drain_turn(self: RuntimeTask, runtime: Runtime, deadline_s: float) -> Turn:
         if slots.acquire(now_s, wanted, token, stopping) is None:
             return False
         try:
-            if self.runtimes.get(runtime.account) is not runtime:
+            if self.runtimes.get(runtime.name) is not runtime:
                 return False
-        except UnknownAccount:  # removed from the accounts file
+        except (AccountNotServed, AccountUnavailable):  # removed from the accounts file
             return False
         if runtime.dispatch.others_waiting():
             turn_over = now_s - started_s >= FAIR_TURN_S or slots.holders(now_s) > 1
@@ -136,7 +136,7 @@ def drain_turn(self: RuntimeTask, runtime: Runtime, deadline_s: float) -> Turn:
             countdown=exc.after_s,
             max_retries=settings.max_retries,
             expires=None,
-            kwargs={"account": runtime.account},  # the account of this turn
+            kwargs={"account": runtime.name},  # the account of this turn
         ) from None
     finally:
         with suppress(RedisError):  # unreachable Redis: the place frees itself when it expires
@@ -163,7 +163,7 @@ def drain_turn(self: RuntimeTask, runtime: Runtime, deadline_s: float) -> Turn:
 def release(self: RuntimeTask) -> None:
     """For every account: start drainers when its window is open and RefIds are due; warn
     about capacity. One account's trouble (its Redis shard away) leaves the others served."""
-    client, pulse_s = self.runtimes.shared.redis, self.runtimes.book.base.release_every_s
+    client, pulse_s = self.runtimes.shared.redis, self.runtimes.book.settings.release_every_s
     # One pulse at a time: with many accounts a pulse may outlast the next one's arrival.
     holder = uuid.uuid4().hex
     if not client.set(RELEASE_LOCK, holder, nx=True, px=int(RELEASE_LOCK_S * 1000)):
@@ -180,8 +180,8 @@ def release(self: RuntimeTask) -> None:
 def release_every(runtimes_: Runtimes, pulse: int) -> None:
     runtimes = serving(runtimes_)
     for runtime in runtimes:
-        turn = housekeeping_turn(runtime.account, len(runtimes), pulse)
-        with for_account(runtime.account):
+        turn = housekeeping_turn(runtime.name, len(runtimes), pulse)
+        with for_account(runtime.name):
             try:
                 release_account(runtime, housekeeping=turn)
             except RedisError as exc:
@@ -207,7 +207,7 @@ def release_account(runtime: Runtime, housekeeping: bool = True) -> None:
         runtime.backlog.sweep(now_s)  # forget done RefIds past the done memory, a few buckets
         runtime.dispatch.check_capacity(now_s)
     if (
-        runtime.settings.window.is_open(as_datetime(now_s))
+        runtime.terms.window.is_open(as_datetime(now_s))
         and not runtime.pause.blocked()
         and runtime.backlog.next_due_oa(now_s)
     ):

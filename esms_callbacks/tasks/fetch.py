@@ -9,16 +9,23 @@ from typing import Any
 import redis
 from celery.exceptions import Reject
 
-from esms_callbacks.accounts import UnknownAccount, account_names, check_account_name
+from esms_callbacks.accounts import DEFAULT_ACCOUNT, account_names, check_account_name
 from esms_callbacks.engine.clock import as_datetime
 from esms_callbacks.engine.redis_connect import connect
 from esms_callbacks.engine.replicas import ReplicaFence
-from esms_callbacks.errors import AccountUnknown, BrokerFull, ConfigError, InvalidSubmission
+from esms_callbacks.errors import (
+    AccountNotServed,
+    AccountUnavailable,
+    BrokerFull,
+    ConfigError,
+    InvalidSubmission,
+    NoAccountNamed,
+)
 from esms_callbacks.esms.validation import Submission, validate_submission
 from esms_callbacks.ops.log_context import for_account
 from esms_callbacks.retry_policy import FETCH_TASK_RETRY
 from esms_callbacks.runtime import Runtime
-from esms_callbacks.settings import DEFAULT_ACCOUNT, Settings, read_setting
+from esms_callbacks.settings import Settings, read_setting
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask
 
@@ -137,7 +144,7 @@ def bind_arguments(args: Any, kwargs: Any) -> tuple[object, object, str, dict[st
 
 
 def producer_checked_account(account: str) -> str:
-    """`account`, refused here (UnknownAccount) when this producer reads the accounts file
+    """`account`, refused here (AccountNotServed) when this producer reads the accounts file
     and it has no such table; otherwise the worker checks it."""
     path: str = read_setting("accounts_file")
     if not path:
@@ -148,7 +155,7 @@ def producer_checked_account(account: str) -> str:
         return account  # unreadable here: the worker, which must read it, decides
     if account not in names:
         shown = ", ".join(sorted(names)[:10]) + (" ..." if len(names) > 10 else "")
-        raise UnknownAccount(
+        raise AccountNotServed(
             f"no eSMS account {account!r} in ESMS_ACCOUNTS_FILE={path} (it has {shown})"
         )
     return account
@@ -170,17 +177,20 @@ def fetch_callbacks(
     try:
         submission = validate_submission(ref_ids, oa_id, unknown)
         runtime = self.runtimes.get(check_account_name(account))
-    except InvalidSubmission as exc:  # UnknownAccount too: never retried, other work goes on
+    except InvalidSubmission as exc:  # AccountNotServed too: never retried, other work goes on
         log.error("rejected a submission: %s", exc)
         raise
-    with for_account(runtime.account):
+    except AccountUnavailable as exc:  # in the file, not readable here yet: retried
+        log.error("submission kept for a retry: %s", exc)
+        raise
+    with for_account(runtime.name):
         return park_submission(runtime, submission)
 
 
 def park_submission(runtime: Runtime, submission: Submission) -> dict[str, object]:
-    if not runtime.settings.account_known:
+    if not runtime.account.known:
         # Retried (autoretry_for) and kept in the broker until the worker has credentials.
-        problem = AccountUnknown(
+        problem = NoAccountNamed(
             f"cannot accept RefIds for OA {submission.oa_id}: no eSMS account is named "
             "(set ESMS_API_KEY and ESMS_SECRET_KEY, or ESMS_ACCOUNT, for the workers); the "
             "submission stays queued and is retried"
@@ -210,12 +220,12 @@ def park_submission(runtime: Runtime, submission: Submission) -> dict[str, objec
         parked.already_waiting,
         parked.already_finished,
     )
-    if runtime.settings.window.is_open(as_datetime(now_s)):
+    if runtime.terms.window.is_open(as_datetime(now_s)):
         runtime.dispatch.request(now_s)
     else:
         runtime.dispatch.check_capacity(now_s)
     return {
-        "account": runtime.account,
+        "account": runtime.name,
         "oa_id": submission.oa_id,
         "accepted": len(submission.ref_ids),
         "new": parked.added,
