@@ -155,7 +155,7 @@ def test_waiting_refs_survive_a_killed_worker_and_go_out_after_restart(
 ):
     # given a worker with the window closed
     closed = make_settings(window=Window.parse("00:00:00-00:00:01", "UTC"), window_guard_s=0.0)
-    if closed.window.is_open(datetime.now(UTC)):
+    if closed.terms.window.is_open(datetime.now(UTC)):
         pytest.skip("ran in the one second the 'closed' window is open")
     worker = start_worker("closed", settings_env(closed), tmp_path)
     procs.append(worker)
