@@ -398,7 +398,10 @@ def smoke_backlog_decide(client: redis.Redis, k: AccountKeys) -> None:
 def smoke_backlog_strike(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
     leased(client, k)
-    assert run(client, "backlog_strike", [], [k.oa(OA), "tok", "r1", "r9"]) == [1, 0]
+    args = [k.oa(OA), "tok", NOW_MS, "1", "r1", "r9"]
+    assert run(client, "backlog_strike", [], args) == [1, 1, str(NOW_MS).encode(), 0, 0, b""]
+    args = [k.oa(OA), "tok", NOW_MS + 5000, "", "r1"]  # not alone: the evidence stays as it was
+    assert run(client, "backlog_strike", [], args) == [2, 1, str(NOW_MS).encode()]
 
 
 def settle_args(k: AccountKeys, finished: list[str]) -> list[Any]:

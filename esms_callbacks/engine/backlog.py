@@ -42,6 +42,16 @@ class Leased:
 
 
 @dataclass(frozen=True)
+class Strikes:
+    """What a RefId's failed requests say against it (Backlog.strike), since eSMS last
+    answered for it."""
+
+    count: int  # failed requests that carried it
+    alone: int  # of them, those that carried it alone while eSMS answered others
+    alone_since_s: float | None  # when the first of those failed
+
+
+@dataclass(frozen=True)
 class Requeue:
     ref_id: str
     due_s: float
@@ -316,13 +326,29 @@ class Backlog:
             for ref_id, i in zip(ref_ids, range(0, len(items), 4), strict=True)
         ]
 
-    def strike(self, oa_id: str, token: str, ref_ids: Sequence[str]) -> dict[str, int]:
-        """Count a failed request against the RefIds `token` still holds; return each one's
-        failed requests so far (forgotten once eSMS answers for it)."""
+    def strike(
+        self, oa_id: str, token: str, ref_ids: Sequence[str], now_s: float, lone: bool = False
+    ) -> dict[str, Strikes]:
+        """Count a failed request against the RefIds `token` still holds; `lone`: it carried
+        one RefId alone while eSMS answered the account's others, so it also counts as
+        evidence against that one. Return each held RefId's strikes and evidence so far (all
+        forgotten once eSMS answers for it)."""
         if not ref_ids:
             return {}
-        counts = self._strike(keys=self._route, args=[self._keys.oa(oa_id), token, *ref_ids])
-        return {ref: int(n) for ref, n in zip(ref_ids, counts, strict=True) if int(n)}
+        flat = self._strike(
+            keys=self._route,
+            args=[self._keys.oa(oa_id), token, to_ms(now_s), "1" if lone else "", *ref_ids],
+        )
+        out = {}
+        for i, ref in enumerate(ref_ids):
+            count, alone, since_ms = (
+                int(flat[3 * i]),
+                int(flat[3 * i + 1]),
+                as_text(flat[3 * i + 2]),
+            )
+            if count:
+                out[ref] = Strikes(count, alone, int(float(since_ms)) / 1000 if since_ms else None)
+        return out
 
     def unlease(self, oa_id: str, token: str, ref_ids: Iterable[str], due_s: float) -> None:
         """Hand RefIds `token` still holds back to wait, due at `due_s`."""
@@ -348,7 +374,8 @@ class Backlog:
         record, due_ms, lease_ms = answer[1], answer[2], answer[3]
         if "|" not in record:  # never asked: its submission time alone
             record += "|0|0|||||"
-        submitted_ms, asks, strikes, state, *summary = record.split("|")
+        submitted_ms, asks, strikes, state, *rest = record.split("|")
+        summary = rest[:4]  # the evidence of backlog_strike.lua may follow
         leased = bool(lease_ms)
         return Whereabouts(
             LEASED if leased else WAITING,

@@ -51,9 +51,11 @@ from esms_callbacks.retry_policy import (
     REPOLL,
     RETRY,
     WAIT_FOR_WINDOW,
+    Decision,
     after_publish_failure_s,
     decide,
     gives_up,
+    lone_retry_after_s,
     retry_after_s,
     split_after_s,
 )
@@ -205,7 +207,8 @@ class Drainer:
 
         RefIds past their age get their one last answer now: expired, whatever the failure.
         A failure that may come from one of the RefIds strikes them all (split later), and a
-        RefId that failed alone once too often is given up.
+        RefId that eSMS kept failing alone, for minutes, while it answered others is given
+        up (_suspect).
         """
         now_s = self.clock.now_s()
         expired = [item for item in batch if now_s >= self._expires_s(item)]
@@ -252,29 +255,13 @@ class Drainer:
                 exc,
                 len(live),
             )
-        strikes: dict[str, int] = {}
-        if decision.suspects_refs and live:
-            strikes = self.backlog.strike(oa_id, token, [item.ref_id for item in live])
-            if decision.kind == REPOLL and (len(live) > 1 or live[0].strikes):
-                requeue_after_s = split_after_s(self.settings)  # split soon, not in 15 min
         given_up: dict[str, Outcome] = {}
-        if len(live) == 1 and live[0].ref_id in strikes:
-            if answering is None:
+        if decision.suspects_refs and live:
+            if len(live) == 1 and answering is None:
                 answering = self.breaker.failures_in_a_row() == 0
-            count = strikes[live[0].ref_id]
-            if gives_up(count, self.settings, answering):
-                given_up[live[0].ref_id] = given_up_outcome(
-                    exc.code,
-                    f"given up: eSMS failed all {count} requests that carried this RefId, "
-                    f"the last with it alone, while it answered others ({exc})",
-                )
-                log.error(
-                    "gave up RefId %s of OA %s: eSMS failed all %d requests that carried it (%s)",
-                    printable(live[0].ref_id, 60),
-                    printable(oa_id, 60),
-                    count,
-                    type(exc).__name__,
-                )
+            requeue_after_s, given_up = self._suspect(
+                oa_id, token, live, exc, decision, bool(answering), now_s
+            )
         if decision.kind == REPOLL and not given_up:  # REPOLL: refused again at once; later
             log.error(
                 "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
@@ -291,6 +278,54 @@ class Drainer:
         if retry is not None and ref_ids:
             raise retry from exc
         return decision.stop
+
+    def _suspect(
+        self,
+        oa_id: str,
+        token: str,
+        live: list[Leased],
+        exc: EsmsError,
+        decision: Decision,
+        answering: bool,
+        now_s: float,
+    ) -> tuple[float, dict[str, Outcome]]:
+        """Strike the RefIds of a failure that may be one of theirs; return how long they
+        wait, and the one given up, if so.
+
+        A request that carried one RefId alone, failed while eSMS answered the account's
+        others, is evidence against it: it waits longer each time (lone_retry_after_s), and
+        is given up only once that evidence spans minutes (gives_up). A failure eSMS gives
+        other requests too is eSMS's trouble, never the RefId's."""
+        lone = len(live) == 1
+        strikes = self.backlog.strike(
+            oa_id, token, [item.ref_id for item in live], now_s, lone=lone and answering
+        )
+        requeue_after_s = decision.requeue_after_s
+        if decision.kind == REPOLL and (len(live) > 1 or live[0].strikes):
+            requeue_after_s = split_after_s(self.settings)  # split soon, not in 15 min
+        struck = strikes.get(live[0].ref_id) if lone else None
+        if struck is None or not answering:
+            return requeue_after_s, {}
+        requeue_after_s = max(requeue_after_s, lone_retry_after_s(self.settings, struck.alone))
+        if not gives_up(struck.alone, struck.alone_since_s, now_s):
+            return requeue_after_s, {}
+        ref_id = live[0].ref_id
+        minutes = (now_s - (struck.alone_since_s or now_s)) / 60
+        log.error(
+            "gave up RefId %s of OA %s: eSMS failed it alone %d times in %.0f min while it "
+            "answered others (%s)",
+            printable(ref_id, 60),
+            printable(oa_id, 60),
+            struck.alone,
+            minutes,
+            type(exc).__name__,
+        )
+        reason = (
+            f"given up: eSMS failed all {struck.count} requests that carried this RefId, "
+            f"{struck.alone} of them with it alone over {minutes:.0f} min while it answered "
+            f"others ({exc})"
+        )
+        return requeue_after_s, {ref_id: given_up_outcome(exc.code, reason)}
 
     def _settle(
         self,
