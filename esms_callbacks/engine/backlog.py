@@ -20,6 +20,7 @@ costs parked, pending and remembered as done.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ from esms_callbacks.engine.redis_connect import node_for, refreshing_cluster
 from esms_callbacks.engine.redis_values import as_text, to_ms
 from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.tuning import PARK_CHUNK, SWEEP_BUCKETS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -390,25 +393,31 @@ class Backlog:
         )
 
     def sweep(self, now_s: float) -> int:
-        """Forget done RefIds older than the done memory, in every OA ever seen, a bounded
-        number of buckets each (beat's release calls it every few seconds); return how
-        many were forgotten. Each OA's place in the queue is set again on the way."""
-        oas = sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
+        """Forget done RefIds older than the done memory, in every OA known, a bounded
+        number of buckets each (beat's release calls it every few seconds), and each OA
+        with nothing left waiting, leased or remembered; return how many RefIds were
+        forgotten. Each OA's place in the queue is set again on the way."""
+        k = self._keys
+        oas = sorted(as_text(x) for x in self._redis.smembers(k.known_oas))
         if not oas:
             return 0
         cutoff_ms = to_ms(now_s - self._done_ttl_s)
         with refreshing_cluster(self._redis):
             pipe = self._shard().pipeline(transaction=False)
             for oa in oas:
-                args = [self._keys.oa(oa), oa, cutoff_ms, SWEEP_BUCKETS]
-                self._sweep(keys=[self._keys.oa_queue], args=args, client=pipe)
-            return sum(int(forgotten) for forgotten, _ in pipe.execute())
+                args = [k.oa(oa), oa, cutoff_ms, SWEEP_BUCKETS]
+                self._sweep(keys=[k.oa_queue, k.known_oas, k.oas], args=args, client=pipe)
+            swept = pipe.execute()
+        gone = [oa for oa, (_, _, forgot) in zip(oas, swept, strict=True) if int(forgot)]
+        if gone:
+            log.info("forgot %d OAs with nothing waiting or remembered", len(gone))
+        return sum(int(forgotten) for forgotten, _, _ in swept)
 
     def oa_ids(self) -> list[str]:
         return sorted(as_text(x) for x in self._redis.smembers(self._keys.oas))
 
     def known_oa_ids(self) -> list[str]:
-        """OAs with RefIds waiting now or remembered as done (every OA ever parked)."""
+        """OAs with RefIds waiting now or remembered as done (the sweep forgets the others)."""
         return sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
 
     def next_due_oa(self, now_s: float) -> str | None:
