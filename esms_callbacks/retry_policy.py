@@ -12,11 +12,15 @@ next to the error tree (errors); the drainer and the tasks only apply the decisi
                      refused again at once, the RefIds wait ESMS_REPOLL_AFTER
     one bad RefId    a transient failure (not 160) or a rejection strikes each RefId of the
                      request; struck twice, a RefId rides in half a batch, then a quarter...,
-                     waiting ESMS_RETRY_BASE each time, until alone; failing alone once more
-                     while the account's other requests are answered, it is given up with an
-                     `expired` event that says why. A failure of a batch that is being split
-                     does not count for the breaker while the account's previous request was
-                     answered: one RefId cannot back the whole account off
+                     waiting ESMS_RETRY_BASE each time, until alone. Each failure alone
+                     while the account's previous request was answered is evidence against
+                     it: it then waits twice as long each time (lone_retry_after_s), and
+                     with GIVE_UP_LONE_FAILURES of them over GIVE_UP_LONE_SPAN_S and no
+                     answer for it between, it is given up with an `expired` event that
+                     says why (gives_up). A failure eSMS gives other requests too is eSMS's
+                     trouble, not the RefId's: it is no evidence. A failure of a batch that
+                     is being split does not count for the breaker while the account's
+                     previous request was answered: one RefId cannot back the account off
     PublishFailed    the broker, not eSMS, failed: the RefIds not published wait
                      ESMS_RETRY_BASE, and so does the drain task before it retries
     a drain task     gives up after ESMS_MAX_RETRIES retries; its RefIds wait for a later drain
@@ -46,6 +50,7 @@ from esms_callbacks.errors import (
 )
 from esms_callbacks.settings import Settings
 from esms_callbacks.terms import Terms
+from esms_callbacks.tuning import GIVE_UP_LONE_FAILURES, GIVE_UP_LONE_SPAN_S, LONE_RETRY_MOST_S
 
 # esms.drain: Redis unreachable mid-drain; a few quick retries (the RefIds are safe in Redis,
 # their leases expire and a later drain asks them).
@@ -154,12 +159,22 @@ def split_after_s(settings: Settings) -> float:
     return settings.retry_base_s
 
 
-def gives_up(strikes: int, terms: Terms, account_was_answering: bool) -> bool:
-    """Whether a RefId whose request failed with it alone, for the `strikes`-th time, is
-    given up (an `expired` event that says why): it failed every request that carried it,
-    through as many halvings as reach a batch of one (log2 ESMS_MAX_REFS, and once more
-    alone), and the account's previous request was answered, so eSMS is not simply down."""
-    return account_was_answering and strikes > terms.max_refs_per_request.bit_length()
+def gives_up(alone: int, alone_since_s: float | None, now_s: float) -> bool:
+    """Whether a RefId that just failed alone while eSMS answered the account's others is
+    given up (an `expired` event that says why): only on evidence that eSMS refuses it
+    alone, not eSMS's own trouble: it failed alone so, with no answer for it in between, at
+    least GIVE_UP_LONE_FAILURES times (`alone`) over at least GIVE_UP_LONE_SPAN_S (since
+    `alone_since_s`, the first of them). See tuning.py for why these figures."""
+    if alone_since_s is None:
+        return False
+    return alone >= GIVE_UP_LONE_FAILURES and now_s - alone_since_s >= GIVE_UP_LONE_SPAN_S
+
+
+def lone_retry_after_s(settings: Settings, alone: int) -> float:
+    """How long a RefId that failed alone, `alone` times while eSMS answered others, waits:
+    ESMS_RETRY_BASE doubling each time up to LONE_RETRY_MOST_S, so that one RefId eSMS
+    chokes on costs the account a request a minute at most while the evidence builds."""
+    return min(settings.retry_base_s * 2.0 ** max(0, alone - 1), LONE_RETRY_MOST_S)
 
 
 def retry_after_s(terms: Terms, breaker_wait_s: float) -> float:

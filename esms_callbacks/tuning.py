@@ -60,6 +60,20 @@ SPAWN_LOCK_MS = 1000  # many producers may ask at once; one asking per second is
 CAPACITY_WARNING_EVERY_S = 600  # the capacity warning is logged at most this often
 STOPPING_FLAG_S = 300  # longer than any drain's step; a restarted worker clears it
 
+# --- Giving one RefId up (retry_policy.gives_up, lone_retry_after_s) ---
+# Only on evidence that eSMS refuses the RefId alone: failed alone, each time while eSMS
+# answered the account's previous request, this many times over at least this long, with no
+# answer for it between. With eSMS half down (half of all requests failing at random), a
+# healthy RefId asked alone fails so ten times before an answer about once in 60,000
+# ((1/3)^10: each lone try is answered 1/2, failed right after an answer 1/4), and the
+# partial outages eSMS has last a minute or two, well inside five minutes; a RefId eSMS
+# truly chokes on reaches both after about five minutes at the default ESMS_RETRY_BASE.
+GIVE_UP_LONE_FAILURES = 10
+GIVE_UP_LONE_SPAN_S = 300.0
+# A RefId failed alone waits ESMS_RETRY_BASE, doubled with each such failure up to this: one
+# RefId eSMS chokes on costs its account about one request a minute while evidence builds.
+LONE_RETRY_MOST_S = 60.0
+
 # --- The waiting set (engine/backlog.py) and the counters (engine/stats.py) ---
 PARK_CHUNK = 1000  # RefIds per script call, so one huge submission never blocks Redis long
 SWEEP_BUCKETS = 64  # buckets of one OA the sweeper looks at per call

@@ -160,3 +160,61 @@ def test_done_refids_are_swept_after_the_done_memory_and_can_be_submitted_again(
     assert store.sweep(T0 + 3601) == 1
     assert store.where(OA, "d1") is None
     assert store.park(OA, ["d1"], T0 + 3601).added == 1
+
+
+def test_an_oa_with_nothing_waiting_or_remembered_is_forgotten_then_known_again(backlog):
+    # given an OA whose RefIds all finished at T0 (done memory 3600 s), and OAs with a RefId
+    # leased, one remembered as done since T0 + 3000, one waiting
+    store, keys, client = backlog
+    for oa, now_s in (("gone", T0), ("leased", T0 + 1), ("recent", T0 + 2)):
+        store.park(oa, [f"{oa}-1", f"{oa}-2"], now_s)
+        assert store.lease_next(now_s, 10, 100_000, oa) is not None
+    store.settle("gone", "gone", T0, ["gone-1", "gone-2"], [])
+    store.settle("recent", "recent", T0 + 3000, ["recent-1", "recent-2"], [])
+    store.park("waits", ["waits-1"], T0 + 3000)
+
+    # when the sweep runs once the first OA's done memory ran out
+    store.sweep(T0 + 3601)
+
+    # expect that OA forgotten, every key of it gone, and the others kept as they were
+    assert list(client.scan_iter(match=f"{keys.oa('gone')}*")) == []
+    assert store.known_oa_ids() == ["leased", "recent", "waits"]
+    assert client.zscore(keys.oa_queue, "gone") is None
+    assert whereabouts(store, "recent", "recent-1").where == "done"
+    assert whereabouts(store, "leased", "leased-1").where == "leased"
+    # and the housekeeping no longer runs a script for it
+    swept, sweep = [], store._sweep
+
+    def spy(keys: list[str], args: list[object], client: object) -> object:
+        swept.append(args[1])
+        return sweep(keys=keys, args=args, client=client)
+
+    store._sweep = spy
+    store.sweep(T0 + 3602)
+    assert swept == ["leased", "recent", "waits"]
+    # and new RefIds make it known again, from scratch
+    assert store.park("gone", ["gone-1"], T0 + 3700).added == 1
+    assert store.known_oa_ids() == ["gone", "leased", "recent", "waits"]
+    again = whereabouts(store, "gone", "gone-1")
+    assert (again.where, again.submitted_s, again.asks) == ("waiting", T0 + 3700, 0)
+
+
+def test_an_oa_is_kept_while_anything_of_it_waits_or_is_remembered(backlog):
+    # given an OA with one RefId done at T0 and one waiting to be asked again later
+    store, keys, client = backlog
+    store.park(OA, ["done", "later"], T0)
+    store.lease_next(T0, 10, 60, "tok")
+    store.settle(OA, "tok", T0, ["done"], [Requeue("later", T0 + 10_000, "pending:7")])
+
+    # when the sweep runs after the done memory, then after the last one finished too
+    store.sweep(T0 + 3601)
+    assert store.known_oa_ids() == [OA]
+    assert client.exists(f"{keys.oa(OA)}meta") == 1
+    store.lease_next(T0 + 10_000, 10, 60, "tok2")
+    store.settle(OA, "tok2", T0 + 10_000, ["later"], [])
+    store.sweep(T0 + 10_001)
+
+    # expect it kept while the done one is remembered, forgotten once nothing is
+    assert store.known_oa_ids() == [OA]
+    store.sweep(T0 + 13_601)
+    assert store.known_oa_ids() == []

@@ -398,7 +398,10 @@ def smoke_backlog_decide(client: redis.Redis, k: AccountKeys) -> None:
 def smoke_backlog_strike(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
     leased(client, k)
-    assert run(client, "backlog_strike", [], [k.oa(OA), "tok", "r1", "r9"]) == [1, 0]
+    args = [k.oa(OA), "tok", NOW_MS, "1", "r1", "r9"]
+    assert run(client, "backlog_strike", [], args) == [1, 1, str(NOW_MS).encode(), 0, 0, b""]
+    args = [k.oa(OA), "tok", NOW_MS + 5000, "", "r1"]  # not alone: the evidence stays as it was
+    assert run(client, "backlog_strike", [], args) == [2, 1, str(NOW_MS).encode()]
 
 
 def settle_args(k: AccountKeys, finished: list[str]) -> list[Any]:
@@ -436,14 +439,16 @@ def smoke_backlog_sweep(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
     leased(client, k)
     run(client, "backlog_settle", settle_keys(k), settle_args(k, ["r1"]))
-    assert run(client, "backlog_sweep", [k.oa_queue], [k.oa(OA), OA, NOW_MS - 1000, 64]) == [
+    keys = [k.oa_queue, k.known_oas, k.oas]
+    assert run(client, "backlog_sweep", keys, [k.oa(OA), OA, NOW_MS - 1000, 64]) == [
         0,
         str(NOW_MS).encode(),
+        0,
     ]
-    assert run(client, "backlog_sweep", [k.oa_queue], [k.oa(OA), OA, NOW_MS + 1000, 64]) == [
-        1,
-        b"",
-    ]
+    assert client.sismember(k.known_oas, OA)
+    assert run(client, "backlog_sweep", keys, [k.oa(OA), OA, NOW_MS + 1000, 64]) == [1, b"", 1]
+    assert not client.sismember(k.known_oas, OA)  # nothing of it left: the OA forgotten
+    assert client.exists(f"{k.oa(OA)}meta") == 0
 
 
 def smoke_backlog_counts(client: redis.Redis, k: AccountKeys) -> None:

@@ -160,7 +160,7 @@ class Driver:
             if held:
                 self.requests.append(Request(oa, token, held))
         elif op == "strike" and req:
-            backlog.strike(req.oa_id, req.token, self.some(req.ref_ids))
+            backlog.strike(req.oa_id, req.token, self.some(req.ref_ids), self.now_s, True)
         elif op == "decide" and req:
             backlog.decide(req.oa_id, req.token, {ref: "sent:5" for ref in self.some(req.ref_ids)})
         elif op == "sweep":

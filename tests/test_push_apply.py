@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.clock import ManualClock
 from esms_callbacks.errors import PublishFailed, PushApplyFailed
+from esms_callbacks.esms.window import Window
 from esms_callbacks.events.publish import event_id
 from esms_callbacks.push.applier import ApplierThread
 from esms_callbacks.push.apply import ApplyReport, PushApplier
@@ -22,6 +23,7 @@ from esms_callbacks.push.inbox import InboxEntry, PushInbox, PushRecorder
 from esms_callbacks.push.parse import Push, parse_push
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
+from esms_callbacks.tasks.drain import release_account
 from tests.helpers import T0, runtime_of, wait_until
 
 OA = "oa-apply"
@@ -217,3 +219,30 @@ def test_the_applier_thread_outlives_a_lost_group_and_an_unexpected_error(env, m
     finally:
         thread.stop()
     assert not thread.healthy()
+
+
+def test_an_oa_only_a_forged_push_named_is_forgotten_after_the_done_memory(make_settings):
+    # given a push (forged, or a producer's bug) naming an OA nothing was ever submitted for,
+    # published and remembered as done for 60 s, and an OA with a RefId still waiting (for
+    # the window, closed at T0: the housekeeping alone runs)
+    settings = make_settings(done_ttl_s=60, window=Window.parse("01:00-02:00"))
+    runtime = runtime_of(settings)
+    clock = ManualClock(T0)
+    runtime.clock = clock  # type: ignore[assignment]  # the housekeeping's clock, moved by hand
+    inbox = PushInbox(runtime.redis, runtime.keys)
+    inbox.ensure_group()
+    broker = Broker()
+    applier = PushApplier(settings, runtime.account, runtime.backlog, inbox, broker, clock)
+    record(settings, runtime, pushed("f1", oa_id="forged-oa"))
+    assert applier.apply(inbox.read(CONSUMER, 10, 100)).published == 1
+    runtime.backlog.park(OA, ["w1"], clock.now_s())
+    assert runtime.backlog.known_oa_ids() == ["forged-oa", OA]
+
+    # when beat's housekeeping runs once its done memory ran out
+    clock.advance(61)
+    release_account(runtime)
+
+    # expect that OA and every key of it gone; the OA with a RefId waiting kept
+    assert runtime.backlog.known_oa_ids() == [OA]
+    assert list(runtime.redis.scan_iter(match=f"{runtime.keys.oa('forged-oa')}*")) == []
+    runtime.close()

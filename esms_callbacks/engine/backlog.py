@@ -20,6 +20,7 @@ costs parked, pending and remembered as done.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ from esms_callbacks.engine.redis_values import as_text, to_ms
 from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.tuning import PARK_CHUNK, SWEEP_BUCKETS
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Leased:
@@ -39,6 +42,16 @@ class Leased:
     submitted_s: float
     state_key: str
     strikes: int = 0  # failed requests that carried it since eSMS last answered for it
+
+
+@dataclass(frozen=True)
+class Strikes:
+    """What a RefId's failed requests say against it (Backlog.strike), since eSMS last
+    answered for it."""
+
+    count: int  # failed requests that carried it
+    alone: int  # of them, those that carried it alone while eSMS answered others
+    alone_since_s: float | None  # when the first of those failed
 
 
 @dataclass(frozen=True)
@@ -316,13 +329,29 @@ class Backlog:
             for ref_id, i in zip(ref_ids, range(0, len(items), 4), strict=True)
         ]
 
-    def strike(self, oa_id: str, token: str, ref_ids: Sequence[str]) -> dict[str, int]:
-        """Count a failed request against the RefIds `token` still holds; return each one's
-        failed requests so far (forgotten once eSMS answers for it)."""
+    def strike(
+        self, oa_id: str, token: str, ref_ids: Sequence[str], now_s: float, lone: bool = False
+    ) -> dict[str, Strikes]:
+        """Count a failed request against the RefIds `token` still holds; `lone`: it carried
+        one RefId alone while eSMS answered the account's others, so it also counts as
+        evidence against that one. Return each held RefId's strikes and evidence so far (all
+        forgotten once eSMS answers for it)."""
         if not ref_ids:
             return {}
-        counts = self._strike(keys=self._route, args=[self._keys.oa(oa_id), token, *ref_ids])
-        return {ref: int(n) for ref, n in zip(ref_ids, counts, strict=True) if int(n)}
+        flat = self._strike(
+            keys=self._route,
+            args=[self._keys.oa(oa_id), token, to_ms(now_s), "1" if lone else "", *ref_ids],
+        )
+        out = {}
+        for i, ref in enumerate(ref_ids):
+            count, alone, since_ms = (
+                int(flat[3 * i]),
+                int(flat[3 * i + 1]),
+                as_text(flat[3 * i + 2]),
+            )
+            if count:
+                out[ref] = Strikes(count, alone, int(float(since_ms)) / 1000 if since_ms else None)
+        return out
 
     def unlease(self, oa_id: str, token: str, ref_ids: Iterable[str], due_s: float) -> None:
         """Hand RefIds `token` still holds back to wait, due at `due_s`."""
@@ -348,7 +377,8 @@ class Backlog:
         record, due_ms, lease_ms = answer[1], answer[2], answer[3]
         if "|" not in record:  # never asked: its submission time alone
             record += "|0|0|||||"
-        submitted_ms, asks, strikes, state, *summary = record.split("|")
+        submitted_ms, asks, strikes, state, *rest = record.split("|")
+        summary = rest[:4]  # the evidence of backlog_strike.lua may follow
         leased = bool(lease_ms)
         return Whereabouts(
             LEASED if leased else WAITING,
@@ -363,25 +393,31 @@ class Backlog:
         )
 
     def sweep(self, now_s: float) -> int:
-        """Forget done RefIds older than the done memory, in every OA ever seen, a bounded
-        number of buckets each (beat's release calls it every few seconds); return how
-        many were forgotten. Each OA's place in the queue is set again on the way."""
-        oas = sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
+        """Forget done RefIds older than the done memory, in every OA known, a bounded
+        number of buckets each (beat's release calls it every few seconds), and each OA
+        with nothing left waiting, leased or remembered; return how many RefIds were
+        forgotten. Each OA's place in the queue is set again on the way."""
+        k = self._keys
+        oas = sorted(as_text(x) for x in self._redis.smembers(k.known_oas))
         if not oas:
             return 0
         cutoff_ms = to_ms(now_s - self._done_ttl_s)
         with refreshing_cluster(self._redis):
             pipe = self._shard().pipeline(transaction=False)
             for oa in oas:
-                args = [self._keys.oa(oa), oa, cutoff_ms, SWEEP_BUCKETS]
-                self._sweep(keys=[self._keys.oa_queue], args=args, client=pipe)
-            return sum(int(forgotten) for forgotten, _ in pipe.execute())
+                args = [k.oa(oa), oa, cutoff_ms, SWEEP_BUCKETS]
+                self._sweep(keys=[k.oa_queue, k.known_oas, k.oas], args=args, client=pipe)
+            swept = pipe.execute()
+        gone = [oa for oa, (_, _, forgot) in zip(oas, swept, strict=True) if int(forgot)]
+        if gone:
+            log.info("forgot %d OAs with nothing waiting or remembered", len(gone))
+        return sum(int(forgotten) for forgotten, _, _ in swept)
 
     def oa_ids(self) -> list[str]:
         return sorted(as_text(x) for x in self._redis.smembers(self._keys.oas))
 
     def known_oa_ids(self) -> list[str]:
-        """OAs with RefIds waiting now or remembered as done (every OA ever parked)."""
+        """OAs with RefIds waiting now or remembered as done (the sweep forgets the others)."""
         return sorted(as_text(x) for x in self._redis.smembers(self._keys.known_oas))
 
     def next_due_oa(self, now_s: float) -> str | None:

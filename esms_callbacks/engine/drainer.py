@@ -4,8 +4,8 @@ One step: reserve a rate slot and sleep until it; then, at the moment of sending
 batch of the OA due longest under a fresh token (nothing due: hand the slot back); commit the
 slot right before the request is written (pause, breaker, window and spacing checked
 atomically on the Redis clock; a commit granted for a moment just ahead waits for it
-exactly); ask eSMS; renew the leases still held, publish their events in one batch and settle
-them with the request's counters in one round trip.
+exactly); ask eSMS; hand what the answer says of each RefId to the settle step
+(engine.settle_step), which records, publishes and settles, with the request's counters.
 Everything it touches is passed in, so tests can drive it with a manual clock.
 """
 
@@ -25,7 +25,13 @@ from esms_callbacks.engine.backlog import Backlog, Leased, Tally
 from esms_callbacks.engine.clock import Clock, as_datetime
 from esms_callbacks.engine.health import AccountPause, Breaker
 from esms_callbacks.engine.limiter import Commit, RateLimiter
-from esms_callbacks.engine.settle_step import Publish, Step, publish_and_settle
+from esms_callbacks.engine.settle_step import (
+    Observed,
+    Outcomes,
+    Publish,
+    SettleStep,
+    expires_at_s,
+)
 from esms_callbacks.engine.stats import RequestStats
 from esms_callbacks.errors import (
     EsmsError,
@@ -35,22 +41,22 @@ from esms_callbacks.errors import (
     printable,
 )
 from esms_callbacks.esms.records import (
-    EXPIRED_OUTCOME,
     NOT_FOUND_OUTCOME,
     Outcome,
     given_up_outcome,
     outcome_of,
-    progressed,
 )
-from esms_callbacks.events.publish import build_event
+from esms_callbacks.events.publish import SOURCE_POLL
 from esms_callbacks.retry_policy import (
     PAUSE,
     REPOLL,
     RETRY,
     WAIT_FOR_WINDOW,
+    Decision,
     after_publish_failure_s,
     decide,
     gives_up,
+    lone_retry_after_s,
     retry_after_s,
     split_after_s,
 )
@@ -206,7 +212,8 @@ class Drainer:
 
         RefIds past their age get their one last answer now: expired, whatever the failure.
         A failure that may come from one of the RefIds strikes them all (split later), and a
-        RefId that failed alone once too often is given up.
+        RefId that eSMS kept failing alone, for minutes, while it answered others is given
+        up (_suspect).
         """
         now_s = self.clock.now_s()
         expired = [item for item in batch if now_s >= self._expires_s(item)]
@@ -253,29 +260,13 @@ class Drainer:
                 exc,
                 len(live),
             )
-        strikes: dict[str, int] = {}
-        if decision.suspects_refs and live:
-            strikes = self.backlog.strike(oa_id, token, [item.ref_id for item in live])
-            if decision.kind == REPOLL and (len(live) > 1 or live[0].strikes):
-                requeue_after_s = split_after_s(self.settings)  # split soon, not in 15 min
         given_up: dict[str, Outcome] = {}
-        if len(live) == 1 and live[0].ref_id in strikes:
-            if answering is None:
+        if decision.suspects_refs and live:
+            if len(live) == 1 and answering is None:
                 answering = self.breaker.failures_in_a_row() == 0
-            count = strikes[live[0].ref_id]
-            if gives_up(count, self.account.terms, answering):
-                given_up[live[0].ref_id] = given_up_outcome(
-                    exc.code,
-                    f"given up: eSMS failed all {count} requests that carried this RefId, "
-                    f"the last with it alone, while it answered others ({exc})",
-                )
-                log.error(
-                    "gave up RefId %s of OA %s: eSMS failed all %d requests that carried it (%s)",
-                    printable(live[0].ref_id, 60),
-                    printable(oa_id, 60),
-                    count,
-                    type(exc).__name__,
-                )
+            requeue_after_s, given_up = self._suspect(
+                oa_id, token, live, exc, decision, bool(answering), now_s
+            )
         if decision.kind == REPOLL and not given_up:  # REPOLL: refused again at once; later
             log.error(
                 "eSMS rejected a request for OA %s (%s); its %d RefIds wait %.0fs",
@@ -293,6 +284,54 @@ class Drainer:
             raise retry from exc
         return decision.stop
 
+    def _suspect(
+        self,
+        oa_id: str,
+        token: str,
+        live: list[Leased],
+        exc: EsmsError,
+        decision: Decision,
+        answering: bool,
+        now_s: float,
+    ) -> tuple[float, dict[str, Outcome]]:
+        """Strike the RefIds of a failure that may be one of theirs; return how long they
+        wait, and the one given up, if so.
+
+        A request that carried one RefId alone, failed while eSMS answered the account's
+        others, is evidence against it: it waits longer each time (lone_retry_after_s), and
+        is given up only once that evidence spans minutes (gives_up). A failure eSMS gives
+        other requests too is eSMS's trouble, never the RefId's."""
+        lone = len(live) == 1
+        strikes = self.backlog.strike(
+            oa_id, token, [item.ref_id for item in live], now_s, lone=lone and answering
+        )
+        requeue_after_s = decision.requeue_after_s
+        if decision.kind == REPOLL and (len(live) > 1 or live[0].strikes):
+            requeue_after_s = split_after_s(self.settings)  # split soon, not in 15 min
+        struck = strikes.get(live[0].ref_id) if lone else None
+        if struck is None or not answering:
+            return requeue_after_s, {}
+        requeue_after_s = max(requeue_after_s, lone_retry_after_s(self.settings, struck.alone))
+        if not gives_up(struck.alone, struck.alone_since_s, now_s):
+            return requeue_after_s, {}
+        ref_id = live[0].ref_id
+        minutes = (now_s - (struck.alone_since_s or now_s)) / 60
+        log.error(
+            "gave up RefId %s of OA %s: eSMS failed it alone %d times in %.0f min while it "
+            "answered others (%s)",
+            printable(ref_id, 60),
+            printable(oa_id, 60),
+            struck.alone,
+            minutes,
+            type(exc).__name__,
+        )
+        reason = (
+            f"given up: eSMS failed all {struck.count} requests that carried this RefId, "
+            f"{struck.alone} of them with it alone over {minutes:.0f} min while it answered "
+            f"others ({exc})"
+        )
+        return requeue_after_s, {ref_id: given_up_outcome(exc.code, reason)}
+
     def _settle(
         self,
         oa_id: str,
@@ -303,78 +342,36 @@ class Drainer:
         sent: SentRequest | None,
         given_up: Mapping[str, Outcome] | None = None,
     ) -> None:
-        """Publish the events of the RefIds still held, then settle them and count the
-        request (`sent`, if one was) in the same round trip. `given_up`: RefIds ended
-        without an answer (see _failed)."""
+        """Hand what the answer says of each RefId (`given_up`: RefIds ended without an
+        answer, see _failed) to the settle step, with the request's counters (`sent`, if one
+        was): it publishes the events of those still held, then settles them, in one round
+        trip with the counters."""
         now_s = self.clock.now_s()
         given_up = given_up or {}
-        outcomes = [
-            (item, self._outcome(item, records, now_s, given_up.get(item.ref_id))) for item in batch
-        ]
-        # One round trip: leases renewed, and terminal states recorded before their events go
-        # out, so that if the settle never comes (a crash) the next holder, poll or push,
-        # publishes the same state again. A lease that expired while we waited on eSMS
-        # belongs to someone else now: leave it.
-        held = self.backlog.renew(
-            oa_id,
-            token,
-            (item.ref_id for item in batch),
-            now_s + self.settings.lease_s(self.account.terms),
-            {
-                item.ref_id: outcome.state_key
-                for item, outcome in outcomes
-                if outcome.terminal and item.state_key != outcome.state_key
-            },
-        )
-        observed_at = as_datetime(now_s)
-        delay_s = after_publish_failure_s(self.settings)
-        steps: list[Step] = []
-        for item, outcome in outcomes:
-            if item.ref_id not in held:
-                continue
-            event = None
-            if outcome.terminal or outcome.state_key != item.state_key:
-                event = build_event(
-                    item.ref_id,
-                    oa_id,
-                    outcome,
-                    observed_at,
-                    as_datetime(item.submitted_s),
-                    phone_numbers=self.settings.phone_numbers,
-                    account=self.account.name,
-                )
-            steps.append(
-                Step(item.ref_id, outcome, event, self._next_ask_s(item, now_s), now_s + delay_s)
+        observed = [
+            Observed(
+                item.ref_id,
+                given_up.get(item.ref_id) or _seen(records.get(item.ref_id)),
+                now_s,
+                item.state_key,
+                item.submitted_s,
             )
+            for item in batch
+        ]
         tally = Tally(recent_keep_s=RECENT_KEEP_S)
         if sent is not None:
             self._count_request(tally, report, len(batch), now_s, sent)
-        # before settling: a crash while publishing re-asks, never loses
-        settled = publish_and_settle(
-            self.backlog, self.publish, oa_id, token, now_s, steps, tally, asked=sent is not None
+        step = SettleStep(self.settings, self.account, self.backlog, self.publish)
+        settled = step(
+            Outcomes(SOURCE_POLL, oa_id, token, observed, tally, asked=sent is not None), now_s
         )
         report.events += len(settled.published)
         for event in settled.published:
             status = event["status"]
             report.by_status[status] = report.by_status.get(status, 0) + 1
         if settled.failure is not None:  # the broker went away: retry later
+            delay_s = after_publish_failure_s(self.settings)
             raise Retry(settled.failure, delay_s) from settled.failure
-
-    def _outcome(
-        self,
-        item: Leased,
-        records: dict[str, dict[str, Any]],
-        now_s: float,
-        given_up: Outcome | None = None,
-    ) -> Outcome:
-        """What the answer says about a RefId (moving its state forward only, see
-        records.progressed); a RefId past its age expires."""
-        record = records.get(item.ref_id)
-        seen = outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
-        outcome = progressed(item.state_key, given_up or seen)
-        if not outcome.terminal and now_s >= self._expires_s(item):
-            return EXPIRED_OUTCOME
-        return outcome
 
     def _guarded(self, bounds: tuple[datetime, datetime]) -> tuple[float, float] | None:
         """The open window, shrunk by ESMS_WINDOW_GUARD at both ends (epoch s), so that no
@@ -394,11 +391,7 @@ class Drainer:
         return min(now_s - opens_s, closes_s - now_s) < WINDOW_EDGE_S
 
     def _expires_s(self, item: Leased) -> float:
-        return item.submitted_s + self.settings.max_age_s
-
-    def _next_ask_s(self, item: Leased, now_s: float) -> float:
-        # One last ask at the moment of expiry, so no RefId expires unasked.
-        return max(now_s, min(now_s + self.settings.repoll_after_s, self._expires_s(item)))
+        return expires_at_s(self.settings, item.submitted_s)
 
     def _count_request(
         self, tally: Tally, report: DrainReport, ref_count: int, now_s: float, sent: SentRequest
@@ -416,6 +409,11 @@ class Drainer:
         # Any answer, even one committed before others failed, says eSMS is up again.
         tally.answered = True
         tally.recent_member = f"{sent.sent_at_s:.6f}:{ref_count}"
+
+
+def _seen(record: dict[str, Any] | None) -> Outcome:
+    """What an answer says of a RefId: its record's status, or not found when it left it out."""
+    return outcome_of(record) if record is not None else NOT_FOUND_OUTCOME
 
 
 def _sent_at(commits: list[Commit], default_s: float) -> float:

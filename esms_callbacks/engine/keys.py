@@ -126,7 +126,9 @@ class AccountKeys:
 
     @property
     def known_oas(self) -> str:
-        """Set: OA ids ever parked or pushed to (their done memory is swept)."""
+        """Set: OA ids with RefIds waiting, leased or remembered as done (their done memory
+        is swept; an OA with none of them left is forgotten by the sweep, known again when
+        RefIds come)."""
         return f"{self.prefix}:known-oas"
 
     def oa(self, oa_id: str) -> str:

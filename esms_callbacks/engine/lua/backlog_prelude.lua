@@ -10,7 +10,8 @@
 --                           'd|'..done s..'|'..asks..'|'..summary once it had its terminal
 --                           event (hhhh: 15 bits of the RefId's SHA-1, in hex)
 --   P..'forget'       zset  bucket -> the oldest done entry in it (ms), for the sweeper
---   P..'meta'         hash  `seq` (last chunk id), `open` (the chunk parking adds to)
+--   P..'meta'         hash  `seq` (last chunk id), `open` (the chunk parking adds to);
+--                           gone with the OA once nothing of it is left (backlog_sweep.lua)
 -- Per account (KEYS of the scripts that use them, in the same hash tag):
 --   queue             zset  OA id -> the earliest due time of its chunks, or lease expiry
 --                           of its leased ones (ms), for every OA with RefIds waiting or
@@ -20,10 +21,12 @@
 -- Chunks and buckets hold few entries each, so Redis keeps them as listpacks: about 50
 -- bytes a RefId where a sorted set or a large hash costs over 100.
 --
--- A record is `submitted ms|asks|strikes|state|summary`, where state is the last state
--- recorded (published, or decided before its event goes out) and summary the last event
--- published: `state|observed s|source|error code` (events.publish.event_summary). A RefId
--- never asked keeps only its submission time, a number (Redis stores it in a few bytes).
+-- A record is `submitted ms|asks|strikes|state|summary[|lone failures|first lone ms]`,
+-- where state is the last state recorded (published, or decided before its event goes out),
+-- summary the last event published: `state|observed s|source|error code`
+-- (events.publish.event_summary), and the last two, only for a RefId eSMS failed alone
+-- while it answered others, the evidence against it (backlog_strike.lua). A RefId never
+-- asked keeps only its submission time, a number (Redis stores it in a few bytes).
 
 local BUCKETS = 32768  -- a million RefIds are about 30 a bucket
 local LAYOUT = '2'  -- the backlog with its queue of OAs and its count of RefIds
@@ -40,6 +43,7 @@ local function fields(text)
   if not string.find(text, '|', 1, true) then return {text, '0', '0', '', '', '', '', ''} end
   local out = {}
   for field in string.gmatch(text .. '|', '([^|]*)|') do out[#out + 1] = field end
+  for k = #out + 1, 8 do out[k] = '' end
   return out
 end
 

@@ -6,21 +6,21 @@
 -- backlog_prelude.lua). ARGV[1] the OA's prefix P, ARGV[2] OA id, ARGV[3] token, ARGV[4]
 -- now (ms), ARGV[5] n finished, ARGV[6] n to ask again, ARGV[7] n counters, ARGV[8] n
 -- gauges, ARGV[9] '1' if these RefIds were just asked (counted in their asks; their
--- strikes forgotten), then: pairs RefId, event summary for finished RefIds; quadruples
--- RefId, due (ms), state key, event summary for RefIds to ask again (a summary is '' when
--- no event was published, a state '' when it stays); pairs field, increment for the stats
--- hash; pairs field, value set in it; a member for `recent` (scored now, s) and how long
--- `recent` keeps members (s), or two empty strings; and '1' if eSMS answered, which closes
--- the breaker (deletes KEYS[4]: see breaker.lua). Returns 1.
+-- strikes and the evidence against them forgotten), then: pairs RefId, event summary for
+-- finished RefIds; quadruples RefId, due (ms), state key, event summary for RefIds to ask
+-- again (a summary is '' when no event was published, a state '' when it stays); pairs
+-- field, increment for the stats hash; pairs field, value set in it; a member for `recent`
+-- (scored now, s) and how long `recent` keeps members (s), or two empty strings; and '1' if
+-- eSMS answered, which closes the breaker (deletes KEYS[4]: see breaker.lua). Returns 1.
 local p, oa, token, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n_finished, n_requeue = tonumber(ARGV[5]), tonumber(ARGV[6])
 local n_counters, n_gauges = tonumber(ARGV[7]), tonumber(ARGV[8])
 local asked = ARGV[9] == '1'
 local touched, gone = {}, 0
 local function updated(f, state, summary)
-  if asked then
+  if asked then  -- eSMS answered for it: no strike or evidence against it stands
     f[2] = tostring((tonumber(f[2]) or 0) + 1)
-    f[3] = '0'
+    f[3], f[9], f[10] = '0', nil, nil
   end
   if state ~= '' then f[4] = state end
   if summary ~= '' then
