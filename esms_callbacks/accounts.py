@@ -33,7 +33,7 @@ import os
 import re
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +49,15 @@ from esms_callbacks.errors import (
 )
 from esms_callbacks.settings import Settings
 from esms_callbacks.terms import Label, Terms, by_file_key, by_variable, term_variables
-from esms_callbacks.variables import RECEIVER, Variable, declared, env, read_variable, text
+from esms_callbacks.variables import (
+    RECEIVER,
+    WORKERS_ONLY,
+    Variable,
+    declared,
+    env,
+    read_variable,
+    text,
+)
 
 log = logging.getLogger("esms.accounts")
 
@@ -70,9 +78,12 @@ class Secrets:
         "ESMS_API_KEY",
         "",
         text,
-        "the eSMS account's ApiKey (with `ESMS_SECRET_KEY`); read by workers only. Unset: `make "
-        "run` uses the simulator, a worker sends nothing and says so",
+        "the eSMS account's ApiKey (with `ESMS_SECRET_KEY`); only workers keep it (other processes "
+        "hash it to name the account's Redis keys when `ESMS_ACCOUNT` is unset: set "
+        "`ESMS_ACCOUNT` where hosts hold different secrets). Unset: `make run` uses the "
+        "simulator, a worker sends nothing and says so",
         secret=True,
+        read_by=WORKERS_ONLY,
         file_key="api_key",
     )
     secret_key: str = env(
@@ -81,6 +92,7 @@ class Secrets:
         text,
         "the eSMS account's SecretKey (with `ESMS_API_KEY`); read by workers only",
         secret=True,
+        read_by=WORKERS_ONLY,
         file_key="secret_key",
     )
     push_token: str = env(
@@ -142,7 +154,7 @@ class Secrets:
 WORKER_SECRETS = frozenset({"api_key", "secret_key"})
 RECEIVER_SECRETS = frozenset({"push_token", "push_token_previous"})
 NO_SECRETS: frozenset[str] = frozenset()
-SECRET_NAMES = frozenset(name for name, _ in declared(Secrets))
+SECRET_NAMES = tuple(name for name, _ in declared(Secrets))  # declared order: stable messages
 
 ACCOUNT_VARIABLE = Variable(
     "ESMS_ACCOUNT",
@@ -245,8 +257,8 @@ def read_file(
         where = f"{path} [accounts.{name}]"
         try:
             read.accounts[name] = _table_account(name, table, settings, secrets, env, where)
-        except ConfigError as exc:
-            read.unavailable[name] = str(exc)
+        except AccountUnavailable as exc:  # a secret not on this host (yet); other errors:
+            read.unavailable[name] = str(exc)  # the file is wrong, as a whole
     _check_distinct(read.accounts, path)
     return read
 
@@ -309,7 +321,7 @@ def _table_account(
     """One table's account: the environment's terms with the table's in their place, and
     the secrets asked for (never the process's own ESMS_* keys)."""
     terms = settings.terms.with_table(table, where)
-    problem = terms.problem(settings.allow_plain_http, settings.window_guard_s, by_file_key)
+    problem = settings.terms_problem(terms, by_file_key)
     if problem:
         raise ConfigError(f"{where}: {problem}")
     resolved = {}
@@ -319,18 +331,18 @@ def _table_account(
             resolved[secret] = value
     account = Account(name, name, terms, Secrets(**resolved), "its table's name")
     _check_secrets(account, secrets, by_file_key, f"{where}: ")
+    if "api_key" in secrets and not account.secrets.has_credentials:  # a table must have them
+        raise ConfigError(f"{where}: no api_key and secret_key (or api_key_env, api_key_file)")
     return account
 
 
 def _check_secrets(account: Account, secrets: frozenset[str], label: Label, where: str) -> None:
-    """The receiver's tokens must be usable; a worker's account must have both keys."""
+    """The receiver's tokens must be usable (a worker without keys sends nothing, says so)."""
     s = account.secrets
     if "push_token" in secrets and s.push_tokens:
         problem = s.push_token_problem(label)
         if problem:
             raise ConfigError(f"{where}{problem}")
-    if where and "api_key" in secrets and not s.has_credentials:
-        raise ConfigError(f"{where}no api_key and secret_key (or api_key_env, api_key_file)")
 
 
 def _secret(
@@ -350,15 +362,19 @@ def _secret(
         raise ConfigError(f"{where}: {secret}{form} must be a non-empty string")
     if not resolve:
         return ""
+    # Not on this host (yet): the account waits (AccountUnavailable), the others are served.
     if form == "_env":
         if not env.get(value):
-            raise ConfigError(f"{where}: {secret}_env names {value}, which is not set")
+            raise AccountUnavailable(f"{where}: {secret}_env names {value}, which is not set")
         return env[value]
     if form == "_file":
         try:
-            return Path(value).read_text().strip()
+            content = Path(value).read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"{where}: {secret}_file {value}: {exc.strerror}") from None
+            raise AccountUnavailable(f"{where}: {secret}_file {value}: {exc.strerror}") from None
+        if not content:
+            raise AccountUnavailable(f"{where}: {secret}_file {value} is empty")
+        return content
     return str(value)
 
 
@@ -432,11 +448,15 @@ class AccountBook:
         secrets: frozenset[str] = NO_SECRETS,
         env: Mapping[str, str] | None = None,
         monotonic_s: Callable[[], float] = time.monotonic,
+        only: Account | None = None,
     ) -> None:
+        """`only`: a book of that one account, read from nowhere (a Runtime built alone)."""
         self.settings = settings
         self._secrets, self._env, self._monotonic_s = secrets, env, monotonic_s
+        self._only = only
         self._unavailable: dict[str, str] = {}
         self._file_problem = ""  # why the file's last reading was not taken
+        self._accounts: dict[str, Account] = {}
         self._accounts = self._read(at_start=True)  # ConfigError: do not start
         self._watched = _watched(settings) if self.from_file else []
         self._stamp = _stamp(self._watched)
@@ -446,7 +466,7 @@ class AccountBook:
 
     @property
     def from_file(self) -> bool:
-        return bool(self.settings.accounts_file)
+        return bool(self.settings.accounts_file) and self._only is None
 
     def reload_soon(self) -> None:
         """Read the file again at the next look (a signal handler may call it)."""
@@ -465,7 +485,7 @@ class AccountBook:
         account = self._accounts.get(name)
         if account is not None:
             return account
-        if name in self._unavailable:
+        if name in self._unavailable:  # (not served before either)
             raise AccountUnavailable(
                 f"account {name!r} cannot be served here yet ({self._unavailable[name]}); its "
                 "RefIds wait and are retried"
@@ -517,6 +537,8 @@ class AccountBook:
         return True
 
     def _read(self, at_start: bool) -> dict[str, Account]:
+        if self._only is not None:
+            return {self._only.name: self._only}
         if not self.from_file:
             account = default_account(self.settings, self._secrets, self._env)
             return {account.name: account}
@@ -525,10 +547,20 @@ class AccountBook:
             first = next(iter(read.unavailable.values()))
             raise ConfigError(f"no account of ESMS_ACCOUNTS_FILE can be served here: {first}")
         for name, why in sorted(read.unavailable.items()):
-            if self._unavailable.get(name) != why:
+            if self._unavailable.get(name) == why:
+                continue
+            if name in self._accounts:  # a secret mid-rotation: the one read before serves
+                log.error("account %s keeps the secrets read before: %s", name, why)
+            else:
                 log.error("account %s not served here until its table reads: %s", name, why)
         self._unavailable = read.unavailable
-        return read.accounts
+        kept = {n: self._accounts[n] for n in read.unavailable if n in self._accounts}
+        return {**read.accounts, **kept}
+
+    def unavailable(self) -> dict[str, str]:
+        """Accounts the file names that this process cannot serve now, and why."""
+        self.refresh()
+        return {n: why for n, why in self._unavailable.items() if n not in self._accounts}
 
     def _not_served(self, name: str) -> str:
         if not self.from_file:
@@ -536,11 +568,11 @@ class AccountBook:
                 f"no eSMS account {name!r}: without ESMS_ACCOUNTS_FILE this deployment serves "
                 f"one account, {DEFAULT_ACCOUNT!r} (leave account= out)"
             )
-        served = sorted({*self._accounts, *self._unavailable})
-        shown = ", ".join(served[:10]) + (
-            f" and {len(served) - 10} more" if len(served) > 10 else ""
-        )
-        return (
-            f"no eSMS account {name!r} in ESMS_ACCOUNTS_FILE={self.settings.accounts_file} "
-            f"(it has {shown})"
-        )
+        return not_in_file(name, self.settings.accounts_file, {*self._accounts, *self._unavailable})
+
+
+def not_in_file(name: str, path: str, names: Collection[str]) -> str:
+    """Why `name` is refused: the file `path` has only `names` (the first ten shown)."""
+    served = sorted(names)
+    shown = ", ".join(served[:10]) + (f" and {len(served) - 10} more" if len(served) > 10 else "")
+    return f"no eSMS account {name!r} in ESMS_ACCOUNTS_FILE={path} (it has {shown})"

@@ -17,7 +17,7 @@ from typing import Any
 from kombu import Connection
 
 from esms_callbacks.errors import ConfigError
-from esms_callbacks.terms import Terms, by_variable, redact_url, term_variables
+from esms_callbacks.terms import Label, Terms, by_variable, redact_url, term_variables
 from esms_callbacks.tuning import ASSUMED_REQUEST_TIME_S, MAX_AUTO_DRAINERS, MAX_REPLICA_TIMEOUT_S
 from esms_callbacks.variables import (
     APP,
@@ -429,7 +429,7 @@ class Settings:
             raise ConfigError(problem)
         return settings
 
-    def terms_problem(self, terms: Terms, label: Any = by_variable) -> str:
+    def terms_problem(self, terms: Terms, label: Label = by_variable) -> str:
         """Why an account on `terms` could not be served by this deployment, or ''."""
         return terms.problem(self.allow_plain_http, self.window_guard_s, label) or (
             self._drainers_problem(terms)
@@ -523,11 +523,11 @@ class Settings:
         return min(MAX_AUTO_DRAINERS, 2 + math.ceil(took_s / terms.spacing_s))
 
     def with_changes(self, **changes: object) -> Settings:
-        """These settings with `changes`; a term's name changes the terms."""
-        terms = {name: changes.pop(name) for name in list(changes) if name in _TERM_NAMES}
-        if terms:
-            changes["terms"] = replace(self.terms, **terms)  # type: ignore[arg-type]
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_terms(self, **changes: object) -> Settings:
+        """These settings with the environment's terms changed (tests, benchmarks)."""
+        return replace(self, terms=replace(self.terms, **changes))  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, object]:
         """Return the settings for display: credentials and URL passwords redacted."""
@@ -559,9 +559,6 @@ class Settings:
             f"place ({lease_s:.0f}s lease) at one request per {terms.spacing_s:g}s; use at most "
             f"{math.ceil(lease_s / terms.spacing_s) - 1}, or auto"
         )
-
-
-_TERM_NAMES = frozenset(name for name, _ in declared(Terms))
 
 
 def _sentinel_problem(settings: Settings, reads: tuple[str, ...]) -> str:

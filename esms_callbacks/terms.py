@@ -25,6 +25,7 @@ from esms_callbacks.variables import (
     integer,
     is_local,
     number,
+    parse_given,
     read_variable,
     zone,
 )
@@ -114,6 +115,15 @@ class Terms:
         file_key="window",
     )
 
+    def __post_init__(self) -> None:
+        # One zone: the window's (the declaration of `timezone` is how it is read and shown).
+        if self.window.zone is not self.timezone:
+            object.__setattr__(self, "timezone", self.window.zone)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())
+        return f"Terms({shown})"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str], reads: tuple[str, ...]) -> Terms:
         """The terms the variables `reads` names give in `env` (the others' defaults);
@@ -137,9 +147,9 @@ class Terms:
             if isinstance(given, bool) or not isinstance(given, str | int | float):
                 raise ConfigError(f"{where}: {by_file_key(variable)} must be a string or a number")
             try:
-                read[name] = variable.parse(str(given).strip(), read)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: {by_file_key(variable)}={given!r}: {exc}") from None
+                read[name] = parse_given(variable, str(given), read, by_file_key(variable))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
         return replace(self, **read)
 
     @property

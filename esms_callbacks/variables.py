@@ -1,5 +1,6 @@
 """How a setting is declared: its environment variable, how its text is parsed and shown,
-who reads it, and the parsers the declarations share (settings.py declares them all)."""
+who reads it, and the parsers the declarations share (settings.py, terms.py and accounts.py
+declare them)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from esms_callbacks.esms.window import Window
 APP = "every process"  # the Celery app's own config: producers, workers, beat, Flower
 WORKERS = "workers, receiver"  # what requests, events and the waiting RefIds need
 RECEIVER = "receiver"  # eSMS's pushes
+WORKERS_ONLY = "workers"  # an account's ApiKey and SecretKey (accounts.py: secrets)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -179,9 +181,15 @@ def declared(cls: type) -> list[tuple[str, Variable]]:
 
 def read_variable(env: Mapping[str, str], variable: Variable, read: Mapping[str, Any]) -> Any:
     """The setting `variable` gives in `env`; ConfigError naming it when it is malformed."""
-    name, raw = variable.name, env.get(variable.name)
+    raw = env.get(variable.name)
     if raw is None:
         return variable.parse(variable.default, read)
+    return parse_given(variable, raw, read, variable.name)
+
+
+def parse_given(variable: Variable, raw: str, read: Mapping[str, Any], name: str) -> Any:
+    """`raw`, given for `variable` (by the environment, or an accounts file's key: `name` says
+    which in an error), parsed; ConfigError saying what is wrong, never showing a secret."""
     value = raw.strip()
     shown = "it" if variable.secret else repr(value)
     if not value and variable.default:  # set but empty: a mistake, not a wish for the default

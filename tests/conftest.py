@@ -22,6 +22,8 @@ from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 from esms_callbacks.simulator.app import Simulator
 from esms_callbacks.simulator.server import serve_in_thread
+from esms_callbacks.terms import Terms
+from esms_callbacks.variables import declared
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, T0, celery_config_for, runtime_of
 from tests.receiving import TOKEN as RECEIVER_TOKEN
 
@@ -88,6 +90,7 @@ def sim(running_sim: Any) -> Simulator:
     return running_sim.sim  # type: ignore[no-any-return]
 
 
+TERM_NAMES = frozenset(name for name, _ in declared(Terms))  # make_settings routes them
 # The account's own (accounts.py): not settings, but the environment the account `default`
 # is read from, as in production; make_settings sets them for the test.
 ACCOUNT_VARIABLES = {
@@ -124,13 +127,14 @@ def make_settings(
             repoll_after_s=0.5,
             max_retries=3,
             retry_base_s=0.1,
-        ).with_changes(
+        ).with_terms(
             base_url=running_sim.base_url,
             rate_interval_s=0.05,
             rate_margin_s=0.005,
             window=Window.parse("always"),
         )
-        return base.with_changes(**changes)
+        terms = {name: changes.pop(name) for name in list(changes) if name in TERM_NAMES}
+        return base.with_changes(**changes).with_terms(**terms)
 
     return make
 

@@ -16,6 +16,7 @@ from esms_callbacks.accounts import (
     NO_SECRETS,
     RECEIVER_SECRETS,
     WORKER_SECRETS,
+    Account,
     AccountBook,
 )
 from esms_callbacks.cli.main import main
@@ -154,3 +155,65 @@ def test_status_runs_on_a_host_that_has_none_of_the_accounts_secrets(
     # expect both accounts shown
     shown = json.loads(capsys.readouterr().out)
     assert [a["account_name"] for a in shown["accounts"]] == ["shop-a", "shop-b"]
+
+
+def test_a_table_s_terms_are_checked_as_the_environment_s(tmp_path):
+    # given drainers that cannot keep their place at one table's slow rate
+    path = write(
+        tmp_path / "accounts.toml",
+        '[accounts.a]\napi_key = "k"\nsecret_key = "s"\n'
+        '[accounts.slow]\napi_key = "k2"\nsecret_key = "s"\nrate_interval = 10\n',
+    )
+    settings = Settings(accounts_file=str(path), drainers=50)
+    # expect the file refused, naming the table, as the variables would be
+    with pytest.raises(ConfigError, match=r"\[accounts.slow\]: ESMS_DRAINERS=50"):
+        AccountBook(settings, WORKER_SECRETS, {})
+
+
+def test_a_malformed_table_fails_the_file_not_only_its_account(tmp_path):
+    # a mistake in the file (unlike a secret not on this host yet) is refused at start
+    path = write(
+        tmp_path / "accounts.toml",
+        '[accounts.a]\napi_key = "k"\nsecret_key = "s"\n'
+        '[accounts.b]\napi_key = "k2"\nsecret_key = "s"\nwindow = "late"\n',
+    )
+    with pytest.raises(ConfigError, match=r"\[accounts.b\]: window \(ESMS_WINDOW\)"):
+        AccountBook(Settings(accounts_file=str(path)), WORKER_SECRETS, {})
+
+
+def test_a_secret_mid_rotation_keeps_the_one_read_before(tmp_path):
+    # given an account whose SecretKey is in a file
+    secret = tmp_path / "secret"
+    secret.write_text("s1")
+    path = write(
+        tmp_path / "accounts.toml", f'[accounts.a]\napi_key = "k"\nsecret_key_file = "{secret}"'
+    )
+    now_s = [0.0]
+    book = AccountBook(Settings(accounts_file=str(path)), WORKER_SECRETS, {}, lambda: now_s[0])
+    # when the file is removed on its way to being replaced
+    secret.unlink()
+    now_s[0] += 1.0
+    # expect the account still served, on the secret read before
+    assert book.get("a").secrets.secret_key == "s1"
+    assert book.unavailable() == {}
+    # and the new one taken once it is there
+    secret.write_text("s2")
+    now_s[0] += 1.0
+    assert book.get("a").secrets.secret_key == "s2"
+
+
+def test_terms_never_show_a_password_of_the_base_url():
+    terms = Settings().with_terms(base_url="https://user:hunter2-pw@esms.example").terms
+    account = Account("a", "a", terms)
+    for text in (repr(terms), repr(account), repr(Settings().with_terms(base_url=terms.base_url))):
+        assert "hunter2-pw" not in text and "esms.example" in text
+
+
+def test_the_terms_have_one_zone_and_survive_the_environment_s_round_trip():
+    # given settings whose window is in another zone than the default one
+    settings = Settings().with_terms(window=Window.parse("03:00-04:00", "Europe/Berlin"))
+    # expect the terms' zone to be the window's, and to come back from the variables
+    assert str(settings.terms.timezone) == "Europe/Berlin"
+    again = Settings.from_env(settings.to_env())
+    assert again.terms == settings.terms
+    assert str(again.terms.window) == "03:00:00-04:00:00 Europe/Berlin"

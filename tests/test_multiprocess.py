@@ -171,13 +171,17 @@ def test_waiting_refs_survive_a_killed_worker_and_go_out_after_restart(
     procs.append(
         start_worker(
             "open",
-            settings_env(closed.with_changes(window=Window.parse("always"), release_every_s=0.5)),
+            settings_env(
+                closed.with_changes(release_every_s=0.5).with_terms(window=Window.parse("always"))
+            ),
             tmp_path,
         )
     )
     procs.append(
         start_beat(
-            settings_env(closed.with_changes(window=Window.parse("always"), release_every_s=0.5)),
+            settings_env(
+                closed.with_changes(release_every_s=0.5).with_terms(window=Window.parse("always"))
+            ),
             tmp_path,
         )
     )

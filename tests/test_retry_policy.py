@@ -36,7 +36,7 @@ SETTINGS = Settings(
     window_guard_s=1.0,
     repoll_after_s=900.0,
     max_retries=3,
-).with_changes(rate_interval_s=0.5, rate_margin_s=0.0)
+).with_terms(rate_interval_s=0.5, rate_margin_s=0.0)
 TERMS = SETTINGS.terms
 
 

@@ -5,10 +5,12 @@
     esms_callbacks/events/   status events: model, publishing, schema
     esms_callbacks/push/     eSMS's pushes: receiver, inbox, applier
 
-A worker process builds its collaborators once from its settings (`Runtime`).
+A worker process builds each account's collaborators once (`Runtime`), from the deployment's
+`Settings` and the `Account` its `AccountBook` resolved.
 """
 
+from esms_callbacks.accounts import Account, AccountBook
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 
-__all__ = ["Runtime", "Settings"]
+__all__ = ["Account", "AccountBook", "Runtime", "Settings"]

@@ -32,7 +32,7 @@ def serving(runtime: Runtime | Runtimes) -> Runtimes:
     """The accounts to serve metrics of: a Runtime stands for its one account (tests)."""
     if isinstance(runtime, Runtimes):
         return runtime
-    runtimes = Runtimes(AccountBook(runtime.settings))
+    runtimes = Runtimes(AccountBook(runtime.settings, only=runtime.account))
     runtimes.shared = runtime.shared
     return runtimes
 

@@ -160,9 +160,10 @@ def receiving_accounts(book: AccountBook) -> dict[str, Account]:
         return dict(accounts)
     with_token = {name: a for name, a in accounts.items() if a.secrets.push_token}
     if not with_token:
+        unreadable = "".join(f"; {why}" for why in book.unavailable().values())
         raise ConfigError(
-            f"no account of ESMS_ACCOUNTS_FILE={book.settings.accounts_file} has a push token: "
-            "give the accounts whose pushes come here push_token_env"
+            f"no account of ESMS_ACCOUNTS_FILE={book.settings.accounts_file} has a push token "
+            f"here: give the accounts whose pushes come here push_token_env{unreadable}"
         )
     return with_token
 

@@ -21,6 +21,7 @@ from esms_callbacks.cli.processes import (
     simulator_options,
 )
 from esms_callbacks.settings import Settings
+from esms_callbacks.terms import show_window
 
 STOP_GRACE_S = 15.0
 SIM_PORT = 8077
@@ -79,8 +80,8 @@ def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> d
             rate_interval_s=settings.terms.rate_interval_s,
             max_refs=settings.terms.max_refs_per_request,
             policy="mixed",
-            window=settings.to_env()["ESMS_WINDOW"],
-            timezone=settings.to_env()["ESMS_TIMEZONE"],
+            window=show_window(settings.terms.window),
+            timezone=str(settings.terms.window.zone),
         )
         commands["simulator"] = simulator_command(options, env.get("ESMS_SIM_PORT", SIM_PORT))
     return commands

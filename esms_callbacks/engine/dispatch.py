@@ -148,7 +148,7 @@ class DrainerDispatch:
 
 
 def next_waiting(client: redis.Redis) -> tuple[str, float] | None:
-    """The account (its keys' name) that has waited longest for a turn, taken off the list,
+    """The account (its name) that has waited longest for a turn, taken off the list,
     with when it began waiting (ms); None when none waits."""
     popped: list[tuple[bytes, float]] = client.zpopmin(DRAINS_WAITING)  # type: ignore[assignment]
     if not popped:
@@ -157,6 +157,6 @@ def next_waiting(client: redis.Redis) -> tuple[str, float] | None:
     return account_id.decode(), float(since_ms)
 
 
-def wait_again(client: redis.Redis, account_id: str, since_ms: float) -> None:
+def wait_again(client: redis.Redis, name: str, since_ms: float) -> None:
     """Put an account taken off the list back where it was (it cannot be served here)."""
-    client.zadd(DRAINS_WAITING, {account_id: since_ms}, nx=True)
+    client.zadd(DRAINS_WAITING, {name: since_ms}, nx=True)

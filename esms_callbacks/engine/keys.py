@@ -13,8 +13,8 @@ from __future__ import annotations
 # The deployment's own keys, shared by its accounts (single-key commands only: a Redis
 # Cluster puts them wherever their names hash).
 DRAINS_WAITING = "esms:drains-waiting"
-"""Sorted set: accounts (their keys' name) waiting for a turn on the worker pool, scored by
-when they began waiting (ms): the turns of engine.dispatch."""
+"""Sorted set: accounts (by name) waiting for a turn on the worker pool, scored by when they
+began waiting (ms): the turns of engine.dispatch."""
 RELEASE_LOCK = "esms:release-lock"
 """String with a TTL: a worker runs beat's pulse (esms.release) now; the next waits for it."""
 UNNAMED_PUSHES = "esms:pushes-unnamed"

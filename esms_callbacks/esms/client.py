@@ -20,6 +20,7 @@ from esms_callbacks.errors import (
     printable,
 )
 from esms_callbacks.esms.codes import SUCCESS_CODE, error_for_code
+from esms_callbacks.terms import redact_url
 
 GET_CALLBACK_PATH = "/ZaloCallback/GetCallback"
 # 200 records are ~150 KB; anything near this is not an eSMS answer.
@@ -47,7 +48,7 @@ class EsmsClient:
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return f"EsmsClient({self._url!r})"  # never the credentials
+        return f"EsmsClient({redact_url(self._url)!r})"  # never the credentials
 
     async def get_callback(
         self,

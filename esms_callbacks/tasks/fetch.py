@@ -9,7 +9,12 @@ from typing import Any
 import redis
 from celery.exceptions import Reject
 
-from esms_callbacks.accounts import DEFAULT_ACCOUNT, account_names, check_account_name
+from esms_callbacks.accounts import (
+    DEFAULT_ACCOUNT,
+    account_names,
+    check_account_name,
+    not_in_file,
+)
 from esms_callbacks.engine.clock import as_datetime
 from esms_callbacks.engine.redis_connect import connect
 from esms_callbacks.engine.replicas import ReplicaFence
@@ -154,10 +159,7 @@ def producer_checked_account(account: str) -> str:
     except ConfigError:
         return account  # unreadable here: the worker, which must read it, decides
     if account not in names:
-        shown = ", ".join(sorted(names)[:10]) + (" ..." if len(names) > 10 else "")
-        raise AccountNotServed(
-            f"no eSMS account {account!r} in ESMS_ACCOUNTS_FILE={path} (it has {shown})"
-        )
+        raise AccountNotServed(not_in_file(account, path, names))
     return account
 
 
