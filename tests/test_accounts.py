@@ -347,21 +347,28 @@ def test_accounts_wait_for_turns_in_order_and_queued_drains_do_not_pile_up(
         for n in ("a", "b")
     )
     turns = Turns(redis_client, served=lambda: ["turn-a", "turn-b"])
-    # given a's drains asked for (three wanted), then b's, none started: the pool is busy
-    assert a.dispatch.request(T0 + 100.0) == 3
-    assert b.dispatch.request(T0 + 100.5) == 3
+    # given a's drains asked for (three wanted), then b's, none running: each waits for a
+    # turn with one task queued (the turns hand it a drain; the task, should the pool free up)
+    assert a.dispatch.request(T0 + 100.0) == 1
+    assert b.dispatch.request(T0 + 100.5) == 1
     # expect each to see the other waiting, not itself alone
     assert turns.others_waiting("turn-a", T0 + 101) and turns.others_waiting("turn-b", T0 + 101)
-    # and beat's next pulses to queue nothing more while those are queued, and once they
-    # expired unrun, one each: enough to start should the pool free up
+    # and beat's next pulses to queue nothing more while that one is queued, and once it
+    # expired unrun, one more
     assert a.dispatch.request(T0 + 102.0, force=True) == 0
     assert a.dispatch.request(T0 + 100.0 + 61, force=True) == 1
-    assert len(queued["a"]) == 4
-    # when one of a's drains starts, a no longer waits; b has waited longest
-    a.dispatch.drain_started(queued["a"][0])
+    assert len(queued["a"]) == 2
+    # when a's drain starts (its task), a no longer waits; b has waited longest
+    a.dispatch.dequeue(queued["a"][1])
+    a.dispatch.drain_started()
+    a.drainer_slots.acquire(T0 + 162.0, 3)
     assert not turns.others_waiting("turn-b", T0 + 162)
-    assert turns.next_waiting(T0 + 162) == "turn-b"
+    # and once it runs, its other drainers are asked for
+    assert a.dispatch.request(T0 + 163.0, force=True) == 2
+    assert turns.next_waiting(T0 + 164) == "turn-b"
     # and a that gives its turn up with work left waits again, at the back
+    for token in redis_client.zrange(a.keys.drainers, 0, -1):
+        a.drainer_slots.release(token.decode())
     a.dispatch.wait_for_turn(T0 + 170.0)
     b.dispatch.wait_for_turn(T0 + 171.0)
     assert turns.next_waiting(T0 + 172) == "turn-a"

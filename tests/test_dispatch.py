@@ -52,7 +52,7 @@ def test_a_burst_of_askings_queues_once_and_queued_drains_count_until_they_expir
     # queued and not yet started still count: beat's pulses do not pile drains up
     assert dispatch.request(T0 + 5, force=True) == 0
     # one of them started and holds a place, the two others expired unrun: two again
-    dispatch.drain_started(queued[0])
+    dispatch.dequeue(queued[0])
     slots.acquire(T0 + 61, 3)
     assert dispatch.request(T0 + 61, force=True) == 2
     assert len(queued) == 5

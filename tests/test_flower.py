@@ -177,7 +177,7 @@ def test_flower_sees_submissions_and_drains_but_not_beats_pulse(make_settings, s
             fetch_callbacks.delay([f"r-{n}" for n in range(150)], "oa-1")
             wait_until(lambda: len(sim.requests) >= 2, 60, "the RefIds were not asked")
             wait_until(lambda: drained(events), 30, "no drain ended")
-            wait_until(lambda: stats.snapshot().beat_release_at_s, 30, "no pulse ran")
+            wait_until(lambda: bool(stats.snapshot().beat_release_at_s), 30, "no pulse ran")
             first_pulse_s = stats.snapshot().beat_release_at_s or 0.0
             wait_until(
                 lambda: (stats.snapshot().beat_release_at_s or 0.0) > first_pulse_s,

@@ -47,3 +47,17 @@ def test_a_holder_whose_lock_ran_out_leaves_the_next_holders_alone(redis_client,
 def test_the_lock_has_a_ttl(redis_client, key):
     with Lock(redis_client, key, ttl_s=10).acquire():
         assert 0 < redis_client.pttl(key) <= 10_000
+
+
+def test_a_long_holder_extends_its_lock_and_learns_when_it_lost_it(redis_client, key):
+    lock = Lock(redis_client, key, ttl_s=10)
+    assert not lock.extend()  # not held
+    with lock.acquire() as held:
+        assert held
+        redis_client.pexpire(key, 100)  # nearly run out
+        assert lock.extend()
+        assert redis_client.pttl(key) > 9_000
+        redis_client.set(key, "another holder's")  # it ran out and another took it
+        assert not lock.extend()
+        assert redis_client.pttl(key) == -1  # the other's left as it was
+    assert redis_client.get(key) == b"another holder's"

@@ -52,6 +52,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "breaker_failure": ("breaker",),
     "semaphore_acquire": (),
     "lock_release": (),
+    "lock_extend": (),
     "turns_join": (),
     "turns_leave": (),
     "turns_head": (),
@@ -349,6 +350,14 @@ def smoke_lock_release(client: redis.Redis, k: AccountKeys) -> None:
     assert client.get(lock) == b"b"
     assert run(client, "lock_release", [lock], ["b"]) == 1
     assert not client.exists(lock)
+
+
+def smoke_lock_extend(client: redis.Redis, k: AccountKeys) -> None:
+    lock = f"{k.prefix}:lock"
+    client.set(lock, "a", px=100)
+    assert run(client, "lock_extend", [lock], ["a", 10_000]) == 1
+    assert client.pttl(lock) > 9_000
+    assert run(client, "lock_extend", [lock], ["b", 10_000]) == 0
 
 
 def turns_keys(k: AccountKeys) -> list[str]:

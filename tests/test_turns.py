@@ -31,7 +31,7 @@ from esms_callbacks.simulator.server import serve_in_thread
 from esms_callbacks.tasks.context import queue_drain
 from esms_callbacks.tuning import WAITING_PAGE
 from tests.helpers import T0, wait_until
-from tests.procs import settings_env, start_worker
+from tests.procs import settings_env, start_beat, start_worker
 
 RATE_INTERVAL_S = 0.1
 OA = "oa-turns"
@@ -153,21 +153,30 @@ def test_an_account_served_here_is_found_behind_a_page_of_others(turns):
     assert turns.next_waiting(T0 + 101) == "b"
 
 
-def test_a_wait_its_own_pulses_stop_renewing_is_dropped(turns, redis_client):
-    # given two accounts waiting since T0
+def test_a_wait_its_deployments_pulses_stop_renewing_is_dropped(turns, redis_client):
+    # given two accounts waiting since T0, one of them since removed from the file
     turns.waiting.join("a", T0)
     turns.waiting.join("removed", T0)
-    # when a's pulses renew its wait (DrainerDispatch.request), not the other's, and one
-    # that does not wait asks
-    pipe = redis_client.pipeline(transaction=False)
-    turns.waiting.queue_renewal(pipe, "a", T0 + 100)
-    turns.waiting.queue_renewal(pipe, "not-waiting", T0 + 100)
-    assert pipe.execute() == [1, T0 * 1000, 0, None]
+    # when this deployment's pulse renews the waits of the accounts it serves
+    turns.renew(T0 + 100)
     # expect the wait nobody renewed to count until it is stale, then to be dropped; a's
     # kept, in its place
     assert list(turns.waiting.in_order(T0 + 119)) == ["a", "removed"]
     assert list(turns.waiting.in_order(T0 + 121)) == ["a"]
-    assert redis_client.zrange(TURNS_RENEWED, 0, -1) == [b"a"]  # a renewal creates no wait
+    # and a renewal to make no account wait (b and c were not waiting)
+    assert redis_client.zrange(TURNS_RENEWED, 0, -1) == [b"a"]
+
+
+def test_a_drain_task_serves_the_account_waiting_longest(turns, dispatch_of):
+    # given b waiting, then a (whose drain task is the one that starts)
+    b, a = dispatch_of("b"), dispatch_of("a")
+    b.request(T0, force=True)
+    a.request(T0 + 1, force=True)
+    # expect the task to serve b first (the broker's order is not the turns'), a to keep
+    # its place, and a task of an account with nobody waiting before it to serve it
+    assert turns.next_waiting(T0 + 2) == "b"
+    assert list(turns.waiting.in_order(T0 + 2)) == ["a"]
+    assert turns.next_waiting(T0 + 2) == "a"
 
 
 def test_a_turn_lasts_until_another_account_waits_and_fair_turn_s_passed(turns, dispatch_of):
@@ -207,8 +216,9 @@ def test_a_turn_stops_when_its_worker_stops_or_its_settings_change(turns, dispat
     with turns.acquire(a, clock, "w1@host", still_current=lambda: current[0]) as turn:
         assert turn is not None and turn.keep_going()
         current[0] = False  # a rotated key: the next drain uses the new one
-        assert not turn.keep_going() and not turn.over
-    a.worker_stopping("w1@host")
+        assert not turn.keep_going() and not turn.over and not turn.lost
+        a.worker_stopping("w1@host")  # a warm shutdown: the task must end
+        assert not turn.keep_going() and turn.lost
     with turns.acquire(a, clock, "w1@host") as turn:
         assert turn is None  # a stopping worker takes no place
 
@@ -217,7 +227,7 @@ def test_a_turn_ended_by_an_error_gives_its_place_back_without_waiting_again(tur
     a = dispatch_of("a")
     clock = ManualClock(T0)
     turns.waiting.join("b", T0)
-    with pytest.raises(RuntimeError), turns.acquire(a, clock, "w1@host", "queued-1") as turn:
+    with pytest.raises(RuntimeError), turns.acquire(a, clock, "w1@host") as turn:
         assert turn is not None
         clock.advance(11.0)
         assert not turn.keep_going()
@@ -259,12 +269,17 @@ def test_an_entry_nobody_here_serves_takes_no_turn_from_the_account_left(
     with accounts(tmp_path, [busy, idle]) as (path, sims):
         sims[busy].set_fault_rate("slow", 1.0, delay_s=0.3)
         settings = make_settings(
-            accounts_file=str(path), rate_interval_s=RATE_INTERVAL_S, drainers=5
+            accounts_file=str(path),
+            rate_interval_s=RATE_INTERVAL_S,
+            drainers=5,
+            release_every_s=0.5,
         )
         # and another deployment's account waiting for a turn on the same Redis
         here = Runtimes(AccountBook(settings, "worker"), queue_drain=queue_drain)
         another_deployments_account(make_settings, here.get(busy).clock.now_s())
-        workers.append(start_worker("turns-rate", settings_env(settings), tmp_path, concurrency=6))
+        env = settings_env(settings)
+        workers.append(start_worker("turns-rate", env, tmp_path, concurrency=6))
+        workers.append(start_beat(env, tmp_path))  # its pulses ask for the drainers wanted
         # when the busy account gets 16 s of work
         runtime = here.get(busy)
         runtime.backlog.park(OA, [f"r-{n}" for n in range(16_000)], runtime.clock.now_s())

@@ -9,7 +9,7 @@ drainers' places are engine.semaphore's.
 
 Turns: the worker pool is shared by every account of a deployment. An account asked drains
 for, with none running, waits for a turn on the waiting list (engine.waiting, by its name)
-until a drain of it starts; its pulses renew its wait. The drain tasks queued and not yet
+until a drain of it starts. The drain tasks queued and not yet
 started are counted per account (`drains-queued`), so beat's pulses do not pile them up.
 Who yields a turn to whom is engine.turns'.
 """
@@ -79,38 +79,42 @@ class DrainerDispatch:
         """Queue drain tasks up to the number of drainers wanted, counting those queued and
         not yet started (until they expire unrun); return how many. Unless `force`d (a drain
         that used its budget asks for its successor), at most one asking per second goes
-        through. The account then waits for a turn until one starts; an asking while it
-        waits renews its wait."""
+        through. An account that shares the pool and has no drainer running waits for a turn
+        until one starts, with one task queued."""
         if not force and not self._redis.set(self._keys.spawn_lock, 1, nx=True, px=SPAWN_LOCK_MS):
             return 0
         now_ms = int(now_s * 1000)
         pipe = self._redis.pipeline(transaction=False)
         pipe.zremrangebyscore(self._keys.drains_queued, "-inf", now_ms)
         pipe.zcard(self._keys.drains_queued)
-        self._waiting.queue_renewal(pipe, self.name, now_s)
-        _, queued, _, waiting_since = pipe.execute()
+        self._waiting.queue_since(pipe, self.name)
+        _, queued, waiting_since = pipe.execute()
         holders = self.slots.holders(now_s)
         missing = self.wanted() - holders - int(queued)
-        if waiting_since is not None:
-            # Still waiting for a turn: the pool is busy. One task queued is enough to start
-            # it should the pool free up; the turns hand it a drain otherwise.
+        if holders == 0 and self.takes_turns():
+            if waiting_since is None:
+                self._waiting.join(self.name, now_s)
+            # One task queued is enough to start it should the pool free up (a drain task
+            # serves the account waiting longest: engine/turns.py); the turns hand it a drain
+            # otherwise. Its other drainers are asked for once it runs.
             missing = min(missing, 1 - int(queued))
         ids = [uuid.uuid4().hex for _ in range(max(0, missing))]
         if not ids:
             return 0
         expires_ms = now_ms + int(DRAIN_EXPIRES_S * 1000)
         self._redis.zadd(self._keys.drains_queued, dict.fromkeys(ids, expires_ms))
-        if holders == 0 and self.takes_turns():  # served by none: it waits for a turn
-            self._waiting.join(self.name, now_s)
         for queued_as in ids:
             self._queue_drain(queued_as)
         return len(ids)
 
-    def drain_started(self, queued_as: str) -> None:
-        """A drain of this account started (its own, or one handed over): it is served, no
-        longer waiting for a turn."""
+    def dequeue(self, queued_as: str) -> None:
+        """The drain task queued as `queued_as` started: it counts as queued no longer."""
         if queued_as:
             self._redis.zrem(self._keys.drains_queued, queued_as)
+
+    def drain_started(self) -> None:
+        """A drain of this account started (its own task, or a turn handed over): it is
+        served, no longer waiting for a turn."""
         self._waiting.leave(self.name)
 
     def wait_for_turn(self, now_s: float) -> None:
@@ -136,4 +140,3 @@ class DrainerDispatch:
     def worker_started(self, hostname: str) -> None:
         """`hostname` serves (again: a worker restarted under the same name drains again)."""
         self._redis.delete(self._keys.stopping(hostname))
-

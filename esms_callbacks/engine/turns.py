@@ -2,19 +2,21 @@
 
 A drain holds one of its account's drainer places (engine.semaphore) for its turn:
 
-    with turns.acquire(runtime.dispatch, runtime.clock, hostname, queued_as) as turn:
+    with turns.acquire(runtime.dispatch, runtime.clock, hostname) as turn:
         if turn is not None:
             drainer.drain(budget_s, keep_going=turn.keep_going)
 
 While another account waits (engine.waiting), a drainer beside others of its own account
 yields its place at its next step, and an account's last drainer after `fair_turn_s`
-(FAIR_TURN_S); its account then waits again, at the back, and the task goes on with the
-account that has waited longest (`next_waiting`): the order of turns lives in Redis, not in
-the broker's queue, where drain tasks expire (DRAIN_EXPIRES_S) while the pool is busy. Only
-the accounts this deployment serves count as waiting, and only while their own pulses renew
-their wait: an entry of an account removed from the file, renamed, or of another deployment
-on the same Redis neither takes a turn from a running account nor stops a hand-over. With
-one account, or pool slots for every drainer wanted, nobody waits and no drain stops early.
+(FAIR_TURN_S); its account then waits again, at the back. A drain task serves the account
+that has waited longest (`next_waiting`), its own if none waits, and goes on with the next
+one when a turn ends (over, or its account's work done) within its budget: the order of turns
+lives in Redis, not in the broker's queue, where drain tasks expire (DRAIN_EXPIRES_S) while
+the pool is busy. Only the accounts this deployment serves count as waiting, and only while
+its pulses renew their wait: an entry of an account removed from the file, renamed, or of
+another deployment on the same Redis neither takes a turn from a running account nor stops a
+hand-over. With one account, or pool slots for every drainer wanted, nobody waits and no
+drain stops early.
 """
 
 from __future__ import annotations
@@ -52,16 +54,14 @@ class Turns:
         dispatch: DrainerDispatch,
         clock: Clock,
         hostname: str,
-        queued_as: str = "",
         still_current: Callable[[], bool] = lambda: True,
     ) -> Iterator[Turn | None]:
-        """Take a drainer place for `dispatch`'s account, as the drain task queued as
-        `queued_as` (or handed the turn) on worker `hostname`. Yield its Turn, or None when
-        the account's places are all held or this worker is stopping; give the place back
-        on leaving. A turn that was over puts its account back on the waiting list, at the
-        back. `still_current()` says whether the account's settings are still those the
-        drain runs on."""
-        dispatch.drain_started(queued_as)  # served now, whether or not a place is free
+        """Take a drainer place for `dispatch`'s account on worker `hostname`. Yield its
+        Turn, or None when the account's places are all held or this worker is stopping;
+        give the place back on leaving. A turn that was over puts its account back on the
+        waiting list, at the back. `still_current()` says whether the account's settings
+        are still those the drain runs on."""
+        dispatch.drain_started()  # served now, whether or not a place is free
         stopping_key, wanted = dispatch.stopping_key(hostname), dispatch.wanted()
         token = dispatch.slots.acquire(clock.now_s(), wanted, stopping_key=stopping_key)
         if token is None:
@@ -76,6 +76,12 @@ class Turns:
         if turn.over:  # work is left (an error leaves it to the task's retry)
             dispatch.wait_for_turn(clock.now_s())
 
+    def renew(self, now_s: float) -> None:
+        """The deployment's pulse: the waits of the accounts it serves still count."""
+        served = self._served()
+        if len(served) > 1:
+            self.waiting.renew(list(served), now_s)
+
     def others_waiting(self, name: str, now_s: float) -> bool:
         """Whether an account this deployment serves, other than `name`, waits for a turn."""
         served = self._served()
@@ -88,6 +94,8 @@ class Turns:
         return its name; None when none waits. Others' entries keep their places (another
         deployment's) until they are stale."""
         served = self._served()
+        if len(served) < 2:
+            return None
         for name in self.waiting.in_order(now_s):
             if name in served and self.waiting.leave(name):
                 return name
@@ -116,6 +124,7 @@ class Turn:
         self._still_current = still_current
         self.started_s = clock.now_s()
         self.over = False  # given up for another account waiting
+        self.lost = False  # its place lost: this worker is stopping (or the lease ran out)
 
     def keep_going(self) -> bool:
         """Keep the place, unless this worker is stopping, the account's settings changed (a
@@ -123,6 +132,7 @@ class Turn:
         now_s = self._clock.now_s()
         slots = self._dispatch.slots
         if slots.acquire(now_s, self._wanted, self._token, self._stopping_key) is None:
+            self.lost = True
             return False
         if not self._still_current():
             return False

@@ -2,11 +2,12 @@
 in the order they began waiting, each named by the account's name.
 
 An account joins when it is asked drains for with none running (engine.dispatch), and leaves
-when a drain of it starts or a hand-over claims it (engine.turns). Its own pulses renew its
-wait (beat's, for as long as it has RefIds due, and any submission); a wait not renewed for
-WAITING_STALE_S is dropped, so that an entry nobody serves any more (an account removed from
-the file or renamed, a deployment stopped) does not stay for ever. Whether an entry counts is
-for the reader to say: only the accounts its deployment serves (engine.turns).
+when a drain of it starts or a hand-over claims it (engine.turns). Its deployment's pulses
+renew the waits of the accounts it serves (beat's esms.release, every ESMS_RELEASE_EVERY); a
+wait not renewed for WAITING_STALE_S is dropped, so that an entry nobody serves any more (an
+account removed from the file or renamed, a deployment stopped) does not stay for ever.
+Whether an entry counts is for the reader to say: only the accounts its deployment serves
+(engine.turns).
 
 Keys (engine.keys): TURNS_WAITING (name -> when it began waiting, ms) and TURNS_RENEWED
 (name -> when its wait was last renewed, ms), always holding the same names: the scripts that
@@ -15,13 +16,13 @@ add or remove a name change both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import redis
 
 from esms_callbacks.engine.keys import TURNS_RENEWED, TURNS_WAITING
 from esms_callbacks.engine.scripts import register_file
-from esms_callbacks.tuning import WAITING_PAGE, WAITING_STALE_S
+from esms_callbacks.tuning import WAITING_PAGE, WAITING_RENEW_CHUNK, WAITING_STALE_S
 
 KEYS = [TURNS_WAITING, TURNS_RENEWED]
 
@@ -39,12 +40,16 @@ class WaitingList:
         Return when it began waiting (ms)."""
         return float(self._join(keys=KEYS, args=[ms(now_s), name]))
 
-    def queue_renewal(self, pipe: redis.client.Pipeline, name: str, now_s: float) -> None:
-        """Queue on `pipe` the renewal of `name`'s wait, if it waits (the two sets hold the
-        same names: ZADD XX), then the read of when it began waiting. Their replies: how many
-        were renewed, and the start (ms) or None."""
-        pipe.zadd(TURNS_RENEWED, {name: ms(now_s)}, xx=True, ch=True)
+    def queue_since(self, pipe: redis.client.Pipeline, name: str) -> None:
+        """Queue on `pipe` the read of when `name` began waiting (ms; None if it does not)."""
         pipe.zscore(TURNS_WAITING, name)
+
+    def renew(self, names: Sequence[str], now_s: float) -> None:
+        """Renew the waits of those of `names` that wait (the two sets hold the same names:
+        ZADD XX adds none)."""
+        for first in range(0, len(names), WAITING_RENEW_CHUNK):
+            chunk = names[first : first + WAITING_RENEW_CHUNK]
+            self._redis.zadd(TURNS_RENEWED, dict.fromkeys(chunk, ms(now_s)), xx=True)
 
     def leave(self, name: str) -> bool:
         """Take `name` off the list; whether it was on it (of callers claiming it at once,

@@ -24,8 +24,8 @@ def _install_broker_fix(**_: Any) -> None:
 def _no_sent_events_from_beat(sender: Any = None, **_: Any) -> None:
     """Beat sends one task, the release pulse (esms.release), every ESMS_RELEASE_EVERY: its
     task-sent events would fill Flower's task list and push the drains out of its memory.
-    The pulse sends no worker events either (send_events=False, tasks/drain.py). Run beat
-    as a process of its own (the Procfile does), not inside a worker (`-B`)."""
+    The pulse sends no worker events either (send_events=False, tasks/drain.py). Beat runs
+    as a process of its own (the Procfile's `beat`), which sends nothing else."""
     beat_app = getattr(sender, "app", None) or app
     beat_app.conf.task_send_sent_event = False
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict
 
 from redis.exceptions import RedisError
@@ -28,37 +30,41 @@ from esms_callbacks.tuning import (
     DRAIN_BUDGET_S,
     HOUSEKEEPING_EVERY_PULSE_UP_TO,
     HOUSEKEEPING_EVERY_PULSES,
+    RELEASE_LOCK_RENEW_EVERY,
     RELEASE_LOCK_S,
 )
 
 log = logging.getLogger(__name__)
+BUDGET_USED = "budget used"  # the drainer's reason: the task ends (its successor is queued)
 
 
 @app.task(name="esms.drain", base=RuntimeTask, bind=True, acks_late=True, **DRAIN_TASK_RETRY)
 def drain(
     self: RuntimeTask, account: str = DEFAULT_ACCOUNT, queued_as: str = ""
 ) -> dict[str, object]:
-    """Send one account's full requests at its global rate while its window is open and
-    RefIds are due; when its turn is over (engine/turns.py), go on with the account that has
-    waited longest, within the task's budget."""
+    """Send full requests at an account's global rate while its window is open and RefIds
+    are due: first the account that has waited longest for a turn on the pool (the one the
+    task was queued for if none waits longer: engine/turns.py), then, each time a turn ends,
+    the next one waiting, within the task's budget."""
     try:
-        runtime: Runtime | None = self.runtimes.get(account)
+        queued = self.runtimes.get(account)
     except UnknownAccount as exc:  # removed from the accounts file since it was queued
         log.warning("drain not run: %s", exc)
         return {"stopped": "unknown account"}
+    queued.dispatch.dequeue(queued_as)
     deadline_s = time.monotonic() + DRAIN_BUDGET_S
+    runtime: Runtime | None = next_turn(self.runtimes, self.turns, queued.clock.now_s()) or queued
     done: list[dict[str, object]] = []
     while runtime is not None:
         with for_account(runtime.account):
-            result, over = drain_turn(self, runtime, queued_as, deadline_s)
+            result, goes_on = drain_turn(self, runtime, deadline_s)
         done.append({"account": runtime.account, **result})
-        queued_as = ""
-        runtime = next_turn(self.runtimes, self.turns, runtime.clock.now_s()) if over else None
+        runtime = next_turn(self.runtimes, self.turns, runtime.clock.now_s()) if goes_on else None
     return done[0] if len(done) == 1 else {"turns": done}
 
 
 def next_turn(runtimes: Runtimes, turns: Turns, now_s: float) -> Runtime | None:
-    """The account this deployment serves that has waited longest for a turn."""
+    """The account this deployment serves that has waited longest for a turn, if any."""
     while (name := turns.next_waiting(now_s)) is not None:
         try:
             return runtimes.get(name)
@@ -68,15 +74,15 @@ def next_turn(runtimes: Runtimes, turns: Turns, now_s: float) -> Runtime | None:
 
 
 def drain_turn(
-    self: RuntimeTask, runtime: Runtime, queued_as: str, deadline_s: float
+    self: RuntimeTask, runtime: Runtime, deadline_s: float
 ) -> tuple[dict[str, object], bool]:
-    """One account's turn: its result, and whether it was over for another account."""
+    """One account's turn: its result, and whether the task may go on with another account
+    (not once its budget is used or its worker is stopping)."""
     hostname = self.request.hostname or ""
     with self.turns.acquire(
         runtime.dispatch,
         runtime.clock,
         hostname,
-        queued_as,
         still_current=lambda: is_current(self.runtimes, runtime),
     ) as turn:
         if turn is None:
@@ -86,11 +92,11 @@ def drain_turn(
             return {"stopped": stopped}, False
         if not runtime.settings.has_credentials:
             log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
-            return {"stopped": "no credentials"}, False
+            return {"stopped": "no credentials"}, True
         report = run_drainer(self, runtime, turn, deadline_s)
     if turn.over:
         report.stopped = "its turn was over: other accounts wait"
-    elif report.stopped == "budget used":  # its successor
+    elif report.stopped == BUDGET_USED:  # its successor
         runtime.dispatch.request(runtime.clock.now_s(), force=True)
     if report.requests:
         log.info(
@@ -101,7 +107,7 @@ def drain_turn(
             report.by_status,
             report.stopped,
         )
-    return asdict(report), turn.over
+    return asdict(report), not turn.lost and report.stopped != BUDGET_USED
 
 
 def is_current(runtimes: Runtimes, runtime: Runtime) -> bool:
@@ -155,22 +161,40 @@ def release(self: RuntimeTask) -> None:
     does beat send its task-sent, tasks/app.py), which would crowd the drains out of its list."""
     runtimes = self.runtimes
     # One pulse at a time: with many accounts a pulse may outlast the next one's arrival.
-    with Lock(runtimes.shared.redis, RELEASE_LOCK, RELEASE_LOCK_S).acquire() as held:
+    lock = Lock(runtimes.shared.redis, RELEASE_LOCK, RELEASE_LOCK_S)
+    with lock.acquire() as held:
         if not held:
             log.info("a release is still running: this pulse is skipped")
             return
-        release_every(runtimes, int(time.time() / runtimes.book.base.release_every_s))
+        pulse = int(time.time() / runtimes.book.base.release_every_s)
+        release_every(runtimes, self.turns, pulse, still_held=lock.extend)
 
 
-def release_every(runtimes_: Runtimes, pulse: int) -> None:
+def release_every(
+    runtimes_: Runtimes, turns: Turns, pulse: int, still_held: Callable[[], bool] = lambda: True
+) -> None:
     runtimes = serving(runtimes_)
-    for runtime in runtimes:
+    if runtimes:
+        with suppress(RedisError):  # the accounts waiting for a turn still wait
+            turns.renew(runtimes[0].clock.now_s())
+    for n, runtime in enumerate(runtimes):
+        if n and n % RELEASE_LOCK_RENEW_EVERY == 0 and not keeps_lock(still_held):
+            log.warning("this release lost its lock after %d accounts: it stops", n)
+            return
         turn = housekeeping_turn(runtime.account, len(runtimes), pulse)
         with for_account(runtime.account):
             try:
                 release_account(runtime, housekeeping=turn)
             except RedisError as exc:
                 log.warning("release failed (%s); the next pulse tries again", exc)
+
+
+def keeps_lock(still_held: Callable[[], bool]) -> bool:
+    """Whether the pulse still holds its lock (its TTL renewed): else another pulse runs."""
+    try:
+        return still_held()
+    except RedisError:  # the accounts' own calls fail and are logged just after
+        return True
 
 
 def housekeeping_turn(account: str, accounts: int, pulse: int) -> bool:
