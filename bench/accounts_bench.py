@@ -78,9 +78,10 @@ SHARE_TARGET = 0.8  # slowest share within its terms, where they do not ("close 
 WORKER_APP = "bench.accounts_app"  # the production app with the bench's turns
 DEFAULT_TURN_S = 0.5
 DEFAULT_ROUNDS = 2
-# A turn changing hands costs about this much besides the turn (measured: see the notes of a
-# row); with ROUND_MARGIN, a row's period is long enough for its rounds.
-SWITCH_S = 0.15
+# A turn changing hands costs about this much besides the turn (0.3 s measured at 1,000
+# accounts on the loaded 2-core machine); with ROUND_MARGIN, a row's period is long enough
+# for its rounds.
+SWITCH_S = 0.3
 ROUND_MARGIN = 1.3
 # Requests a pool slot sends a second at most, on the 2-core machine (30-45 a second on 8
 # slots are measured): an account's backlog is sized for the lower of its rate and its share

@@ -59,6 +59,9 @@ def drain(
         with for_account(runtime.account):
             result, goes_on = drain_turn(self, runtime, deadline_s)
         done.append({"account": runtime.account, **result})
+        # A turn handed over is a whole one: one cut short by this task's budget would send
+        # its account to the back (its successor queued) having had next to nothing.
+        goes_on = goes_on and time.monotonic() + self.turns.fair_turn_s <= deadline_s
         runtime = next_turn(self.runtimes, self.turns, runtime.clock.now_s()) if goes_on else None
     return done[0] if len(done) == 1 else {"turns": done}
 
