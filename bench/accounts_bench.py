@@ -44,7 +44,13 @@ from typing import Any
 
 import redis
 
-from bench.accounts_figures import PeriodFigures, first_requests_s, period_figures, ran_dry
+from bench.accounts_figures import (
+    PeriodFigures,
+    TurnWatch,
+    first_requests_s,
+    period_figures,
+    ran_dry,
+)
 from bench.env import STOP_GRACE_S, ZONE, clean_environ, window_opening_at
 from bench.harness import (
     beat_command,
@@ -92,6 +98,8 @@ BACKLOG_MARGIN = 1.2
 STATUS_QUEUE = "bench.status.accounts"
 DRAIN_QUEUE = "esms.drain"
 POLL_S = 0.25
+WATCH_EVERY_S = 5.0  # the request log read for turns this often
+MAX_PERIOD_S = 600.0  # a row measured longer than this for its rounds misses its target
 PROGRESS_EVERY_S = 10.0
 PARK_TIMEOUT_S = 900.0
 DEFAULT_ACCOUNTS = "1,10,100,1000"
@@ -134,6 +142,12 @@ class Plan:
     def takes_turns(self) -> bool:
         return self.count > SLOTS
 
+    @property
+    def turns_counted(self) -> bool:
+        """Whether an account's turns show as runs of requests: a round of others' turns is
+        a pause longer than two gaps (not with 10 accounts on 8 slots, where it is not)."""
+        return round_s(self.count, self.turn_s) > 2 * turn_gap_s(self)
+
     def sim_accounts(self) -> list[SimAccount]:
         return [
             SimAccount(name, f"ak-{name}-Q7v", f"sk-{name}-h3N", terms.interval_s, terms.max_refs)
@@ -153,7 +167,8 @@ def round_s(count: int, turn_s: float) -> float:
 
 
 def measured_s(count: int, seconds: float, turn_s: float, rounds: int) -> float:
-    """The row's period: `seconds`, or longer for `rounds` rounds of turns."""
+    """The row's shortest period: `seconds`, or about `rounds` rounds of turns (its
+    backlogs are sized for it; where turns show, it is measured until they went round)."""
     return max(seconds, math.ceil(rounds * round_s(count, turn_s) * ROUND_MARGIN))
 
 
@@ -168,6 +183,7 @@ def backlog_refs(count: int, period_s: float, terms: Terms) -> int:
 class Row:
     plan: Plan
     rounds: int = DEFAULT_ROUNDS
+    period_s: float = 0.0  # measured
     figures: PeriodFigures | None = None
     cpu_s: float | None = None
     memory_empty: int = 0
@@ -200,7 +216,7 @@ class Row:
                 missed.append(f"{f.idle_accounts:,} accounts without a request")
             if f.slowest_share_within_terms < SHARE_TARGET:
                 missed.append(f"slowest share within terms < {SHARE_TARGET:g}")
-        if self.plan.takes_turns and f.turns_min < self.rounds:
+        if self.plan.turns_counted and f.turns_min < self.rounds:
             missed.append(f"an account with fewer than {self.rounds} turns")
         if f.refused:
             missed.append("Code 160")
@@ -215,7 +231,7 @@ def run_row(plan: Plan, log_dir: Path, rounds: int, overrides: Mapping[str, str]
     row_dir.mkdir(parents=True, exist_ok=True)
     say(
         f"[{plan.count}] {plan.describe_terms()}; {plan.total_refs:,} RefIds; "
-        f"{plan.period_s:.0f} s measured; logs {row_dir}"
+        f"at least {plan.period_s:.0f} s measured; logs {row_dir}"
     )
     accounts_file = row_dir / "accounts.toml"
     accounts_file.write_text(accounts_toml(plan.sim_accounts()))
@@ -331,9 +347,11 @@ def drain(
     sim: RemoteSimulator,
     env: dict[str, str],
 ) -> None:
-    """Run the drain fleet and beat; measure the plan's period from the first request."""
-    seconds = plan.period_s
+    """Run the drain fleet and beat; measure from the first request for the plan's period
+    and, where turns show, until every account has had its rounds of turns (the last one
+    ended), at most MAX_PERIOD_S."""
     row.wanted_at_start = drainers_wanted(env, client, measured=False)
+    watch = TurnWatch(list(plan.terms_of), turn_gap_s(plan)) if plan.turns_counted else None
     with Children(row_dir, stop_grace_s=STOP_GRACE_S) as fleet:
         for name in (f"worker{i + 1}" for i in range(WORKERS)):
             fleet.start(name, worker_command(name, CONCURRENCY, app=WORKER_APP), env)
@@ -342,9 +360,10 @@ def drain(
         ready_at = time.monotonic()
         say(f"[{plan.count}] {WORKERS} workers x {CONCURRENCY} and beat ready")
         first_at: float | None = None
+        rounds_at: float | None = None  # when every account had begun its last round's turn
         cpu_start = 0.0
         events = drain_queue_max = 0
-        next_say = time.monotonic() + PROGRESS_EVERY_S
+        next_say = next_watch = time.monotonic() + PROGRESS_EVERY_S
         while True:
             events += take_status_events(client)
             drain_queue_max = max(drain_queue_max, int(client.llen(DRAIN_QUEUE)))
@@ -352,8 +371,16 @@ def drain(
             if first_at is None and sim.stats()["requests"] > 0:
                 first_at, cpu_start = now, fleet_cpu_s(fleet, "worker")
                 row.notes.append(f"first request {now - ready_at:.1f} s after the fleet was ready")
-            if first_at is not None and now >= first_at + seconds:
+            if watch is not None and first_at is not None and now >= next_watch:
+                next_watch = now + WATCH_EVERY_S
+                watch.add(sim.requests(since=watch.seen))
+                if rounds_at is None and watch.fewest() >= row.rounds:
+                    rounds_at = now
+                    took_s = now - first_at
+                    say(f"[{plan.count}] every account began turn {row.rounds} by {took_s:.0f}s")
+            if first_at is not None and measured_enough(plan, first_at, rounds_at, now):
                 row.cpu_s = fleet_cpu_s(fleet, "worker") - cpu_start
+                row.period_s = now - first_at
                 break
             if first_at is None and now > ready_at + 120:
                 raise RuntimeError("no request within 120 s of the fleet being ready")
@@ -368,6 +395,7 @@ def drain(
             f"drain queue up to {drain_queue_max:,} tasks; {events:,} status events taken off "
             f"the queue; Redis at the end {used_memory(client) / 2**20:.0f} MB"
         )
+    seconds = row.period_s
     row.figures = period_figures(log, plan.terms_of, plan.label_of, seconds, turn_gap_s(plan))
     row.dry = ran_dry(log, plan.backlogs)
     firsts = first_requests_s(log, list(plan.terms_of))
@@ -385,7 +413,7 @@ def drain(
         f"{label} {rate:.3f}" for label, rate in sorted(row.figures.rate_used_min_by_terms.items())
     )
     row.notes.append(f"lowest rate used by terms: {minima}")
-    if plan.takes_turns:
+    if plan.turns_counted:
         f = row.figures
         row.notes.append(
             f"turns per account (runs of requests more than {turn_gap_s(plan):g} s apart): "
@@ -393,6 +421,16 @@ def drain(
             f"{round_s(plan.count, plan.turn_s):.0f} s ({plan.count:,} accounts / {SLOTS} slots "
             f"x ({plan.turn_s:g} s turn + {SWITCH_S:g} s to hand it over))"
         )
+
+
+def measured_enough(plan: Plan, first_at: float, rounds_at: float | None, now: float) -> bool:
+    """The plan's period is over and, where turns show, the last account's turn of the last
+    round has ended (a turn's gap after it began); or MAX_PERIOD_S is up."""
+    if now - first_at >= MAX_PERIOD_S:
+        return True
+    if now - first_at < plan.period_s:
+        return False
+    return not plan.turns_counted or (rounds_at is not None and now >= rounds_at + turn_gap_s(plan))
 
 
 def turn_gap_s(plan: Plan) -> float:
@@ -469,8 +507,8 @@ def cells(row: Row) -> list[str]:
         target = f"each >= {RATE_TARGET:g} of its rate"
     else:
         target = f"slowest share >= {SHARE_TARGET:g}"
-        target += f", each >= {row.rounds} turns" if plan.takes_turns else ""
-    measured = f"{plan.period_s:.0f} s" + (f" ({plan.turn_s:g} s)" if plan.takes_turns else "")
+        target += f", each >= {row.rounds} turns" if plan.turns_counted else ""
+    measured = f"{row.period_s:.0f} s" + (f" ({plan.turn_s:g} s)" if plan.takes_turns else "")
     delta = row.memory_parked - row.memory_empty
     memory = (
         f"{row.memory_parked / 2**20:.0f} MB ({delta / plan.count / 1024:,.0f} kB, "
@@ -490,7 +528,7 @@ def cells(row: Row) -> list[str]:
         f"{f.rate_used_min:.3f} / {f.rate_used_median:.3f}",
         f"{f.slowest_share:.2f} ({f.slowest_share_within_terms:.2f})",
         f"{f.slowest_vs_median_within_terms:.2f}",
-        f"{f.turns_min} / {f.turns_median:g}" if plan.takes_turns else "-",
+        f"{f.turns_min} / {f.turns_median:g}" if plan.turns_counted else "-",
         f"{f.idle_accounts:,}",
         f"{f.requests_per_s:.1f} ({f.refs_per_s:,.0f})",
         "" if cpu is None else f"{cpu:.1f}",
@@ -504,22 +542,23 @@ def cells(row: Row) -> list[str]:
 
 LEGEND = """\
 How to read it (bench/accounts_figures.py has the exact definitions):
-- The period: from the first request of any account, --seconds long, or long enough for
-  --rounds rounds of turns where there are more accounts than slots (turns of
-  --turn-seconds: the workers run bench/accounts_app.py; FAIR_TURN_S is 10 s in
-  production). rate used: an account's requests in it x its interval / the period; min and
-  median over the accounts.
+- The period: from the first request of any account, --seconds long, and where turns show
+  (below) until every account has had --rounds turns (the last one ended), at most 600 s.
+  Turns last --turn-seconds where there are more accounts than slots (the workers run
+  bench/accounts_app.py; FAIR_TURN_S is 10 s in production). rate used: an account's
+  requests in it x its interval / the period; min and median over the accounts.
 - slowest share: the fewest requests of an account over the mean per account; in
   parentheses against the mean of the accounts on its own terms (a 0.2 s account sends at
   most a quarter of a 0.05 s one's requests in the same time on a slot). slowest / median:
   the fewest over the median of the accounts on its terms.
 - turns per account: its requests in the period split where two are over 3 turns (at
-  least 1 s) apart; a turn cut by the period's ends counts.
+  least 1 s) apart; a turn cut by the period's ends counts. Shown where a round of the
+  others' turns is a longer pause than that (not at 10 accounts on 8 slots).
 - pool slots / drainers wanted: 2 workers x 4 processes; ESMS_DRAINERS=auto per account,
   with the assumed request time (start) and the measured one (end). Where the slots suffice,
   each account must keep 0.9 of its rate; where they do not, the slowest share within its
-  terms must be at least 0.8 and, with more accounts than slots, every account must have
-  had --rounds turns.
+  terms must be at least 0.8 and, where a round of turns is long enough for turns to show
+  (100 accounts and more), every account must have had --rounds turns.
 - worker CPU: user + system seconds of both workers' process groups over the period, per
   1,000 requests sent in it. Redis: used_memory once every backlog is parked, and its growth
   since the empty server per account and per RefId.

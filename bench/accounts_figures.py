@@ -162,3 +162,28 @@ def ran_dry(log: Sequence[Request], backlogs: Mapping[str, int]) -> int:
         if request["api_key_ok"] and request["code"] == 100:
             answered[request["account"]] += request["ref_count_answered"]
     return sum(1 for name, refs in backlogs.items() if answered[name] >= refs)
+
+
+class TurnWatch:
+    """Each account's turns so far, from the request log read as it grows (`add` the entries
+    past `seen`): a request more than `gap_s` after the account's previous one begins a turn."""
+
+    def __init__(self, names: Sequence[str], gap_s: float) -> None:
+        self.gap_s = gap_s
+        self.seen = 0
+        self.turns = dict.fromkeys(names, 0)
+        self._last_s: dict[str, float] = {}
+
+    def add(self, requests: Sequence[Request]) -> None:
+        self.seen += len(requests)
+        for request in requests:
+            name, at_s = request["account"], request["received_monotonic_s"]
+            if not request["api_key_ok"] or name not in self.turns:
+                continue
+            last_s = self._last_s.get(name)
+            if last_s is None or at_s - last_s > self.gap_s:
+                self.turns[name] += 1
+            self._last_s[name] = max(at_s, last_s or at_s)
+
+    def fewest(self) -> int:
+        return min(self.turns.values(), default=0)
