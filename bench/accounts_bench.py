@@ -1,7 +1,7 @@
 """Many eSMS accounts in one deployment (issue 23): `make bench-accounts`.
 
     python -m bench.accounts_bench [--accounts 1,10,100,1000] [--seconds 60] [--quick]
-                                   [--log-dir DIR]
+                                   [--turn-seconds 0.5] [--rounds 2] [--log-dir DIR]
 
 For each number of accounts, on a redis-server of its own (a free port, no persistence; never
 the Redis on 6379), one multi-account simulator process (policy "sent") and this project's
@@ -14,7 +14,10 @@ processes configured through the environment and ESMS_ACCOUNTS_FILE only:
              (`fetch_callbacks.delay(..., account=name)`, bench/accounts_submit.py); once it
              is all parked they stop
     drain    two `celery worker` instances of 4 (8 pool slots, shared by every account) and
-             `celery beat`, window "always"; measured over `--seconds` from the first request
+             `celery beat`, window "always"; measured from the first request over `--seconds`,
+             or longer where accounts take turns: long enough for `--rounds` rounds of turns.
+             The workers' turns last `--turn-seconds` (bench/accounts_app.py; FAIR_TURN_S, 10 s,
+             in production), so that rounds over 1,000 accounts take minutes, not an hour
 
 Progress goes to stderr; the markdown table to stdout and .run/bench-accounts.md. Every
 process is stopped by its pid on exit, Ctrl-C included. bench/accounts_figures.py has the
@@ -41,7 +44,13 @@ from typing import Any
 
 import redis
 
-from bench.accounts_figures import PeriodFigures, first_requests_s, period_figures, ran_dry
+from bench.accounts_figures import (
+    PeriodFigures,
+    TurnWatch,
+    first_requests_s,
+    period_figures,
+    ran_dry,
+)
 from bench.env import STOP_GRACE_S, ZONE, clean_environ, window_opening_at
 from bench.harness import (
     beat_command,
@@ -63,7 +72,6 @@ from esms_callbacks.settings import Settings
 from esms_callbacks.simulator import SimAccount
 from esms_callbacks.simulator.accounts_file import accounts_toml
 from esms_callbacks.simulator.remote import RemoteSimulator
-from esms_callbacks.tuning import FAIR_TURN_S
 
 TODAY = Terms(0.05, 200)  # eSMS's current terms
 SEED = Terms(0.2, 100)  # the 2023 terms (1 s x 100), scaled as the other benchmarks scale them
@@ -71,12 +79,27 @@ LABELS = {TODAY: "0.05 s x 200", SEED: "0.2 s x 100"}
 WORKERS, CONCURRENCY = 2, 4
 SLOTS = WORKERS * CONCURRENCY  # the pool every account's drains share
 GROUP = 1000  # RefIds a .delay() carries
-FEW_REQUESTS = 10  # the backlog, in requests, of each account where there are over 100
 RATE_TARGET = 0.9  # of its rate, for every account, where the slots suffice
 SHARE_TARGET = 0.8  # slowest share within its terms, where they do not ("close to 1")
+WORKER_APP = "bench.accounts_app"  # the production app with the bench's turns
+DEFAULT_TURN_S = 0.5
+DEFAULT_ROUNDS = 2
+# A turn changing hands costs about this much besides the turn (0.3 s measured at 1,000
+# accounts on the loaded 2-core machine); with ROUND_MARGIN, a row's period is long enough
+# for its rounds.
+SWITCH_S = 0.3
+ROUND_MARGIN = 1.3
+# Requests a pool slot sends a second at most, on the 2-core machine (30-45 a second on 8
+# slots are measured): an account's backlog is sized for the lower of its rate and its share
+# of the slots at this, plus BACKLOG_MARGIN, so that it lasts the period without parking
+# millions of RefIds that can never be asked ("ran dry" says if it did not last).
+SLOT_REQUESTS_PER_S = 8.0
+BACKLOG_MARGIN = 1.2
 STATUS_QUEUE = "bench.status.accounts"
 DRAIN_QUEUE = "esms.drain"
 POLL_S = 0.25
+WATCH_EVERY_S = 5.0  # the request log read for turns this often
+MAX_PERIOD_S = 600.0  # a row measured longer than this for its rounds misses its target
 PROGRESS_EVERY_S = 10.0
 PARK_TIMEOUT_S = 900.0
 DEFAULT_ACCOUNTS = "1,10,100,1000"
@@ -89,20 +112,23 @@ def say(text: str) -> None:
 
 @dataclass(frozen=True)
 class Plan:
-    """One row: the accounts, their terms and backlogs."""
+    """One row: the accounts, their terms and backlogs, how long it is measured."""
 
     count: int
-    seconds: float
+    period_s: float
+    turn_s: float
     terms_of: dict[str, Terms]
     backlogs: dict[str, int]
     backlog_note: str
 
     @classmethod
-    def make(cls, count: int, seconds: float) -> Plan:
+    def make(cls, count: int, seconds: float, turn_s: float, rounds: int) -> Plan:
         names = [f"acct-{i:04d}" for i in range(count)]
         terms_of = {name: TODAY if i % 2 == 0 else SEED for i, name in enumerate(names)}
-        backlogs = {name: backlog_refs(count, seconds, terms) for name, terms in terms_of.items()}
-        return cls(count, seconds, terms_of, backlogs, backlog_rule(count, seconds))
+        period_s = measured_s(count, seconds, turn_s, rounds)
+        backlogs = {name: backlog_refs(count, period_s, terms) for name, terms in terms_of.items()}
+        note = f"{period_s * BACKLOG_MARGIN:.0f} s of its share"
+        return cls(count, period_s, turn_s, terms_of, backlogs, note)
 
     @property
     def label_of(self) -> dict[str, str]:
@@ -111,6 +137,16 @@ class Plan:
     @property
     def total_refs(self) -> int:
         return sum(self.backlogs.values())
+
+    @property
+    def takes_turns(self) -> bool:
+        return self.count > SLOTS
+
+    @property
+    def turns_counted(self) -> bool:
+        """Whether an account's turns show as runs of requests: a round of others' turns is
+        a pause longer than two gaps (not with 10 accounts on 8 slots, where it is not)."""
+        return round_s(self.count, self.turn_s) > 2 * turn_gap_s(self)
 
     def sim_accounts(self) -> list[SimAccount]:
         return [
@@ -124,35 +160,30 @@ class Plan:
         return f"{self.count:,} ({', '.join(p for p in parts if not p.startswith('0 '))})"
 
 
-def horizon_s(count: int, seconds: float) -> float | None:
-    """How many seconds of its own rate each account's backlog holds (None: FEW_REQUESTS).
-    Up to 10 accounts, the whole period and more: none can finish. Up to 100, one turn
-    (FAIR_TURN_S) and more: a round of turns takes longer than the period (see the notes),
-    and a full period's would be millions of RefIds. Beyond, a few requests each, to keep
-    parking and memory within reach: an account that gets its turn runs dry in it."""
-    if count <= 10:
-        return seconds + 10.0
-    if count <= 100:
-        return FAIR_TURN_S + 2.0
-    return None
+def round_s(count: int, turn_s: float) -> float:
+    """About how long a round of turns takes: every account one turn on one slot, as many at
+    once as there are slots (0 where the slots are enough for one account each)."""
+    return math.ceil(count / SLOTS) * (turn_s + SWITCH_S) if count > SLOTS else 0.0
 
 
-def backlog_refs(count: int, seconds: float, terms: Terms) -> int:
-    horizon = horizon_s(count, seconds)
-    requests = FEW_REQUESTS if horizon is None else math.ceil(horizon / terms.interval_s)
-    return requests * terms.max_refs
+def measured_s(count: int, seconds: float, turn_s: float, rounds: int) -> float:
+    """The row's shortest period: `seconds`, or about `rounds` rounds of turns (its
+    backlogs are sized for it; where turns show, it is measured until they went round)."""
+    return max(seconds, math.ceil(rounds * round_s(count, turn_s) * ROUND_MARGIN))
 
 
-def backlog_rule(count: int, seconds: float) -> str:
-    horizon = horizon_s(count, seconds)
-    if horizon is None:
-        return f"{FEW_REQUESTS} requests"
-    return f"{horizon:.0f} s of its rate"
+def backlog_refs(count: int, period_s: float, terms: Terms) -> int:
+    """Enough for the period at the lower of the account's rate and its share of what the
+    slots send here (SLOT_REQUESTS_PER_S each), with BACKLOG_MARGIN."""
+    per_s = min(1 / terms.interval_s, SLOT_REQUESTS_PER_S * SLOTS / count)
+    return math.ceil(period_s * per_s * BACKLOG_MARGIN) * terms.max_refs
 
 
 @dataclass
 class Row:
     plan: Plan
+    rounds: int = DEFAULT_ROUNDS
+    period_s: float = 0.0  # measured
     figures: PeriodFigures | None = None
     cpu_s: float | None = None
     memory_empty: int = 0
@@ -166,12 +197,6 @@ class Row:
     @property
     def enough_slots(self) -> bool:
         return self.wanted_measured <= SLOTS
-
-    @property
-    def round_s(self) -> float:
-        """About how long every account takes to get one turn: drains of FAIR_TURN_S, as
-        many at once as there are slots."""
-        return math.ceil(self.wanted_measured / SLOTS) * FAIR_TURN_S
 
     @property
     def cpu_per_1000_requests(self) -> float | None:
@@ -191,6 +216,8 @@ class Row:
                 missed.append(f"{f.idle_accounts:,} accounts without a request")
             if f.slowest_share_within_terms < SHARE_TARGET:
                 missed.append(f"slowest share within terms < {SHARE_TARGET:g}")
+        if self.plan.turns_counted and f.turns_min < self.rounds:
+            missed.append(f"an account with fewer than {self.rounds} turns")
         if f.refused:
             missed.append("Code 160")
         if self.dry:
@@ -198,11 +225,14 @@ class Row:
         return missed
 
 
-def run_row(plan: Plan, log_dir: Path, seconds: float, overrides: Mapping[str, str]) -> Row:
-    row = Row(plan)
+def run_row(plan: Plan, log_dir: Path, rounds: int, overrides: Mapping[str, str]) -> Row:
+    row = Row(plan, rounds)
     row_dir = log_dir / f"accounts-{plan.count}"
     row_dir.mkdir(parents=True, exist_ok=True)
-    say(f"[{plan.count}] {plan.describe_terms()}; {plan.total_refs:,} RefIds; logs {row_dir}")
+    say(
+        f"[{plan.count}] {plan.describe_terms()}; {plan.total_refs:,} RefIds; "
+        f"at least {plan.period_s:.0f} s measured; logs {row_dir}"
+    )
     accounts_file = row_dir / "accounts.toml"
     accounts_file.write_text(accounts_toml(plan.sim_accounts()))
     server, url = start_redis(row_dir)
@@ -215,7 +245,12 @@ def run_row(plan: Plan, log_dir: Path, seconds: float, overrides: Mapping[str, s
             row.memory_empty = used_memory(client)
             base_env = {**process_env(url, sim.base_url, accounts_file), **overrides}
             park(plan, row, row_dir, client, base_env)
-            drain(plan, row, row_dir, client, sim, {**base_env, "ESMS_WINDOW": "always"}, seconds)
+            drain_env = {
+                **base_env,
+                "ESMS_WINDOW": "always",
+                "BENCH_FAIR_TURN_S": f"{plan.turn_s:g}",
+            }
+            drain(plan, row, row_dir, client, sim, drain_env)
     except Exception as exc:
         row.error = f"{type(exc).__name__}: {exc}"
         say(f"[{plan.count}] failed:\n{traceback.format_exc()}")
@@ -311,21 +346,24 @@ def drain(
     client: redis.Redis,
     sim: RemoteSimulator,
     env: dict[str, str],
-    seconds: float,
 ) -> None:
-    """Run the drain fleet and beat; measure `seconds` from the first request."""
+    """Run the drain fleet and beat; measure from the first request for the plan's period
+    and, where turns show, until every account has had its rounds of turns (the last one
+    ended), at most MAX_PERIOD_S."""
     row.wanted_at_start = drainers_wanted(env, client, measured=False)
+    watch = TurnWatch(list(plan.terms_of), turn_gap_s(plan)) if plan.turns_counted else None
     with Children(row_dir, stop_grace_s=STOP_GRACE_S) as fleet:
         for name in (f"worker{i + 1}" for i in range(WORKERS)):
-            fleet.start(name, worker_command(name, CONCURRENCY), env)
+            fleet.start(name, worker_command(name, CONCURRENCY, app=WORKER_APP), env)
         fleet.start("beat", beat_command(row_dir / "beat-schedule"), env)
         fleet.wait_ready(timeout_s=180)
         ready_at = time.monotonic()
         say(f"[{plan.count}] {WORKERS} workers x {CONCURRENCY} and beat ready")
         first_at: float | None = None
+        rounds_at: float | None = None  # when every account had begun its last round's turn
         cpu_start = 0.0
         events = drain_queue_max = 0
-        next_say = time.monotonic() + PROGRESS_EVERY_S
+        next_say = next_watch = time.monotonic() + PROGRESS_EVERY_S
         while True:
             events += take_status_events(client)
             drain_queue_max = max(drain_queue_max, int(client.llen(DRAIN_QUEUE)))
@@ -333,8 +371,16 @@ def drain(
             if first_at is None and sim.stats()["requests"] > 0:
                 first_at, cpu_start = now, fleet_cpu_s(fleet, "worker")
                 row.notes.append(f"first request {now - ready_at:.1f} s after the fleet was ready")
-            if first_at is not None and now >= first_at + seconds:
+            if watch is not None and first_at is not None and now >= next_watch:
+                next_watch = now + WATCH_EVERY_S
+                watch.add(sim.requests(since=watch.seen))
+                if rounds_at is None and watch.fewest() >= row.rounds:
+                    rounds_at = now
+                    took_s = now - first_at
+                    say(f"[{plan.count}] every account began turn {row.rounds} by {took_s:.0f}s")
+            if first_at is not None and measured_enough(plan, first_at, rounds_at, now):
                 row.cpu_s = fleet_cpu_s(fleet, "worker") - cpu_start
+                row.period_s = now - first_at
                 break
             if first_at is None and now > ready_at + 120:
                 raise RuntimeError("no request within 120 s of the fleet being ready")
@@ -349,7 +395,8 @@ def drain(
             f"drain queue up to {drain_queue_max:,} tasks; {events:,} status events taken off "
             f"the queue; Redis at the end {used_memory(client) / 2**20:.0f} MB"
         )
-    row.figures = period_figures(log, plan.terms_of, plan.label_of, seconds)
+    seconds = row.period_s
+    row.figures = period_figures(log, plan.terms_of, plan.label_of, seconds, turn_gap_s(plan))
     row.dry = ran_dry(log, plan.backlogs)
     firsts = first_requests_s(log, list(plan.terms_of))
     served = sorted(s for s in firsts.values() if s is not None)
@@ -366,13 +413,30 @@ def drain(
         f"{label} {rate:.3f}" for label, rate in sorted(row.figures.rate_used_min_by_terms.items())
     )
     row.notes.append(f"lowest rate used by terms: {minima}")
-    if not row.enough_slots and row.round_s > seconds:
+    if plan.turns_counted:
+        f = row.figures
         row.notes.append(
-            f"a round of turns takes about {row.round_s:.0f} s ({row.wanted_measured:,} drainers "
-            f"wanted / {SLOTS} slots x {FAIR_TURN_S:g} s), longer than the {seconds:g} s "
-            "measured, even if every turn came in order (the drain queue above says whether queued "
-            "drains expired unrun instead)"
+            f"turns per account (runs of requests more than {turn_gap_s(plan):g} s apart): "
+            f"min {f.turns_min}, median {f.turns_median:g}; a round estimated at "
+            f"{round_s(plan.count, plan.turn_s):.0f} s ({plan.count:,} accounts / {SLOTS} slots "
+            f"x ({plan.turn_s:g} s turn + {SWITCH_S:g} s to hand it over))"
         )
+
+
+def measured_enough(plan: Plan, first_at: float, rounds_at: float | None, now: float) -> bool:
+    """The plan's period is over and, where turns show, the last account's turn of the last
+    round has ended (a turn's gap after it began); or MAX_PERIOD_S is up."""
+    if now - first_at >= MAX_PERIOD_S:
+        return True
+    if now - first_at < plan.period_s:
+        return False
+    return not plan.turns_counted or (rounds_at is not None and now >= rounds_at + turn_gap_s(plan))
+
+
+def turn_gap_s(plan: Plan) -> float:
+    """A pause in an account's requests longer than this ends a turn: past a few turns of
+    others' (a slot's requests come a fraction of a second apart)."""
+    return max(1.0, 3 * plan.turn_s)
 
 
 def log_end_s(log: list[dict[str, Any]]) -> float:
@@ -406,10 +470,12 @@ def render(rows: list[Row]) -> str:
         "accounts (terms)",
         "backlog per account",
         "pool slots / drainers wanted",
+        "measured (turn)",
         "target",
-        "rate used: min",
-        "rate used: median",
+        "rate used: min / median",
         "slowest share (within its terms)",
+        "slowest / median (within its terms)",
+        "turns per account: min / median",
         "accounts without a request",
         "requests/s (RefIds/s)",
         "worker CPU s / 1k requests",
@@ -437,11 +503,12 @@ def cells(row: Row) -> list[str]:
         f"{'-'.join(f'{n:,}' for n in sizes)} ({plan.backlog_note}; {plan.total_refs:,} in all)"
     )
     wanted = f"{SLOTS} / {row.wanted_at_start:,} at start, {row.wanted_measured:,} measured"
-    target = (
-        f"each >= {RATE_TARGET:g} of its rate"
-        if row.enough_slots
-        else f"every account a turn, slowest share >= {SHARE_TARGET:g}"
-    )
+    if row.enough_slots:
+        target = f"each >= {RATE_TARGET:g} of its rate"
+    else:
+        target = f"slowest share >= {SHARE_TARGET:g}"
+        target += f", each >= {row.rounds} turns" if plan.turns_counted else ""
+    measured = f"{row.period_s:.0f} s" + (f" ({plan.turn_s:g} s)" if plan.takes_turns else "")
     delta = row.memory_parked - row.memory_empty
     memory = (
         f"{row.memory_parked / 2**20:.0f} MB ({delta / plan.count / 1024:,.0f} kB, "
@@ -450,16 +517,18 @@ def cells(row: Row) -> list[str]:
     missed = row.misses()
     verdict = "yes" if not missed else "**no**: " + ", ".join(missed)
     if f is None:
-        return [plan.describe_terms(), backlog, wanted, target, *[""] * 9, "", verdict]
+        return [plan.describe_terms(), backlog, wanted, measured, target, *[""] * 11, verdict]
     cpu = row.cpu_per_1000_requests
     return [
         plan.describe_terms(),
         backlog,
         wanted,
+        measured,
         target,
-        f"{f.rate_used_min:.3f}",
-        f"{f.rate_used_median:.3f}",
+        f"{f.rate_used_min:.3f} / {f.rate_used_median:.3f}",
         f"{f.slowest_share:.2f} ({f.slowest_share_within_terms:.2f})",
+        f"{f.slowest_vs_median_within_terms:.2f}",
+        f"{f.turns_min} / {f.turns_median:g}" if plan.turns_counted else "-",
         f"{f.idle_accounts:,}",
         f"{f.requests_per_s:.1f} ({f.refs_per_s:,.0f})",
         "" if cpu is None else f"{cpu:.1f}",
@@ -473,15 +542,23 @@ def cells(row: Row) -> list[str]:
 
 LEGEND = """\
 How to read it (bench/accounts_figures.py has the exact definitions):
-- The period: from the first request of any account, --seconds long. rate used: an
-  account's requests in it x its interval / the period; min and median over the accounts.
+- The period: from the first request of any account, --seconds long, and where turns show
+  (below) until every account has had --rounds turns (the last one ended), at most 600 s.
+  Turns last --turn-seconds where there are more accounts than slots (the workers run
+  bench/accounts_app.py; FAIR_TURN_S is 10 s in production). rate used: an account's
+  requests in it x its interval / the period; min and median over the accounts.
 - slowest share: the fewest requests of an account over the mean per account; in
   parentheses against the mean of the accounts on its own terms (a 0.2 s account sends at
-  most a quarter of a 0.05 s one's requests in the same time on a slot).
+  most a quarter of a 0.05 s one's requests in the same time on a slot). slowest / median:
+  the fewest over the median of the accounts on its terms.
+- turns per account: its requests in the period split where two are over 3 turns (at
+  least 1 s) apart; a turn cut by the period's ends counts. Shown where a round of the
+  others' turns is a longer pause than that (not at 10 accounts on 8 slots).
 - pool slots / drainers wanted: 2 workers x 4 processes; ESMS_DRAINERS=auto per account,
   with the assumed request time (start) and the measured one (end). Where the slots suffice,
-  each account must keep 0.9 of its rate; where they do not, every account must get a turn
-  (FAIR_TURN_S each) and the slowest share within its terms must be at least 0.8.
+  each account must keep 0.9 of its rate; where they do not, the slowest share within its
+  terms must be at least 0.8 and, where a round of turns is long enough for turns to show
+  (100 accounts and more), every account must have had --rounds turns.
 - worker CPU: user + system seconds of both workers' process groups over the period, per
   1,000 requests sent in it. Redis: used_memory once every backlog is parked, and its growth
   since the empty server per account and per RefId.
@@ -501,6 +578,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--seconds", type=float, default=None, help="measured period (default 60; --quick 20)"
+    )
+    parser.add_argument(
+        "--turn-seconds",
+        type=float,
+        default=DEFAULT_TURN_S,
+        help=f"a turn on the pool while others wait (default {DEFAULT_TURN_S:g}; FAIR_TURN_S in "
+        "production)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help=f"rounds of turns each row with more accounts than slots measures (default "
+        f"{DEFAULT_ROUNDS})",
     )
     parser.add_argument("--quick", action="store_true", help="fewer accounts, a shorter period")
     parser.add_argument(
@@ -524,6 +615,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.overrides = env_overrides(parser, args.env)
     if not 5 <= args.seconds <= 3600:
         parser.error("--seconds must be between 5 and 3600")
+    if not 0.1 <= args.turn_seconds <= 60:
+        parser.error("--turn-seconds must be between 0.1 and 60")
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be between 1 and 20")
     return args
 
 
@@ -536,14 +631,16 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         for count in args.counts:
-            plan = Plan.make(count, args.seconds)
-            rows.append(run_row(plan, log_dir, args.seconds, args.overrides))
+            plan = Plan.make(count, args.seconds, args.turn_seconds, args.rounds)
+            rows.append(run_row(plan, log_dir, args.rounds, args.overrides))
     except KeyboardInterrupt:
         interrupted = True
         say("bench: interrupted; every process was stopped")
     heading = (
         f"Accounts benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {_commit()}, "
-        f"{os.cpu_count()} CPUs, {args.seconds:g} s measured per row, took "
+        f"{os.cpu_count()} CPUs, at least {args.seconds:g} s measured per row, turns of "
+        f"{args.turn_seconds:g} s, {args.rounds} rounds, load average {os.getloadavg()[0]:.1f} "
+        "at the end, took "
         f"{(time.monotonic() - started) / 60:.1f} min"
         + "".join(f", {k}={v}" for k, v in args.overrides.items())
         + (", INTERRUPTED: partial results" if interrupted else "")

@@ -41,6 +41,16 @@ DRAIN_BUDGET_S = 60.0
 # A drain gives its place in the pool up after this long when other accounts' drains wait
 # (engine/dispatch.py: turns); long enough that changing turns costs little of the rate.
 FAIR_TURN_S = 10.0
+# An account's wait for a turn counts while its deployment's pulses renew it (beat's, every
+# ESMS_RELEASE_EVERY). While every pool slot drains, a pulse runs when a slot frees, at the
+# latest as a drain's budget ends: a wait not renewed for two budgets is nobody's (an account
+# removed or renamed, a deployment stopped) and is dropped (engine/waiting.py).
+WAITING_STALE_S = 2 * DRAIN_BUDGET_S
+WAITING_PAGE = 32  # names read from the waiting list at a time, looking for one served here
+WAITING_RENEW_CHUNK = 1000  # names renewed per command
+# A pulse over many accounts on a loaded machine may outlast RELEASE_LOCK_S: it renews its lock
+# after so many accounts (and stops if another pulse took it), so pulses never overlap.
+RELEASE_LOCK_RENEW_EVERY = 50
 # Beat's pulse does each account's housekeeping (pulse mark, sweep, capacity warning: about
 # 0.6 ms of Redis round trips an account) every pulse up to this many accounts; past it, each
 # account's once every so many pulses, so that a pulse of 1,000 accounts stays well under

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import sys
 import textwrap
 import threading
 import uuid
@@ -345,10 +344,10 @@ def test_one_accounts_wrong_secret_stops_it_alone(tmp_path, make_settings, two_s
 def test_accounts_wait_for_turns_in_order_and_queued_drains_do_not_pile_up(
     make_settings, redis_client
 ):
-    from esms_callbacks.engine.dispatch import next_waiting
-    from esms_callbacks.engine.keys import DRAINS_WAITING
+    from esms_callbacks.engine.keys import TURNS_RENEWED, TURNS_WAITING
+    from esms_callbacks.engine.turns import Turns
 
-    redis_client.delete(DRAINS_WAITING)
+    redis_client.delete(TURNS_WAITING, TURNS_RENEWED)
     queued: dict[str, list[str]] = {"a": [], "b": []}
     a, b = (
         runtime_of(
@@ -359,35 +358,43 @@ def test_accounts_wait_for_turns_in_order_and_queued_drains_do_not_pile_up(
         )
         for n in ("a", "b")
     )
-    # given a's drains asked for (three wanted), then b's, none started: the pool is busy
-    assert a.dispatch.request(T0 + 100.0) == 3
-    assert b.dispatch.request(T0 + 100.5) == 3
+    turns = Turns(redis_client, served=lambda: ["turn-a", "turn-b"])
+    # given a's drains asked for (three wanted), then b's, none running: each waits for a
+    # turn with one task queued (the turns hand it a drain; the task, should the pool free up)
+    assert a.dispatch.request(T0 + 100.0) == 1
+    assert b.dispatch.request(T0 + 100.5) == 1
     # expect each to see the other waiting, not itself alone
-    assert a.dispatch.others_waiting() and b.dispatch.others_waiting()
-    # and beat's next pulses to queue nothing more while those are queued, and once they
-    # expired unrun, one each: enough to start should the pool free up
+    assert turns.others_waiting("turn-a", T0 + 101) and turns.others_waiting("turn-b", T0 + 101)
+    # and beat's next pulses to queue nothing more while that one is queued, and once it
+    # expired unrun, one more
     assert a.dispatch.request(T0 + 102.0, force=True) == 0
     assert a.dispatch.request(T0 + 100.0 + 61, force=True) == 1
-    assert len(queued["a"]) == 4
-    # when one of a's drains starts, a no longer waits; b has waited longest
-    a.dispatch.drain_started(queued["a"][0])
-    assert not b.dispatch.others_waiting()
-    assert next_waiting(redis_client) == (b.name, (T0 + 100.5) * 1000)
+    assert len(queued["a"]) == 2
+    # when a's drain starts (its task), a no longer waits; b has waited longest
+    a.dispatch.dequeue(queued["a"][1])
+    a.dispatch.drain_started()
+    a.drainer_slots.acquire(T0 + 162.0, 3)
+    assert not turns.others_waiting("turn-b", T0 + 162)
+    # and once it runs, its other drainers are asked for
+    assert a.dispatch.request(T0 + 163.0, force=True) == 2
+    assert turns.next_waiting(T0 + 164) == "turn-b"
     # and a that gives its turn up with work left waits again, at the back
+    for token in redis_client.zrange(a.keys.drainers, 0, -1):
+        a.drainer_slots.release(token.decode())
     a.dispatch.wait_for_turn(T0 + 170.0)
     b.dispatch.wait_for_turn(T0 + 171.0)
-    assert next_waiting(redis_client) == (a.name, (T0 + 170) * 1000)
+    assert turns.next_waiting(T0 + 172) == "turn-a"
     # while one of an account's drainers runs, it is served: it does not wait
     a.drainer_slots.acquire(T0 + 180.0, 3)
     a.dispatch.wait_for_turn(T0 + 180.0)
     a.dispatch.request(T0 + 181.0, force=True)
-    assert next_waiting(redis_client) == (b.name, (T0 + 171) * 1000)
-    assert next_waiting(redis_client) is None
+    assert turns.next_waiting(T0 + 182) == "turn-b"
+    assert turns.next_waiting(T0 + 182) is None
     # and a single account (no file) never waits nor yields
-    redis_client.delete(DRAINS_WAITING)
     alone = runtime_of(make_settings(), "turn-alone", queue_drain=queued["a"].append)
     alone.dispatch.request(T0 + 200.0)
-    assert next_waiting(redis_client) is None and not alone.dispatch.others_waiting()
+    assert turns.next_waiting(T0 + 201) is None
+    assert not Turns(redis_client, served=lambda: ["default"]).others_waiting("default", T0)
 
 
 @pytest.mark.parametrize("drainers", [1, 0], ids=["one drainer each", "drainers auto"])
@@ -397,8 +404,9 @@ def test_with_fewer_pool_slots_than_accounts_every_account_gets_its_turn(
     # given six accounts, each with a backlog of 15 full requests, on a pool of four threads:
     # two must wait for a place (with drainers auto, each account wants three)
     import esms_callbacks.tasks  # noqa: F401  (the module, not the task of the same name)
+    from esms_callbacks.tasks.context import worker_context
 
-    monkeypatch.setattr(sys.modules["esms_callbacks.tasks.drain"], "FAIR_TURN_S", 0.3)
+    monkeypatch.setattr(worker_context, "fair_turn_s", 0.3)
     sims = [
         Simulator(api_key=f"key-{i}", secret_key=f"secret-{i}", rate_interval_s=0.05, policy="sent")
         for i in range(6)

@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 
+from esms_callbacks.accounts import Account
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.dispatch import DrainerDispatch
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.semaphore import LeaseSemaphore
 from esms_callbacks.settings import Settings
-from esms_callbacks.terms import Terms
 from tests.helpers import T0
 
 
@@ -25,8 +25,7 @@ def env(redis_client):
         redis_client,
         keys,
         Settings(),
-        Terms(),
-        keys.account_id,
+        Account(keys.account_id, keys.account_id),
         Backlog(redis_client, keys, done_ttl_s=3600),
         slots,
         wanted=lambda: 3,
@@ -55,7 +54,7 @@ def test_a_burst_of_askings_queues_once_and_queued_drains_count_until_they_expir
     # queued and not yet started still count: beat's pulses do not pile drains up
     assert dispatch.request(T0 + 5, force=True) == 0
     # one of them started and holds a place, the two others expired unrun: two again
-    dispatch.drain_started(queued[0])
+    dispatch.dequeue(queued[0])
     slots.acquire(T0 + 61, 3)
     assert dispatch.request(T0 + 61, force=True) == 2
     assert len(queued) == 5

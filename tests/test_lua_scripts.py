@@ -24,6 +24,7 @@ from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.health import Breaker
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.limiter import RateLimiter
+from esms_callbacks.engine.locks import Lock
 from esms_callbacks.engine.scripts import (
     LUA_DIR,
     PRELUDE,
@@ -34,6 +35,7 @@ from esms_callbacks.engine.scripts import (
     script_text,
 )
 from esms_callbacks.engine.semaphore import LeaseSemaphore
+from esms_callbacks.engine.waiting import WaitingList
 from esms_callbacks.push.inbox import PushRecorder
 from esms_callbacks.push.parse import Push
 from esms_callbacks.tuning import MARGIN_HALF_LIFE_S, MARGIN_STEP_S, MAX_WAITERS, STRICTEST_KEPT_S
@@ -49,6 +51,11 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "limiter_mark_sent": (),
     "breaker_failure": ("breaker",),
     "semaphore_acquire": (),
+    "lock_release": (),
+    "lock_extend": (),
+    "turns_join": (),
+    "turns_leave": (),
+    "turns_head": (),
     "inbox_record": ("gcra",),
     **{
         f"backlog_{name}": ("backlog_prelude",)
@@ -149,6 +156,8 @@ def test_the_table_above_is_what_the_classes_register():
     RateLimiter(client, (keys.rate, keys.paused, keys.health), 0.05, 0.0)
     Breaker(client, keys.health, trip_after=3, base_s=1.0, max_s=60.0)
     LeaseSemaphore(client, keys.drainers, lease_s=10)
+    Lock(client, "recording-lock", ttl_s=10)
+    WaitingList(client)
     PushRecorder(client, keys, per_source_rate=1.0, inbox_max=10)
     Backlog(client, keys, done_ttl_s=3600)
     expected = {
@@ -332,6 +341,54 @@ def smoke_semaphore_acquire(client: redis.Redis, k: AccountKeys) -> None:
     client.set(k.stopping("host"), "1")
     assert run(client, "semaphore_acquire", keys, [now_ms, now_ms + 10_000, 1, "a"]) == 0
     assert client.zcard(k.drainers) == 0
+
+
+def smoke_lock_release(client: redis.Redis, k: AccountKeys) -> None:
+    lock = f"{k.prefix}:lock"
+    client.set(lock, "b")  # taken by b once a's ran out
+    assert run(client, "lock_release", [lock], ["a"]) == 0
+    assert client.get(lock) == b"b"
+    assert run(client, "lock_release", [lock], ["b"]) == 1
+    assert not client.exists(lock)
+
+
+def smoke_lock_extend(client: redis.Redis, k: AccountKeys) -> None:
+    lock = f"{k.prefix}:lock"
+    client.set(lock, "a", px=100)
+    assert run(client, "lock_extend", [lock], ["a", 10_000]) == 1
+    assert client.pttl(lock) > 9_000
+    assert run(client, "lock_extend", [lock], ["b", 10_000]) == 0
+
+
+def turns_keys(k: AccountKeys) -> list[str]:
+    """A waiting list of the test's own (the deployment's is engine.keys.TURNS_*)."""
+    return [f"{k.prefix}:turns-waiting", f"{k.prefix}:turns-renewed"]
+
+
+def smoke_turns_join(client: redis.Redis, k: AccountKeys) -> None:
+    keys = turns_keys(k)
+    assert run(client, "turns_join", keys, [1000, "a"]) == b"1000"
+    assert run(client, "turns_join", keys, [2000, "a"]) == b"1000"  # keeps its place
+    assert client.zscore(keys[1], "a") == 2000  # renewed
+
+
+def smoke_turns_leave(client: redis.Redis, k: AccountKeys) -> None:
+    keys = turns_keys(k)
+    run(client, "turns_join", keys, [1000, "a"])
+    assert run(client, "turns_leave", keys, ["a"]) == 1
+    assert run(client, "turns_leave", keys, ["a"]) == 0
+    assert not client.exists(*keys)
+
+
+def smoke_turns_head(client: redis.Redis, k: AccountKeys) -> None:
+    keys = turns_keys(k)
+    for name, at_ms in (("a", 1000), ("b", 2000), ("c", 3000)):
+        run(client, "turns_join", keys, [at_ms, name])
+    assert run(client, "turns_head", keys, [0, 0, 10, 10]) == [b"a", b"b", b"c"]
+    assert run(client, "turns_head", keys, [0, 1, 1, 10]) == [b"b"]
+    # renewed before 2000: a is dropped from both
+    assert run(client, "turns_head", keys, [2000, 0, 10, 10]) == [b"b", b"c"]
+    assert client.zrange(keys[1], 0, -1) == [b"b", b"c"]
 
 
 def smoke_inbox_record(client: redis.Redis, k: AccountKeys) -> None:

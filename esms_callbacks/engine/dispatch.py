@@ -8,14 +8,10 @@ warning was logged, so it is logged at most every CAPACITY_WARNING_EVERY_S), `st
 drainers' places are engine.semaphore's.
 
 Turns: the worker pool is shared by every account of a deployment. An account asked drains
-for waits in `drains-waiting` (one sorted set for the deployment, scored by when it began
-waiting) until a drain of it starts. A drain that has had FAIR_TURN_S while others wait gives
-its account's place up (the account waits again, at the back, if it has work left) and, in
-the same task, takes the account that has waited longest: the order of turns lives in Redis,
-not in the broker's queue, where drain tasks expire (DRAIN_EXPIRES_S) when the pool is busy.
-The drain tasks queued and not yet started are counted per account (`drains-queued`), so
-beat's pulses do not pile them up. With fewer pool slots than accounts, every account gets
-its turn in the order it began waiting; with enough, nobody waits and no drain stops early.
+for, with none running, waits for a turn on the waiting list (engine.waiting, by its name)
+until a drain of it starts. The drain tasks queued and not yet
+started are counted per account (`drains-queued`), so beat's pulses do not pile them up.
+Who yields a turn to whom is engine.turns'.
 """
 
 from __future__ import annotations
@@ -26,12 +22,13 @@ from collections.abc import Callable
 
 import redis
 
+from esms_callbacks.accounts import Account
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.capacity import coming_window, describe_shortfall
-from esms_callbacks.engine.keys import DRAINS_WAITING, AccountKeys
+from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.semaphore import LeaseSemaphore
+from esms_callbacks.engine.waiting import WaitingList
 from esms_callbacks.settings import Settings
-from esms_callbacks.terms import Terms
 from esms_callbacks.tuning import (
     CAPACITY_WARNING_EVERY_S,
     DRAIN_EXPIRES_S,
@@ -52,8 +49,7 @@ class DrainerDispatch:
         client: redis.Redis,
         keys: AccountKeys,
         settings: Settings,
-        terms: Terms,
-        name: str,
+        account: Account,
         backlog: Backlog,
         slots: LeaseSemaphore,
         wanted: Callable[[], int],
@@ -63,75 +59,77 @@ class DrainerDispatch:
         self._redis = client
         self._keys = keys
         self._settings = settings
-        self._terms = terms
-        self._name = name  # the account's, as the turns list names it
+        self._account = account
         self._backlog = backlog
-        self._slots = slots
-        self._wanted = wanted
+        self.slots = slots  # the account's drainer places
+        self.wanted = wanted
+        self._waiting = WaitingList(client)
         self._queue_drain = queue_drain
         # Whether the pool is shared with other accounts of the deployment (more than one in
         # its accounts file): a single account never waits for a turn, nor yields one.
         self.takes_turns = takes_turns
 
+    @property
+    def name(self) -> str:
+        """The account's name: how the waiting list names it."""
+        return self._account.name
+
+    def stopping_key(self, hostname: str) -> str:
+        """The flag of `hostname`'s warm shutdown (see `worker_stopping`)."""
+        return self._keys.stopping(hostname)
+
     def request(self, now_s: float, force: bool = False) -> int:
         """Queue drain tasks up to the number of drainers wanted, counting those queued and
         not yet started (until they expire unrun); return how many. Unless `force`d (a drain
         that used its budget asks for its successor), at most one asking per second goes
-        through. The account then waits for a turn (`drains-waiting`) until one starts."""
+        through. An account that shares the pool and has no drainer running waits for a turn
+        until one starts, with one task queued."""
         if not force and not self._redis.set(self._keys.spawn_lock, 1, nx=True, px=SPAWN_LOCK_MS):
             return 0
         now_ms = int(now_s * 1000)
         pipe = self._redis.pipeline(transaction=False)
         pipe.zremrangebyscore(self._keys.drains_queued, "-inf", now_ms)
         pipe.zcard(self._keys.drains_queued)
-        pipe.zscore(DRAINS_WAITING, self._name)
+        self._waiting.queue_since(pipe, self.name)
         _, queued, waiting_since = pipe.execute()
-        holders = self._slots.holders(now_s)
-        missing = self._wanted() - holders - int(queued)
-        if waiting_since is not None:
-            # Still waiting for a turn: the pool is busy. One task queued is enough to start
-            # it should the pool free up; the turns hand it a drain otherwise.
+        holders = self.slots.holders(now_s)
+        missing = self.wanted() - holders - int(queued)
+        if holders == 0 and self.takes_turns():
+            if waiting_since is None:
+                self._waiting.join(self.name, now_s)
+            # One task queued is enough to start it should the pool free up (a drain task
+            # serves the account waiting longest: engine/turns.py); the turns hand it a drain
+            # otherwise. Its other drainers are asked for once it runs.
             missing = min(missing, 1 - int(queued))
         ids = [uuid.uuid4().hex for _ in range(max(0, missing))]
         if not ids:
             return 0
         expires_ms = now_ms + int(DRAIN_EXPIRES_S * 1000)
         self._redis.zadd(self._keys.drains_queued, dict.fromkeys(ids, expires_ms))
-        if holders == 0 and self.takes_turns():  # served by none: it waits for a turn
-            self._redis.zadd(DRAINS_WAITING, {self._name: now_ms}, nx=True)
         for queued_as in ids:
             self._queue_drain(queued_as)
         return len(ids)
 
-    def drain_started(self, queued_as: str) -> None:
-        """A drain of this account started (its own, or one handed over): it is served, no
-        longer waiting for a turn."""
-        pipe = self._redis.pipeline(transaction=False)
+    def dequeue(self, queued_as: str) -> None:
+        """The drain task queued as `queued_as` started: it counts as queued no longer."""
         if queued_as:
-            pipe.zrem(self._keys.drains_queued, queued_as)
-        pipe.zrem(DRAINS_WAITING, self._name)
-        pipe.execute()
+            self._redis.zrem(self._keys.drains_queued, queued_as)
+
+    def drain_started(self) -> None:
+        """A drain of this account started (its own task, or a turn handed over): it is
+        served, no longer waiting for a turn."""
+        self._waiting.leave(self.name)
 
     def wait_for_turn(self, now_s: float) -> None:
         """This account gave its last place up with work left: it waits behind those
         waiting (while another of its drainers runs, it is served)."""
-        if self._slots.holders(now_s) == 0:
-            self._redis.zadd(DRAINS_WAITING, {self._name: int(now_s * 1000)}, nx=True)
-
-    def others_waiting(self) -> bool:
-        """Whether another account waits for a turn on the worker pool."""
-        if not self.takes_turns():
-            return False
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zcard(DRAINS_WAITING)
-        pipe.zscore(DRAINS_WAITING, self._name)
-        waiting, own = pipe.execute()
-        return int(waiting) - (own is not None) > 0
+        if self.slots.holders(now_s) == 0:
+            self._waiting.join(self.name, now_s)
 
     def check_capacity(self, now_s: float) -> None:
         """Warn (at most every ten minutes) when the backlog exceeds the coming window."""
         waiting = self._backlog.waiting_total()  # one read, however many OAs
-        capacity = coming_window(self._settings, self._terms, now_s)
+        capacity = coming_window(self._settings, self._account.terms, now_s)
         if capacity.fits(waiting):
             return
         if self._redis.set(self._keys.capacity_warned, 1, nx=True, ex=CAPACITY_WARNING_EVERY_S):
@@ -145,18 +143,3 @@ class DrainerDispatch:
     def worker_started(self, hostname: str) -> None:
         """`hostname` serves (again: a worker restarted under the same name drains again)."""
         self._redis.delete(self._keys.stopping(hostname))
-
-
-def next_waiting(client: redis.Redis) -> tuple[str, float] | None:
-    """The account (its name) that has waited longest for a turn, taken off the list,
-    with when it began waiting (ms); None when none waits."""
-    popped: list[tuple[bytes, float]] = client.zpopmin(DRAINS_WAITING)  # type: ignore[assignment]
-    if not popped:
-        return None
-    account_id, since_ms = popped[0]
-    return account_id.decode(), float(since_ms)
-
-
-def wait_again(client: redis.Redis, name: str, since_ms: float) -> None:
-    """Put an account taken off the list back where it was (it cannot be served here)."""
-    client.zadd(DRAINS_WAITING, {name: since_ms}, nx=True)

@@ -11,10 +11,15 @@ looks like a key cannot reach another key.
 from __future__ import annotations
 
 # The deployment's own keys, shared by its accounts (single-key commands only: a Redis
-# Cluster puts them wherever their names hash).
-DRAINS_WAITING = "esms:drains-waiting"
-"""Sorted set: accounts (by name) waiting for a turn on the worker pool, scored by when they
-began waiting (ms): the turns of engine.dispatch."""
+# Cluster puts them wherever their names hash), but for the turns' two keys, which share the
+# hash tag `{:turns}` so that one script may change both; no account's name holds a ':', so
+# no account's keys (`esms:{NAME}:...`) share it.
+TURNS_WAITING = "esms:{:turns}:waiting"
+"""Sorted set: accounts (their names) waiting for a turn on the worker pool, scored by when
+they began waiting (ms): the order of turns (engine.waiting, engine.turns)."""
+TURNS_RENEWED = "esms:{:turns}:renewed"
+"""Sorted set: the same accounts, scored by when their own pulses last said they still wait
+(ms); an entry not renewed for WAITING_STALE_S is dropped from both."""
 RELEASE_LOCK = "esms:release-lock"
 """String with a TTL: a worker runs beat's pulse (esms.release) now; the next waits for it."""
 UNNAMED_PUSHES = "esms:pushes-unnamed"
@@ -126,9 +131,7 @@ class AccountKeys:
 
     @property
     def known_oas(self) -> str:
-        """Set: OA ids with RefIds waiting, leased or remembered as done (their done memory
-        is swept; an OA with none of them left is forgotten by the sweep, known again when
-        RefIds come)."""
+        """Set: OA ids ever parked or pushed to (their done memory is swept)."""
         return f"{self.prefix}:known-oas"
 
     def oa(self, oa_id: str) -> str:

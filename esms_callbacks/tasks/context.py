@@ -24,12 +24,13 @@ from celery.signals import (
 
 from esms_callbacks.accounts import WORKER_SECRETS, AccountBook
 from esms_callbacks.engine.redis_policy import eviction_problem
+from esms_callbacks.engine.turns import Turns
 from esms_callbacks.errors import ConfigError
 from esms_callbacks.runtime import Runtime, Runtimes
 from esms_callbacks.settings import Settings
 from esms_callbacks.tasks.app import app
 from esms_callbacks.terms import redact_url
-from esms_callbacks.tuning import DRAIN_EXPIRES_S
+from esms_callbacks.tuning import DRAIN_EXPIRES_S, FAIR_TURN_S
 
 DRAIN_TASK = "esms.drain"
 
@@ -43,11 +44,14 @@ def queue_drain(account: str, queued_as: str) -> object:
 
 
 class WorkerContext:
-    """One process's Runtimes, made anew in a forked child."""
+    """One process's Runtimes and its view of the turns, made anew in a forked child."""
 
     def __init__(self) -> None:
-        self._built: tuple[int, Runtimes] | None = None
+        self._built: tuple[int, Runtimes, Turns] | None = None
         self._settings: Settings | None = None
+        # How long a turn on the pool lasts while other accounts wait (a benchmark's
+        # workers set it shorter, bench/accounts_app.py).
+        self.fair_turn_s = FAIR_TURN_S
 
     def start(self) -> Runtimes:
         """Build this process's collaborators from its settings (the environment, unless a
@@ -56,7 +60,9 @@ class WorkerContext:
         self.stop()
         settings = self._settings or Settings.from_env(process="worker")
         runtimes = Runtimes(AccountBook(settings, WORKER_SECRETS), queue_drain=queue_drain)
-        self._built = (os.getpid(), runtimes)
+        # The accounts the deployment serves: its accounts file's, read again as it changes.
+        turns = Turns(runtimes.shared.redis, runtimes.book.accounts, self.fair_turn_s)
+        self._built = (os.getpid(), runtimes, turns)
         return runtimes
 
     @property
@@ -64,6 +70,14 @@ class WorkerContext:
         if self._built is None or self._built[0] != os.getpid():
             return self.start()
         return self._built[1]
+
+    @property
+    def turns(self) -> Turns:
+        """The turns on the worker pool of this process's deployment."""
+        if self._built is None or self._built[0] != os.getpid():
+            self.start()
+        assert self._built is not None
+        return self._built[2]
 
     @property
     def runtime(self) -> Runtime:
@@ -96,6 +110,10 @@ class RuntimeTask(Task):  # type: ignore[misc]
     def runtime(self) -> Runtime:
         """The `default` account's."""
         return worker_context.runtime
+
+    @property
+    def turns(self) -> Turns:
+        return worker_context.turns
 
 
 @worker_process_init.connect

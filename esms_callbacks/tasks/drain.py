@@ -1,20 +1,24 @@
-"""esms.drain (send requests while RefIds are due) and esms.release (beat's heartbeat)."""
+"""esms.drain (send requests while RefIds are due) and esms.release (beat's heartbeat): glue
+between Celery and the engine. A drain looks its account up, takes its turn on the pool
+(engine/turns.py), runs the drainer and maps a transient failure to Celery's retry."""
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 import zlib
+from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from redis.exceptions import RedisError
 
 from esms_callbacks.accounts import DEFAULT_ACCOUNT
 from esms_callbacks.engine.clock import as_datetime
-from esms_callbacks.engine.dispatch import next_waiting, wait_again
+from esms_callbacks.engine.drainer import DrainReport
 from esms_callbacks.engine.keys import RELEASE_LOCK
+from esms_callbacks.engine.locks import Lock
+from esms_callbacks.engine.turns import Turn, Turns
 from esms_callbacks.errors import AccountNotServed, AccountUnavailable, Retry
 from esms_callbacks.ops.log_context import for_account
 from esms_callbacks.retry_policy import DRAIN_TASK_RETRY, drain_gives_up
@@ -23,130 +27,82 @@ from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask, serving
 from esms_callbacks.tuning import (
     DRAIN_BUDGET_S,
-    FAIR_TURN_S,
     HOUSEKEEPING_EVERY_PULSE_UP_TO,
     HOUSEKEEPING_EVERY_PULSES,
+    RELEASE_LOCK_RENEW_EVERY,
     RELEASE_LOCK_S,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Turn:
-    """What one account's turn in a drain task came to."""
-
-    result: dict[str, object]
-    over: bool = False  # given up for another account waiting
+BUDGET_USED = "budget used"  # the drainer's reason: the task ends (its successor is queued)
 
 
 @app.task(name="esms.drain", base=RuntimeTask, bind=True, acks_late=True, **DRAIN_TASK_RETRY)
 def drain(
     self: RuntimeTask, account: str = DEFAULT_ACCOUNT, queued_as: str = ""
 ) -> dict[str, object]:
-    """Send one account's full requests at its global rate while its window is open and
-    RefIds are due; when its turn is over and other accounts wait (engine/dispatch.py:
-    turns), go on with the one that has waited longest, within the task's budget."""
+    """Send full requests at an account's global rate while its window is open and RefIds
+    are due: first the account that has waited longest for a turn on the pool (the one the
+    task was queued for if none waits longer: engine/turns.py), then, each time a turn ends,
+    the next one waiting, within the task's budget."""
     try:
-        runtime: Runtime | None = self.runtimes.get(account)
+        queued = self.runtimes.get(account)
     except (AccountNotServed, AccountUnavailable) as exc:  # removed since it was queued
         log.warning("drain not run: %s", exc)
         return {"stopped": "unknown account"}
+    queued.dispatch.dequeue(queued_as)
     deadline_s = time.monotonic() + DRAIN_BUDGET_S
-    turns: list[dict[str, object]] = []
+    runtime: Runtime | None = next_turn(self.runtimes, self.turns, queued.clock.now_s()) or queued
+    done: list[dict[str, object]] = []
     while runtime is not None:
-        runtime.dispatch.drain_started(queued_as)
-        queued_as = ""
         with for_account(runtime.name):
-            turn = drain_turn(self, runtime, deadline_s)
-        turns.append({"account": runtime.name, **turn.result})
-        runtime = next_turn(self.runtimes) if turn.over else None
-    return turns[0] if len(turns) == 1 else {"turns": turns}
+            result, goes_on = drain_turn(self, runtime, deadline_s)
+        done.append({"account": runtime.name, **result})
+        # A turn handed over is a whole one: one cut short by this task's budget would send
+        # its account to the back (its successor queued) having had next to nothing.
+        goes_on = goes_on and time.monotonic() + self.turns.fair_turn_s <= deadline_s
+        runtime = next_turn(self.runtimes, self.turns, runtime.clock.now_s()) if goes_on else None
+    return done[0] if len(done) == 1 else {"turns": done}
 
 
-def next_turn(runtimes: Runtimes) -> Runtime | None:
-    """The account that has waited longest for a turn, if this process serves it."""
-    waiting = next_waiting(runtimes.shared.redis)
-    if waiting is None:
-        return None
-    try:
-        return runtimes.get(waiting[0])
-    except (AccountNotServed, AccountUnavailable):  # another deployment's, or removed
-        wait_again(runtimes.shared.redis, *waiting)
-        return None
-
-
-def drain_turn(self: RuntimeTask, runtime: Runtime, deadline_s: float) -> Turn:
-    settings = runtime.settings
-    if not runtime.account.secrets.has_credentials:
-        log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
-        return Turn({"stopped": "no credentials"})
-    slots, wanted = runtime.drainer_slots, runtime.drainers_wanted()
-    # A warm shutdown of this worker (SIGTERM: a deploy) flags its hostname; the drain then
-    # gives its place up at the next step instead of running out its budget.
-    stopping = runtime.keys.stopping(self.request.hostname or "")
-    token = slots.acquire(runtime.clock.now_s(), wanted, stopping_key=stopping)
-    if token is None:
-        return Turn({"stopped": f"{wanted} drainers already running, or this worker is stopping"})
-    retries = self.request.retries
-    started_s = runtime.clock.now_s()
-    turn_over = False
-
-    def keep_going() -> bool:
-        """Keep the place, unless this worker is stopping, the account's settings changed
-        (a rotated key: the next drain uses the new one) or another account's turn came:
-        after FAIR_TURN_S, or at once for a drainer beside others of its account."""
-        nonlocal turn_over
-        now_s = runtime.clock.now_s()
-        if slots.acquire(now_s, wanted, token, stopping) is None:
-            return False
+def next_turn(runtimes: Runtimes, turns: Turns, now_s: float) -> Runtime | None:
+    """The account this deployment serves that has waited longest for a turn, if any."""
+    while (name := turns.next_waiting(now_s)) is not None:
         try:
-            if self.runtimes.get(runtime.name) is not runtime:
-                return False
-        except (AccountNotServed, AccountUnavailable):  # removed from the accounts file
-            return False
-        if runtime.dispatch.others_waiting():
-            turn_over = now_s - started_s >= FAIR_TURN_S or slots.holders(now_s) > 1
-        return not turn_over
+            return runtimes.get(name)
+        except (
+            AccountNotServed,
+            AccountUnavailable,
+        ):  # removed from the file since: its entry went with it
+            continue
+    return None
 
-    budget_s = max(0.0, deadline_s - time.monotonic())
-    try:
-        report = runtime.drainer().drain(budget_s, keep_going=keep_going)
-    except Retry as exc:
-        if drain_gives_up(retries, settings):
-            log.warning(
-                "eSMS request failed (%s) after %d retries of this drain; the RefIds wait "
-                "and a later drain asks them",
-                exc.cause,
-                retries,
+
+def drain_turn(
+    self: RuntimeTask, runtime: Runtime, deadline_s: float
+) -> tuple[dict[str, object], bool]:
+    """One account's turn: its result, and whether the task may go on with another account
+    (not once its budget is used or its worker is stopping)."""
+    hostname = self.request.hostname or ""
+    with self.turns.acquire(
+        runtime.dispatch,
+        runtime.clock,
+        hostname,
+        still_current=lambda: is_current(self.runtimes, runtime),
+    ) as turn:
+        if turn is None:
+            stopped = (
+                f"{runtime.dispatch.wanted()} drainers already running, or this worker is stopping"
             )
-            return Turn({"stopped": f"gave up after {retries} retries: {exc.cause}"})
-        log.warning(
-            "eSMS request failed (%s); retry %d/%d in %.1fs",
-            exc.cause,
-            retries + 1,
-            settings.max_retries,
-            exc.after_s,
-        )
-        # The retry is what Flower shows as task-retried. The account's own backoff (the
-        # breaker) decides when requests go again, not this task's retry count.
-        # expires=None: a retry must not inherit the first send's expiry and be revoked unrun.
-        raise self.retry(
-            exc=exc.cause,
-            countdown=exc.after_s,
-            max_retries=settings.max_retries,
-            expires=None,
-            kwargs={"account": runtime.name},  # the account of this turn
-        ) from None
-    finally:
-        with suppress(RedisError):  # unreachable Redis: the place frees itself when it expires
-            slots.release(token)
-    now_s = runtime.clock.now_s()
-    if turn_over:  # work is left: the account waits again, behind those waiting
+            return {"stopped": stopped}, False
+        if not runtime.account.secrets.has_credentials:
+            log.error("ESMS_API_KEY and ESMS_SECRET_KEY are not set: nothing is sent; RefIds wait")
+            return {"stopped": "no credentials"}, True
+        report = run_drainer(self, runtime, turn, deadline_s)
+    if turn.over:
         report.stopped = "its turn was over: other accounts wait"
-        runtime.dispatch.wait_for_turn(now_s)
-    elif report.stopped == "budget used":  # its successor
-        runtime.dispatch.request(now_s, force=True)
+    elif report.stopped == BUDGET_USED:  # its successor
+        runtime.dispatch.request(runtime.clock.now_s(), force=True)
     if report.requests:
         log.info(
             "drain: %d requests, %d RefIds asked, %d events %s; stopped: %s",
@@ -156,36 +112,94 @@ def drain_turn(self: RuntimeTask, runtime: Runtime, deadline_s: float) -> Turn:
             report.by_status,
             report.stopped,
         )
-    return Turn(asdict(report), over=turn_over)
+    return asdict(report), not turn.lost and report.stopped != BUDGET_USED
 
 
-@app.task(name="esms.release", base=RuntimeTask, bind=True, ignore_result=True)
+def is_current(runtimes: Runtimes, runtime: Runtime) -> bool:
+    """Whether `runtime` is still its account's: not removed, its settings unchanged."""
+    try:
+        return runtimes.get(runtime.name) is runtime
+    except (AccountNotServed, AccountUnavailable):
+        return False
+
+
+def run_drainer(self: RuntimeTask, runtime: Runtime, turn: Turn, deadline_s: float) -> DrainReport:
+    """Drain for the rest of the task's budget; a transient failure becomes Celery's retry
+    (what Flower shows as task-retried), unless this drain has retried enough."""
+    settings, retries = runtime.settings, self.request.retries
+    budget_s = max(0.0, deadline_s - time.monotonic())
+    try:
+        return runtime.drainer().drain(budget_s, keep_going=turn.keep_going)
+    except Retry as exc:
+        if drain_gives_up(retries, settings):
+            log.warning(
+                "eSMS request failed (%s) after %d retries of this drain; the RefIds wait "
+                "and a later drain asks them",
+                exc.cause,
+                retries,
+            )
+            return DrainReport(stopped=f"gave up after {retries} retries: {exc.cause}")
+        log.warning(
+            "eSMS request failed (%s); retry %d/%d in %.1fs",
+            exc.cause,
+            retries + 1,
+            settings.max_retries,
+            exc.after_s,
+        )
+        # The account's own backoff (the breaker) decides when requests go again, not this
+        # task's retry count. expires=None: a retry must not inherit the first send's expiry
+        # and be revoked unrun.
+        raise self.retry(
+            exc=exc.cause,
+            countdown=exc.after_s,
+            max_retries=settings.max_retries,
+            expires=None,
+            kwargs={"account": runtime.account},  # the account of this turn
+        ) from None
+
+
+@app.task(name="esms.release", base=RuntimeTask, bind=True, ignore_result=True, send_events=False)
 def release(self: RuntimeTask) -> None:
     """For every account: start drainers when its window is open and RefIds are due; warn
-    about capacity. One account's trouble (its Redis shard away) leaves the others served."""
-    client, pulse_s = self.runtimes.shared.redis, self.runtimes.book.settings.release_every_s
+    about capacity. One account's trouble (its Redis shard away) leaves the others served.
+    Beat's pulse, every few seconds: it sends Flower no task events (send_events=False; nor
+    does beat send its task-sent, tasks/app.py), which would crowd the drains out of its list."""
+    runtimes = self.runtimes
     # One pulse at a time: with many accounts a pulse may outlast the next one's arrival.
-    holder = uuid.uuid4().hex
-    if not client.set(RELEASE_LOCK, holder, nx=True, px=int(RELEASE_LOCK_S * 1000)):
-        log.info("a release is still running: this pulse is skipped")
-        return
-    try:
-        release_every(self.runtimes, int(time.time() / pulse_s))
-    finally:
-        with suppress(RedisError):
-            if client.get(RELEASE_LOCK) == holder.encode():
-                client.delete(RELEASE_LOCK)
+    lock = Lock(runtimes.shared.redis, RELEASE_LOCK, RELEASE_LOCK_S)
+    with lock.acquire() as held:
+        if not held:
+            log.info("a release is still running: this pulse is skipped")
+            return
+        pulse = int(time.time() / runtimes.book.settings.release_every_s)
+        release_every(runtimes, self.turns, pulse, still_held=lock.extend)
 
 
-def release_every(runtimes_: Runtimes, pulse: int) -> None:
+def release_every(
+    runtimes_: Runtimes, turns: Turns, pulse: int, still_held: Callable[[], bool] = lambda: True
+) -> None:
     runtimes = serving(runtimes_)
-    for runtime in runtimes:
+    if runtimes:
+        with suppress(RedisError):  # the accounts waiting for a turn still wait
+            turns.renew(runtimes[0].clock.now_s())
+    for n, runtime in enumerate(runtimes):
+        if n and n % RELEASE_LOCK_RENEW_EVERY == 0 and not keeps_lock(still_held):
+            log.warning("this release lost its lock after %d accounts: it stops", n)
+            return
         turn = housekeeping_turn(runtime.name, len(runtimes), pulse)
         with for_account(runtime.name):
             try:
                 release_account(runtime, housekeeping=turn)
             except RedisError as exc:
                 log.warning("release failed (%s); the next pulse tries again", exc)
+
+
+def keeps_lock(still_held: Callable[[], bool]) -> bool:
+    """Whether the pulse still holds its lock (its TTL renewed): else another pulse runs."""
+    try:
+        return still_held()
+    except RedisError:  # the accounts' own calls fail and are logged just after
+        return True
 
 
 def housekeeping_turn(account: str, accounts: int, pulse: int) -> bool:

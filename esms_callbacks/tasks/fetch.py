@@ -163,9 +163,16 @@ def producer_checked_account(account: str) -> str:
     return account
 
 
-# Redis unreachable, or no account named: retried until fixed (retry_policy).
+# Redis unreachable, or no account named: retried until fixed (retry_policy). A refusal (bad
+# input) is expected (`throws`): logged here, in one line, and shown failed in Flower; Celery
+# neither logs it again with a traceback nor retries it.
 @app.task(
-    name="esms.fetch_callbacks", base=ValidatingTask, bind=True, acks_late=True, **FETCH_TASK_RETRY
+    name="esms.fetch_callbacks",
+    base=ValidatingTask,
+    bind=True,
+    acks_late=True,
+    throws=(InvalidSubmission,),
+    **FETCH_TASK_RETRY,
 )
 def fetch_callbacks(
     self: ValidatingTask,
