@@ -23,7 +23,7 @@ from esms_callbacks.cli.processes import free_port, stop_all
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.stats import RequestStats
 from esms_callbacks.tasks import app, fetch_callbacks
-from tests.helpers import wait_until
+from tests.helpers import account_for, wait_until
 from tests.procs import settings_env, start_beat, start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,7 +169,9 @@ def test_flower_sees_submissions_and_drains_but_not_beats_pulse(make_settings, s
     # given a worker with task events on (celeryconfig) and beat pulsing every 0.5 s
     settings = make_settings(release_every_s=0.5)
     env = settings_env(settings)
-    stats = RequestStats(redis.Redis.from_url(settings.redis_url), AccountKeys(settings.account_id))
+    stats = RequestStats(
+        redis.Redis.from_url(settings.redis_url), AccountKeys(account_for(settings).key_id)
+    )
     with task_events() as events:
         procs = [start_worker("flower-events", env, tmp_path), start_beat(env, tmp_path)]
         try:
