@@ -16,7 +16,7 @@ from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.clock import ManualClock
 from esms_callbacks.errors import PublishFailed
 from esms_callbacks.events.publish import event_id
-from esms_callbacks.push.applier import ApplierThread
+from esms_callbacks.push.applier import AccountInbox, Appliers
 from esms_callbacks.push.apply import ApplyFailed, ApplyReport, PushApplier
 from esms_callbacks.push.inbox import InboxEntry, PushInbox, PushRecorder
 from esms_callbacks.push.parse import Push, parse_push
@@ -204,7 +204,10 @@ def test_the_applier_thread_outlives_a_lost_group_and_an_unexpected_error(env, m
         return report
 
     applier.apply = apply_failing_once
-    thread = ApplierThread(applier, inbox, reclaim_after_s=0.2)
+    thread = Appliers(runtime.redis, reclaim_after_s=0.2)
+    thread.serve(
+        {runtime.keys.account_id: AccountInbox("a", runtime.keys.account_id, inbox, applier)}
+    )
     thread.start()
     try:
         record(settings, runtime, pushed("u1"))
@@ -215,5 +218,5 @@ def test_the_applier_thread_outlives_a_lost_group_and_an_unexpected_error(env, m
         wait_until(lambda: len(broker.events) == 2, 10, "u2 applied")
         assert thread.healthy()
     finally:
-        thread.stop()
+        thread.stop(within_s=5)
     assert not thread.healthy()

@@ -9,7 +9,8 @@ a source outside ESMS_PUSH_ALLOW_FROM; 503 when Redis cannot record it or the in
 its turn (up to ESMS_PUSH_RATE_WAIT) and only past that gets 429.
 
 The token tells whose push it is: each account of ESMS_ACCOUNTS_FILE has a token of its own
-(`push_token_env`), so its CallbackUrl names it, and its pushes go to its inbox.
+(`push_token_env`), so its CallbackUrl names it, and its pushes go to its inbox. An account's
+tokens are read in one place, `push_tokens`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ MAX_BODY_BYTES = 16 * 1024  # eSMS sends a GET; a body is never needed
 MAX_LINE_BYTES = 64 * 1024
 
 
+def push_tokens(settings: Settings) -> dict[str, str]:
+    """An account's push tokens by which they are ("current", "previous"); "" for none."""
+    return {"current": settings.push_token, "previous": settings.push_token_previous}
+
+
 @dataclass
 class AccountPushes:
     """One account's side of the receiver: where its pushes go and what is counted of them."""
@@ -85,8 +91,7 @@ class ReceiverState:
         """Take pushes for `accounts` from now on (the accounts file read again)."""
         by_token: dict[bytes, tuple[AccountPushes, str]] = {}
         for account in accounts:
-            s = account.settings
-            for which, token in (("current", s.push_token), ("previous", s.push_token_previous)):
+            for which, token in push_tokens(account.settings).items():
                 if token:
                     by_token[_digest(token)] = (account, which)
         self.accounts, self.by_token = accounts, by_token  # one swap: no half-built map seen
@@ -94,12 +99,7 @@ class ReceiverState:
     @property
     def tokens(self) -> list[str]:
         """Every account's tokens (to keep out of aiohttp's lines)."""
-        return [
-            t
-            for a in self.accounts
-            for t in (a.settings.push_token, a.settings.push_token_previous)
-            if t
-        ]
+        return [t for a in self.accounts for t in push_tokens(a.settings).values() if t]
 
     def log_now(self, kind: str) -> int | None:
         """Whether to log a `kind` refusal now: None if not; else how many went unlogged."""
@@ -222,8 +222,7 @@ def _account_of(state: ReceiverState, given: str) -> tuple[AccountPushes, str] |
     if found is None:
         return None
     account, which = found
-    s = account.settings
-    token = s.push_token if which == "current" else s.push_token_previous
+    token = push_tokens(account.settings)[which]
     return found if hmac.compare_digest(given.encode(), token.encode()) else None
 
 
