@@ -9,7 +9,8 @@ a push token of its own. Measured:
 
     start       seconds from the process's start to /esms/health answering 200
     idle        threads (/proc), Redis connections (CLIENT LIST, the benchmark's own left
-                out) and RSS, a few seconds after the start
+                out) and RSS, a few seconds after the start; then, over IDLE_S, the Redis
+                commands a second and the receiver's CPU while no push comes
     load        `--pushes` pushes of RefIds never submitted (each becomes an event), spread
                 evenly over every account's URL, over 64 connections: answered 200 per
                 second, applied per second (until the last event is on the status queue, or
@@ -19,7 +20,10 @@ a push token of its own. Measured:
                 inboxes hold work: seconds until the process exits (SIGKILL after
                 `--exit-wait`, reported as more than that)
     restart     a new receiver: every push answered 200, before or after the SIGTERM, must
-                end as an event within `--apply-wait` (those that did not are counted)
+                end as an event within `--apply-wait` (those that did not are counted); what
+                the stopped one left pending is taken over after ESMS_PUSH_RECLAIM_AFTER (30 s)
+
+Every setting is the default but ESMS_PUSH_RATE (0: every push comes from this process).
 
 `--checkout DIR` runs the receiver of another checkout of this repository (e.g. an older
 commit, `git archive 23c2482 | tar -x -C DIR`) with this environment's packages, to compare.
@@ -47,6 +51,7 @@ import aiohttp
 import redis
 
 from bench.env import clean_environ
+from bench.harness import group_cpu_s
 from bench.memory_bench import start_redis
 from bench.status_queue import StatusQueueReader
 from esms_callbacks.cli.processes import ROOT, free_port
@@ -56,6 +61,7 @@ STATUS_QUEUE = "bench.status.receiver"
 LOAD_CONNECTIONS = 64
 BENCH_CLIENT = "receiver-bench"  # our own Redis connection's name, left out of the counts
 SETTLE_S = 3.0  # after the start, before the idle figures
+IDLE_S = 10.0  # commands and CPU at rest measured over this long
 START_TIMEOUT_S = 900.0
 
 
@@ -69,6 +75,8 @@ class Figures:
     idle_threads: int = 0
     idle_connections: int = 0
     idle_rss_mb: float = 0.0
+    idle_commands_per_s: float = 0.0
+    idle_cpu_percent: float = 0.0
     peak_threads: int = 0
     peak_connections: int = 0
     peak_rss_mb: float = 0.0
@@ -76,6 +84,7 @@ class Figures:
     answered_per_s: float = 0.0
     applied: int = 0  # events on the queue by the end of the wait
     applied_s: float = 0.0
+    cpu_s_per_1000: float = 0.0
     not_200: int = 0
     exit_s: float = 0.0
     exited: bool = True
@@ -139,6 +148,10 @@ class Receiver:
             os.killpg(self.pid, signal.SIGKILL)
             self.popen.wait()
         self._log.close()
+
+
+def _commands(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_commands_processed"])
 
 
 def connections(client: redis.Redis) -> int:
@@ -209,7 +222,6 @@ def run(args: argparse.Namespace, figures: Figures, log_dir: Path) -> None:
                 "ESMS_ACCOUNTS_FILE": str(accounts_file),
                 "ESMS_STATUS_QUEUE": STATUS_QUEUE,
                 "ESMS_PUSH_RATE": "0",  # one source (this process) for every push
-                "ESMS_PUSH_RECLAIM_AFTER": "5",
                 "ESMS_WINDOW": "always",
                 "PYTHONUNBUFFERED": "1",
             }
@@ -222,6 +234,11 @@ def run(args: argparse.Namespace, figures: Figures, log_dir: Path) -> None:
         time.sleep(SETTLE_S)  # the figures of a receiver at rest, not of its first second
         figures.idle_threads, figures.idle_rss_mb = receiver.threads_and_rss()
         figures.idle_connections = connections(client)
+        commands, cpu_s, started = _commands(client), group_cpu_s(receiver.pid), time.monotonic()
+        time.sleep(IDLE_S)  # a receiver at rest: what it asks of Redis and the CPU meanwhile
+        idle_s = time.monotonic() - started
+        figures.idle_commands_per_s = (_commands(client) - commands - 1) / idle_s  # - INFO
+        figures.idle_cpu_percent = 100 * (group_cpu_s(receiver.pid) - cpu_s) / idle_s
         say(f"  up in {figures.start_s:.1f}s; {args.pushes:,} pushes")
 
         reader = StatusQueueReader(client, STATUS_QUEUE)
@@ -230,7 +247,7 @@ def run(args: argparse.Namespace, figures: Figures, log_dir: Path) -> None:
         sampler.start()
         answered: list[str] = []
         ref_ids = [f"bench-load-{i:07d}" for i in range(args.pushes)]
-        started = time.monotonic()
+        cpu_s, started = group_cpu_s(receiver.pid), time.monotonic()
         try:
             figures.not_200 = asyncio.run(send(base_url, tokens, ref_ids, answered))
             figures.answered = len(answered)
@@ -238,6 +255,7 @@ def run(args: argparse.Namespace, figures: Figures, log_dir: Path) -> None:
             _wait_at_most(lambda: reader.queued() >= len(answered), args.apply_wait)
             figures.applied = min(reader.queued(), len(answered))
             figures.applied_s = time.monotonic() - started
+            figures.cpu_s_per_1000 = (group_cpu_s(receiver.pid) - cpu_s) / len(answered) * 1000
         finally:
             sampling.set()
             sampler.join()
@@ -293,8 +311,11 @@ def render(args: argparse.Namespace, f: Figures) -> str:
             f"{f.idle_connections} / {f.peak_connections}",
         ),
         ("RSS at rest / most under load (MB)", f"{f.idle_rss_mb:.0f} / {f.peak_rss_mb:.0f}"),
+        ("at rest: Redis commands per s", f"{f.idle_commands_per_s:,.0f}"),
+        ("at rest: receiver CPU (% of a core)", f"{f.idle_cpu_percent:.1f}"),
         (f"{args.pushes:,} pushes, every account: answered 200 per s", f"{f.answered_per_s:,.0f}"),
         ("... applied per s (events on the queue)", applied_text),
+        ("... receiver CPU s per 1,000 pushes", f"{f.cpu_s_per_1000:.2f}"),
         ("... not answered 200", f"{f.not_200}"),
         ("SIGTERM with pushes in flight: exit (s)", exit_text),
         ("restart to health 200 (s)", f"{f.restart_start_s:.1f}"),

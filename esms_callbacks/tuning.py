@@ -85,7 +85,7 @@ APPLIER_SWEEP_MIN_S = 0.5  # inboxes are swept each ESMS_PUSH_RECLAIM_AFTER / 4,
 APPLIER_LOG_EVERY_S = 10.0  # one line per failing account at most this often: no log flood
 # After SIGTERM: in-flight pushes get this long to be answered, then the appliers this long to
 # finish their batch (what they leave is pending, taken over later): out well within 5 s.
-RECEIVER_SHUTDOWN_S = 1.5
+RECEIVER_SHUTDOWN_S = 1.0
 APPLIER_STOP_WITHIN_S = 2.0
 # Longer than a loop can take when all is well: a batch applied, broker retries included.
 APPLIER_STALLED_AFTER_S = 120.0

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 OA = "1397492183140006179"
 TEST_CLIENT = "receiver-test"  # the test's own connections, left out of the counts
 STOP_WITHIN_S = 5.0  # an orchestrator's grace before SIGKILL is often this short
+CONNECTIONS_MOST = 12  # 2 appliers, 1 request and 1 flush at a time, 3 producers x 2, 1 spare
 
 
 def write_accounts(path: Path, count: int) -> list[str]:
@@ -93,11 +94,14 @@ def test_threads_and_redis_connections_stay_the_same_from_2_to_200_accounts(
     make_settings, tmp_path
 ):
     figures = {count: pushed_to_every_account(count, make_settings, tmp_path) for count in (2, 200)}
-    # expect the same threads, and the same few connections: the pools may open one or two
-    # more when uses meet (two batches published at once, a push while counters are flushed)
+    # expect the same threads, and the same few connections: one per applier thread, one per
+    # HTTP request at a time and the counters' flush, the broker's producers (one per thread
+    # publishing at once, and the first). Pools open theirs when uses meet, so a run may end
+    # with one or two more than another, never one per account.
     (threads_2, connections_2), (threads_200, connections_200) = figures[2], figures[200]
     assert threads_200 == threads_2 <= 8, figures
-    assert connections_200 - connections_2 <= 2 and connections_200 <= 12, figures
+    assert abs(connections_200 - connections_2) <= 3, figures
+    assert max(connections_2, connections_200) <= CONNECTIONS_MOST, figures
 
 
 def pushed_to_every_account(count: int, make_settings: Any, tmp_path: Path) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +167,8 @@ class PushInbox:
         self._reclaim_from = as_text(next_id)
         return _entries(items)
 
-    def _grouped(self, command: Any) -> Any:
+    def _grouped(self, command: Callable[[], Any]) -> Any:
+        """`command()`, run again once the group is created if it was missing."""
         try:
             return command()
         except redis.ResponseError as exc:
