@@ -18,11 +18,12 @@ from esms_callbacks.engine.keys import PUSHES_READY
 from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.push.applier import AccountInbox, Appliers
 from esms_callbacks.push.apply import ApplyReport, PushApplier
-from esms_callbacks.push.inbox import GROUP, InboxEntry, PushInbox
+from esms_callbacks.push.inbox import GROUP, InboxEntry, PushInbox, ReadyAccounts
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 from esms_callbacks.tuning import APPLIER_BATCH
 from tests.helpers import drain_events, wait_until
+from tests.procs import PrivateRedis
 from tests.receiving import get, push_params, receiving, serve_app
 
 OA = "1397492183140006179"
@@ -102,6 +103,61 @@ def test_an_account_with_more_than_a_batch_waiting_lets_the_others_go_in_between
     order = published.refs()
     assert order.index("quiet") == APPLIER_BATCH
     assert sorted(order[:APPLIER_BATCH] + order[APPLIER_BATCH + 1 :]) == many
+
+
+class GatedApplier(PushApplier):
+    """An applier noting each batch it is given; its first waits until released."""
+
+    batches: list[list[str]]
+    entered: threading.Event
+    release: threading.Event
+
+    def apply(self, entries: list[InboxEntry]) -> ApplyReport:
+        self.batches.append([e.push.ref_id for e in entries if e.push])
+        if len(self.batches) == 1:
+            self.entered.set()
+            self.release.wait(30)
+        return super().apply(entries)
+
+
+def test_one_thread_at_a_time_applies_an_account_and_reads_it_again_after(make_settings, tmp_path):
+    # given two applier threads (a Redis of the test's own: its blocked clients are theirs)
+    with PrivateRedis(tmp_path, options=("--appendonly", "no")) as server:
+        runtime = Runtime(make_settings(redis_url=server.url))
+        published = Published()
+        gated = GatedApplier(
+            runtime.settings, runtime.backlog, runtime.inbox, published, runtime.clock
+        )
+        gated.batches, gated.entered, gated.release = [], threading.Event(), threading.Event()
+        appliers = Appliers(runtime.redis, reclaim_after_s=600, threads=2)  # one sweep only
+        name = runtime.keys.account_id
+        appliers.serve({name: AccountInbox("a", name, runtime.inbox, gated)})
+        appliers.start()
+        ready = ReadyAccounts(runtime.redis)
+        try:
+            wait_until(lambda: appliers.sweeps == 1, 10, "the first sweep")
+            record_unnamed(runtime, "r1")
+            ready.name(name)
+            wait_until(gated.entered.is_set, 10, "r1 being applied")
+            # when a second push comes while the first thread still applies the first
+            record_unnamed(runtime, "r2")
+            ready.name(name)
+            wait_until(
+                lambda: (
+                    runtime.redis.zscore(PUSHES_READY, name) is None
+                    and runtime.redis.info("clients")["blocked_clients"] == 1
+                ),
+                10,
+                "the other thread took the name and went back to waiting",
+            )
+            # expect the other thread to have left it to the first, which reads it once done
+            assert gated.batches == [["r1"]]
+            gated.release.set()
+            wait_until(lambda: published.refs() == ["r1", "r2"], 10, "r2 applied after r1")
+        finally:
+            gated.release.set()
+            appliers.stop(within_s=5)
+        assert gated.batches == [["r1"], ["r2"]]
 
 
 class StuckApplier(PushApplier):

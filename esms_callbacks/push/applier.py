@@ -5,10 +5,14 @@ set right after (push.inbox.ReadyAccounts). Each thread waits on that set (one b
 command, so one Redis connection a thread, not one blocking read per account), takes the
 account named longest ago, reads its new entries without waiting and applies them
 (PushApplier.apply); an account with more than a batch waiting is named again, behind the
-others. The name is a hint written after the entry (in a Redis Cluster, in another slot): one
-lost to a crash or a failover delays its pushes, never drops them, since the threads also
-sweep every inbox each `sweep_every_s`: what waits there is applied, and entries pending too
-long (a dead receiver's, or held back by a request) are taken over.
+others. One thread at a time applies an account: another that takes its name meanwhile leaves
+it to the first, which names it again when done (batches stay whole, and two pushes of one
+RefId are never in two batches at once, which would leave one to the reclaim).
+
+The name is a hint written after the entry (in a Redis Cluster, in another slot): one lost to
+a crash or a failover delays its pushes, never drops them, since the threads also sweep every
+inbox each `sweep_every_s`: what waits there is applied, and entries pending too long (a dead
+receiver's, or held back by a request) are taken over.
 
 Several receivers share the ready set and each inbox's consumer group: each account's entries
 go to one of them.
@@ -81,6 +85,8 @@ class Appliers:
         self.sweeps = 0  # sweeps finished
         self._accounts: Mapping[str, AccountInbox] = {}  # by keys name; swapped whole
         self._touched: set[str] = set()  # accounts whose group knows this consumer
+        # Accounts a thread applies now -> whether another thread took their name meanwhile.
+        self._held: dict[str, bool] = {}
         self._lock = threading.Lock()  # the counters above, and who sweeps
         self._sweeping = False
         self._next_sweep_s = 0.0  # a sweep at once: pushes recorded while none ran
@@ -164,13 +170,32 @@ class Appliers:
             # accounts file is read again within a second): whoever serves it sweeps it.
             log.debug("an account this receiver does not serve was named ready")
             return
+        if not self._hold(name):
+            return  # another thread applies it, and reads it again when done
+        taken = 0
         try:
             taken = self._apply_new(account)
         except (RedisError, OSError, ApplyFailed) as exc:  # the other accounts still go
             self._failed(account.name, exc, "its pushes stay pending, taken over later")
-            return
-        if taken >= APPLIER_BATCH:
+        finally:
+            named_meanwhile = self._let_go(name)
+        if named_meanwhile or taken >= APPLIER_BATCH:
             self._ready.name(name)  # the rest after the other accounts waiting
+
+    def _hold(self, name: str) -> bool:
+        """Whether this thread may apply the account now; if another does, it is told to
+        have the account read again when it lets go."""
+        with self._lock:
+            if name in self._held:
+                self._held[name] = True
+                return False
+            self._held[name] = False
+            return True
+
+    def _let_go(self, name: str) -> bool:
+        """Let the account go; whether its name was taken meanwhile (pushes came)."""
+        with self._lock:
+            return self._held.pop(name)
 
     def _apply_new(self, account: AccountInbox) -> int:
         """Apply the account's new entries, a batch at most; how many were read."""
@@ -190,14 +215,18 @@ class Appliers:
             if self.stopping.is_set():
                 return
             self._alive_at_s[index] = self._monotonic_s()
-            if not waiting:
-                continue
+            if not waiting or not self._hold(account.keys_name):
+                continue  # nothing there, or a thread applies it now (and reads it again)
             try:
                 while self._apply_new(account) >= APPLIER_BATCH and not self.stopping.is_set():
                     pass
                 self._reclaim(account)
             except (RedisError, OSError, ApplyFailed) as exc:
                 self._failed(account.name, exc, "its pushes stay pending, tried again later")
+            finally:
+                named_meanwhile = self._let_go(account.keys_name)
+            if named_meanwhile:
+                self._ready.name(account.keys_name)
         if self._monotonic_s() >= self._next_tidy_s:
             self._next_tidy_s = self._monotonic_s() + APPLIER_TIDY_EVERY_S
             for account in accounts:
