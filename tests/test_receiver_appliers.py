@@ -103,6 +103,10 @@ def test_an_account_with_more_than_a_batch_waiting_lets_the_others_go_in_between
     order = published.refs()
     assert order.index("quiet") == APPLIER_BATCH
     assert sorted(order[:APPLIER_BATCH] + order[APPLIER_BATCH + 1 :]) == many
+    # and the stopped appliers gone from both accounts' consumer groups
+    for runtime in (busy, quiet):
+        consumers = runtime.redis.xinfo_consumers(runtime.keys.pushes, GROUP)
+        assert appliers.consumer not in [c["name"].decode() for c in consumers]
 
 
 class GatedApplier(PushApplier):

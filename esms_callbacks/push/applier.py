@@ -20,6 +20,7 @@ go to one of them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -32,7 +33,13 @@ import redis
 from redis.exceptions import RedisError
 
 from esms_callbacks.push.apply import ApplyFailed, PushApplier
-from esms_callbacks.push.inbox import InboxEntry, PushInbox, ReadyAccounts, waiting_in
+from esms_callbacks.push.inbox import (
+    InboxEntry,
+    PushInbox,
+    ReadyAccounts,
+    leave_groups,
+    waiting_in,
+)
 from esms_callbacks.retry_policy import APPLIER_RETRY_FIRST_S, APPLIER_RETRY_MOST_S
 from esms_callbacks.tuning import (
     APPLIER_BATCH,
@@ -125,21 +132,20 @@ class Appliers:
         """Stop the threads, waiting for them until `within_s` after the stop was first
         asked for: a thread still applying then is left behind (a daemon, it ends with the
         process), its entries pending for another receiver, or this one restarted, to take
-        over. Then leave the consumer group of each account read from, as time allows."""
+        over. Then, once every thread is done, leave the consumer group of each account read
+        from (with one left behind, the consumer stays, for the others' tidy-up to remove:
+        the thread may still take entries in its name)."""
         self.stop_soon()
         deadline_s = self._stop_asked_s + within_s
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(max(0.0, deadline_s - self._monotonic_s()))
+        if any(thread.is_alive() for thread in self._threads):
+            return
         with self._lock:
-            touched = [self._accounts.get(name) for name in self._touched]
-        for account in touched:
-            if account is None or self._monotonic_s() >= deadline_s:
-                continue  # a consumer left behind is removed by the others' tidy-up
-            try:
-                account.inbox.forget_consumer(self.consumer)
-            except (RedisError, OSError):
-                return
+            touched = [self._accounts[name] for name in self._touched if name in self._accounts]
+        with contextlib.suppress(RedisError, OSError):
+            leave_groups(self._redis, [account.inbox for account in touched], self.consumer)
 
     def _run(self, index: int) -> None:
         pause_s = APPLIER_RETRY_FIRST_S
