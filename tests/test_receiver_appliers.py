@@ -14,11 +14,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from esms_callbacks.engine.keys import PUSHES_READY
+from esms_callbacks.engine.keys import PUSHES_READY, AccountKeys
 from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.push.applier import AccountInbox, Appliers
 from esms_callbacks.push.apply import ApplyReport, PushApplier
-from esms_callbacks.push.inbox import GROUP, InboxEntry, PushInbox, ReadyAccounts
+from esms_callbacks.push.inbox import (
+    GROUP,
+    InboxEntry,
+    PushInbox,
+    ReadyAccounts,
+    forget_idle_consumers,
+    leave_groups,
+)
 from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings
 from esms_callbacks.tuning import APPLIER_BATCH
@@ -247,3 +254,24 @@ def test_accounts_added_and_tokens_rotated_in_the_file_are_applied_without_a_res
         ("a2", a),
         ("b1", b),
     ]
+
+
+def test_consumers_are_removed_only_with_nothing_pending(make_settings):
+    # given a group with a consumer holding a push and one holding nothing
+    runtime = Runtime(make_settings())
+    record_unnamed(runtime, "held")
+    inbox = PushInbox(runtime.redis, runtime.keys)
+    assert [e.push.ref_id for e in inbox.read("holding", 10) if e.push] == ["held"]
+    assert inbox.read("empty", 10) == []
+    absent = PushInbox(runtime.redis, AccountKeys(f"never-pushed-{time.time_ns()}"))
+
+    def consumers() -> set[str]:
+        return {c["name"].decode() for c in runtime.redis.xinfo_consumers(inbox.stream, GROUP)}
+
+    # when both leave, or every idle consumer is forgotten (an inbox without a group beside)
+    leave_groups(runtime.redis, [inbox, absent], "holding")
+    forget_idle_consumers(runtime.redis, [absent, inbox], idle_s=-1)  # idle at all
+    # expect the empty one gone, the one holding a push kept: it is taken over from there
+    assert consumers() == {"holding"}
+    leave_groups(runtime.redis, [inbox], "empty")
+    assert consumers() == {"holding"}

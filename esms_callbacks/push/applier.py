@@ -37,6 +37,7 @@ from esms_callbacks.push.inbox import (
     InboxEntry,
     PushInbox,
     ReadyAccounts,
+    forget_idle_consumers,
     leave_groups,
     waiting_in,
 )
@@ -235,10 +236,8 @@ class Appliers:
                 self._ready.name(account.keys_name)
         if self._monotonic_s() >= self._next_tidy_s:
             self._next_tidy_s = self._monotonic_s() + APPLIER_TIDY_EVERY_S
-            for account in accounts:
-                if self.stopping.is_set():
-                    return
-                account.inbox.forget_idle_consumers(APPLIER_CONSUMER_IDLE_S)
+            inboxes = [account.inbox for account in accounts]
+            forget_idle_consumers(self._redis, inboxes, APPLIER_CONSUMER_IDLE_S)
 
     def _reclaim(self, account: AccountInbox) -> None:
         """Take over the account's entries pending too long, batch after batch."""

@@ -185,22 +185,6 @@ class PushInbox:
             pipe.xdel(self._stream, *entry_ids)
             pipe.execute()
 
-    def forget_idle_consumers(self, idle_s: float) -> None:
-        """Remove consumers idle longer than `idle_s` with nothing pending: receivers killed
-        without a goodbye would otherwise stay in the group for ever."""
-        for info in self._consumers():
-            if int(info["pending"]) == 0 and int(info["idle"]) > idle_s * 1000:
-                self._redis.xgroup_delconsumer(self._stream, GROUP, as_text(info["name"]))
-
-    def _consumers(self) -> list[Any]:
-        """The group's consumers; none where the stream or its group does not exist (yet)."""
-        try:
-            return list(self._redis.xinfo_consumers(self._stream, GROUP))
-        except redis.ResponseError as exc:
-            if "NOGROUP" in str(exc) or "no such key" in str(exc):
-                return []
-            raise
-
     def waiting(self) -> int:
         """Entries recorded and not yet applied."""
         return int(self._redis.xlen(self._stream))
@@ -224,24 +208,39 @@ def waiting_in(client: redis.Redis, inboxes: Sequence[PushInbox]) -> list[int]:
 
 def leave_groups(client: redis.Redis, inboxes: Sequence[PushInbox], consumer: str) -> None:
     """A stopping applier's `consumer` leaves the group of each of `inboxes` where it holds
-    nothing pending (what it holds stays, and is taken over by the others as usual, which a
-    consumer removed would not be): two pipelines, not two commands an inbox."""
+    nothing pending."""
+    _remove_consumers(client, inboxes, lambda info: as_text(info["name"]) == consumer)
+
+
+def forget_idle_consumers(client: redis.Redis, inboxes: Sequence[PushInbox], idle_s: float) -> None:
+    """Remove consumers idle longer than `idle_s` with nothing pending from each of `inboxes`'
+    groups: receivers killed without a goodbye would otherwise stay there for ever."""
+    _remove_consumers(client, inboxes, lambda info: int(info["idle"]) > idle_s * 1000)
+
+
+def _remove_consumers(
+    client: redis.Redis, inboxes: Sequence[PushInbox], chosen: Callable[[Any], bool]
+) -> None:
+    """Remove the consumers `chosen` picks, and that hold nothing pending (what a consumer
+    holds stays, taken over by the others as usual, which a consumer removed would not be),
+    from each inbox's group: two pipelines, not two commands an inbox."""
     for start in range(0, len(inboxes), SWEEP_CHUNK):
         chunk = inboxes[start : start + SWEEP_CHUNK]
         with client.pipeline(transaction=False) as pipe:
             for inbox in chunk:
                 pipe.xinfo_consumers(inbox.stream, GROUP)
-            answers = pipe.execute(raise_on_error=False)  # no group there: nothing to leave
-        idle = [
-            inbox
+            answers = pipe.execute(raise_on_error=False)  # no group there (yet): no consumer
+        removed = [
+            (inbox, as_text(info["name"]))
             for inbox, consumers in zip(chunk, answers, strict=True)
             if not isinstance(consumers, Exception)
-            and any(as_text(c["name"]) == consumer and int(c["pending"]) == 0 for c in consumers)
+            for info in consumers
+            if int(info["pending"]) == 0 and chosen(info)
         ]
-        if idle:
+        if removed:
             with client.pipeline(transaction=False) as pipe:
-                for inbox in idle:
-                    pipe.xgroup_delconsumer(inbox.stream, GROUP, consumer)
+                for inbox, name in removed:
+                    pipe.xgroup_delconsumer(inbox.stream, GROUP, name)
                 pipe.execute(raise_on_error=False)
 
 
