@@ -350,13 +350,15 @@ def smoke_inbox_record(client: redis.Redis, k: AccountKeys) -> None:
 
 
 def smoke_inbox_ready(client: redis.Redis, k: AccountKeys) -> None:
+    other = f"{k.account_id}-other"
     assert run(client, "inbox_ready", [PUSHES_READY], [k.account_id]) == 1
     named_ms = client.zscore(PUSHES_READY, k.account_id)
     assert named_ms is not None
     assert abs(named_ms - redis_now_us(client) / 1000) < 1000  # the Redis clock, ms
-    run(client, "inbox_ready", [PUSHES_READY], [k.account_id])
+    assert run(client, "inbox_ready", [PUSHES_READY], [k.account_id, other]) == 1
     assert client.zscore(PUSHES_READY, k.account_id) == named_ms  # kept: still the first
-    client.zrem(PUSHES_READY, k.account_id)
+    assert client.zscore(PUSHES_READY, other) is not None
+    client.zrem(PUSHES_READY, k.account_id, other)
 
 
 OA = "oa1"

@@ -8,11 +8,14 @@ the appliers stop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from esms_callbacks.engine.keys import PUSHES_READY, AccountKeys
 from esms_callbacks.engine.scripts import register_file
@@ -23,6 +26,7 @@ from esms_callbacks.push.inbox import (
     InboxEntry,
     PushInbox,
     ReadyAccounts,
+    ReadyNamer,
     forget_idle_consumers,
     leave_groups,
 )
@@ -275,3 +279,28 @@ def test_consumers_are_removed_only_with_nothing_pending(make_settings):
     assert consumers() == {"holding"}
     leave_groups(runtime.redis, [inbox], "empty")
     assert consumers() == {"holding"}
+
+
+def test_names_asked_for_together_go_in_one_call_and_each_is_in_once_it_returns(tmp_path):
+    # given a namer on a Redis of the test's own (its command counts are the namer's)
+    with PrivateRedis(tmp_path, options=("--appendonly", "no")) as server:
+        sync = server.client()
+
+        async def name_all(names: list[str]) -> None:
+            client = aioredis.Redis(port=server.port)
+            namer = ReadyNamer(client)
+            try:
+                await namer.name(names[0])  # the script loaded: the count starts here
+                sync.config_resetstat()
+                # when 50 pushes' accounts are named at once
+                await asyncio.gather(*(namer.name(name) for name in names))
+            finally:
+                await client.aclose()
+
+        names = [f"acct-{i}" for i in range(50)]
+        asyncio.run(name_all(names))
+        # expect every one named, in two calls at most (the first alone, then the others)
+        calls = sync.info("commandstats")["cmdstat_evalsha"]["calls"]
+        assert calls <= 2
+        named: Any = sync.zrange(PUSHES_READY, 0, -1)
+        assert {n.decode() for n in named} == set(names)

@@ -132,7 +132,9 @@ async def _take_changes(
     await asyncio.get_running_loop().run_in_executor(None, applied.serve, accounts)
     state = app[STATE]
     kept = {a.settings: a for a in state.accounts}  # unchanged: its counts not yet flushed
-    state.serve([kept.get(s) or account_pushes(client, s) for _, s in sorted(accounts.items())])
+    state.serve(
+        [kept.get(s) or account_pushes(client, s, state.namer) for _, s in sorted(accounts.items())]
+    )
     log.warning("taking pushes for %d accounts", len(accounts))
 
 

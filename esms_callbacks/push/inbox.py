@@ -10,6 +10,7 @@ nothing it answered 200 for; another receiver reclaims entries left pending too 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -58,6 +59,7 @@ class PushRecorder:
         max_wait_s: float = 0.0,
         replicas: int = 0,
         replica_timeout_s: float = 1.0,
+        namer: ReadyNamer | None = None,
     ) -> None:
         self._keys = keys
         # a push is answered 200 once its entry is on the replicas (ESMS_REDIS_REPLICAS)
@@ -67,7 +69,7 @@ class PushRecorder:
         self._max_wait_us = int(max_wait_s * 1e6)
         self._inbox_max = inbox_max
         self._record = register_file(client, "gcra", "inbox_record")
-        self._ready = register_file(client, "inbox_ready")
+        self._namer = ReadyNamer(client) if namer is None else namer  # shared: fewer calls
 
     async def record(self, push: Push, source_ip: str, waited: bool = False) -> Recorded:
         """Raise redis.RedisError when Redis cannot take it, NotDurable when its replicas do
@@ -101,13 +103,61 @@ class PushRecorder:
         """Tell the appliers the account has new pushes. The push is recorded already: a
         name that cannot be written only delays it until the appliers' next sweep."""
         try:
-            await self._ready(keys=[PUSHES_READY], args=[self._keys.account_id])
+            await self._namer.name(self._keys.account_id)
         except (redis.RedisError, OSError) as exc:
             log.debug("could not name an account ready (its sweep will find it): %s", exc)
 
 
+class ReadyNamer:
+    """Names accounts in the ready set for the receiver, on its event loop. Names asked for
+    while a call is under way go together in the next one: under load one call names many
+    accounts, where a call a push cost a round trip and a third of a push's CPU."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._name = register_file(client, "inbox_ready")
+        self._waiting: dict[str, None] = {}  # for the next call, in the order asked
+        self._next: asyncio.Future[None] | None = None  # done when the next call is
+        self._caller: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
+
+    async def name(self, account_id: str) -> None:
+        """Return once the account is named by a call sent after this was asked (so after
+        the caller's own writes); raise what that call raised."""
+        loop = asyncio.get_running_loop()
+        if self._next is None:
+            self._next = loop.create_future()
+        named = self._next
+        self._waiting[account_id] = None
+        if self._caller is None or self._caller.done():
+            self._caller = loop.create_task(self._call_while_waiting())
+        await asyncio.shield(named)  # a caller that goes away leaves the call to the others
+
+    async def _call_while_waiting(self) -> None:
+        while self._waiting:
+            names, named = list(self._waiting), self._next
+            self._waiting, self._next = {}, None
+            assert named is not None  # set whenever a name waits
+            try:
+                await self._name(keys=[PUSHES_READY], args=names)
+            except BaseException as exc:  # cancelled too: nobody is left waiting for ever
+                failed = exc if isinstance(exc, Exception) else redis.ConnectionError("stopped")
+                named.set_exception(failed)
+                named.exception()  # read: no warning if every caller went away meanwhile
+                if not isinstance(exc, Exception):
+                    self._fail_waiting(failed)
+                    raise
+            else:
+                named.set_result(None)
+
+    def _fail_waiting(self, exc: Exception) -> None:
+        if self._next is not None:
+            self._next.set_exception(exc)
+            self._next.exception()
+        self._waiting, self._next = {}, None
+
+
 class ReadyAccounts:
-    """The appliers' side of the ready set: wait for an account with new pushes."""
+    """The appliers' side of the ready set: wait for an account with new pushes, name one
+    again."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client

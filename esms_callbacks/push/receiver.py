@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from esms_callbacks.engine.keys import UNNAMED_PUSHES, AccountKeys
 from esms_callbacks.errors import NotDurable, printable
-from esms_callbacks.push.inbox import PushRecorder, Recorded
+from esms_callbacks.push.inbox import PushRecorder, ReadyNamer, Recorded
 from esms_callbacks.push.parse import MalformedPush, Push, parse_esms_push
 from esms_callbacks.push.sources import allowed, client_address
 from esms_callbacks.settings import Settings
@@ -74,6 +74,7 @@ class ReceiverState:
     settings: Settings  # the receiver's own: where it listens, whom it takes pushes from
     redis: aioredis.Redis
     accounts: list[AccountPushes]
+    namer: ReadyNamer  # every account's: pushes recorded together are named in one call
     applier_healthy: Callable[[], bool] = lambda: True
     # A token's digest -> its account and which of its tokens it is ("current", "previous").
     by_token: dict[bytes, tuple[AccountPushes, str]] = field(default_factory=dict)
@@ -124,10 +125,12 @@ def make_app(
         client_max_size=MAX_BODY_BYTES,
         handler_args={"max_line_size": MAX_LINE_BYTES},
     )
+    namer = ReadyNamer(client)
     app[STATE] = ReceiverState(
         settings,
         client,
-        [account_pushes(client, account) for _, account in sorted(accounts.items())],
+        [account_pushes(client, account, namer) for _, account in sorted(accounts.items())],
+        namer,
     )
     app.router.add_route("*", PUSH_PATH, handle_push)
     app.router.add_route("*", PUSH_PATH + "/", handle_push)  # a CallbackUrl typed with a slash
@@ -138,7 +141,7 @@ def make_app(
     return app
 
 
-def account_pushes(client: aioredis.Redis, settings: Settings) -> AccountPushes:
+def account_pushes(client: aioredis.Redis, settings: Settings, namer: ReadyNamer) -> AccountPushes:
     keys = AccountKeys(settings.account_id)
     recorder = PushRecorder(
         client,
@@ -148,6 +151,7 @@ def account_pushes(client: aioredis.Redis, settings: Settings) -> AccountPushes:
         settings.push_rate_wait_s,
         settings.redis_replicas,
         settings.redis_replica_timeout_s,
+        namer,
     )
     return AccountPushes(settings, recorder, keys)
 
