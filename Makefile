@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory bench-replicas bench-accounts bench-lease clean
+.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory bench-replicas bench-accounts bench-lease bench-receiver clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ bench-accounts: setup
 # What finding the next OA costs at 1 to 10,000 OAs (a redis-server of its own).
 bench-lease: setup
 	$(BIN)/python -m bench.lease_bench $(BENCH_ARGS)
+
+# One receiver of 1,000 accounts: threads, connections, memory, start, stop (a redis-server of its own).
+bench-receiver: setup
+	$(BIN)/python -m bench.receiver_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info .pytest_cache .mypy_cache .ruff_cache

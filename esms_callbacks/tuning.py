@@ -101,7 +101,16 @@ RECEIVER_COUNTS_FLUSH_S = 1.0  # the receiver's answer counters go to Redis this
 RECEIVER_MAX_WAITING_PUSHES = 2000  # pushes of one process waiting for their source's turn
 RECEIVER_LOG_EVERY_S = 10.0  # one line per kind of refusal at most this often: no log flood
 APPLIER_BATCH = 500  # entries applied together: one claim, one publish, one settle per OA
-APPLIER_BLOCK_MS = 1000  # how long a read waits for entries (and how soon a stop is noticed)
+APPLIER_BLOCK_MS = 1000  # a wait for an account with pushes lasts this long (a stop is noticed)
+# Applier threads of one receiver, whatever the number of accounts: each waits on the ready set
+# with a connection of its own, and applies one account's batch at a time.
+APPLIER_THREADS = 2
+APPLIER_SWEEP_MIN_S = 0.5  # inboxes are swept each ESMS_PUSH_RECLAIM_AFTER / 4, at most this often
+APPLIER_LOG_EVERY_S = 10.0  # one line per failing account at most this often: no log flood
+# After SIGTERM: in-flight pushes get this long to be answered, then the appliers this long to
+# finish their batch (what they leave is pending, taken over later): out well within 5 s.
+RECEIVER_SHUTDOWN_S = 1.0
+APPLIER_STOP_WITHIN_S = 2.0
 # Longer than a loop can take when all is well: a batch applied, broker retries included.
 APPLIER_STALLED_AFTER_S = 120.0
 APPLIER_TIDY_EVERY_S = 600.0  # how often idle consumers are looked for

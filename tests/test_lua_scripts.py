@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from esms_callbacks.engine.backlog import Backlog
 from esms_callbacks.engine.health import Breaker
-from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.keys import PUSHES_READY, AccountKeys
 from esms_callbacks.engine.limiter import RateLimiter
 from esms_callbacks.engine.locks import Lock
 from esms_callbacks.engine.scripts import (
@@ -57,6 +57,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "turns_leave": (),
     "turns_head": (),
     "inbox_record": ("gcra",),
+    "inbox_ready": (),
     **{
         f"backlog_{name}": ("backlog_prelude",)
         for name in (
@@ -403,6 +404,18 @@ def smoke_inbox_record(client: redis.Redis, k: AccountKeys) -> None:
         b"pushes:rate_limited": b"1",
         b"pushes:inbox_full": b"1",
     }
+
+
+def smoke_inbox_ready(client: redis.Redis, k: AccountKeys) -> None:
+    other = f"{k.account_id}-other"
+    assert run(client, "inbox_ready", [PUSHES_READY], [k.account_id]) == 1
+    named_ms = client.zscore(PUSHES_READY, k.account_id)
+    assert named_ms is not None
+    assert abs(named_ms - redis_now_us(client) / 1000) < 1000  # the Redis clock, ms
+    assert run(client, "inbox_ready", [PUSHES_READY], [k.account_id, other]) == 1
+    assert client.zscore(PUSHES_READY, k.account_id) == named_ms  # kept: still the first
+    assert client.zscore(PUSHES_READY, other) is not None
+    client.zrem(PUSHES_READY, k.account_id, other)
 
 
 OA = "oa1"

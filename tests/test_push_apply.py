@@ -17,7 +17,7 @@ from esms_callbacks.engine.clock import ManualClock
 from esms_callbacks.errors import PublishFailed, PushApplyFailed
 from esms_callbacks.esms.window import Window
 from esms_callbacks.events.publish import event_id
-from esms_callbacks.push.applier import ApplierThread
+from esms_callbacks.push.applier import AccountInbox, Appliers
 from esms_callbacks.push.apply import ApplyReport, PushApplier
 from esms_callbacks.push.inbox import InboxEntry, PushInbox, PushRecorder
 from esms_callbacks.push.parse import Push, parse_push
@@ -206,7 +206,10 @@ def test_the_applier_thread_outlives_a_lost_group_and_an_unexpected_error(env, m
         return report
 
     applier.apply = apply_failing_once
-    thread = ApplierThread(applier, inbox, reclaim_after_s=0.2)
+    thread = Appliers(runtime.redis, reclaim_after_s=0.2)
+    thread.serve(
+        {runtime.keys.account_id: AccountInbox("a", runtime.keys.account_id, inbox, applier)}
+    )
     thread.start()
     try:
         record(settings, runtime, pushed("u1"))
@@ -217,7 +220,7 @@ def test_the_applier_thread_outlives_a_lost_group_and_an_unexpected_error(env, m
         wait_until(lambda: len(broker.events) == 2, 10, "u2 applied")
         assert thread.healthy()
     finally:
-        thread.stop()
+        thread.stop(within_s=5)
     assert not thread.healthy()
 
 

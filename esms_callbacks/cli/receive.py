@@ -1,7 +1,8 @@
-"""`esms-callbacks receive`: the HTTP receiver and its applier thread in one process.
+"""`esms-callbacks receive`: the HTTP receiver and its applier threads in one process.
 
-The receiver answers eSMS once a push is in the inbox; the applier thread turns the inbox
-into status events, with the same backlog and publisher a worker uses.
+The receiver answers eSMS once a push is in the inbox; the applier threads (push.applier: a
+few, whatever the number of accounts) turn the inboxes into status events, with the same
+backlog and publisher a worker uses.
 """
 
 from __future__ import annotations
@@ -25,19 +26,22 @@ from esms_callbacks.accounts import (
 from esms_callbacks.engine.redis_connect import connect_async
 from esms_callbacks.engine.redis_policy import eviction_problem
 from esms_callbacks.errors import ConfigError
-from esms_callbacks.push.applier import ApplierThread
+from esms_callbacks.push.applier import AccountInbox, Appliers
 from esms_callbacks.push.apply import PushApplier
-from esms_callbacks.push.receiver import STATE, account_pushes, make_app
+from esms_callbacks.push.receiver import STATE, account_pushes, make_app, push_tokens
 from esms_callbacks.push.serve import serving
 from esms_callbacks.runtime import Runtimes
 from esms_callbacks.settings import Settings
+from esms_callbacks.tuning import APPLIER_STOP_WITHIN_S
+
+SHOWN_ACCOUNTS = 10  # accounts named one by one in the start-up lines; the rest counted
 
 log = logging.getLogger("esms.receiver")
 
 
 def build_app(settings: Settings) -> web.Application:
-    """The receiver app for every account with a push token, each account's applier thread
-    started and stopped with it."""
+    """The receiver app for every account with a push token, its applier threads (a few,
+    whatever the number of accounts) started and stopped with it."""
     book = AccountBook(settings, RECEIVER_SECRETS)  # ConfigError: not starting
     accounts = receiving_accounts(book)
     if not settings.push_allow_from:
@@ -53,80 +57,76 @@ def build_app(settings: Settings) -> web.Application:
         raise ConfigError(f"not starting: {eviction}")
     client = connect_async(settings.redis_target(), timeout_s=5)
     app = make_app(settings, client, accounts)
-    appliers = Appliers(runtimes, settings.push_reclaim_after_s)
+    appliers = Appliers(runtimes.shared.redis, settings.push_reclaim_after_s)
+    applied = AppliedAccounts(runtimes, appliers)
     app[STATE].applier_healthy = appliers.healthy
 
     async def applier_threads(_: web.Application) -> AsyncIterator[None]:
-        appliers.serve(accounts)
-        watching = asyncio.create_task(_follow_accounts(app, book, appliers, client))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, applied.serve, accounts)
+        appliers.start()
+        watching = asyncio.create_task(_follow_accounts(app, book, applied, client))
         yield
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watching
-        await asyncio.get_running_loop().run_in_executor(None, appliers.stop_all)
+        await loop.run_in_executor(None, appliers.stop, APPLIER_STOP_WITHIN_S)
 
     app.cleanup_ctx.append(applier_threads)
     app[BOOK] = book
+    app[APPLIERS] = appliers
     return app
 
 
 BOOK = web.AppKey("accounts", AccountBook)
+APPLIERS = web.AppKey("appliers", Appliers)
 
 
-class Appliers:
-    """One applier thread per account whose pushes this receiver takes."""
+class AppliedAccounts:
+    """The accounts whose pushes the applier threads apply, each one's PushApplier built once
+    (again when its settings change: the accounts file read again)."""
 
-    def __init__(self, runtimes: Runtimes, reclaim_after_s: float) -> None:
+    def __init__(self, runtimes: Runtimes, appliers: Appliers) -> None:
         self._runtimes = runtimes
-        self._reclaim_after_s = reclaim_after_s
-        self._threads: dict[str, tuple[Account, ApplierThread]] = {}
+        self._appliers = appliers
+        self._built: dict[str, tuple[Account, AccountInbox]] = {}
 
     def serve(self, accounts: Mapping[str, Account]) -> None:
-        """Run a thread for each of `accounts` (a new one where its settings changed), and
-        stop those of accounts no longer served."""
-        for name in list(self._threads):
-            if accounts.get(name) != self._threads[name][0]:
-                self._threads.pop(name)[1].stop()
+        built = {}
         for name, account in sorted(accounts.items()):
-            if name in self._threads:
-                continue
-            runtime = self._runtimes.get(name)
-            applier = PushApplier(
-                runtime.settings,
-                runtime.account,
-                runtime.backlog,
-                runtime.inbox,
-                runtime.publish_durably,
-                runtime.clock,
-            )
-            thread = ApplierThread(applier, runtime.inbox, self._reclaim_after_s)
-            thread.start()
-            self._threads[name] = (account, thread)
+            kept = self._built.get(name)
+            built[name] = kept if kept and kept[0] == account else (account, self._build(name))
+        self._built = built
+        self._appliers.serve({account.keys_name: account for _, account in built.values()})
 
-    def healthy(self) -> bool:
-        return all(thread.healthy() for _, thread in self._threads.values())
-
-    def stop_all(self) -> None:
-        for _, thread in self._threads.values():
-            thread.stop()
-        self._threads.clear()
+    def _build(self, name: str) -> AccountInbox:
+        runtime = self._runtimes.get(name)
+        applier = PushApplier(
+            runtime.settings,
+            runtime.account,
+            runtime.backlog,
+            runtime.inbox,
+            runtime.publish_durably,
+            runtime.clock,
+        )
+        return AccountInbox(name, runtime.keys.account_id, runtime.inbox, applier)
 
 
 async def _follow_accounts(
-    app: web.Application, book: AccountBook, appliers: Appliers, client: Any
+    app: web.Application, book: AccountBook, applied: AppliedAccounts, client: Any
 ) -> None:
     """Take a changed accounts file (or SIGHUP: book.reload_soon) without a restart: new
-    tokens answered, removed ones 404, each account's applier thread started or stopped."""
+    tokens answered and their pushes applied, removed ones 404."""
     while True:
         await asyncio.sleep(CHECK_EVERY_S)
         try:
-            await _take_changes(app, book, appliers, client)
+            await _take_changes(app, book, applied, client)
         except Exception:  # logged, and looked at again: following the file must not stop
             log.exception("could not take the accounts file's changes; trying again")
 
 
 async def _take_changes(
-    app: web.Application, book: AccountBook, appliers: Appliers, client: Any
+    app: web.Application, book: AccountBook, applied: AppliedAccounts, client: Any
 ) -> None:
     """One look at the file; what changed, taken."""
     if not book.refresh():
@@ -136,12 +136,12 @@ async def _take_changes(
     except ConfigError as exc:
         log.error("accounts file read again, pushes still taken as before: %s", exc)
         return
-    await asyncio.get_running_loop().run_in_executor(None, appliers.serve, accounts)
+    await asyncio.get_running_loop().run_in_executor(None, applied.serve, accounts)
     state = app[STATE]
     kept = {a.account: a for a in state.accounts}  # unchanged: its counts not yet flushed
     state.serve(
         [
-            kept.get(account) or account_pushes(client, book.settings, account)
+            kept.get(account) or account_pushes(client, book.settings, account, state.namer)
             for _, account in sorted(accounts.items())
         ]
     )
@@ -158,7 +158,7 @@ def receiving_accounts(book: AccountBook) -> dict[str, Account]:
         if problem:
             raise ConfigError(problem)
         return dict(accounts)
-    with_token = {name: a for name, a in accounts.items() if a.secrets.push_token}
+    with_token = {name: a for name, a in accounts.items() if push_tokens(a)["current"]}
     if not with_token:
         unreadable = "".join(f"; {why}" for why in book.unavailable().values())
         raise ConfigError(
@@ -176,8 +176,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
 async def _serve_until_stopped(
     app: web.Application, settings: Settings, host: str, port: int
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully (the applier thread stops
-    with the app), as web.run_app did."""
+    """Serve until SIGINT or SIGTERM, then shut down within a few seconds: the applier
+    threads told at once to take no new work, pushes in flight given RECEIVER_SHUTDOWN_S to be
+    answered, the threads APPLIER_STOP_WITHIN_S from the signal to finish their batch."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -185,12 +186,18 @@ async def _serve_until_stopped(
     loop.add_signal_handler(signal.SIGHUP, app[BOOK].reload_soon)  # read the accounts again
     state = app[STATE]
     async with serving(app, settings, host, port, lambda: state.tokens) as runner:
-        for account in state.accounts:
+        for account in state.accounts[:SHOWN_ACCOUNTS]:
             log.warning(
                 "receiving eSMS pushes on http://%s:%d/esms/push/<its push token>%s for account %s",
                 host,
                 runner.addresses[0][1],
-                " (and its previous one)" if account.account.secrets.push_token_previous else "",
+                " (and its previous one)" if push_tokens(account.account)["previous"] else "",
                 account.account.name,
             )
+        if len(state.accounts) > SHOWN_ACCOUNTS:
+            log.warning(
+                "... and for %d more accounts, each on its own token",
+                len(state.accounts) - SHOWN_ACCOUNTS,
+            )
         await stopping.wait()
+        app[APPLIERS].stop_soon()

@@ -22,6 +22,12 @@ TURNS_RENEWED = "esms:{:turns}:renewed"
 (ms); an entry not renewed for WAITING_STALE_S is dropped from both."""
 RELEASE_LOCK = "esms:release-lock"
 """String with a TTL: a worker runs beat's pulse (esms.release) now; the next waits for it."""
+PUSHES_READY = "esms:pushes-ready"
+"""Sorted set: accounts (their keys' name) whose inbox got pushes no applier has looked at
+yet, scored by when first named (ms, Redis clock): the receivers' applier threads block on it
+(BZPOPMIN), a few per process whatever the number of accounts. Written right after the push's
+own script, as a separate command (in a Cluster it lives in another slot), so a crash or a
+failover may lose a name: the appliers' periodic sweep of every inbox finds those pushes."""
 UNNAMED_PUSHES = "esms:pushes-unnamed"
 """Hash: counts of pushes no account can be named for (a wrong token), `pushes:RESULT`, when
 the receiver serves several accounts (with one, its own stats hold them)."""

@@ -30,6 +30,7 @@ def register_file(client: Any, *names: str, writes: bool = True) -> Any:
     return client.register_script(script_text(*names, writes=writes))
 
 
+@cache  # one string per script, shared by every client and account that registers it
 def script_text(*names: str, writes: bool = True) -> str:
     """The source `register_file` registers for `names`."""
     header = SHEBANG if writes else READ_ONLY

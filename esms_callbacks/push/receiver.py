@@ -9,7 +9,8 @@ a source outside ESMS_PUSH_ALLOW_FROM; 503 when Redis cannot record it or the in
 its turn (up to ESMS_PUSH_RATE_WAIT) and only past that gets 429.
 
 The token tells whose push it is: each account of ESMS_ACCOUNTS_FILE has a token of its own
-(`push_token_env`), so its CallbackUrl names it, and its pushes go to its inbox.
+(`push_token_env`), so its CallbackUrl names it, and its pushes go to its inbox. An account's
+tokens are read in one place, `push_tokens`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from redis.exceptions import RedisError
 from esms_callbacks.accounts import Account
 from esms_callbacks.engine.keys import UNNAMED_PUSHES, AccountKeys
 from esms_callbacks.errors import MalformedPush, NotDurable, printable
-from esms_callbacks.push.inbox import PushRecorder, Recorded
+from esms_callbacks.push.inbox import PushRecorder, ReadyNamer, Recorded
 from esms_callbacks.push.parse import Push, parse_esms_push
 from esms_callbacks.push.sources import allowed, client_address
 from esms_callbacks.settings import Settings
@@ -52,6 +53,12 @@ MAX_BODY_BYTES = 16 * 1024  # eSMS sends a GET; a body is never needed
 MAX_LINE_BYTES = 64 * 1024
 
 
+def push_tokens(account: Account) -> dict[str, str]:
+    """An account's push tokens by which they are ("current", "previous"); "" for none."""
+    secrets = account.secrets
+    return {"current": secrets.push_token, "previous": secrets.push_token_previous}
+
+
 @dataclass
 class AccountPushes:
     """One account's side of the receiver: where its pushes go and what is counted of them."""
@@ -69,6 +76,7 @@ class ReceiverState:
     settings: Settings  # the receiver's own: where it listens, whom it takes pushes from
     redis: aioredis.Redis
     accounts: list[AccountPushes]
+    namer: ReadyNamer  # every account's: pushes recorded together are named in one call
     applier_healthy: Callable[[], bool] = lambda: True
     # A token's digest -> its account and which of its tokens it is ("current", "previous").
     by_token: dict[bytes, tuple[AccountPushes, str]] = field(default_factory=dict)
@@ -86,8 +94,7 @@ class ReceiverState:
         """Take pushes for `accounts` from now on (the accounts file read again)."""
         by_token: dict[bytes, tuple[AccountPushes, str]] = {}
         for account in accounts:
-            s = account.account.secrets
-            for which, token in (("current", s.push_token), ("previous", s.push_token_previous)):
+            for which, token in push_tokens(account.account).items():
                 if token:
                     by_token[_digest(token)] = (account, which)
         self.accounts, self.by_token = accounts, by_token  # one swap: no half-built map seen
@@ -95,7 +102,7 @@ class ReceiverState:
     @property
     def tokens(self) -> list[str]:
         """Every account's tokens (to keep out of aiohttp's lines)."""
-        return [t for a in self.accounts for t in a.account.secrets.push_tokens]
+        return [t for a in self.accounts for t in push_tokens(a.account).values() if t]
 
     def log_now(self, kind: str) -> int | None:
         """Whether to log a `kind` refusal now: None if not; else how many went unlogged."""
@@ -118,10 +125,15 @@ def make_app(
         client_max_size=MAX_BODY_BYTES,
         handler_args={"max_line_size": MAX_LINE_BYTES},
     )
+    namer = ReadyNamer(client)
     app[STATE] = ReceiverState(
         settings,
         client,
-        [account_pushes(client, settings, account) for _, account in sorted(accounts.items())],
+        [
+            account_pushes(client, settings, account, namer)
+            for _, account in sorted(accounts.items())
+        ],
+        namer,
     )
     app.router.add_route("*", PUSH_PATH, handle_push)
     app.router.add_route("*", PUSH_PATH + "/", handle_push)  # a CallbackUrl typed with a slash
@@ -132,7 +144,9 @@ def make_app(
     return app
 
 
-def account_pushes(client: aioredis.Redis, settings: Settings, account: Account) -> AccountPushes:
+def account_pushes(
+    client: aioredis.Redis, settings: Settings, account: Account, namer: ReadyNamer
+) -> AccountPushes:
     keys = AccountKeys(account.require_key_id())
     recorder = PushRecorder(
         client,
@@ -142,6 +156,7 @@ def account_pushes(client: aioredis.Redis, settings: Settings, account: Account)
         settings.push_rate_wait_s,
         settings.redis_replicas,
         settings.redis_replica_timeout_s,
+        namer,
     )
     return AccountPushes(account, recorder, keys)
 
@@ -216,8 +231,7 @@ def _account_of(state: ReceiverState, given: str) -> tuple[AccountPushes, str] |
     if found is None:
         return None
     account, which = found
-    s = account.account.secrets
-    token = s.push_token if which == "current" else s.push_token_previous
+    token = push_tokens(account.account)[which]
     return found if hmac.compare_digest(given.encode(), token.encode()) else None
 
 

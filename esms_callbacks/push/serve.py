@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from esms_callbacks.settings import Settings
+from esms_callbacks.tuning import RECEIVER_SHUTDOWN_S
 
 http_log = logging.getLogger("esms.receiver.http")  # aiohttp's lines, tokens hidden
 
@@ -38,11 +39,16 @@ async def serving(
 ) -> AsyncIterator[web.AppRunner]:
     """`app` listening on host:port (0: any free port) with the header timeout, aiohttp's
     lines written without the push tokens (what `tokens()` gives now: the accounts' may
-    change); cleaned up (the app's cleanups run) on the way out."""
+    change); cleaned up (the app's cleanups run) on the way out, requests still in flight given
+    RECEIVER_SHUTDOWN_S to be answered (aiohttp's default: a minute)."""
     redactor = TokenRedactor(tokens)
     http_log.addFilter(redactor)
     runner = web.AppRunner(
-        app, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT_S, logger=http_log
+        app,
+        access_log=None,
+        keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+        logger=http_log,
+        shutdown_timeout=RECEIVER_SHUTDOWN_S,
     )
     await runner.setup()
     try:
