@@ -247,7 +247,7 @@ def test_accounts_added_and_tokens_rotated_in_the_file_are_applied_without_a_res
     path = tmp_path / "accounts.toml"
     a, b = f"a-{time.time_ns()}", f"b-{time.time_ns()}"
     write({a: "token-a-first-0000000000"})
-    settings: Settings = push_settings(accounts_file=str(path)).with_changes(push_token="")
+    settings: Settings = push_settings(accounts_file=str(path), push_token="")
     with serve_app(lambda: build_app(settings)) as served:
         url = served.base_url + "/esms/push/"
         assert get(url + "token-a-first-0000000000", push_params("a1", OA)).status == 200
