@@ -378,6 +378,7 @@ def test_accounts_wait_for_turns_in_order_and_queued_drains_do_not_pile_up(
     assert next_waiting(redis_client) is None and not alone.dispatch.others_waiting()
 
 
+@pytest.mark.slow  # 9,000 RefIds through an in-process worker: tens of seconds of CPU
 @pytest.mark.parametrize("drainers", [1, 0], ids=["one drainer each", "drainers auto"])
 def test_with_fewer_pool_slots_than_accounts_every_account_gets_its_turn(
     tmp_path, make_settings, monkeypatch, drainers

@@ -97,6 +97,7 @@ def test_three_workers_share_one_rate_limit_and_send_full_requests(
     assert len(busy) >= 2, busy
 
 
+@pytest.mark.serial  # a 3 s window, its first request within 2 s: run alone
 def test_window_opening_a_few_seconds_in_releases_refs_promptly_and_closes_on_time(
     make_settings, remote_sim, procs, tmp_path, redis_client
 ):

@@ -22,7 +22,8 @@ from tests.helpers import drain_events, wait_until
 from tests.procs import settings_env
 from tests.receiving import TOKEN, get, push_params
 
-pytestmark = pytest.mark.slow
+# serial: the first receiver must be seen holding work before the second reclaims it (1 s)
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 OA = "1397492183140006179"
 PUSHES = 600
 
