@@ -4,7 +4,7 @@ queue, an in-process worker with beat's part played by a thread. Fixtures are in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
@@ -46,6 +46,26 @@ def drain_events(
         finally:
             simple.close()
     return events
+
+
+def until_terminal(
+    ref_ids: Iterable[str] = (), at_least: int = 0
+) -> Callable[[list[dict[str, Any]]], bool]:
+    """An `until` for drain_events: true once every RefId in `ref_ids`, and at least
+    `at_least` RefIds in all, have a terminal event. It looks at each event once (a set built
+    from every event so far, after each one, costs seconds of CPU over thousands)."""
+    missing, terminal, seen = set(ref_ids), set[str](), 0
+
+    def done(got: list[dict[str, Any]]) -> bool:
+        nonlocal seen
+        for event in got[seen:]:
+            if event["terminal"]:
+                terminal.add(event["ref_id"])
+                missing.discard(event["ref_id"])
+        seen = len(got)
+        return not missing and len(terminal) >= at_least
+
+    return done
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

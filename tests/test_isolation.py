@@ -1,4 +1,5 @@
-"""Parallel test sessions stay apart: each pytest-xdist worker on a Redis database of its own."""
+"""The test harness itself: parallel sessions stay apart (each pytest-xdist worker on a Redis
+database of its own, few slow tests at once), and drain_events's `until` helper."""
 
 from __future__ import annotations
 
@@ -71,3 +72,21 @@ def test_no_more_than_the_slots_are_held_at_once_and_every_holder_gets_its_turn(
         thread.join(10)
     assert sorted(done) == [0, 1, 2, 3, 4]
     assert most_inside == 2
+
+
+def test_until_terminal_counts_each_refid_once_however_the_events_come() -> None:
+    from tests.helpers import until_terminal
+
+    def event(ref_id: str, terminal: bool) -> dict[str, object]:
+        return {"ref_id": ref_id, "terminal": terminal}
+
+    got: list[dict[str, object]] = []
+    every, two = until_terminal(["a", "b"]), until_terminal(at_least=2)
+    for new, expected in [
+        (event("a", False), False),  # not terminal yet
+        (event("a", True), False),
+        (event("a", True), False),  # a repeat is still one RefId
+        (event("b", True), True),
+    ]:
+        got.append(new)
+        assert (every(got), two(got)) == (expected, expected)

@@ -20,7 +20,7 @@ from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.esms.window import Window
 from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.tasks import app, fetch_callbacks
-from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, drain_events, wait_until
+from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, drain_events, until_terminal, wait_until
 from tests.procs import remote_simulator, settings_env, start_beat, start_worker
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def test_three_workers_share_one_rate_limit_and_send_full_requests(
         settings.status_queue,
         want=2400,
         timeout_s=90,
-        until=lambda got: len({e["ref_id"] for e in got if e["terminal"]}) >= 2400,
+        until=until_terminal(at_least=2400),
     )
 
     # expect every RefId terminal, no request refused, none closer than the interval at eSMS
