@@ -40,7 +40,7 @@ test: setup
 	$(TEST_REDIS) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal -m 'not serial'
 	$(TEST_REDIS) $(BIN)/pytest -q -m serial
 
-# Everything not marked slow (no worker subprocesses): for quick loops while editing.
+# Everything not marked slow (no worker subprocesses, no thousands of RefIds): for quick loops.
 test-fast: setup
 	$(TEST_REDIS) scripts/ensure-redis
 	$(TEST_REDIS) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal -m 'not slow and not serial'
