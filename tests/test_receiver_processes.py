@@ -38,7 +38,9 @@ def start_receiver(name: str, env: dict[str, str], log_dir: Path) -> tuple[Child
 def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged(
     make_settings, tmp_path
 ):
-    settings = make_settings()
+    # (a 1 s HTTP timeout: the RefIds the killed one claimed come back when their lease, 2 x
+    # that + 5 s, runs out, and the test waits for that; receivers never call eSMS)
+    settings = make_settings(http_timeout_s=1.0)
     env = settings_env(settings, ESMS_PUSH_TOKEN=TOKEN, ESMS_PUSH_RECLAIM_AFTER="1")
     runtime = Runtime(settings)
     refs = [f"p{i}" for i in range(PUSHES)]
