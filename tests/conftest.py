@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import redis
@@ -77,12 +77,19 @@ def celery_config() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     client = redis.Redis.from_url(TEST_REDIS_URL)
+
+    def stop(reason: str) -> NoReturn:
+        # An xdist worker's pytest.exit reaches the terminal as a bare "node down": fail.
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            pytest.fail(reason, pytrace=False)
+        pytest.exit(reason)
+
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.exit(f"no Redis at {TEST_REDIS_URL} ({exc}); run `make test`, which starts one")
+        stop(f"no Redis at {TEST_REDIS_URL} ({exc}); run `make test`, which starts one")
     except redis.ResponseError as exc:  # "DB index is out of range": too many xdist workers
-        pytest.exit(
+        stop(
             f"cannot use {TEST_REDIS_URL} ({exc}): each pytest-xdist worker takes the next "
             "database after ESMS_TEST_REDIS_URL's; start from a lower one or use fewer workers"
         )
