@@ -28,14 +28,23 @@ lint: setup
 types: setup
 	$(BIN)/mypy .
 
-test: setup
-	ESMS_TEST_REDIS_URL=$${ESMS_TEST_REDIS_URL:-redis://127.0.0.1:6379/13} scripts/ensure-redis
-	$(BIN)/pytest -q
+# Tests run on TEST_WORKERS pytest-xdist workers (most wait on sockets and subprocesses, so
+# more workers than cores pay), each on a Redis database of its own: D, D+1, ... where D is
+# ESMS_TEST_REDIS_URL's (tests/isolation.py); worksteal: a worker waiting for one of the two
+# places for slow tests has its queued tests taken by the others. Then the serial tests, alone.
+TEST_WORKERS ?= 4
+TEST_REDIS := ESMS_TEST_REDIS_URL=$${ESMS_TEST_REDIS_URL:-redis://127.0.0.1:6379/12}
 
-# Everything not marked slow (no worker subprocesses): for quick loops while editing.
+test: setup
+	$(TEST_REDIS) scripts/ensure-redis
+	$(TEST_REDIS) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal -m 'not serial'
+	$(TEST_REDIS) $(BIN)/pytest -q -m serial
+
+# Everything not marked slow (no worker subprocesses, no thousands of RefIds): for quick loops.
 test-fast: setup
-	ESMS_TEST_REDIS_URL=$${ESMS_TEST_REDIS_URL:-redis://127.0.0.1:6379/13} scripts/ensure-redis
-	$(BIN)/pytest -q -m 'not slow'
+	$(TEST_REDIS) scripts/ensure-redis
+	$(TEST_REDIS) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal -m 'not slow and not serial'
+	$(TEST_REDIS) $(BIN)/pytest -q -m 'serial and not slow'
 
 # The docs site (mkdocs.yml, docs/), built strictly: a broken link fails it. .run/ is git-ignored.
 docs: setup

@@ -1,7 +1,10 @@
 """Shared fixtures: real Redis (a test database), the simulator over real HTTP, settings.
 
-The Redis URL comes from ESMS_TEST_REDIS_URL (default: database 13 of the local server);
+The Redis URL comes from ESMS_TEST_REDIS_URL (default: database 12 of the local server);
 every test gets its own account id and status queue, so tests never see each other's keys.
+Under pytest-xdist (`-n N`) each worker process is a session of its own on a database of its
+own (tests/isolation.py): its broker, queues and Redis keys are its alone, as are its
+simulator, ports and environment, so a new test file needs nothing to run in parallel.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import redis
@@ -25,9 +28,13 @@ from esms_callbacks.simulator.server import serve_in_thread
 from esms_callbacks.terms import Terms
 from esms_callbacks.variables import declared
 from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, T0, celery_config_for, runtime_of
+from tests.isolation import SLOW_AT_ONCE, one_of, worker_redis_url
 from tests.receiving import TOKEN as RECEIVER_TOKEN
 
-TEST_REDIS_URL = os.environ.get("ESMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+TEST_REDIS_URL = worker_redis_url(
+    os.environ.get("ESMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/12"),
+    os.environ.get("PYTEST_XDIST_WORKER"),
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,8 +48,25 @@ def production_app_on_the_test_redis() -> Iterator[None]:
     session; a CELERY_BROKER_URL or ESMS_REDIS_URL in the developer's shell reaches no test.
     """
     with pytest.MonkeyPatch.context() as env:
+        # This worker's own database, for whatever reads ESMS_TEST_REDIS_URL (subprocesses too).
+        env.setenv("ESMS_TEST_REDIS_URL", TEST_REDIS_URL)
         env.setenv("CELERY_BROKER_URL", TEST_REDIS_URL)
         env.setenv("ESMS_REDIS_URL", TEST_REDIS_URL)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def few_slow_tests_at_once(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a test marked slow waits for one of SLOW_AT_ONCE places shared by
+    the run's workers (tests/isolation.py), so that heavy multi-process tests do not pile up
+    on the CPU while the others run beside them."""
+    if request.node.get_closest_marker("slow") is None or not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    # Each worker's base temp is popen-gwN in the run's own directory.
+    with one_of(SLOW_AT_ONCE, tmp_path_factory.getbasetemp().parent / "slow-slots"):
         yield
 
 
@@ -55,11 +79,23 @@ def celery_config() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     client = redis.Redis.from_url(TEST_REDIS_URL)
+
+    def stop(reason: str) -> NoReturn:
+        # An xdist worker's pytest.exit reaches the terminal as a bare "node down": fail.
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            pytest.fail(reason, pytrace=False)
+        pytest.exit(reason)
+
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.exit(f"no Redis at {TEST_REDIS_URL} ({exc}); run `make test`, which starts one")
-    client.flushdb()
+        stop(f"no Redis at {TEST_REDIS_URL} ({exc}); run `make test`, which starts one")
+    except redis.ResponseError as exc:  # "DB index is out of range": too many xdist workers
+        stop(
+            f"cannot use {TEST_REDIS_URL} ({exc}): each pytest-xdist worker takes the next "
+            "database after ESMS_TEST_REDIS_URL's; start from a lower one or use fewer workers"
+        )
+    client.flushdb()  # this session's own database only (never FLUSHALL: others share the server)
     return TEST_REDIS_URL
 
 

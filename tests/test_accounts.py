@@ -397,6 +397,7 @@ def test_accounts_wait_for_turns_in_order_and_queued_drains_do_not_pile_up(
     assert not Turns(redis_client, served=lambda: ["default"]).others_waiting("default", T0)
 
 
+@pytest.mark.slow  # 9,000 RefIds through an in-process worker: tens of seconds of CPU
 @pytest.mark.parametrize("drainers", [1, 0], ids=["one drainer each", "drainers auto"])
 def test_with_fewer_pool_slots_than_accounts_every_account_gets_its_turn(
     tmp_path, make_settings, monkeypatch, drainers

@@ -14,7 +14,10 @@ import pytest
 
 from esms_callbacks.simulator import GET_CALLBACK_PATH, RunningSimulator, Simulator, serve_in_thread
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="kernel receive times: Linux")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="kernel receive times: Linux"),
+    pytest.mark.serial,  # a held loop timed to 0.2 s, gaps to 50 ms: run alone
+]
 
 HOLD_S = 0.5
 BODY = json.dumps(

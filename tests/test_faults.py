@@ -18,7 +18,7 @@ import redis
 from esms_callbacks.cli.processes import Child, stop_all
 from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.tasks import app, fetch_callbacks
-from tests.helpers import drain_events, wait_until
+from tests.helpers import drain_events, until_terminal, wait_until
 from tests.procs import remote_simulator, settings_env, start_beat, start_worker
 
 pytestmark = pytest.mark.slow
@@ -180,7 +180,7 @@ def test_no_refid_lost_under_faults_and_a_killed_worker(
                 settings.status_queue,
                 want=0,
                 timeout_s=150,
-                until=lambda got: {e["ref_id"] for e in got if e["terminal"]} >= set(ref_ids),
+                until=until_terminal(ref_ids),
             )
             task_events.caught_up()
     finally:

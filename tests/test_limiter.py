@@ -20,6 +20,9 @@ from esms_callbacks.tuning import (
     STRICTEST_KEPT_S,
 )
 
+# Millisecond bounds between one call and the next: run alone (make test's serial pass).
+pytestmark = pytest.mark.serial
+
 
 def make_limiter(
     client: redis.Redis, spacing_s: float, account: str = "", write_timeout_s: float = 0.25

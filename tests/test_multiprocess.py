@@ -20,7 +20,14 @@ from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.esms.window import Window
 from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.tasks import app, fetch_callbacks
-from tests.helpers import SIM_API_KEY, SIM_SECRET_KEY, account_for, drain_events, wait_until
+from tests.helpers import (
+    SIM_API_KEY,
+    SIM_SECRET_KEY,
+    account_for,
+    drain_events,
+    until_terminal,
+    wait_until,
+)
 from tests.procs import remote_simulator, settings_env, start_beat, start_worker
 
 pytestmark = pytest.mark.slow
@@ -81,7 +88,7 @@ def test_three_workers_share_one_rate_limit_and_send_full_requests(
         settings.status_queue,
         want=2400,
         timeout_s=90,
-        until=lambda got: len({e["ref_id"] for e in got if e["terminal"]}) >= 2400,
+        until=until_terminal(at_least=2400),
     )
 
     # expect every RefId terminal, no request refused, none closer than the interval at eSMS
@@ -99,6 +106,7 @@ def test_three_workers_share_one_rate_limit_and_send_full_requests(
     assert len(busy) >= 2, busy
 
 
+@pytest.mark.serial  # a 3 s window, its first request within 2 s: run alone
 def test_window_opening_a_few_seconds_in_releases_refs_promptly_and_closes_on_time(
     make_settings, remote_sim, procs, tmp_path, redis_client
 ):

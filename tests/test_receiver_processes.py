@@ -22,7 +22,8 @@ from tests.helpers import drain_events, runtime_of, wait_until
 from tests.procs import settings_env
 from tests.receiving import TOKEN, get, push_params
 
-pytestmark = pytest.mark.slow
+# serial: the first receiver must be seen holding work before the second reclaims it (1 s)
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 OA = "1397492183140006179"
 PUSHES = 600
 
@@ -37,7 +38,9 @@ def start_receiver(name: str, env: dict[str, str], log_dir: Path) -> tuple[Child
 def test_receivers_share_the_work_and_a_killed_one_loses_nothing_it_acknowledged(
     make_settings, tmp_path
 ):
-    settings = make_settings()
+    # (a 1 s HTTP timeout: the RefIds the killed one claimed come back when their lease, 2 x
+    # that + 5 s, runs out, and the test waits for that; receivers never call eSMS)
+    settings = make_settings(http_timeout_s=1.0)
     env = settings_env(settings, ESMS_PUSH_TOKEN=TOKEN, ESMS_PUSH_RECLAIM_AFTER="1")
     runtime = runtime_of(settings)
     refs = [f"p{i}" for i in range(PUSHES)]
