@@ -154,7 +154,7 @@ def run_drainer(self: RuntimeTask, runtime: Runtime, turn: Turn, deadline_s: flo
             countdown=exc.after_s,
             max_retries=settings.max_retries,
             expires=None,
-            kwargs={"account": runtime.account},  # the account of this turn
+            kwargs={"account": runtime.name},  # the account of this turn
         ) from None
 
 
