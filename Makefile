@@ -30,7 +30,7 @@ types: setup
 
 # Tests run on TEST_WORKERS pytest-xdist workers (most wait on sockets and subprocesses, so
 # more workers than cores pay), each on a Redis database of its own: D, D+1, ... where D is
-# ESMS_TEST_REDIS_URL's (tests/isolation.py); worksteal: a worker waiting for one of the two
+# ESMS_TEST_REDIS_URL's (tests/isolation.py); worksteal: a worker waiting for one of the three
 # places for slow tests has its queued tests taken by the others. Then the serial tests, alone.
 TEST_WORKERS ?= 4
 TEST_REDIS := ESMS_TEST_REDIS_URL=$${ESMS_TEST_REDIS_URL:-redis://127.0.0.1:6379/12}

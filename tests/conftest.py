@@ -59,14 +59,17 @@ def production_app_on_the_test_redis() -> Iterator[None]:
 def few_slow_tests_at_once(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    """Under pytest-xdist, a test marked slow waits for one of SLOW_AT_ONCE places shared by
-    the run's workers (tests/isolation.py), so that heavy multi-process tests do not pile up
-    on the CPU while the others run beside them."""
+    """Under pytest-xdist, a test marked slow waits until no other slow test of its module runs
+    (they share scenarios: topologies, RabbitMQ queues, worker names) and for one of
+    SLOW_AT_ONCE places shared by the run's workers (tests/isolation.py), so that heavy
+    multi-process tests do not pile up on the CPU while the others run beside them."""
     if request.node.get_closest_marker("slow") is None or not os.environ.get("PYTEST_XDIST_WORKER"):
         yield
         return
     # Each worker's base temp is popen-gwN in the run's own directory.
-    with one_of(SLOW_AT_ONCE, tmp_path_factory.getbasetemp().parent / "slow-slots"):
+    slots = tmp_path_factory.getbasetemp().parent / "slow-slots"
+    module = request.node.path.stem
+    with one_of(1, slots / module), one_of(SLOW_AT_ONCE, slots):  # always in this order
         yield
 
 

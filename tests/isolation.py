@@ -8,7 +8,9 @@ test uses is already per process or per test: the session simulator (a port of i
 `tmp_path`, free ports, the environment, `redis-server`s started by tests/procs.py.
 
 What workers do share is the CPU: at most SLOW_AT_ONCE tests marked slow (worker
-subprocesses, Redis topologies whose failure detection is timed) run at once across them.
+subprocesses, Redis topologies whose failure detection is timed) run at once across them, and
+never two of one module (RabbitMQ's queues and a worker's name are the machine's, not the
+database's).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-SLOW_AT_ONCE = 2  # of the run's xdist workers, how many may be inside a slow test at once
+SLOW_AT_ONCE = 3  # of the run's xdist workers, how many may be inside a slow test at once
 
 
 def worker_redis_url(base_url: str, worker: str | None) -> str:

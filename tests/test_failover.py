@@ -99,6 +99,9 @@ def assert_spaced(received_s: list[float]) -> None:
     assert min(gaps) >= INTERVAL_S, sorted(gaps)[:5]
 
 
+# serial: its recovery waits out leases and locks on the clock; under parallel load it twice
+# missed its 120 s budget for the last RefIds (make test's serial pass runs it alone)
+@pytest.mark.serial
 def test_a_sentinel_failover_mid_drain_loses_nothing_and_keeps_the_rate(make_settings, tmp_path):
     procs: list[Child] = []
     with (
