@@ -25,6 +25,9 @@ from esms_callbacks.engine.drainer import Drainer
 from esms_callbacks.engine.health import AccountPause, Breaker
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.limiter import RateLimiter
+from esms_callbacks.engine.message_asks import Endpoint, MessageAsks
+from esms_callbacks.engine.notes import Notes
+from esms_callbacks.engine.paced import PacedSender, Send
 from esms_callbacks.engine.redis_connect import connect
 from esms_callbacks.engine.replicas import ReplicaFence
 from esms_callbacks.engine.semaphore import LeaseSemaphore
@@ -33,7 +36,7 @@ from esms_callbacks.errors import NotDurable, PublishFailed
 from esms_callbacks.events.publish import EventPublisher
 from esms_callbacks.push.inbox import PushInbox
 from esms_callbacks.settings import Settings
-from esms_callbacks.terms import Terms
+from esms_callbacks.terms import CALLBACK, DELIVERY, QUERY, QUERY_OFF, Terms
 from esms_callbacks.tuning import RETIRED_CLOSE_AFTER_S
 
 if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when first used
@@ -118,16 +121,63 @@ class Runtime:
 
     @cached_property
     def limiter(self) -> RateLimiter:
+        """GetCallback's limiter."""
+        return self.limiter_of(CALLBACK)
+
+    def limiter_of(self, endpoint: str) -> RateLimiter:
+        """One endpoint's limiter: its own budget, shared by every process and host."""
         s, k = self.settings, self.keys
+        terms = self.terms.endpoint(endpoint)
         return RateLimiter(
             self.redis,
-            (k.rate, k.paused, k.health),
-            self.terms.rate_interval_s,
-            self.terms.rate_margin_s,
+            (k.rate_of(endpoint), k.paused, k.health_of(endpoint)),
+            terms.rate_interval_s,
+            terms.rate_margin_s,
             probe_timeout_s=self.lease_s,
             max_backoff_s=s.backoff_max_s,
             replicas=s.redis_replicas,
             replica_timeout_s=s.redis_replica_timeout_s,
+        )
+
+    def breaker_of(self, endpoint: str) -> Breaker:
+        s = self.settings
+        key = self.keys.health_of(endpoint)
+        return Breaker(self.redis, key, s.breaker_after, s.retry_base_s, s.backoff_max_s)
+
+    @cached_property
+    def notes(self) -> Notes:
+        return Notes(self.redis, self.keys)
+
+    @cached_property
+    def message_asks(self) -> MessageAsks:
+        """QueryZnsStatus and GetZaloMessageStatus, each at its own rate."""
+        endpoints = {}
+        for name in (QUERY, DELIVERY):
+            limiter = self.limiter_of(name)
+            spacing_s = self.terms.endpoint(name).spacing_s
+            endpoints[name] = Endpoint(
+                self.terms.endpoint(name),
+                limiter,
+                self.breaker_of(name),
+                PacedSender(limiter, spacing_s, self.clock),
+            )
+        return MessageAsks(
+            self.settings,
+            self.terms,
+            endpoints[QUERY],
+            endpoints[DELIVERY],
+            self.pause,
+            self._query_request,
+            self._delivery_request,
+            self.clock,
+        )
+
+    def _query_request(self, sms_id: str, sms_type: int) -> Send[Any]:
+        return lambda gate, on_sent: self.client.query_zns_status(sms_id, sms_type, gate, on_sent)
+
+    def _delivery_request(self, oa_id: str, message_id: str) -> Send[Any]:
+        return lambda gate, on_sent: self.client.zalo_message_status(
+            oa_id, message_id, gate, on_sent
         )
 
     @cached_property
@@ -136,10 +186,8 @@ class Runtime:
 
     @cached_property
     def breaker(self) -> Breaker:
-        s = self.settings
-        return Breaker(
-            self.redis, self.keys.health, s.breaker_after, s.retry_base_s, s.backoff_max_s
-        )
+        """GetCallback's breaker."""
+        return self.breaker_of(CALLBACK)
 
     @cached_property
     def pause(self) -> AccountPause:
@@ -188,7 +236,11 @@ class Runtime:
 
         secrets = self.account.secrets
         return EsmsClient(
-            self.terms.base_url, secrets.api_key, secrets.secret_key, self.settings.http_timeout_s
+            self.terms.base_url,
+            secrets.api_key,
+            secrets.secret_key,
+            self.settings.http_timeout_s,
+            rest_base_url=self.terms.rest_base_url,
         )
 
     @property
@@ -262,7 +314,13 @@ class Runtime:
             self.ask,
             self.publish_durably,
             self.clock,
+            message_asks=self.message_asks if self._asks_messages else None,
+            notes=self.notes,
         )
+
+    @property
+    def _asks_messages(self) -> bool:
+        return self.terms.query_status != QUERY_OFF or self.terms.track_delivery
 
 
 class Runtimes:

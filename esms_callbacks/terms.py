@@ -19,6 +19,7 @@ from esms_callbacks.esms.window import Window
 from esms_callbacks.variables import (
     APP,
     Variable,
+    choice,
     declared,
     env,
     http_url,
@@ -31,11 +32,22 @@ from esms_callbacks.variables import (
 )
 
 DEFAULT_BASE_URL = "https://status-sms.esms.vn"
+DEFAULT_REST_BASE_URL = "https://rest.esms.vn"  # QueryZnsStatus, GetZaloMessageStatus
 DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
 ESMS_MAX_REFS_CEILING = 200  # eSMS's own table; past it RefIds are silently dropped
 # Covers the jitter between our commit and eSMS's receipt that `make bench` measures
 # (docs/benchmarks.md); networks that jitter more get a wider margin from eSMS's own 160s.
 DEFAULT_RATE_MARGIN_S = 0.002
+
+# Past this share of an endpoint's interval the margin would cost more budget than the
+# jitter it absorbs: 10 ms apart (QueryZnsStatus at 100/s), the 2 ms margin alone would leave
+# 0.83 of the rate; capped at 5% it leaves 0.95 (docs/benchmarks.md measures what arrives).
+MARGIN_MOST_SHARE = 0.05
+
+# The eSMS endpoints an account asks (the sources of esms_callbacks.events.publish).
+CALLBACK, QUERY, DELIVERY = "callback", "query", "delivery"
+# ESMS_QUERY_STATUS: when QueryZnsStatus is asked.
+QUERY_FALLBACK, QUERY_ONLY, QUERY_OFF = "fallback", "only", "off"
 
 # How a problem names a term: by its variable (the environment) or its key (a file's table).
 Label = Callable[[Variable], str]
@@ -57,6 +69,22 @@ def show_window(window: Window) -> str:
     if window.always:
         return "always"
     return f"{window.opens:%H:%M:%S}-{window.closes:%H:%M:%S}"
+
+
+@dataclass(frozen=True)
+class EndpointTerms:
+    """What one eSMS endpoint allows an account: its own interval, margin and window (each
+    endpoint its own budget, limiter and breaker: engine.limiter, engine.health)."""
+
+    endpoint: str  # CALLBACK, QUERY or DELIVERY
+    rate_interval_s: float
+    rate_margin_s: float
+    window: Window
+
+    @property
+    def spacing_s(self) -> float:
+        """Seconds the limiter keeps between two requests of the account to this endpoint."""
+        return self.rate_interval_s + self.rate_margin_s
 
 
 @dataclass(frozen=True)
@@ -115,6 +143,64 @@ class Terms:
         file_key="window",
     )
 
+    rest_base_url: str = env(
+        "ESMS_REST_BASE_URL",
+        DEFAULT_REST_BASE_URL,
+        lambda v, _: http_url(v),
+        "where eSMS's `MainService.svc/json/...` endpoints live (QueryZnsStatus, "
+        "GetZaloMessageStatus); plain `http://` as for `ESMS_BASE_URL`",
+        file_key="rest_base_url",
+    )
+    query_status: str = env(
+        "ESMS_QUERY_STATUS",
+        QUERY_FALLBACK,
+        choice(QUERY_FALLBACK, QUERY_ONLY, QUERY_OFF),
+        "when QueryZnsStatus is asked: `fallback`, for a RefId GetCallback does not know (a "
+        "message sent without a CallbackUrl); `only`, instead of GetCallback (an account that "
+        "sends without one); `off`, never ([Status sources](sources.md))",
+        file_key="query_status",
+    )
+    query_rate_interval_s: float = env(
+        "ESMS_QUERY_RATE_INTERVAL",
+        "0.01",
+        number(0.001),
+        "seconds between two QueryZnsStatus requests of one account (eSMS: 100 a second)",
+        file_key="query_rate_interval",
+    )
+    query_window: Window = env(  # noqa: RUF009 (a field with a default_factory)
+        "ESMS_QUERY_WINDOW",
+        "always",
+        _window,
+        "when QueryZnsStatus may be asked, as `ESMS_WINDOW` (eSMS documents no window for it)",
+        show=show_window,
+        file_key="query_window",
+    )
+    track_delivery: bool = env(
+        "ESMS_TRACK_DELIVERY",
+        "off",
+        lambda v, _: choice("on", "off")(v, _) == "on",
+        "`on`: a sent message is asked with GetZaloMessageStatus until Zalo says it reached the "
+        "phone; `sent` is then not terminal and a RefId ends `delivered`, `failed` or `expired` "
+        "(events of version 2). `off`: `sent` is terminal, as before",
+        show=lambda on: "on" if on else "off",
+        file_key="track_delivery",
+    )
+    delivery_rate_interval_s: float = env(
+        "ESMS_DELIVERY_RATE_INTERVAL",
+        "0.034",
+        number(0.001),
+        "seconds between two GetZaloMessageStatus requests of one account (eSMS: 30 a second)",
+        file_key="delivery_rate_interval",
+    )
+    delivery_window: Window = env(  # noqa: RUF009 (a field with a default_factory)
+        "ESMS_DELIVERY_WINDOW",
+        "always",
+        _window,
+        "when GetZaloMessageStatus may be asked, as `ESMS_WINDOW` (eSMS documents none)",
+        show=show_window,
+        file_key="delivery_window",
+    )
+
     def __post_init__(self) -> None:
         # One zone: the window's (the declaration of `timezone` is how it is read and shown).
         if self.window.zone is not self.timezone:
@@ -140,7 +226,7 @@ class Terms:
         for name, variable in declared(Terms):
             if variable.file_key not in table:
                 read[name] = getattr(self, name)
-                if name == "window" and "timezone" in table:  # the same hours, its own zone
+                if isinstance(read[name], Window) and "timezone" in table:  # its own zone
                     read[name] = _window(variable.show(self.window), read)
                 continue
             given = table[variable.file_key]
@@ -154,8 +240,27 @@ class Terms:
 
     @property
     def spacing_s(self) -> float:
-        """Seconds the limiter keeps between two requests of the account."""
+        """Seconds the limiter keeps between two GetCallback requests of the account."""
         return self.rate_interval_s + self.rate_margin_s
+
+    def endpoint(self, name: str) -> EndpointTerms:
+        """The terms of one endpoint: its interval, its window, and the margin, at most
+        MARGIN_MOST_SHARE of its interval (GetCallback's is the margin as set)."""
+        interval_s, window = {
+            CALLBACK: (self.rate_interval_s, self.window),
+            QUERY: (self.query_rate_interval_s, self.query_window),
+            DELIVERY: (self.delivery_rate_interval_s, self.delivery_window),
+        }[name]
+        margin_s = self.rate_margin_s
+        if name != CALLBACK:
+            margin_s = min(margin_s, interval_s * MARGIN_MOST_SHARE)
+        return EndpointTerms(name, interval_s, margin_s, window)
+
+    @property
+    def drain_window(self) -> Window:
+        """When this account's RefIds are asked: GetCallback's window, or QueryZnsStatus's for
+        an account that asks only it."""
+        return self.query_window if self.query_status == QUERY_ONLY else self.window
 
     def window_capacity_refs(self, sendable_s: float) -> int:
         """RefIds that `sendable_s` seconds in which requests may go out (the window within its
@@ -172,10 +277,13 @@ class Terms:
         """The terms as their variables show them (credentials are not terms; a URL's password
         is hidden)."""
         return {
-            name: redact_url(shown) if name == "base_url" else shown
+            name: redact_url(shown) if name in _URLS else shown
             for name, variable in declared(Terms)
             for shown in [variable.show(getattr(self, name))]
         }
+
+
+_URLS = ("base_url", "rest_base_url")
 
 
 def term_variables() -> list[Variable]:
@@ -188,12 +296,15 @@ def _variable(name: str) -> Variable:
 
 def _plain_http_problem(terms: Terms, allow_plain_http: bool, label: Label) -> str:
     """The ApiKey and SecretKey are in every request's body: unencrypted only to this host."""
-    url = terms.base_url
-    if not url.startswith("http://") or allow_plain_http or is_local(url):
+    for name in _URLS:
+        url = getattr(terms, name)
+        if url.startswith("http://") and not allow_plain_http and not is_local(url):
+            break
+    else:
         return ""
     https = urlunsplit(urlsplit(url)._replace(scheme="https"))
     return (
-        f"{label(_variable('base_url'))}={redact_url(url)!r} would send the eSMS keys "
+        f"{label(_variable(name))}={redact_url(url)!r} would send the eSMS keys "
         f"unencrypted: use {redact_url(https)} (eSMS's own is {DEFAULT_BASE_URL}), or set "
         "ESMS_ALLOW_PLAIN_HTTP=1 to allow plain HTTP anyway"
     )

@@ -25,6 +25,9 @@ from esms_callbacks.engine.backlog import Backlog, Leased, Tally
 from esms_callbacks.engine.clock import Clock, as_datetime
 from esms_callbacks.engine.health import AccountPause, Breaker
 from esms_callbacks.engine.limiter import Commit, RateLimiter
+from esms_callbacks.engine.message_asks import MessageAsks
+from esms_callbacks.engine.notes import Note, Notes, note_of
+from esms_callbacks.engine.routes import Routed, lead_endpoint, route
 from esms_callbacks.engine.settle_step import (
     Observed,
     Outcomes,
@@ -61,6 +64,7 @@ from esms_callbacks.retry_policy import (
     split_after_s,
 )
 from esms_callbacks.settings import Settings
+from esms_callbacks.terms import CALLBACK, QUERY_FALLBACK
 from esms_callbacks.tuning import (
     RECENT_KEEP_S,
     REQUEST_TIME_WEIGHT,
@@ -110,6 +114,10 @@ class Drainer:
     publish: Publish
     clock: Clock
     request_time_s: float | None = None  # this drainer's running average, slot to settled
+    # QueryZnsStatus and GetZaloMessageStatus (engine.message_asks) and what they need to
+    # know of each RefId (engine.notes); None: GetCallback alone asks (tests of it alone).
+    message_asks: MessageAsks | None = None
+    notes: Notes | None = None
 
     def drain(self, budget_s: float, keep_going: Callable[[], bool] = lambda: True) -> DrainReport:
         """Send requests until nothing is due, the window closes, `budget_s` runs out or
@@ -129,33 +137,44 @@ class Drainer:
 
     def step(self, report: DrainReport) -> str:
         """Send at most one request; return why draining should stop, or '' to go on."""
-        bounds = self.account.terms.window.bounds_at(as_datetime(self.clock.now_s()))
+        terms = self.account.terms
+        bounds = terms.drain_window.bounds_at(as_datetime(self.clock.now_s()))
         if bounds is None:
             return "window closed"
         window_s = self._guarded(bounds)
         if window_s and self.clock.now_s() < window_s[0]:  # just opened: inside the guard
             self.clock.sleep(window_s[0] - self.clock.now_s())
-        wait_s = self.limiter.reserve(not_after_s=window_s[1] if window_s else None)
-        if wait_s is None:
-            return "window closes before the next slot"
-        # Wake a little early: leasing and taking a connection are done when the slot comes,
-        # and the commit decides the moment on the Redis clock.
-        self.clock.sleep(wait_s - min(wait_s, self.account.terms.spacing_s * WAKE_EARLY_SHARE))
+        # An account that asks GetCallback waits for its slot first (QueryZnsStatus's own
+        # requests are paced one by one: engine.paced).
+        by_callback_first = self.message_asks is None or lead_endpoint(terms) == CALLBACK
+        if by_callback_first:
+            wait_s = self.limiter.reserve(not_after_s=window_s[1] if window_s else None)
+            if wait_s is None:
+                return "window closes before the next slot"
+            # Wake a little early: leasing and taking a connection are done when the slot
+            # comes, and the commit decides the moment on the Redis clock.
+            self.clock.sleep(wait_s - min(wait_s, terms.spacing_s * WAKE_EARLY_SHARE))
         # The batch is chosen now, at the slot, not before sleeping toward it: whichever OA
         # is due longest at the moment of sending gets it.
         started_s = self.clock.now_s()
         token = uuid.uuid4().hex
         picked = self.backlog.lease_next(
-            started_s,
-            self.account.terms.max_refs_per_request,
-            self.settings.lease_s(self.account.terms),
-            token,
+            started_s, terms.max_refs_per_request, self.settings.lease_s(terms), token
         )
         if picked is None:
-            self.limiter.hand_back()
+            if by_callback_first:
+                self.limiter.hand_back()
             return "nothing due"
-        oa_id, batch = picked
+        oa_id, leased = picked
+        notes = self._notes_of(oa_id, leased)
+        routed = route(leased, notes, terms) if self.message_asks else Routed(list(leased))
+        if not routed.callback:
+            if by_callback_first:
+                self.limiter.hand_back()
+            return self._settle(oa_id, token, [], {}, report, None, routed=routed, notes=notes)
+        batch = routed.callback
         ref_ids = [item.ref_id for item in batch]
+        others = [item.ref_id for item in routed.query + routed.delivery]
         commits: list[Commit] = []
 
         def gate() -> bool:
@@ -182,27 +201,29 @@ class Drainer:
         try:
             answer = self.ask(ref_ids, oa_id, gate, on_sent)
         except NotSent:
-            self.backlog.unlease(oa_id, token, ref_ids, self.clock.now_s())
+            self.backlog.unlease(oa_id, token, ref_ids + others, self.clock.now_s())
             self.limiter.hand_back()
             return commits[-1].refused if commits else "not sent"
         except NotReady as exc:
             # Code 105: eSMS knows none of these SMSIDs yet. Each is not found, like a RefId an
             # answer leaves out, and asked again after ESMS_REPOLL_AFTER.
             sent = SentRequest(started_s, _sent_at(commits, started_s), error=str(exc.code))
-            self._settle(oa_id, token, batch, {}, report, sent)
-            return ""
+            return self._settle(oa_id, token, batch, {}, report, sent, routed=routed, notes=notes)
         except EsmsError as exc:
             report.requests += 1
             report.refs_asked += len(ref_ids)
             error = str(exc.code or type(exc).__name__)
             sent_at_s = _sent_at(commits, started_s)
             self.stats.count_failure(len(ref_ids), error, sent_at_s, self.clock.now_s())
+            # the others are asked at the next step, their endpoints unaffected
+            self.backlog.unlease(oa_id, token, others, self.clock.now_s())
             return self._failed(oa_id, token, batch, exc, report)
         for problem in answer.skipped:
             log.warning("skipped part of an eSMS answer for OA %s: %s", oa_id, problem)
         sent = SentRequest(started_s, _sent_at(commits, started_s))
-        self._settle(oa_id, token, batch, answer.records, report, sent)
-        return ""
+        return self._settle(
+            oa_id, token, batch, answer.records, report, sent, routed=routed, notes=notes
+        )
 
     def _failed(
         self, oa_id: str, token: str, batch: list[Leased], exc: EsmsError, report: DrainReport
@@ -341,11 +362,15 @@ class Drainer:
         report: DrainReport,
         sent: SentRequest | None,
         given_up: Mapping[str, Outcome] | None = None,
-    ) -> None:
+        routed: Routed | None = None,
+        notes: Mapping[str, Note] | None = None,
+    ) -> str:
         """Hand what the answer says of each RefId (`given_up`: RefIds ended without an
         answer, see _failed) to the settle step, with the request's counters (`sent`, if one
         was): it publishes the events of those still held, then settles them, in one round
-        trip with the counters."""
+        trip with the counters. The RefIds `routed` to the other endpoints, and those
+        GetCallback left out when QueryZnsStatus is its fallback, are asked there first and
+        settled in the same step (engine.message_asks). Return why to stop, if so."""
         now_s = self.clock.now_s()
         given_up = given_up or {}
         observed = [
@@ -361,10 +386,14 @@ class Drainer:
         tally = Tally(recent_keep_s=RECENT_KEEP_S)
         if sent is not None:
             self._count_request(tally, report, len(batch), now_s, sent)
+        stopped = ""
+        if routed is not None and self.message_asks is not None:
+            observed, stopped = self._ask_messages(
+                oa_id, token, batch, records, observed, routed, notes or {}, tally
+            )
         step = SettleStep(self.settings, self.account, self.backlog, self.publish)
-        settled = step(
-            Outcomes(SOURCE_POLL, oa_id, token, observed, tally, asked=sent is not None), now_s
-        )
+        asked = sent is not None or (bool(observed) and routed is not None)
+        settled = step(Outcomes(SOURCE_POLL, oa_id, token, observed, tally, asked=asked), now_s)
         report.events += len(settled.published)
         for event in settled.published:
             status = event["status"]
@@ -372,11 +401,60 @@ class Drainer:
         if settled.failure is not None:  # the broker went away: retry later
             delay_s = after_publish_failure_s(self.settings)
             raise Retry(settled.failure, delay_s) from settled.failure
+        return stopped
+
+    def _notes_of(self, oa_id: str, leased: list[Leased]) -> dict[str, Note]:
+        if self.notes is None or self.message_asks is None:
+            return {}
+        return self.notes.read(oa_id, [item.ref_id for item in leased])
+
+    def _ask_messages(
+        self,
+        oa_id: str,
+        token: str,
+        batch: list[Leased],
+        records: Mapping[str, dict[str, Any]],
+        observed: list[Observed],
+        routed: Routed,
+        notes: Mapping[str, Note],
+        tally: Tally,
+    ) -> tuple[list[Observed], str]:
+        """Ask QueryZnsStatus and GetZaloMessageStatus what they are routed (and, with
+        `fallback`, the RefIds GetCallback left out); return every RefId's observation and
+        why to stop, if so. What the answers taught is noted before anything is settled;
+        RefIds whose request failed are handed back to wait."""
+        assert self.message_asks is not None and self.notes is not None
+        terms = self.account.terms
+        learnt = {ref_id: note for ref_id, record in records.items() if (note := note_of(record))}
+        by_query = list(routed.query)
+        if terms.query_status == QUERY_FALLBACK:
+            left_out = {item.ref_id for item in batch if item.ref_id not in records}
+            by_query += [item for item in batch if item.ref_id in left_out]
+            observed = [item for item in observed if item.ref_id not in left_out]
+        answers = self.message_asks.ask(oa_id, by_query, routed.delivery, notes)
+        for ref_id, note in answers.notes.items():
+            learnt[ref_id] = learnt.get(ref_id, Note()).learnt(note)
+        self.notes.write(
+            oa_id,
+            {
+                ref_id: notes.get(ref_id, Note()).learnt(note)
+                for ref_id, note in learnt.items()
+                if notes.get(ref_id, Note()).learnt(note) != notes.get(ref_id)
+            },
+        )
+        back: dict[float, list[str]] = {}
+        for ref_id, due_s in answers.back.items():
+            back.setdefault(due_s, []).append(ref_id)
+        for due_s, ref_ids in back.items():
+            self.backlog.unlease(oa_id, token, ref_ids, due_s)
+        for name, count in answers.counters.items():
+            tally.counters[name] = tally.counters.get(name, 0) + count
+        return observed + answers.observed, answers.stopped
 
     def _guarded(self, bounds: tuple[datetime, datetime]) -> tuple[float, float] | None:
         """The open window, shrunk by ESMS_WINDOW_GUARD at both ends (epoch s), so that no
         request reaches eSMS outside it whatever its clock; None if there is no window."""
-        if self.account.terms.window.always:
+        if self.account.terms.drain_window.always:
             return None
         guard_s = self.settings.window_guard_s
         return bounds[0].timestamp() + guard_s, bounds[1].timestamp() - guard_s

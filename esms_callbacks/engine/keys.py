@@ -45,6 +45,16 @@ class AccountKeys:
         `strict_at_us` (the strictest interval + margin a host used, and when), Redis clock."""
         return f"{self.prefix}:rate"
 
+    def rate_of(self, endpoint: str) -> str:
+        """The rate hash (as `rate`) of one eSMS endpoint: GetCallback's is `rate` itself;
+        QueryZnsStatus and GetZaloMessageStatus each have a budget of their own."""
+        return self.rate if endpoint == "callback" else f"{self.rate}:{endpoint}"
+
+    def health_of(self, endpoint: str) -> str:
+        """The circuit breaker (as `health`) of one eSMS endpoint: a failing QueryZnsStatus
+        does not stop GetCallback."""
+        return self.health if endpoint == "callback" else f"{self.health}:{endpoint}"
+
     @property
     def oas(self) -> str:
         """Set: OA ids that have RefIds waiting or leased."""
@@ -144,6 +154,12 @@ class AccountKeys:
         """What every key of one OA starts with (engine/lua/backlog_prelude.lua lists them:
         `due`, `leased`, `owner`, chunks `c:ID`, buckets `b:HHHH`, `forget`, `meta`)."""
         return f"{self.oa_prefix}{oa_id}:"
+
+    def notes(self, oa_id: str) -> str:
+        """Hash: RefId -> what the sources learnt of it that the next ask needs (engine.notes:
+        its SmsType, that GetCallback does not know it, Zalo's message id); a RefId's entry
+        goes when it is done, the hash with its OA (backlog_settle.lua, backlog_sweep.lua)."""
+        return f"{self.oa(oa_id)}notes"
 
     def due(self, oa_id: str) -> str:
         """Sorted set: an OA's waiting chunks (ids) scored by when to ask their RefIds (ms)."""

@@ -55,6 +55,7 @@ class Observed:
     # past ESMS_MAX_AGE.
     keep_turn_s: float | None = None
     context: tuple[str, ...] = ()  # the source's own, handed back once settled (inbox entries)
+    source: str = ""  # who saw it, when not the Outcomes' source (a step that asked two)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class SettleStep:
     def _outcome(self, item: Observed, now_s: float) -> Outcome:
         """The RefId's state after what its source saw: forward only; a RefId past its age
         that its source asks for expires (its one last answer)."""
-        outcome = progressed(item.state_key, item.seen)
+        outcome = progressed(item.state_key, item.seen, self.account.terms.track_delivery)
         if outcome.terminal or item.keep_turn_s is not None or item.submitted_s is None:
             return outcome
         if now_s >= expires_at_s(self.settings, item.submitted_s):
@@ -133,9 +134,10 @@ class SettleStep:
                 outcome,
                 as_datetime(item.observed_s),
                 as_datetime(item.submitted_s) if item.submitted_s is not None else None,
-                source=outcomes.source,
+                source=item.source or outcomes.source,
                 phone_numbers=self.settings.phone_numbers,
                 account=self.account.name,
+                track_delivery=self.account.terms.track_delivery,
             )
         if item.keep_turn_s is not None:
             return _Step(item, outcome, event, item.keep_turn_s, item.keep_turn_s)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 _INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: int() refuses other "digits"
 
 PENDING, SENT, FAILED, NOT_FOUND, EXPIRED = "pending", "sent", "failed", "not_found", "expired"
-STATUSES = (PENDING, SENT, FAILED, NOT_FOUND, EXPIRED)  # every status an event may have
-TERMINAL_STATUSES = frozenset({SENT, FAILED, EXPIRED})
+DELIVERED = "delivered"  # Zalo says the message reached the phone (ESMS_TRACK_DELIVERY=on)
+STATUSES = (PENDING, SENT, FAILED, NOT_FOUND, EXPIRED, DELIVERED)  # every status an event may have
+# `sent` is terminal unless delivery is tracked (Outcome.awaits_delivery).
+TERMINAL_STATUSES = frozenset({SENT, FAILED, EXPIRED, DELIVERED})
 
 SEND_STATUS_NAMES = {
     1: "awaiting approval",
@@ -87,10 +90,12 @@ class Outcome:
     error: dict[str, Any] | None
     record: dict[str, Any] | None
     error_info: ErrorInfo | None = None  # the record's ErrorInfo, parsed once
+    awaits_delivery: bool = False  # sent, and delivery is tracked: not terminal yet
+    delivered_at: datetime | None = None  # when Zalo says it reached the phone (delivered)
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status in TERMINAL_STATUSES and not self.awaits_delivery
 
     @property
     def state_key(self) -> str:
@@ -107,13 +112,14 @@ def given_up_outcome(code: int | None, reason: str) -> Outcome:
     return Outcome(EXPIRED, None, {"code": code, "message": reason}, None)
 
 
-def decided_outcome(state_key: str) -> Outcome | None:
-    """The terminal outcome a recorded state key names, or None if it names none.
+def decided_outcome(state_key: str, track_delivery: bool = False) -> Outcome | None:
+    """The terminal outcome a recorded state key names, or None if it names none (`sent`
+    names none while delivery is tracked).
 
     A terminal state is recorded before its event is published; whoever holds the RefId
     after a crash publishes that state again (same event_id), never a different one."""
     status, _, send_status = state_key.partition(":")
-    if status not in TERMINAL_STATUSES:
+    if status not in TERMINAL_STATUSES or (status == SENT and track_delivery):
         return None
     if status == EXPIRED:
         return EXPIRED_OUTCOME
@@ -124,14 +130,17 @@ def decided_outcome(state_key: str) -> Outcome | None:
 
 # How far along a state is. A RefId's state only moves to a higher rank, so no state comes back
 # after a later one (deduplicating by event_id stays safe) and a found RefId is never
-# `not_found` again. Unknown SendStatus values rank between 2 and 7.
-NOT_FOUND_RANK, UNKNOWN_PENDING_RANK, TERMINAL_RANK = 0, 3, 5
+# `not_found` again. Unknown SendStatus values rank between 2 and 7; `delivered` comes after
+# `sent`, whichever source saw either.
+NOT_FOUND_RANK, UNKNOWN_PENDING_RANK, TERMINAL_RANK, DELIVERED_RANK = 0, 3, 5, 6
 PENDING_RANKS = {1: 1, 2: 2, 7: 4}
 
 
 def state_rank(state_key: str) -> int:
     """The rank of a state key ('' when none was published yet ranks lowest)."""
     status, _, send_status = state_key.partition(":")
+    if status == DELIVERED:
+        return DELIVERED_RANK
     if status in TERMINAL_STATUSES:
         return TERMINAL_RANK
     if status == PENDING:
@@ -140,20 +149,25 @@ def state_rank(state_key: str) -> int:
     return NOT_FOUND_RANK if status else -1
 
 
-def progressed(previous_key: str, seen: Outcome) -> Outcome:
+def progressed(previous_key: str, seen: Outcome, track_delivery: bool = False) -> Outcome:
     """What a RefId's state becomes when `seen` is observed after `previous_key`, the state
-    it last had (poll and push both call this): a terminal state recorded before a crash
-    stands; otherwise the state only moves forward, and an observation that would move it
-    back (a RefId missing from one answer, a late push of SendStatus 1 after a 7) leaves it
-    where it was, without an event."""
-    decided = decided_outcome(previous_key)
+    it last had (every source's, through the settle step): a terminal state recorded before
+    a crash stands; otherwise the state only moves forward, and an observation that would
+    move it back (a RefId missing from one answer, a late push of SendStatus 1 after a 7)
+    leaves it where it was, without an event. With `track_delivery`, `sent` awaits
+    `delivered` (not terminal)."""
+    if track_delivery and seen.status == SENT:
+        seen = replace(seen, awaits_delivery=True)
+    decided = decided_outcome(previous_key, track_delivery)
     if decided is not None:
         return decided if decided.state_key != seen.state_key else seen
     if previous_key and state_rank(seen.state_key) <= state_rank(previous_key):
         if seen.state_key == previous_key:
             return seen  # the same state again, with the record as now received
         status, _, send_status = previous_key.partition(":")
-        return Outcome(status, _int_or_none(send_status), None, None)
+        return Outcome(
+            status, _int_or_none(send_status), None, None, awaits_delivery=status == SENT
+        )
     return seen
 
 

@@ -17,10 +17,17 @@ class Submission:
     ref_ids: list[str]  # de-duplicated, first occurrence order
     oa_id: str
     duplicates: int
+    sms_type: int | None = None  # 24 Zalo priority, 25 Zalo normal: what QueryZnsStatus needs
+
+
+SMS_TYPE_NAMES = {24: "Zalo priority", 25: "Zalo normal"}
 
 
 def validate_submission(
-    ref_ids: object, oa_id: object, unknown: dict[str, object] | None = None
+    ref_ids: object,
+    oa_id: object,
+    unknown: dict[str, object] | None = None,
+    sms_type: object = None,
 ) -> Submission:
     """Return the cleaned submission or raise InvalidSubmission naming the problem."""
     if unknown:
@@ -31,7 +38,7 @@ def validate_submission(
             names += f" and {len(unknown) - 5} more"
         raise InvalidSubmission(
             f"unexpected argument(s) {names}; fetch_callbacks takes "
-            "ref_ids (a list of RefId strings) and oa_id (a string)"
+            "ref_ids (a list of RefId strings), oa_id (a string), account and sms_type"
         )
     oa = _check_id(oa_id, "oa_id", MAX_OA_ID_CHARS)
     if isinstance(ref_ids, str | bytes) or not isinstance(ref_ids, list | tuple):
@@ -47,7 +54,19 @@ def validate_submission(
         )
     cleaned = [_check_id(ref, f"ref_ids[{i}]", MAX_REF_ID_CHARS) for i, ref in enumerate(ref_ids)]
     unique = list(dict.fromkeys(cleaned))
-    return Submission(unique, oa, len(cleaned) - len(unique))
+    return Submission(unique, oa, len(cleaned) - len(unique), _check_sms_type(sms_type))
+
+
+def _check_sms_type(value: object) -> int | None:
+    """The messages' SmsType (QueryZnsStatus asks it), optional: 24, 25, or their text."""
+    if value is None:
+        return None
+    plain = isinstance(value, int | str) and not isinstance(value, bool)
+    text = str(value).strip() if plain else ""
+    if text in ("24", "25"):
+        return int(text)
+    shown = printable(repr(value), 40)
+    raise InvalidSubmission(f"sms_type must be 24 (Zalo priority) or 25 (Zalo normal), not {shown}")
 
 
 def _check_id(value: object, name: str, max_chars: int) -> str:

@@ -1,13 +1,15 @@
 """The status event as a typed model for Python consumers, and its JSON Schema.
 
     from esms_callbacks.events.model import StatusEvent
-    event = StatusEvent.from_payload(message.payload)  # UnsupportedEvent if not version 1
+    event = StatusEvent.from_payload(message.payload)  # UnsupportedEvent if not 1 or 2
     if event.terminal and event.status == "failed": ...
 
-The schema file (`schemas/status_event.v1.json`, shipped with the package) says the same for
-consumers in any language; `tests/test_event_model.py` checks real published events against
-both. Keys added later within version 1 are ignored here; a new version is refused, not
-misread.
+Version 1 is what an account publishes without delivery tracking; version 2 with
+ESMS_TRACK_DELIVERY=on (`sent` not terminal, `delivered` with `delivered_at`), so a consumer
+can tell which rules its events follow. The schema files (`schemas/status_event.v1.json`,
+`.v2.json`, shipped with the package) say the same for consumers in any language;
+`tests/test_event_model.py` checks real published events against both. Keys added later
+within a version are ignored here; a newer version is refused, not misread.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from typing import Any, Literal, cast
 from esms_callbacks.errors import UnsupportedEvent
 from esms_callbacks.esms.records import STATUSES
 
-EVENT_VERSION = 1  # the version events are published with, and the one this model reads
-SUPPORTED_VERSION = EVENT_VERSION
-Status = Literal["pending", "sent", "failed", "not_found", "expired"]  # records.STATUSES
-Source = Literal["poll", "push"]
+EVENT_VERSION = 1  # the version events are published with when delivery is not tracked
+DELIVERY_EVENT_VERSION = 2  # with ESMS_TRACK_DELIVERY=on: `sent` not terminal, `delivered`
+SUPPORTED_VERSIONS = (EVENT_VERSION, DELIVERY_EVENT_VERSION)
+SUPPORTED_VERSION = DELIVERY_EVENT_VERSION  # the newest this model reads
+# records.STATUSES
+Status = Literal["pending", "sent", "failed", "not_found", "expired", "delivered"]
+Source = Literal["poll", "push", "query", "delivery", "reconcile"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class StatusEvent:
     version: int
     source: Source
     account: str = "default"  # absent from events published before accounts
+    delivered_at: datetime | None = None  # version 2, `delivered`: when it reached the phone
 
     @classmethod
     def from_payload(cls, payload: object) -> StatusEvent:
@@ -56,10 +62,10 @@ class StatusEvent:
         if not isinstance(payload, dict):
             raise UnsupportedEvent(f"an event is a JSON object, not {type(payload).__name__}")
         version = payload.get("version")
-        if version != SUPPORTED_VERSION:
+        if version not in SUPPORTED_VERSIONS:
             raise UnsupportedEvent(
-                f"event version {version!r}; this code reads version {SUPPORTED_VERSION} "
-                "(upgrade esms-zns-callbacks)"
+                f"event version {version!r}; this code reads versions 1 and "
+                f"{SUPPORTED_VERSION} (upgrade esms-zns-callbacks)"
             )
         try:
             status = payload["status"]
@@ -67,6 +73,7 @@ class StatusEvent:
                 raise UnsupportedEvent(f"unknown status {status!r}")
             error = payload["error"]
             submitted_at = payload["submitted_at"]
+            delivered_at = payload["delivered_at"] if version >= DELIVERY_EVENT_VERSION else None
             return cls(
                 event_id=str(payload["event_id"]),
                 ref_id=str(payload["ref_id"]),
@@ -82,18 +89,19 @@ class StatusEvent:
                 version=version,
                 source=cast(Source, payload.get("source", "poll")),
                 account=str(payload.get("account", "default")),
+                delivered_at=datetime.fromisoformat(delivered_at) if delivered_at else None,
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             if isinstance(exc, UnsupportedEvent):
                 raise
-            raise UnsupportedEvent(f"not a version-1 status event: {exc!r}") from None
+            raise UnsupportedEvent(f"not a version-{version} status event: {exc!r}") from None
 
 
-def event_schema() -> dict[str, Any]:
-    """The JSON Schema of a version-1 event, as shipped with the package."""
+def event_schema(version: int = EVENT_VERSION) -> dict[str, Any]:
+    """The JSON Schema of an event of `version` (1 or 2), as shipped with the package."""
     text = (
         resources.files("esms_callbacks.events")
-        .joinpath("schemas/status_event.v1.json")
+        .joinpath(f"schemas/status_event.v{version}.json")
         .read_text()
     )
     schema: dict[str, Any] = json.loads(text)

@@ -24,12 +24,13 @@ from kombu.utils.json import dumps as json_dumps
 from esms_callbacks.accounts import DEFAULT_ACCOUNT
 from esms_callbacks.errors import NoQueueBound, PublishFailed
 from esms_callbacks.esms.records import Outcome, decode
-from esms_callbacks.events.model import EVENT_VERSION
+from esms_callbacks.events.model import DELIVERY_EVENT_VERSION, EVENT_VERSION
 from esms_callbacks.retry_policy import PUBLISH_RETRY
 
 log = logging.getLogger(__name__)
 
-SOURCE_POLL, SOURCE_PUSH = "poll", "push"  # where an event's status came from
+# Where an event's status came from: GetCallback, a push, QueryZnsStatus, GetZaloMessageStatus.
+SOURCE_POLL, SOURCE_PUSH, SOURCE_QUERY, SOURCE_DELIVERY = "poll", "push", "query", "delivery"
 REDACTED = "<redacted>"
 PERSISTENT = 2  # AMQP delivery_mode: the broker keeps the message across a restart
 # What the Redis batch path calls on kombu's Redis channel: private methods, checked against
@@ -63,15 +64,18 @@ def build_event(
     source: str = SOURCE_POLL,
     phone_numbers: str = "keep",
     account: str = DEFAULT_ACCOUNT,
+    track_delivery: bool = False,
 ) -> dict[str, Any]:
     """The event of one RefId's state; `phone_numbers` (keep, mask, drop) decides what its
-    record says of the recipient's phone number (personal data)."""
+    record says of the recipient's phone number (personal data). With `track_delivery`
+    the event is of version 2 (events.model): `sent` is not terminal, `delivered` is, and
+    `delivered_at` says when; without it, version 1 as before."""
     record = outcome.record
     if record is not None and phone_numbers != "keep" and "PhoneNumber" in record:
         record = {**record, "PhoneNumber": masked(record["PhoneNumber"], phone_numbers)}
     if record is not None and "CallbackUrl" in record:
         record = {**record, "CallbackUrl": redacted_url(record["CallbackUrl"])}
-    return {
+    event = {
         "event_id": event_id(ref_id, oa_id, outcome.state_key, account),
         "account": account,
         "ref_id": ref_id,
@@ -87,9 +91,15 @@ def build_event(
         "version": EVENT_VERSION,
         "source": source,
     }
+    if track_delivery:
+        event["version"] = DELIVERY_EVENT_VERSION
+        delivered_at = outcome.delivered_at
+        event["delivered_at"] = delivered_at.isoformat() if delivered_at else None
+    return event
 
 
-SOURCE_LETTERS = {SOURCE_POLL: "p", SOURCE_PUSH: "h"}  # an event's source, in a summary
+# An event's source, in a summary.
+SOURCE_LETTERS = {SOURCE_POLL: "p", SOURCE_PUSH: "h", SOURCE_QUERY: "q", SOURCE_DELIVERY: "d"}
 
 
 def event_summary(event: dict[str, Any]) -> str:

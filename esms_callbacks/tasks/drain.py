@@ -221,7 +221,7 @@ def release_account(runtime: Runtime, housekeeping: bool = True) -> None:
         runtime.backlog.sweep(now_s)  # forget done RefIds past the done memory, a few buckets
         runtime.dispatch.check_capacity(now_s)
     if (
-        runtime.terms.window.is_open(as_datetime(now_s))
+        runtime.terms.drain_window.is_open(as_datetime(now_s))
         and not runtime.pause.blocked()
         and runtime.backlog.next_due_oa(now_s)
     ):

@@ -16,6 +16,7 @@ from esms_callbacks.accounts import (
     not_in_file,
 )
 from esms_callbacks.engine.clock import as_datetime
+from esms_callbacks.engine.notes import Note
 from esms_callbacks.engine.redis_connect import connect
 from esms_callbacks.engine.replicas import ReplicaFence
 from esms_callbacks.errors import (
@@ -33,6 +34,7 @@ from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings, read_setting
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask
+from esms_callbacks.terms import QUERY_OFF
 
 log = logging.getLogger(__name__)
 ARG_NAMES = ("ref_ids", "oa_id", "account")
@@ -75,7 +77,8 @@ class ValidatingTask(RuntimeTask):
 
     def _queue(self, args: Any, kwargs: Any, *rest: Any, **options: Any) -> Any:
         ref_ids, oa_id, account, unknown = bind_arguments(args, kwargs)
-        submission = validate_submission(ref_ids, oa_id, unknown)
+        sms_type = unknown.pop("sms_type", None)
+        submission = validate_submission(ref_ids, oa_id, unknown, sms_type)
         account = producer_checked_account(account)
         chunks = split_by_size(submission.ref_ids, MAX_MESSAGE_REFID_BYTES)
         if len(chunks) == 1:
@@ -83,7 +86,9 @@ class ValidatingTask(RuntimeTask):
         # Each part is a submission of its own (parking is idempotent); the first one's
         # result stands for the call, as a single message's would.
         first, *others = chunks
-        named = {"oa_id": submission.oa_id, "account": account}
+        named: dict[str, object] = {"oa_id": submission.oa_id, "account": account}
+        if submission.sms_type is not None:
+            named["sms_type"] = submission.sms_type
         result = super().apply_async((), {"ref_ids": first, **named}, **options)
         options.pop("task_id", None)
         for chunk in others:
@@ -179,12 +184,14 @@ def fetch_callbacks(
     ref_ids: object = None,
     oa_id: object = None,
     account: object = DEFAULT_ACCOUNT,
+    sms_type: object = None,
     **unknown: object,
 ) -> dict[str, object]:
     """Park RefIds of one OA of one account to be asked from eSMS; each will end in one
-    terminal event."""
+    terminal event. `sms_type` (24 or 25, optional): the messages' type, which
+    QueryZnsStatus needs (found by asking when not given)."""
     try:
-        submission = validate_submission(ref_ids, oa_id, unknown)
+        submission = validate_submission(ref_ids, oa_id, unknown, sms_type)
         runtime = self.runtimes.get(check_account_name(account))
     except InvalidSubmission as exc:  # AccountNotServed too: never retried, other work goes on
         log.error("rejected a submission: %s", exc)
@@ -219,6 +226,9 @@ def park_submission(runtime: Runtime, submission: Submission) -> dict[str, objec
             submission.oa_id,
         )
         raise  # retried (autoretry_for RedisError); never dropped
+    if submission.sms_type is not None and runtime.terms.query_status != QUERY_OFF:
+        note = Note(sms_type=submission.sms_type)
+        runtime.notes.write(submission.oa_id, dict.fromkeys(submission.ref_ids, note))
 
     runtime.state_fence.confirm()  # NotDurable: retried, the task is not acknowledged
     log.info(
@@ -229,7 +239,7 @@ def park_submission(runtime: Runtime, submission: Submission) -> dict[str, objec
         parked.already_waiting,
         parked.already_finished,
     )
-    if runtime.terms.window.is_open(as_datetime(now_s)):
+    if runtime.terms.drain_window.is_open(as_datetime(now_s)):
         runtime.dispatch.request(now_s)
     else:
         runtime.dispatch.check_capacity(now_s)

@@ -10,6 +10,8 @@
 --                           'd|'..done s..'|'..asks..'|'..summary once it had its terminal
 --                           event (hhhh: 15 bits of the RefId's SHA-1, in hex)
 --   P..'forget'       zset  bucket -> the oldest done entry in it (ms), for the sweeper
+--   P..'notes'        hash  RefId -> what the next ask needs (engine/notes.py), written by
+--                           the sources, dropped when the RefId is done
 --   P..'meta'         hash  `seq` (last chunk id), `open` (the chunk parking adds to);
 --                           gone with the OA once nothing of it is left (backlog_sweep.lua)
 -- Per account (KEYS of the scripts that use them, in the same hash tag):

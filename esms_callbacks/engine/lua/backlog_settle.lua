@@ -37,6 +37,7 @@ for _ = 1, n_finished do
     local f = updated(fields(redis.call('HGET', chunk(p, id), ref)), '', ARGV[i + 1])
     redis.call('HDEL', chunk(p, id), ref)
     remember_done(p, ref, now, f[2], table.concat(f, '|', 5, 8))
+    redis.call('HDEL', p .. 'notes', ref)  -- what the next ask needed: there is none
     touched[id] = true
     gone = gone + 1
   end

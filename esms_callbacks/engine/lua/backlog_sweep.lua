@@ -39,7 +39,7 @@ end
 local head = redis.call('ZRANGE', p .. 'forget', 0, 0, 'WITHSCORES')
 local gone = 0
 if head[2] == nil and redis.call('ZCARD', p .. 'due') + redis.call('ZCARD', p .. 'leased') == 0 then
-  redis.call('DEL', p .. 'meta', p .. 'owner')
+  redis.call('DEL', p .. 'meta', p .. 'owner', p .. 'notes')
   redis.call('SREM', KEYS[2], oa)
   redis.call('SREM', KEYS[3], oa)
   gone = 1
