@@ -4,7 +4,7 @@
 
     tasks/      the Celery app and its tasks (fetch_callbacks, drain, release)
     engine/     the waiting set, leases, limiter, window, breaker and the drain loop, on Redis
-    esms/       eSMS's GetCallback: the client, its records and codes, what a RefId may be
+    esms/       eSMS's status endpoints: the client, their answers and codes, what a RefId may be
     events/     status events: the model consumers read, publishing, the JSON Schema
     push/       eSMS's pushes: the receiver, its inbox and the applier
     ops/        what operators look at: status, metrics, one RefId's whereabouts

@@ -1,11 +1,10 @@
-"""The eSMS GetCallback client (aiohttp): one POST, one parsed answer, or one typed error."""
+"""The eSMS client (aiohttp): GetCallback, QueryZnsStatus and GetZaloMessageStatus, each one
+POST through the same rate gate, one parsed answer or one typed error."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +18,30 @@ from esms_callbacks.errors import (
     TransportError,
     printable,
 )
+from esms_callbacks.esms.answers import load_object, result_code, snippet, text_field
 from esms_callbacks.esms.codes import SUCCESS_CODE, error_for_code
+from esms_callbacks.esms.delivery import (
+    ZALO_MESSAGE_STATUS_PATH,
+    DeliveryStatus,
+    parse_delivery_answer,
+)
+from esms_callbacks.esms.query import (
+    QUERY_ZNS_STATUS_PATH,
+    ZNS_SMS_TYPES,
+    ZnsStatus,
+    parse_query_answer,
+)
 from esms_callbacks.terms import redact_url
 
 GET_CALLBACK_PATH = "/ZaloCallback/GetCallback"
+# GetCallback is on its own host; QueryZnsStatus and GetZaloMessageStatus on the REST API's.
+DEFAULT_REST_BASE_URL = "https://rest.esms.vn"
 # 200 records are ~150 KB; anything near this is not an eSMS answer.
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 log = logging.getLogger(__name__)
+
+Gate = Callable[[], bool]
+OnSent = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -37,10 +53,21 @@ class CallbackAnswer:
 
 
 class EsmsClient:
-    """Ask eSMS for callback records; one instance per event loop, reusing one session."""
+    """Ask eSMS for message statuses; one instance per event loop, reusing one session."""
 
-    def __init__(self, base_url: str, api_key: str, secret_key: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        secret_key: str,
+        timeout_s: float,
+        *,
+        rest_base_url: str = DEFAULT_REST_BASE_URL,
+    ) -> None:
         self._url = base_url.rstrip("/") + GET_CALLBACK_PATH
+        rest_base_url = rest_base_url.rstrip("/")
+        self._query_url = rest_base_url + QUERY_ZNS_STATUS_PATH
+        self._delivery_url = rest_base_url + ZALO_MESSAGE_STATUS_PATH
         self._credentials = {"ApiKey": api_key, "SecretKey": secret_key}
         self._timeout = aiohttp.ClientTimeout(
             total=timeout_s, connect=min(timeout_s, 10.0), sock_read=timeout_s
@@ -54,8 +81,8 @@ class EsmsClient:
         self,
         ref_ids: list[str],
         oa_id: str,
-        gate: Callable[[], bool] | None = None,
-        on_sent: Callable[[], None] | None = None,
+        gate: Gate | None = None,
+        on_sent: OnSent | None = None,
     ) -> CallbackAnswer:
         """POST GetCallback for `ref_ids`; raise an EsmsError subclass on any failure.
 
@@ -67,13 +94,50 @@ class EsmsClient:
         the answer is awaited).
         """
         body = {**self._credentials, "ListRefid": ref_ids, "OAId": oa_id}
+        text = await self._post(self._url, body, gate, on_sent)
+        return parse_answer(text, set(ref_ids))
+
+    async def query_zns_status(
+        self,
+        sms_id: str,
+        sms_type: int,
+        gate: Gate | None = None,
+        on_sent: OnSent | None = None,
+    ) -> ZnsStatus | None:
+        """POST QueryZnsStatus for one SmsId of type 24 or 25; None when eSMS has no data for
+        it (Code 854). `gate` and `on_sent` as for get_callback."""
+        if sms_type not in ZNS_SMS_TYPES:
+            raise ValueError(f"QueryZnsStatus answers for SmsType 24 or 25 only, not {sms_type!r}")
+        body = {**self._credentials, "SmsId": sms_id, "SmsType": str(sms_type)}
+        text = await self._post(self._query_url, body, gate, on_sent)
+        return parse_query_answer(text, sms_id)
+
+    async def zalo_message_status(
+        self,
+        oa_id: str,
+        message_id: str,
+        gate: Gate | None = None,
+        on_sent: OnSent | None = None,
+    ) -> DeliveryStatus:
+        """POST GetZaloMessageStatus for a Zalo message id (GetCallback's Partnerids,
+        QueryZnsStatus's ZaloMsgId) of the OA `oa_id`. `gate` and `on_sent` as for
+        get_callback."""
+        body = {**self._credentials, "OAID": oa_id, "MessageId": message_id}
+        text = await self._post(self._delivery_url, body, gate, on_sent)
+        return parse_delivery_answer(text)
+
+    async def _post(
+        self, url: str, body: dict[str, Any], gate: Gate | None, on_sent: OnSent | None
+    ) -> str:
+        """POST `body` as JSON through the gate; the answer's text if eSMS answered HTTP 200.
+        Every transport failure becomes a TransportError, and no error carries the body."""
         session = await self._ensure_session()
         request_gate = _Gate(gate, on_sent)
         try:
             # Never follow a redirect: it would carry the credentials to another host, outside
             # the rate gate. A 3xx is an answer like any other non-200.
             async with session.post(
-                self._url,
+                url,
                 json=body,
                 trace_request_ctx=request_gate,
                 allow_redirects=False,
@@ -89,8 +153,8 @@ class EsmsClient:
                 raise TransportError(f"eSMS did not answer within {self._timeout.total}s") from None
             raise TransportError(f"eSMS connection failed: {type(exc).__name__}: {exc}") from None
         if status != 200:
-            raise ServerError(f"eSMS answered HTTP {status}: {_snippet(text)}")
-        return parse_answer(text, set(ref_ids))
+            raise ServerError(f"eSMS answered HTTP {status}: {snippet(text)}")
+        return text
 
     async def close(self) -> None:
         if self._session is not None:
@@ -121,9 +185,7 @@ async def _read_capped(response: aiohttp.ClientResponse) -> str:
 class _Gate:
     """A request's gate, passed through aiohttp's tracing; opened at most once."""
 
-    def __init__(
-        self, gate: Callable[[], bool] | None, on_sent: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, gate: Gate | None, on_sent: OnSent | None = None) -> None:
         self.gate = gate
         self.opened = gate is None
         self.error: Exception | None = None  # why the gate did not open
@@ -157,21 +219,10 @@ async def _body_going_out(_: aiohttp.ClientSession, context: Any, __: object) ->
 
 def parse_answer(text: str, asked: set[str]) -> CallbackAnswer:
     """Parse a GetCallback body; keep records of RefIds we asked for, skip the rest."""
-    try:
-        payload = json.loads(text)
-    except (ValueError, RecursionError):
-        raise MalformedResponse(f"eSMS answer is not JSON: {_snippet(text)}") from None
-    if not isinstance(payload, dict):
-        raise MalformedResponse(f"eSMS answer is not a JSON object: {_snippet(text)}")
-    code = payload.get("Code")
-    if isinstance(code, str) and code.strip().isascii() and code.strip().isdigit():
-        code = int(code)  # tolerate the send APIs' habit of string codes
-    if not isinstance(code, int) or isinstance(code, bool):
-        raise MalformedResponse(f"eSMS answer has no numeric Code: {_snippet(text)}")
-    message = payload.get("Message")
-    message = message if isinstance(message, str) else ""
+    payload = load_object(text)
+    code = result_code(payload, "Code", text)
     if code != SUCCESS_CODE:
-        raise error_for_code(code, message)
+        raise error_for_code(code, text_field(payload, "Message"))
     data = payload.get("Data_callback")
     if data is None:
         data = []
@@ -190,20 +241,6 @@ def parse_answer(text: str, asked: set[str]) -> CallbackAnswer:
                 skipped.append(f"duplicate record for {printable(ref_id)}; the last one wins")
             records[ref_id] = item
     return CallbackAnswer(records, skipped)
-
-
-# What eSMS's text may carry that a log line must not: a phone number (a long run of digits)
-# and a URL (a record's CallbackUrl holds the push token).
-_PHONE_LIKE = re.compile(r"\+?\d{9,}")
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]*")
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    """eSMS's text for a log line or an error (an HTML page, a cut-off answer): whitespace
-    folded, phone-like digit runs and URLs blanked, the rest escaped."""
-    folded = " ".join(text[: limit * 4].split())
-    scrubbed = _PHONE_LIKE.sub("<digits>", _URL.sub("<url>", folded))
-    return printable(scrubbed, limit)
 
 
 def _shape(item: object) -> str:

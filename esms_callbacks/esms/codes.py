@@ -1,5 +1,5 @@
-"""eSMS's result codes (from eSMS's public docs, docs/esms/getcallback.md) and the error each
-one raises (esms_callbacks.errors)."""
+"""eSMS's result codes (from eSMS's public docs, docs/esms/getcallback.md and
+docs/esms/status-endpoints.md) and the error each one raises (esms_callbacks.errors)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from esms_callbacks.errors import (
 )
 
 SUCCESS_CODE = 100
+NO_DATA_CODE = 854  # QueryZnsStatus: no data for that SmsId (yet); an answer, not a failure
 ERROR_BY_CODE: dict[int, type[EsmsError]] = {
     101: AuthError,
     140: AuthError,

@@ -123,7 +123,7 @@ def decided_outcome(state_key: str, track_delivery: bool = False) -> Outcome | N
         return None
     if status == EXPIRED:
         return EXPIRED_OUTCOME
-    number = _int_or_none(send_status)
+    number = int_or_none(send_status)
     error = {"code": None, "message": "rejected" if number == 4 else "delivery failed"}
     return Outcome(status, number, error if status == FAILED else None, None)
 
@@ -144,7 +144,7 @@ def state_rank(state_key: str) -> int:
     if status in TERMINAL_STATUSES:
         return TERMINAL_RANK
     if status == PENDING:
-        number = _int_or_none(send_status)
+        number = int_or_none(send_status)
         return PENDING_RANKS.get(number, UNKNOWN_PENDING_RANK) if number is not None else 1
     return NOT_FOUND_RANK if status else -1
 
@@ -166,15 +166,15 @@ def progressed(previous_key: str, seen: Outcome, track_delivery: bool = False) -
             return seen  # the same state again, with the record as now received
         status, _, send_status = previous_key.partition(":")
         return Outcome(
-            status, _int_or_none(send_status), None, None, awaits_delivery=status == SENT
+            status, int_or_none(send_status), None, None, awaits_delivery=status == SENT
         )
     return seen
 
 
 def outcome_of(record: dict[str, Any]) -> Outcome:
     """Map a record to a status: 5 done (sent/failed), 4 rejected, 1/2/7 and unknown pending."""
-    send_status = _int_or_none(record.get("SendStatus"))
-    failed_count = _int_or_none(record.get("SendFailed")) or 0
+    send_status = int_or_none(record.get("SendStatus"))
+    failed_count = int_or_none(record.get("SendFailed")) or 0
     error_info = parse_error_info(record.get("ErrorInfo"))
     if send_status == 5:
         status = FAILED if failed_count > 0 else SENT
@@ -201,9 +201,9 @@ def outcome_of(record: dict[str, Any]) -> Outcome:
 def decode(record: dict[str, Any], error_info: ErrorInfo | None = None) -> dict[str, Any]:
     """Human-readable names for a record's numeric fields, and its parsed ErrorInfo (given
     when the caller parsed it already: outcome_of does)."""
-    type_id = _int_or_none(record.get("TypeId"))
-    telco_id = _int_or_none(record.get("Telcoid"))
-    send_status = _int_or_none(record.get("SendStatus"))
+    type_id = int_or_none(record.get("TypeId"))
+    telco_id = int_or_none(record.get("Telcoid"))
+    send_status = int_or_none(record.get("SendStatus"))
     if error_info is None:
         error_info = parse_error_info(record.get("ErrorInfo"))
     return {
@@ -214,7 +214,8 @@ def decode(record: dict[str, Any], error_info: ErrorInfo | None = None) -> dict[
     }
 
 
-def _int_or_none(value: object) -> int | None:
+def int_or_none(value: object) -> int | None:
+    """An integer from eSMS's number or string of ASCII digits; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
