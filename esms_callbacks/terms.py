@@ -205,6 +205,10 @@ class Terms:
         # One zone: the window's (the declaration of `timezone` is how it is read and shown).
         if self.window.zone is not self.timezone:
             object.__setattr__(self, "timezone", self.window.zone)
+        for name in ("query_window", "delivery_window"):  # in the same zone
+            window = getattr(self, name)
+            if window.zone is not self.timezone:
+                object.__setattr__(self, name, replace(window, zone=self.timezone))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())

@@ -130,4 +130,8 @@ def test_the_model_the_schema_and_the_records_name_the_same_statuses():
     from esms_callbacks.events.model import Status, event_schema
 
     assert set(get_args(Status)) == set(STATUSES)
-    assert event_schema()["properties"]["status"]["enum"] == list(STATUSES)
+    assert event_schema(2)["properties"]["status"]["enum"] == list(STATUSES)
+    # version 1 (delivery not tracked) has every status but `delivered`
+    assert event_schema(1)["properties"]["status"]["enum"] == [
+        status for status in STATUSES if status != "delivered"
+    ]

@@ -133,7 +133,7 @@ def decided_outcome(state_key: str, track_delivery: bool = False) -> Outcome | N
 # `not_found` again. Unknown SendStatus values rank between 2 and 7; `delivered` comes after
 # `sent`, whichever source saw either.
 NOT_FOUND_RANK, UNKNOWN_PENDING_RANK, TERMINAL_RANK, DELIVERED_RANK = 0, 3, 5, 6
-PENDING_RANKS = {1: 1, 2: 2, 7: 4}
+PENDING_RANKS = {1: 1, 2: 2, 5: 4, 7: 4}  # 5 not final yet (QueryZnsStatus) is as far as 7
 
 
 def state_rank(state_key: str) -> int:
