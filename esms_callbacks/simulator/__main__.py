@@ -1,4 +1,4 @@
-"""Run the eSMS GetCallback simulator in the foreground.
+"""Run the eSMS simulator (GetCallback, QueryZnsStatus, GetZaloMessageStatus) in the foreground.
 
     python -m esms_callbacks.simulator --host 127.0.0.1 --port 8077 --api-key KEY \
         --secret-key SECRET --rate-interval 1.0 --max-refs 100 --policy mixed --window always \
@@ -73,7 +73,7 @@ def parse_args(
     argv: list[str] | None = None, prog: str = "python -m esms_callbacks.simulator"
 ) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=prog, description="Run the eSMS GetCallback simulator (and its pushes)."
+        prog=prog, description="Run the eSMS simulator (every status source, and pushes)."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8077, help="0 picks a free port")

@@ -1,20 +1,40 @@
-"""A faithful eSMS GetCallback simulator on aiohttp.web.
+"""A faithful eSMS simulator on aiohttp.web: every way eSMS tells a ZNS message's status.
 
-eSMS endpoint (see docs/esms/getcallback.md, eSMS's own page, for its sample):
+eSMS endpoints (see docs/esms/getcallback.md, eSMS's own page, for GetCallback's sample):
 
     POST /ZaloCallback/GetCallback
     {"ApiKey": "...", "SecretKey": "...", "ListRefid": ["<SMSID>", ...], "OAId": "..."}
     -> 200 {"Code": 100, "Message": "Success", "Data_callback": [record, ...]}
+    POST /MainService.svc/json/QueryZnsStatus/   (also without the trailing slash)
+    {"ApiKey": "...", "SecretKey": "...", "SmsId": "<SMSID>", "SmsType": "24" | "25"}
+    -> 200 {"CodeResult": "100", "Data": {"SMSID", "SendStatus", "FinalStatus", "ErrorInfo",
+            "ZaloMsgId", ...}}
+    POST /MainService.svc/json/GetZaloMessageStatus
+    {"ApiKey": "...", "SecretKey": "...", "OAID": "...", "MessageId": "<Partnerids>"}
+    -> 200 {"CodeResult": "100", "Data": {"delivery_time", "message", "status"},
+            "ErrorMessage": "success. "}
 
-Answers follow simulator.state (codes 99, 101, 160, 100; window closed is 99, the simulator's
-choice since eSMS does not document it), records follow simulator.outcomes, and injected faults
-follow simulator.faults.
+Answers follow simulator.state (GetCallback's codes 99, 101, 160, 100; window closed is 99, the
+simulator's choice since eSMS does not document it) and simulator.zns_status (the other two:
+"99", "101", "160", "851", "854", "100"), records follow simulator.outcomes, statuses follow
+simulator.message_book, and injected faults (GetCallback's only) follow simulator.faults. Each
+endpoint has its own rate clock and interval per account.
 
 Control API, so a simulator in another process can be scripted (errors answer 400 {"error"}):
 
     POST /_sim/script   {"ref_id": "...", "outcomes": ["pending7", "sent"]}  ("ref_ids": [...]
                         scripts many RefIds alike)
-    POST /_sim/policy   {"policy": "sent" | "mixed"}
+    POST /_sim/policy   {"policy": "sent" | "mixed" | "missing"}
+    POST /_sim/messages {"ref_ids": [...], "oa_id": "...", "callback_url": true,
+                         "type_id": 25, "final_after_s": 0,
+                         "final": "sent" | "failed" | "failed_offline" | "rejected",
+                         "delivered_after_s": null}
+                        register messages sent now (simulator.messages; defaults shown): pending
+                        until final_after_s, then final; on the user's phone delivered_after_s
+                        after a final "sent" (null: never). GetCallback leaves out those sent
+                        without a CallbackUrl. They replace scripts and the policy for their
+                        RefIds (scripting a RefId again replaces its message). Answers {"ok",
+                        "registered": N}
     POST /_sim/fault    {"kind": "http500|slow|badjson|html|code|reset", "count": 1, ...params}
                         (params: "delay_s" for slow; "code", "message" for code)
     POST /_sim/poison   {"ref_id": "...", "kind": "html", ...params}: every request that
@@ -28,27 +48,34 @@ Control API, so a simulator in another process can be scripted (errors answer 40
                         queued by /_sim/fault come first. Answers {"ok", "fault_rates": {kind:
                         rate}}. Failed requests move the rate clock and are logged with their
                         "fault", like one-shot ones.
-    POST /_sim/reset    forget the log, scripts, faults (one-shot and random), ask counts and
-                        the rate clock; drop queued pushes and zero the push counts (only
-                        this route: Simulator.reset() knows nothing of pushes)
+    POST /_sim/reset    forget the log, scripts, registered messages, faults (one-shot and
+                        random), ask counts and the rate clocks; drop queued pushes and zero the
+                        push counts (only this route: Simulator.reset() knows nothing of pushes)
     POST /_sim/config   {"rate_interval_s": 1.0, "max_refs": 100,
+                         "query_rate_interval_s": 0.01, "delivery_rate_interval_s": 0.034,
                          "window": "always" | "closed" | "HH:MM-HH:MM", "timezone": "Asia/...",
                          "account": "shop-a"}
-                        the limits are those of "account" (default: the first account); the
-                        window is every account's
+                        the limits are those of "account" (default: the first account):
+                        GetCallback's, QueryZnsStatus's, GetZaloMessageStatus's intervals (0
+                        disables); the window is every account's and GetCallback's only
     GET  /_sim/config   the limits of the default account (?account=NAME: of that one), its
                         name, how many accounts, the policy, pending faults and fault rates
                         (never the credentials)
     GET  /_sim/requests the request log as a JSON list, each entry naming its "account" (""
-                        when its keys matched none); ?since=N skips the first N entries,
-                        ?account=NAME keeps that account's
-    GET  /_sim/stats    {"requests", "min_gap_s", "refs_sent", "refs_answered",
-                         "records_returned", "codes", "http_statuses", "faults"}
+                        when its keys matched none) and its "endpoint" ("callback", "query",
+                        "delivery"; with "sms_id" or "message_id" asked); ?since=N skips the
+                        first N entries, ?account=NAME keeps that account's
+    GET  /_sim/stats    GetCallback's {"requests", "min_gap_s", "refs_sent", "refs_answered",
+                         "records_returned", "codes", "http_statuses", "faults"} and
+                         "endpoints": {"query": {"requests", "min_gap_s", "code_160",
+                         "codes"}, "delivery": {...}}
     GET  /_sim/accounts {NAME: {"rate_interval_s", "max_refs", "requests", "refs_sent",
                          "refs_answered", "records_returned", "first_at_s", "last_at_s",
                          "min_gap_s", "code_160", "codes"}} for every account, in order
-                        (those without requests too; times are time.time())
-    GET  /_sim/asked?ref_id=...   {"ref_id", "asked"}
+                        (those without requests too; times are time.time()): GetCallback's
+    GET  /_sim/endpoints {NAME: {"query": {"rate_interval_s", "requests", "min_gap_s",
+                         "code_160", "codes"}, "delivery": {...}}} for every account, in order
+    GET  /_sim/asked?ref_id=...   {"ref_id", "asked"}: GetCallback's lookups of it
 
 Pushes, as eSMS sends each status to the customer's CallbackUrl (simulator.push, .pusher):
 
@@ -77,6 +104,7 @@ import asyncio
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -85,9 +113,17 @@ from esms_callbacks.simulator.arrival import take_arrival_s
 from esms_callbacks.simulator.control import control_routes
 from esms_callbacks.simulator.faults import Fault
 from esms_callbacks.simulator.pusher import PUSHER_KEY, Pusher, PushSettings
-from esms_callbacks.simulator.state import SIM_KEY, LoggedRequest, Simulator
+from esms_callbacks.simulator.state import SIM_KEY, Answer, LoggedRequest, Simulator
+from esms_callbacks.simulator.zns_status import DELIVERY_PATH, QUERY_PATH
 
-__all__ = ["GET_CALLBACK_PATH", "LoggedRequest", "Simulator", "make_app"]
+__all__ = [
+    "DELIVERY_PATH",
+    "GET_CALLBACK_PATH",
+    "QUERY_PATH",
+    "LoggedRequest",
+    "Simulator",
+    "make_app",
+]
 
 GET_CALLBACK_PATH = "/ZaloCallback/GetCallback"
 ARRIVAL_KEY = web.RequestKey("arrival_s", float)  # see _stamp_arrival; absent: unknown
@@ -106,14 +142,18 @@ _HTML_PAGE = """<!DOCTYPE html>
 
 
 def make_app(sim: Simulator, push_settings: PushSettings | None = None) -> web.Application:
-    """Build the aiohttp application serving GetCallback and the /_sim control API for `sim`,
-    with a pusher delivering statuses as `push_settings` say (defaults: eSMS's)."""
+    """Build the aiohttp application serving eSMS's status endpoints and the /_sim control API
+    for `sim`, with a pusher delivering statuses as `push_settings` say (defaults: eSMS's)."""
     app = web.Application(middlewares=[_stamp_arrival])
     app[SIM_KEY] = sim
     pusher = Pusher(push_settings)
     app[PUSHER_KEY] = pusher
     app.cleanup_ctx.append(pusher.session_ctx)
     app.router.add_post(GET_CALLBACK_PATH, _get_callback)
+    app.router.add_post(QUERY_PATH, _query_zns_status)
+    app.router.add_post(QUERY_PATH.rstrip("/"), _query_zns_status)
+    app.router.add_post(DELIVERY_PATH, _get_zalo_message_status)
+    app.router.add_post(DELIVERY_PATH + "/", _get_zalo_message_status)
     app.router.add_routes(control_routes())
     return app
 
@@ -132,6 +172,27 @@ async def _stamp_arrival(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def _get_callback(request: web.Request) -> web.StreamResponse:
+    answer = await _received(request, request.app[SIM_KEY].receive)
+    if answer.fault is None:
+        return web.json_response(answer.payload)
+    return await _faulted(request, answer.fault, answer.payload)
+
+
+async def _query_zns_status(request: web.Request) -> web.StreamResponse:
+    answer = await _received(request, request.app[SIM_KEY].receive_query)
+    return web.json_response(answer.payload)
+
+
+async def _get_zalo_message_status(request: web.Request) -> web.StreamResponse:
+    answer = await _received(request, request.app[SIM_KEY].receive_delivery)
+    return web.json_response(answer.payload)
+
+
+Receive = Callable[[bytes, float, float, float], Answer]
+
+
+async def _received(request: web.Request, receive: Receive) -> Answer:
+    """Read the body and let `receive` answer it, timed at its arrival."""
     # eSMS's rate clock sees arrival: the kernel's receive time of the request's first bytes,
     # else the handler's start, before the body is read.
     handler_s, handler_monotonic_s = time.time(), time.monotonic()
@@ -140,12 +201,7 @@ async def _get_callback(request: web.Request) -> web.StreamResponse:
     if not 0.0 <= lag_s < _MAX_ARRIVAL_LAG_S:  # the wall clock stepped: trust the handler's
         lag_s = 0.0
     raw = await request.read()
-    answer = request.app[SIM_KEY].receive(
-        raw, handler_s - lag_s, handler_monotonic_s - lag_s, handler_lag_s=lag_s
-    )
-    if answer.fault is None:
-        return web.json_response(answer.payload)
-    return await _faulted(request, answer.fault, answer.payload)
+    return receive(raw, handler_s - lag_s, handler_monotonic_s - lag_s, lag_s)
 
 
 async def _faulted(

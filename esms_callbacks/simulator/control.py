@@ -22,6 +22,7 @@ def control_routes() -> list[web.RouteDef]:
     return [
         web.post("/_sim/script", _guarded(_script)),
         web.post("/_sim/policy", _guarded(_policy)),
+        web.post("/_sim/messages", _guarded(_messages)),
         web.post("/_sim/fault", _guarded(_fault)),
         web.post("/_sim/poison", _guarded(_poison)),
         web.post("/_sim/fault_rate", _guarded(_fault_rate)),
@@ -31,6 +32,7 @@ def control_routes() -> list[web.RouteDef]:
         web.get("/_sim/requests", _guarded(_requests)),
         web.get("/_sim/stats", _guarded(_stats)),
         web.get("/_sim/accounts", _guarded(_accounts)),
+        web.get("/_sim/endpoints", _guarded(_endpoints)),
         web.get("/_sim/asked", _guarded(_asked)),
         web.post("/_sim/push", _guarded(_push)),
         web.post("/_sim/push_config", _guarded(_set_push_config)),
@@ -86,6 +88,11 @@ async def _policy(request: web.Request) -> web.StreamResponse:
     return _ok()
 
 
+async def _messages(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    return _ok(registered=request.app[SIM_KEY].register_messages(body))
+
+
 async def _fault(request: web.Request) -> web.StreamResponse:
     params = await _body(request)
     kind = params.pop("kind", None)
@@ -126,19 +133,28 @@ async def _reset(request: web.Request) -> web.StreamResponse:
     return _ok()
 
 
+_INTERVAL_KEYS = ("rate_interval_s", "query_rate_interval_s", "delivery_rate_interval_s")
+_CONFIG_KEYS = frozenset({*_INTERVAL_KEYS, "max_refs", "window", "timezone", "account"})
+
+
 async def _set_config(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
-    unknown = set(body) - {"rate_interval_s", "max_refs", "window", "timezone", "account"}
+    unknown = set(body) - _CONFIG_KEYS
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)}")
     sim = request.app[SIM_KEY]
-    rate_interval_s, max_refs = body.get("rate_interval_s"), body.get("max_refs")
+    max_refs = body.get("max_refs")
     account = body.get("account")
     if account is not None and not isinstance(account, str):
         raise ValueError('"account" must be the name of an account')
     sim.account(account)  # an unknown account changes nothing, the window included
-    if rate_interval_s is not None and not isinstance(rate_interval_s, int | float):
-        raise ValueError('"rate_interval_s" must be a number of seconds')
+    intervals: dict[str, float] = {}
+    for key in _INTERVAL_KEYS:
+        value = body.get(key)
+        if value is not None and not isinstance(value, int | float):
+            raise ValueError(f'"{key}" must be a number of seconds')
+        if value is not None:
+            intervals[key] = value
     if max_refs is not None and not isinstance(max_refs, int):
         raise ValueError('"max_refs" must be an integer')
     if "window" in body:
@@ -148,7 +164,7 @@ async def _set_config(request: web.Request) -> web.StreamResponse:
         is_open = window_check(window, zone)
     else:
         is_open = sim.is_open
-    sim.configure(rate_interval_s=rate_interval_s, max_refs=max_refs, account=account)
+    sim.configure(max_refs=max_refs, account=account, **intervals)
     sim.is_open = is_open
     return web.json_response(_config(sim, account))
 
@@ -164,6 +180,8 @@ def _config(sim: Simulator, account_name: str | None = None) -> dict[str, object
         "accounts": len(sim.accounts),
         "rate_interval_s": account.rate_interval_s,
         "max_refs": account.max_refs,
+        "query_rate_interval_s": account.query_rate_interval_s,
+        "delivery_rate_interval_s": account.delivery_rate_interval_s,
         "policy": sim.policy,
         "window_checked": sim.is_open is not None,
         "window_open_now": sim.is_open is None or sim.is_open(),
@@ -189,6 +207,10 @@ async def _stats(request: web.Request) -> web.StreamResponse:
 
 async def _accounts(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[SIM_KEY].account_stats())
+
+
+async def _endpoints(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[SIM_KEY].endpoint_stats())
 
 
 async def _asked(request: web.Request) -> web.StreamResponse:

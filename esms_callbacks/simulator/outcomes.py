@@ -5,12 +5,16 @@ An outcome names what GetCallback says about one RefId on one ask:
     pending1 / pending2 / pending7   SendStatus 1, 2 or 7 (not terminal yet)
     sent                             SendStatus 5, SendSuccess 1, SendFailed 0
     failed                           SendStatus 5, SendFailed 1, ErrorInfo with a Zalo error
+    failed_offline                   SendStatus 5, SendFailed 1, ErrorInfo "1001": the user was
+                                     not online in time (QueryZnsStatus's documented code; eSMS
+                                     does not say what GetCallback gives, "1001" is our choice)
     rejected                         SendStatus 4, ErrorInfo ending in `____dd/MM/yyyy HH:mm:ss`
     missing                          no record at all (eSMS does not know the RefId yet)
 
 Each RefId follows a script (a list of outcomes): every ask uses the next one, the last one sticks.
-RefIds without a script get one from the policy: "sent" (always sent) or "mixed" (chosen from a
-hash of the RefId, so a run is reproducible). Every varying field is derived from the RefId too.
+RefIds without a script get one from the policy: "sent" (always sent), "mixed" (chosen from a
+hash of the RefId, so a run is reproducible) or "missing" (unknown to eSMS). Every varying field
+is derived from the RefId too, Zalo's message id (`Partnerids`, `ZaloMsgId`) included.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal, TypeGuard, get_args
 
-Outcome = Literal["pending1", "pending2", "pending7", "sent", "failed", "rejected", "missing"]
-Policy = Literal["sent", "mixed"]
+Outcome = Literal[
+    "pending1", "pending2", "pending7", "sent", "failed", "failed_offline", "rejected", "missing"
+]
+Policy = Literal["sent", "mixed", "missing"]
 
 OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
 POLICIES: frozenset[str] = frozenset(get_args(Policy))
@@ -66,6 +72,11 @@ _TEMPLATE_IDS = ("228386", "231457", "240118", "251902", "263340")
 _PRICE_BY_TYPE = {24: 440.0, 25: 300.0}  # VND per delivered ZNS; plausible, not eSMS's tariff
 _CALLBACK_URL = "https://api.esms.vn/zalo-zns/zns/receive-callback"
 _ERROR_STAMP_BASE = datetime(2024, 4, 1, 8, 0, 0)
+OFFLINE_ERROR = "1001"  # QueryZnsStatus: failed, the user was not online in time
+# Outcomes of a message that reached Zalo, so that it has Zalo's message id.
+_REACHED_ZALO: frozenset[Outcome] = frozenset({"pending7", "sent", "failed", "failed_offline"})
+# Outcomes after which nothing changes any more.
+FINAL_OUTCOMES: frozenset[Outcome] = frozenset({"sent", "failed", "failed_offline", "rejected"})
 
 
 def is_outcome(value: object) -> TypeGuard[Outcome]:
@@ -97,6 +108,8 @@ def parse_policy(value: object) -> Policy:
 def default_script(ref_id: str, policy: Policy) -> tuple[Outcome, ...]:
     if policy == "sent":
         return ("sent",)
+    if policy == "missing":
+        return ("missing",)
     bucket = _digest(ref_id, "script") % 100
     return next(script for bound, script in _MIXED_SCRIPTS if bucket < bound)
 
@@ -119,6 +132,22 @@ class ScriptBook:
         """Return the script `ref_id` follows (its own or the policy's), asking nothing."""
         return self._scripts.get(ref_id) or default_script(ref_id, self.policy)
 
+    def current_outcome(self, ref_id: str) -> Outcome:
+        """Return the outcome GetCallback gave `ref_id` last (its first before any ask),
+        asking nothing."""
+        script = self.script_of(ref_id)
+        position = max(self._positions.get(ref_id, 0) - 1, 0)
+        return script[min(position, len(script) - 1)]
+
+    def count_ask(self, ref_id: str) -> None:
+        """Count one ask of `ref_id` answered from elsewhere (a registered message)."""
+        self._asked[ref_id] = self._asked.get(ref_id, 0) + 1
+
+    def forget(self, ref_id: str) -> None:
+        """Drop the script of `ref_id` (its ask count stays)."""
+        self._scripts.pop(ref_id, None)
+        self._positions.pop(ref_id, None)
+
     def next_outcome(self, ref_id: str) -> Outcome:
         """Count one ask of `ref_id` and return the outcome it gets."""
         script = self.script_of(ref_id)
@@ -136,29 +165,66 @@ class ScriptBook:
         self._asked.clear()
 
 
-def build_record(ref_id: str, oa_id: str, outcome: Outcome) -> dict[str, object] | None:
-    """Return the Data_callback record for one ask, shaped like eSMS's sample; None if missing."""
+def type_id_of(ref_id: str) -> int:
+    """The ZNS type (24 priority, 25 normal) of a RefId no message registration names."""
+    return 24 if _digest(ref_id, "type") % 3 == 0 else 25
+
+
+def zalo_message_id(ref_id: str) -> str:
+    """Zalo's id of the message sent as `ref_id`: 20 hex digits, as in eSMS's samples."""
+    return _hex(ref_id, "partner", 20)
+
+
+def reached_zalo(outcome: Outcome) -> bool:
+    """Whether a message at `outcome` reached Zalo, so that it has Zalo's message id."""
+    return outcome in _REACHED_ZALO
+
+
+def price_of(type_id: int, outcome: Outcome) -> float:
+    """What the message cost: charged only when sent."""
+    return _PRICE_BY_TYPE.get(type_id, _PRICE_BY_TYPE[25]) if outcome == "sent" else 0.0
+
+
+def zalo_error_code(ref_id: str, outcome: Outcome) -> str | None:
+    """The Zalo error code of a failed or rejected message as text ("-118"), "1001" for
+    failed_offline, None otherwise: the same error its GetCallback record carries."""
+    if outcome == "failed_offline":
+        return OFFLINE_ERROR
+    if outcome == "failed":
+        return _code_of(_FAILED_ERRORS[_digest(ref_id, "failed") % len(_FAILED_ERRORS)])
+    if outcome == "rejected":
+        return _code_of(_REJECTED_ERRORS[_digest(ref_id, "rejected") % len(_REJECTED_ERRORS)])
+    return None
+
+
+def _code_of(error: str) -> str:
+    # Each error above starts {"error":<code>,...
+    return error.split(":", 1)[1].split(",", 1)[0]
+
+
+def build_record(
+    ref_id: str, oa_id: str, outcome: Outcome, type_id: int | None = None
+) -> dict[str, object] | None:
+    """Return the Data_callback record for one ask, shaped like eSMS's sample; None if missing.
+    `type_id` is the message's ZNS type when registered, else derived from the RefId."""
     if outcome == "missing":
         return None
-    type_id = 24 if _digest(ref_id, "type") % 3 == 0 else 25
+    type_id = type_id_of(ref_id) if type_id is None else type_id
     telco_id = _TELCO_WEIGHTS[_digest(ref_id, "telco") % len(_TELCO_WEIGHTS)]
-    done = outcome in ("sent", "failed")
-    # Zalo's message id exists only once the message reached Zalo.
-    reached_zalo = outcome in ("sent", "failed", "pending7")
     return {
         "SMSID": ref_id,
-        "SendFailed": 1 if outcome in ("failed", "rejected") else 0,
+        "SendFailed": 1 if outcome in ("failed", "failed_offline", "rejected") else 0,
         "SendSuccess": 1 if outcome == "sent" else 0,
         "SendStatus": _SEND_STATUS[outcome],
-        "TotalPrice": _PRICE_BY_TYPE[type_id] if outcome == "sent" else 0.0,
+        "TotalPrice": price_of(type_id, outcome),
         "TotalReceiver": 1,
-        "TotalSent": 1 if done or outcome == "pending7" else 0,
+        "TotalSent": 1 if reached_zalo(outcome) else 0,
         "RequestId": None,
         "TypeId": type_id,
         "Telcoid": telco_id,
         "PhoneNumber": _phone_number(ref_id, telco_id),
         "CallbackUrl": _CALLBACK_URL,
-        "Partnerids": _hex(ref_id, "partner", 20) if reached_zalo else "",
+        "Partnerids": zalo_message_id(ref_id) if reached_zalo(outcome) else "",
         "ErrorInfo": _error_info(ref_id, outcome),
         "OAId": oa_id,
         "ZnsTempId": _TEMPLATE_IDS[_digest(ref_id, "template") % len(_TEMPLATE_IDS)],
@@ -171,6 +237,7 @@ _SEND_STATUS: dict[Outcome, int] = {
     "pending7": 7,
     "sent": 5,
     "failed": 5,
+    "failed_offline": 5,
     "rejected": 4,
 }
 
@@ -178,6 +245,8 @@ _SEND_STATUS: dict[Outcome, int] = {
 def _error_info(ref_id: str, outcome: Outcome) -> str | None:
     if outcome == "failed":
         return _FAILED_ERRORS[_digest(ref_id, "failed") % len(_FAILED_ERRORS)]
+    if outcome == "failed_offline":
+        return OFFLINE_ERROR
     if outcome == "rejected":
         error = _REJECTED_ERRORS[_digest(ref_id, "rejected") % len(_REJECTED_ERRORS)]
         offset_s = _digest(ref_id, "stamp") % (60 * 86400)

@@ -44,6 +44,19 @@ class RemoteSimulator:
         result: dict[str, dict[str, Any]] = self._call("GET", "/_sim/accounts")
         return result
 
+    def endpoint_stats(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per account, by name: QueryZnsStatus's ("query") and GetZaloMessageStatus's
+        ("delivery") rate_interval_s, requests, min_gap_s, code_160 and codes."""
+        result: dict[str, dict[str, dict[str, Any]]] = self._call("GET", "/_sim/endpoints")
+        return result
+
+    def register_messages(self, ref_ids: list[str], oa_id: str, **spec: Any) -> int:
+        """Register messages sent now: `spec` is callback_url, type_id, final_after_s, final,
+        delivered_after_s (simulator.messages). Return how many."""
+        body = {"ref_ids": ref_ids, "oa_id": oa_id, **spec}
+        registered: int = self._call("POST", "/_sim/messages", body)["registered"]
+        return registered
+
     def asked(self, ref_id: str) -> int:
         """How many times `ref_id` was asked (faulted requests that answered nothing excluded)."""
         query = urllib.parse.urlencode({"ref_id": ref_id})
@@ -54,8 +67,8 @@ class RemoteSimulator:
         self._call("POST", "/_sim/reset", {})
 
     def configure(self, **config: Any) -> None:
-        """Change rate_interval_s, max_refs (of `account=NAME`, else the default account),
-        window, timezone."""
+        """Change rate_interval_s, query_rate_interval_s, delivery_rate_interval_s, max_refs
+        (of `account=NAME`, else the default account), window, timezone."""
         self._call("POST", "/_sim/config", config)
 
     def set_policy(self, policy: str) -> None:

@@ -1,4 +1,4 @@
-"""The simulator's configuration, state and request log, and how one GetCallback is answered.
+"""The simulator's configuration, state and request log, and how one request is answered.
 
 Checks run in this order, each answering HTTP 200 with eSMS's `Code` (a JSON number):
 body not a JSON object -> 99; ApiKey/SecretKey not both an account's -> 101; closer than that
@@ -16,14 +16,20 @@ fault drawn from the rates set by `set_fault_rate`.
 Every request that carries an account's credentials moves that account's rate clock, whatever
 it is answered (160 and faults, one-shot or random, included): the simulator assumes eSMS counts
 what it receives, which is the strict reading, so a client that passes here passes there.
+
+QueryZnsStatus and GetZaloMessageStatus (simulator.zns_status) are checked alike, each against
+the account's own clock and interval for that endpoint: body not a JSON object -> 99; keys ->
+101; too soon -> 160; then the endpoint's own checks and answer (simulator.message_book). The
+window and the faults are GetCallback's only.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 
@@ -33,26 +39,39 @@ from esms_callbacks.simulator.accounts import (
     DEFAULT_ACCOUNT,
     NO_ACCOUNT,
     AccountTable,
+    Endpoint,
     SimAccount,
     account_stats,
+    endpoint_stats,
+    endpoint_summary,
 )
 from esms_callbacks.simulator.faults import Fault, RandomFaults, make_fault
+from esms_callbacks.simulator.message_book import MessageBook
+from esms_callbacks.simulator.messages import parse_messages
 from esms_callbacks.simulator.outcomes import (
     Outcome,
     Policy,
     ScriptBook,
-    build_record,
     parse_policy,
+)
+from esms_callbacks.simulator.zns_status import (
+    Refused,
+    delivery_answer,
+    query_answer,
+    read_delivery,
+    read_query,
+    refusal,
 )
 
 WindowCheck = Callable[[], bool]
+Clock = Callable[[], float]  # seconds since the epoch, as time.time()
 
 _FAULT_HTTP_STATUS = {"http500": 500, "slow": 200, "badjson": 200, "html": 200, "code": 200}
 
 
 @dataclass(frozen=True)
 class LoggedRequest:
-    """One GetCallback request as received. Never holds the ApiKey or SecretKey."""
+    """One request as received, to any endpoint. Never holds the ApiKey or SecretKey."""
 
     received_at_s: float  # time.time() at arrival (simulator.arrival), eSMS's rate clock
     received_monotonic_s: float  # time.monotonic() at arrival, for gaps
@@ -66,6 +85,10 @@ class LoggedRequest:
     http_status: int | None  # None when the connection was aborted
     fault: str | None  # the fault kind applied, if any
     handler_lag_s: float = 0.0  # from arrival (the kernel's receipt) to its handler starting
+    endpoint: Endpoint = "callback"  # GetCallback, QueryZnsStatus ("query"), or
+    # GetZaloMessageStatus ("delivery"); oa_id is its OAID, the counts are 0 for the last two
+    sms_id: str | None = None  # QueryZnsStatus's SmsId as received
+    message_id: str | None = None  # GetZaloMessageStatus's MessageId as received
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -98,7 +121,8 @@ class Simulator:
 
     `accounts` serves those (the first is the default one that `configure` and the
     `api_key`, `rate_interval_s`... attributes stand for); without it, one account named
-    "default" with `api_key`, `secret_key`, `max_refs` and `rate_interval_s`. Safe to script
+    "default" with `api_key`, `secret_key`, `max_refs` and `rate_interval_s`. `clock` (default
+    time.time) is the time registered messages move by: tests pass their own. Safe to script
     from any thread while the app serves on another.
     """
 
@@ -112,13 +136,16 @@ class Simulator:
         is_open: WindowCheck | None = None,
         policy: str = "mixed",
         accounts: Sequence[SimAccount] | None = None,
+        clock: Clock = time.time,
     ) -> None:
         if accounts is None:
             accounts = [SimAccount(DEFAULT_ACCOUNT, api_key, secret_key, rate_interval_s, max_refs)]
         self._accounts = AccountTable(accounts)
         self.is_open = is_open
         self.requests: list[LoggedRequest] = []
+        self.clock = clock
         self._book = ScriptBook(parse_policy(policy))
+        self._messages = MessageBook(self._book)
         self._faults: deque[Fault] = deque()
         self._random_faults = RandomFaults()
         self._poisoned: dict[str, Fault] = {}  # RefId -> the fault of every request carrying it
@@ -169,7 +196,15 @@ class Simulator:
         Raise ValueError on an unknown outcome (see simulator.outcomes).
         """
         with self._lock:
-            self._book.script(ref_id, outcomes)
+            self._messages.script(ref_id, outcomes)
+
+    def register_messages(self, spec: Mapping[str, object]) -> int:
+        """Register messages sent now (the clock's), as `POST /_sim/messages` takes them
+        (simulator.messages); return how many. Raise ValueError, changing nothing, if bad."""
+        with self._lock:
+            messages = parse_messages(spec, self.clock())
+            self._messages.register(messages)
+        return len(messages)
 
     def set_policy(self, policy: str) -> None:
         """Choose the default script of RefIds without one: "sent" or "mixed"."""
@@ -213,25 +248,33 @@ class Simulator:
         rate_interval_s: float | None = None,
         max_refs: int | None = None,
         account: str | None = None,
+        query_rate_interval_s: float | None = None,
+        delivery_rate_interval_s: float | None = None,
     ) -> None:
         """Change the limits of `account` (None: the default one) while serving; raise
         ValueError, changing nothing, on a bad value or an unknown account."""
         with self._lock:
-            self._accounts.configure(account, rate_interval_s=rate_interval_s, max_refs=max_refs)
+            self._accounts.configure(
+                account,
+                rate_interval_s=rate_interval_s,
+                max_refs=max_refs,
+                query_rate_interval_s=query_rate_interval_s,
+                delivery_rate_interval_s=delivery_rate_interval_s,
+            )
 
     def reset(self) -> None:
-        """Forget the log, scripts, pending faults, random fault rates, ask counts and the
-        rate clock."""
+        """Forget the log, scripts, registered messages, pending faults, random fault rates,
+        ask counts and the rate clocks."""
         with self._lock:
             self.requests.clear()
-            self._book.clear()
+            self._messages.clear()
             self._faults.clear()
             self._random_faults.clear()
             self._poisoned.clear()
             self._accounts.reset_clocks()
 
     def asked(self, ref_id: str) -> int:
-        """Return how many times `ref_id` was looked up."""
+        """Return how many times GetCallback looked `ref_id` up."""
         with self._lock:
             return self._book.asked(ref_id)
 
@@ -239,17 +282,27 @@ class Simulator:
         """Return the script each RefId follows, in order, without counting an ask: pushes
         must leave what GetCallback answers unchanged."""
         with self._lock:
-            return [self._book.script_of(ref_id) for ref_id in ref_ids]
+            return [self._messages.script_of(ref_id) for ref_id in ref_ids]
 
     def pending_faults(self) -> int:
         with self._lock:
             return len(self._faults)
 
     def stats(self) -> dict[str, object]:
-        """Summarise the log: counts, the smallest gap between requests, codes seen."""
+        """Summarise the GetCallback requests of the log: counts, the smallest gap between
+        requests, codes seen; and under "endpoints" QueryZnsStatus's ("query") and
+        GetZaloMessageStatus's ("delivery") requests, smallest gap, 160s and codes."""
         with self._lock:
-            log = sorted(self.requests, key=lambda r: r.received_monotonic_s)
+            everything = list(self.requests)
+        log = sorted(
+            (r for r in everything if r.endpoint == "callback"),
+            key=lambda r: r.received_monotonic_s,
+        )
         gaps = [b.received_monotonic_s - a.received_monotonic_s for a, b in pairwise(log)]
+        endpoints = {
+            endpoint: endpoint_summary([r for r in everything if r.endpoint == endpoint])
+            for endpoint in ("query", "delivery")
+        }
         return {
             "requests": len(log),
             "min_gap_s": min(gaps) if gaps else None,
@@ -259,6 +312,7 @@ class Simulator:
             "codes": dict(Counter(str(r.code) for r in log)),
             "http_statuses": dict(Counter(str(r.http_status) for r in log)),
             "faults": dict(Counter(r.fault for r in log if r.fault)),
+            "endpoints": endpoints,
         }
 
     def account_stats(self) -> dict[str, dict[str, object]]:
@@ -266,6 +320,13 @@ class Simulator:
         with self._lock:
             log, accounts = list(self.requests), self._accounts.all()
         return account_stats(log, accounts)
+
+    def endpoint_stats(self) -> dict[str, dict[str, dict[str, object]]]:
+        """Per account, QueryZnsStatus's and GetZaloMessageStatus's figures (see
+        simulator.accounts.endpoint_stats)."""
+        with self._lock:
+            log, accounts = list(self.requests), self._accounts.all()
+        return endpoint_stats(log, accounts)
 
     def receive(
         self,
@@ -289,13 +350,64 @@ class Simulator:
             self._log(request, received, fault, payload)
             return Answer(payload, fault)
 
+    def receive_query(
+        self,
+        raw: bytes,
+        received_at_s: float,
+        received_monotonic_s: float,
+        handler_lag_s: float = 0.0,
+    ) -> Answer:
+        """Decide and log the answer to one QueryZnsStatus body received at the given times."""
+        received = _Receipt(received_at_s, received_monotonic_s, handler_lag_s)
+        return self._receive_status(raw, received, "query")
+
+    def receive_delivery(
+        self,
+        raw: bytes,
+        received_at_s: float,
+        received_monotonic_s: float,
+        handler_lag_s: float = 0.0,
+    ) -> Answer:
+        """Decide and log the answer to one GetZaloMessageStatus body received then."""
+        received = _Receipt(received_at_s, received_monotonic_s, handler_lag_s)
+        return self._receive_status(raw, received, "delivery")
+
+    def _receive_status(self, raw: bytes, received: _Receipt, endpoint: Endpoint) -> Answer:
+        with self._lock:
+            request = self._read(raw, received.monotonic_s, endpoint)
+            try:
+                payload = self._status_answer(request, endpoint)
+            except Refused as refused:
+                payload = refusal(refused.code, refused.message)
+            self._log(request, received, None, payload, endpoint)
+            return Answer(payload)
+
+    def _status_answer(self, request: _Request, endpoint: Endpoint) -> dict[str, object]:
+        body, account = request.body, request.account
+        if body is None:
+            raise Refused(99, "Request body is not a JSON object")
+        if account is None:
+            raise Refused(101, "Authorize Failed: wrong ApiKey or SecretKey")
+        if request.too_soon:
+            raise Refused(160, "Exceed TPS")
+        now_s = self.clock()
+        if endpoint == "query":
+            ask = read_query(body)
+            outcome = self._messages.query_outcome(ask.sms_id, ask.sms_type, now_s)
+            return query_answer(ask.sms_id, outcome, ask.sms_type)
+        delivery = read_delivery(body)
+        status, delivered_at_s = self._messages.delivery(delivery.message_id, delivery.oa_id, now_s)
+        return delivery_answer(status, delivered_at_s)
+
     def _poison_in(self, request: _Request) -> Fault | None:
         refs = request.body.get("ListRefid") if request.body else None
         if not self._poisoned or not isinstance(refs, list):
             return None
         return next((self._poisoned[r] for r in refs if r in self._poisoned), None)
 
-    def _read(self, raw: bytes, received_monotonic_s: float) -> _Request:
+    def _read(
+        self, raw: bytes, received_monotonic_s: float, endpoint: Endpoint = "callback"
+    ) -> _Request:
         try:
             parsed = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -306,7 +418,8 @@ class Simulator:
         account = self._accounts.match(body.get("ApiKey"), body.get("SecretKey"))
         if account is None:
             return _Request(body, None, too_soon=False)
-        return _Request(body, account, self._accounts.too_soon(account, received_monotonic_s))
+        too_soon = self._accounts.too_soon(account, received_monotonic_s, endpoint)
+        return _Request(body, account, too_soon)
 
     def _answer(self, request: _Request) -> dict[str, object]:
         body, account = request.body, request.account
@@ -326,8 +439,9 @@ class Simulator:
         if not isinstance(oa_id, str) or not oa_id:
             return _error(99, "OAId is required")
         records = []
+        now_s = self.clock() if self._messages.has_messages() else 0.0
         for ref_id in ref_ids[: account.max_refs]:  # eSMS silently ignores the rest
-            record = build_record(ref_id, oa_id, self._book.next_outcome(ref_id))
+            record = self._messages.callback_record(ref_id, oa_id, now_s)
             if record is not None:
                 records.append(record)
         return {"Code": 100, "Message": "Success", "Data_callback": records}
@@ -338,15 +452,18 @@ class Simulator:
         received: _Receipt,
         fault: Fault | None,
         payload: dict[str, object],
+        endpoint: Endpoint = "callback",
     ) -> None:
         body = request.body or {}
         oa_id, ref_ids, records = (
-            body.get("OAId"),
-            body.get("ListRefid"),
+            body.get("OAID" if endpoint == "delivery" else "OAId"),
+            body.get("ListRefid") if endpoint == "callback" else None,
             payload.get("Data_callback"),
         )
+        sms_id = body.get("SmsId") if endpoint == "query" else None
+        message_id = body.get("MessageId") if endpoint == "delivery" else None
         answered = "Data_callback" in payload  # only a real success looked RefIds up
-        code = payload.get("Code") if fault is None or fault.kind in ("code", "slow") else None
+        code = _code_of(payload) if fault is None or fault.kind in ("code", "slow") else None
         http_status = 200 if fault is None else _FAULT_HTTP_STATUS.get(fault.kind)
         ref_count_sent = len(ref_ids) if isinstance(ref_ids, list) else 0
         account = request.account
@@ -362,16 +479,28 @@ class Simulator:
                     min(ref_count_sent, account.max_refs) if answered and account else 0
                 ),
                 record_count=len(records) if isinstance(records, list) else 0,
-                code=code if isinstance(code, int) else None,
+                code=code,
                 http_status=http_status,
                 fault=fault.kind if fault is not None else None,
                 handler_lag_s=received.handler_lag_s,
+                endpoint=endpoint,
+                sms_id=sms_id if isinstance(sms_id, str) else None,
+                message_id=message_id if isinstance(message_id, str) else None,
             )
         )
 
 
 def _error(code: int, message: str) -> dict[str, object]:
     return {"Code": code, "Message": message}
+
+
+def _code_of(payload: dict[str, object]) -> int | None:
+    """The eSMS code answered: GetCallback's `Code` (a number) or the others' `CodeResult`
+    (a string of digits)."""
+    code = payload.get("Code", payload.get("CodeResult"))
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 SIM_KEY = web.AppKey("simulator", Simulator)
