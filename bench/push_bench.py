@@ -113,7 +113,7 @@ def night(title: str, refs: int, push_when: str, redis_url: str, log_dir: Path) 
         simulator_process(*sim_args) as sim,
         Children(run_dir, stop_grace_s=STOP_GRACE_S) as fleet,
     ):
-        env["ESMS_BASE_URL"] = sim.base_url
+        env["ESMS_BASE_URL"] = env["ESMS_REST_BASE_URL"] = sim.base_url
         run_dir.mkdir(parents=True, exist_ok=True)
         fleet.start("worker1", worker_command("worker1", 4), env)
         fleet.start("beat", beat_command(run_dir / "beat-schedule"), env)

@@ -168,11 +168,14 @@ def make_settings(
             retry_base_s=0.1,
         ).with_terms(
             base_url=running_sim.base_url,
+            rest_base_url=running_sim.base_url,
             rate_interval_s=0.05,
             rate_margin_s=0.005,
             window=Window.parse("always"),
         )
         terms = {name: changes.pop(name) for name in list(changes) if name in TERM_NAMES}
+        if "base_url" in terms:  # a simulator of its own serves every endpoint
+            terms.setdefault("rest_base_url", terms["base_url"])
         return base.with_changes(**changes).with_terms(**terms)
 
     return make

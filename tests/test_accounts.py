@@ -305,11 +305,13 @@ def test_one_accounts_wrong_secret_stops_it_alone(tmp_path, make_settings, two_s
         api_key = "key-a"
         secret_key = "wrong"
         base_url = "{a.base_url}"
+        rest_base_url = "{a.base_url}"
 
         [accounts.shop-b]
         api_key = "key-b"
         secret_key = "secret-b"
         base_url = "{b.base_url}"
+        rest_base_url = "{b.base_url}"
         """,
     )
     settings = make_settings(accounts_file=str(path), rate_interval_s=0.05)
@@ -419,6 +421,7 @@ def test_with_fewer_pool_slots_than_accounts_every_account_gets_its_turn(
         tables = "".join(
             f'[accounts.t{i}-{run}]\napi_key = "key-{i}"\nsecret_key = "secret-{i}"\n'
             f'base_url = "{r.base_url}"\n'
+            f'rest_base_url = "{r.base_url}"\n'
             for i, r in enumerate(running)
         )
         path = write(tmp_path / "accounts.toml", tables)

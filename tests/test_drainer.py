@@ -143,7 +143,7 @@ def test_garbage_in_an_answer_is_skipped_and_harms_no_other_refid(drain_env, cap
     # given eSMS answering with odd records around one good one
     from esms_callbacks.esms.client import parse_answer
 
-    drainer, runtime, clock, events = drain_env()
+    drainer, runtime, clock, events = drain_env(query_status="off")  # GetCallback's answer
     body = {
         "Code": 100,
         "Message": "Success",
@@ -210,7 +210,9 @@ def test_a_stale_lease_holder_publishes_nothing(drain_env, sim):
 
 def test_not_ready_makes_those_refs_not_found_asked_again_after_the_repoll_delay(drain_env, sim):
     # given RefIds eSMS answers with Code 105 (SMSID not found yet), max age 2 h
-    drainer, runtime, clock, events = drain_env(repoll_after_s=900, max_age_s=7200)
+    drainer, runtime, clock, events = drain_env(
+        repoll_after_s=900, max_age_s=7200, query_status="off"
+    )
     runtime.backlog.park("oa1", ["nr-1", "nr-2"], clock.now_s())
     sim.add_fault("code", code=105)
 

@@ -66,6 +66,7 @@ def accounts(tmp_path: Path, names: list[str]) -> Iterator[tuple[Path, dict[str,
                 api_key = "key-{name}"
                 secret_key = "secret-{name}"
                 base_url = "{running.base_url}"
+                rest_base_url = "{running.base_url}"
                 """
             )
         path = tmp_path / "accounts.toml"

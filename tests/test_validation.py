@@ -142,7 +142,7 @@ def test_unexpected_arguments_are_refused_naming_them(unknown, names):
         validate_submission(["r1"], OA_ID, unknown)
     assert str(caught.value) == (
         f"unexpected argument(s) {names}; fetch_callbacks takes "
-        "ref_ids (a list of RefId strings) and oa_id (a string)"
+        "ref_ids (a list of RefId strings), oa_id (a string), account and sms_type"
     )
 
 

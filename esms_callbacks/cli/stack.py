@@ -41,6 +41,7 @@ def stack_environment(settings: Settings, env: dict[str, str]) -> tuple[dict[str
             "ESMS_API_KEY": SIM_API_KEY,
             "ESMS_SECRET_KEY": SIM_SECRET_KEY,
             "ESMS_BASE_URL": f"http://127.0.0.1:{env.get('ESMS_SIM_PORT', SIM_PORT)}",
+            "ESMS_REST_BASE_URL": f"http://127.0.0.1:{env.get('ESMS_SIM_PORT', SIM_PORT)}",
             "ESMS_SIMULATED": "1",
         }
     )

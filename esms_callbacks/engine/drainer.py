@@ -431,7 +431,7 @@ class Drainer:
             left_out = {item.ref_id for item in batch if item.ref_id not in records}
             by_query += [item for item in batch if item.ref_id in left_out]
             observed = [item for item in observed if item.ref_id not in left_out]
-        answers = self.message_asks.ask(oa_id, by_query, routed.delivery, notes)
+        answers = self.message_asks.ask(oa_id, by_query, routed.delivery, notes, self.clock)
         for ref_id, note in answers.notes.items():
             learnt[ref_id] = learnt.get(ref_id, Note()).learnt(note)
         self.notes.write(

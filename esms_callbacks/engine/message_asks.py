@@ -74,13 +74,20 @@ class MessageAsks:
     ask_delivery: AskDelivery
     clock: Clock
 
+    def __post_init__(self) -> None:
+        self._now = self.clock.now_s
+
     def ask(
         self,
         oa_id: str,
         by_query: Sequence[Leased],
         by_delivery: Sequence[Leased],
         notes: Mapping[str, Note],
+        clock: Clock | None = None,
     ) -> MessageAnswers:
+        """Ask each RefId of `by_query` and `by_delivery` at its endpoint; `clock`: the
+        caller's, which dates what is observed (the senders sleep on their own)."""
+        self._now = (clock or self.clock).now_s
         out = MessageAnswers()
         self._ask_queries(by_query, notes, out)
         self._ask_deliveries(oa_id, by_delivery, notes, out)
@@ -110,7 +117,7 @@ class MessageAsks:
             )
         from esms_callbacks.esms.query import outcome_of_query
 
-        now_s = self.clock.now_s()
+        now_s = self._now()
         for item in items:
             answer = answers.get(item.ref_id)
             if answer is None or answer.error is not None:
@@ -138,7 +145,7 @@ class MessageAsks:
         )
         from esms_callbacks.esms.delivery import delivery_moment
 
-        now_s = self.clock.now_s()
+        now_s = self._now()
         for item in items:
             answer = answers.get(item.ref_id)
             if answer is None or answer.error is not None or answer.value is None:
@@ -157,7 +164,7 @@ class MessageAsks:
         """Send one request per RefId at the endpoint's pace; hand back those whose request
         failed or never left, as the retry policy says; return the answers."""
         name = endpoint.terms.endpoint
-        now_s = self.clock.now_s()
+        now_s = self._now()
         window = endpoint.terms.window
         if not window.always and not window.is_open(as_datetime(now_s)):
             opens_s = window.next_open(as_datetime(now_s)).timestamp()
@@ -174,7 +181,7 @@ class MessageAsks:
         sent = answered = 0
         for ref_id, answer in answers.items():
             if isinstance(answer.error, NotSent):
-                out.back[ref_id] = self.clock.now_s()
+                out.back[ref_id] = self._now()
                 continue
             sent += 1
             if answer.error is None:
@@ -190,7 +197,7 @@ class MessageAsks:
         """When a RefId whose request failed is asked again (the endpoint's breaker, margin
         and the account's pause as the retry policy says)."""
         name = endpoint.terms.endpoint
-        now_s = self.clock.now_s()
+        now_s = self._now()
         if not isinstance(exc, EsmsError):
             log.error("%s request failed unexpectedly: %r", name, exc)
             _count(out.counters, f"errors:{name}:unexpected", 1)
