@@ -171,11 +171,16 @@ class Settings:
         number(0.1),
         "seconds before an eSMS request is given up (and retried)",
     )
+    # Not a fixed wait: the floor between two asks of one RefId. Due RefIds are asked longest
+    # due first, so re-asks take what budget new RefIds leave, and none is asked twice
+    # before another due once (engine/lua/backlog_lease.lua).
     repoll_after_s: float = env(
         "ESMS_REPOLL_AFTER",
-        "900",
+        "5",
         number(0.0),
-        "seconds before a non-terminal RefId is asked again",
+        "at least this many seconds between two asks of one non-terminal RefId (was a fixed "
+        "900): whatever budget new RefIds leave goes to the RefIds due longest, so a status "
+        "that became final at eSMS reaches the queue within seconds while the budget allows",
     )
     max_age_s: float = env(
         "ESMS_MAX_AGE",

@@ -371,7 +371,21 @@ def cmd_show(args: argparse.Namespace) -> int:
                 print(f"  {label:24} {shown(value)}")
         if state.last_event:
             print(f"  {'last event':24} {last_event_text(state.last_event)}")
+        if state.learnt:
+            print(f"  {'learnt':24} {learnt_text(state.learnt)}")
     return EXIT_OK if found else EXIT_FAILED
+
+
+def learnt_text(learnt: dict[str, Any]) -> str:
+    """What the sources learnt of a waiting RefId, as `show` prints it."""
+    parts = []
+    if learnt.get("sms_type"):
+        parts.append(f"SmsType {learnt['sms_type']}")
+    if learnt.get("asked_with_query_zns_status"):
+        parts.append("GetCallback does not know it: asked with QueryZnsStatus")
+    if learnt.get("zalo_message_id_known"):
+        parts.append("Zalo's message id known")
+    return shown(", ".join(parts) or "nothing yet")
 
 
 def last_event_text(event: dict[str, Any]) -> str:

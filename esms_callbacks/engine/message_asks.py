@@ -188,7 +188,7 @@ class MessageAsks:
                 answered += 1
                 continue
             out.back[ref_id] = self._failed(endpoint, answer.error, out)
-        _count(out.counters, f"requests:{name}", sent)
+        _count(out.counters, f"endpoint_requests:{name}", sent)
         if answered:
             endpoint.breaker.record_success()
         return answers
@@ -200,9 +200,9 @@ class MessageAsks:
         now_s = self._now()
         if not isinstance(exc, EsmsError):
             log.error("%s request failed unexpectedly: %r", name, exc)
-            _count(out.counters, f"errors:{name}:unexpected", 1)
+            _count(out.counters, f"endpoint_errors:{name}:unexpected", 1)
             return now_s + self.settings.retry_base_s
-        _count(out.counters, f"errors:{name}:{exc.code or type(exc).__name__}", 1)
+        _count(out.counters, f"endpoint_errors:{name}:{exc.code or type(exc).__name__}", 1)
         decision = decide(exc, self.settings, self.terms, near_window_edge=False)
         if decision.kind == RETRY:
             if decision.widen_margin:

@@ -165,9 +165,7 @@ def progressed(previous_key: str, seen: Outcome, track_delivery: bool = False) -
         if seen.state_key == previous_key:
             return seen  # the same state again, with the record as now received
         status, _, send_status = previous_key.partition(":")
-        return Outcome(
-            status, int_or_none(send_status), None, None, awaits_delivery=status == SENT
-        )
+        return Outcome(status, int_or_none(send_status), None, None, awaits_delivery=status == SENT)
     return seen
 
 

@@ -32,7 +32,11 @@ class RefState:
     finished_at: str | None
     last_state: str | None  # the last state published, e.g. "pending:7"
     asks: int  # requests that asked eSMS for it (as long as its history is kept)
-    last_event: dict[str, Any] | None  # event_id, status, send_status, error code, observed_at
+    last_event: dict[str, Any] | None  # event_id, status, send_status, error code, observed_at,
+    # and source: which endpoint (or a push) said it
+    # What the sources learnt that its next ask needs (engine.notes), while it waits:
+    # its SmsType, whether GetCallback does not know it, whether Zalo's message id is known.
+    learnt: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +74,19 @@ def _state_in(runtime: Runtime, ref_id: str, oa_id: str) -> RefState | None:
         last_state=found.state_key or None,
         asks=found.asks,
         last_event=summary_event(ref_id, oa_id, found.summary, runtime.name),
+        learnt=_learnt(runtime, oa_id, ref_id) if where != FINISHED else None,
     )
+
+
+def _learnt(runtime: Runtime, oa_id: str, ref_id: str) -> dict[str, Any] | None:
+    note = runtime.notes.read(oa_id, [ref_id]).get(ref_id)
+    if note is None:
+        return None
+    return {
+        "sms_type": note.sms_type,
+        "asked_with_query_zns_status": note.by_query,
+        "zalo_message_id_known": bool(note.message_id),
+    }
 
 
 def _at(seconds: float | None) -> str | None:

@@ -62,6 +62,10 @@ LABELLED_COUNTERS = [  # prefix in Redis, metric, label, help
         "recorded pushes applied: published, duplicate (already terminal), ignored",
     ),
 ]
+# QueryZnsStatus's and GetZaloMessageStatus's requests and failures, by endpoint (and code):
+# `endpoint_requests:ENDPOINT`, `endpoint_errors:ENDPOINT:CODE` in Redis (engine.message_asks).
+ENDPOINT_REQUESTS = ("esms_endpoint_requests", "requests sent, by endpoint (query, delivery)")
+ENDPOINT_ERRORS = ("esms_endpoint_errors", "failed requests, by endpoint and eSMS code or kind")
 FLAGS = ("window_open", "backlog_fits", "paused")  # shown as 0 or 1
 
 
@@ -107,6 +111,7 @@ class AccountCollector(Collector):
             for state in states:
                 counter.add_metric([str(state["account"])], float(state["counters"].get(key, 0)))
             yield counter
+        yield from _endpoint_counters(states)
         for prefix, name, label, help_text in LABELLED_COUNTERS:
             counter = CounterMetricFamily(name, help_text, labels=["account", label])
             for state in states:
@@ -116,3 +121,19 @@ class AccountCollector(Collector):
                             [str(state["account"]), key[len(prefix) :]], float(value)
                         )
             yield counter
+
+
+def _endpoint_counters(states: list[dict[str, Any]]) -> Iterator[Metric]:
+    requests = CounterMetricFamily(*ENDPOINT_REQUESTS, labels=["account", "endpoint"])
+    errors = CounterMetricFamily(*ENDPOINT_ERRORS, labels=["account", "endpoint", "code"])
+    for state in states:
+        account = str(state["account"])
+        for key, value in sorted(state["counters"].items()):
+            kind, _, rest = key.partition(":")
+            if kind == "endpoint_requests":
+                requests.add_metric([account, rest], float(value))
+            elif kind == "endpoint_errors":
+                endpoint, _, code = rest.partition(":")
+                errors.add_metric([account, endpoint, code], float(value))
+    yield requests
+    yield errors
