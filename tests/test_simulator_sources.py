@@ -212,18 +212,19 @@ def test_query_of_another_type_or_an_unknown_sms_id_finds_no_data(
     assert unknown["CodeResult"] == "854"
 
 
-def test_query_follows_a_script_without_advancing_it(running: RunningSimulator) -> None:
-    running.sim.script("scripted", ["pending7", "sent"])
+def test_query_advances_a_script_as_get_callback_does(running: RunningSimulator) -> None:
+    # a script stands for eSMS's state moving on, whichever endpoint asks
+    running.sim.script("scripted", ["pending7", "pending7", "sent"])
     sms_type = type_id_of("scripted")
 
-    before = query(running, "scripted", sms_type)["Data"]
+    first = query(running, "scripted", sms_type)["Data"]
     callback(running, ["scripted"])
-    after_one = query(running, "scripted", sms_type)["Data"]
-    callback(running, ["scripted"])
-    after_two = query(running, "scripted", sms_type)["Data"]
+    third = query(running, "scripted", sms_type)["Data"]
+    wrong_type = query(running, "scripted", 49 - sms_type)  # no data, advances nothing
 
-    assert [d["FinalStatus"] for d in (before, after_one, after_two)] == ["0", "0", "1"]
-    assert running.sim.asked("scripted") == 2
+    assert [d["FinalStatus"] for d in (first, third)] == ["0", "1"]
+    assert wrong_type["CodeResult"] == "854"
+    assert running.sim.asked("scripted") == 3
 
 
 def test_each_endpoint_keeps_its_own_rate_clock(running: RunningSimulator) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
 from esms_callbacks.engine.notes import Note
-from esms_callbacks.events.model import StatusEvent
+from esms_callbacks.events.model import StatusEvent, event_schema
 from esms_callbacks.events.publish import event_id
 from tests.helpers import whereabouts
 
@@ -145,6 +147,12 @@ def test_with_delivery_tracked_a_sent_message_ends_delivered_at_zalo_s_time(drai
     assert delivered.delivered_at.tzinfo is not None
     assert endpoints(sim) == ["callback", "delivery"]  # its Zalo id from the record
     assert whereabouts(runtime.backlog, OA, "phone").where == "done"
+    # and both satisfy the shipped schema of version 2 (and not version 1's)
+    for version, valid in ((2, True), (1, False)):
+        checker = Draft202012Validator(
+            event_schema(version), format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        assert all(checker.is_valid(event) for event in events) is valid
 
 
 def test_with_delivery_tracked_a_message_never_on_the_phone_stays_sent_then_expires(drain_env, sim):

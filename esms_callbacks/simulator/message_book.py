@@ -5,8 +5,10 @@ a script, or follows the policy (simulator.outcomes).
 - GetCallback: a registered message's status at the clock's now, or nothing when it was sent
   without a CallbackUrl; else the next outcome of the RefId's script (advancing it).
 - QueryZnsStatus: the same status, the CallbackUrl not mattering; for a scripted or policy RefId
-  the outcome GetCallback gave it last (its first if never asked), without advancing the script.
-  A SmsType other than the message's type is 854, as a SmsId unknown to eSMS ("missing") is.
+  the next outcome of its script, as GetCallback's ask would (a script stands for eSMS's state
+  moving on, whichever endpoint asks; a RefId asked only here would otherwise never move). A
+  SmsType other than the message's type is 854, as a SmsId unknown to eSMS ("missing") is,
+  and advances nothing.
 - GetZaloMessageStatus: Zalo's message ids are known once handed out (in a GetCallback record or
   a QueryZnsStatus answer), scripted or registered; others are -1, as are messages not at Zalo
   (pending1/2, rejected, missing) and a registered message asked under another OAID. A message
@@ -87,6 +89,8 @@ class MessageBook:
         outcome, type_id = self.status(ref_id, now_s)
         if type_id != sms_type:
             return "missing"
+        if ref_id not in self._messages:
+            outcome = self.scripts.next_outcome(ref_id)
         if reached_zalo(outcome):
             self._ref_by_zalo_id[zalo_message_id(ref_id)] = ref_id
         return outcome
