@@ -48,7 +48,11 @@ def test_pending_ref_is_asked_again_after_the_delay_then_sent(drain_env, sim):
 
 def test_never_found_ref_expires_after_max_age_with_one_last_ask(drain_env, sim):
     # given a RefId eSMS never knows, a max age of one hour, asked every 15 minutes
-    drainer, runtime, clock, events = drain_env(repoll_after_s=900, max_age_s=3600)
+    drainer, runtime, clock, events = drain_env(
+        repoll_after_s=900,
+        max_age_s=3600,
+        query_status="off",  # GetCallback alone
+    )
     sim.script("ghost", ["missing"])
     runtime.backlog.park("oa1", ["ghost"], clock.now_s())
 
@@ -425,7 +429,11 @@ def test_any_answer_ends_a_failure_streak(drain_env, sim):
 
 def test_an_expiry_published_before_a_crash_is_the_only_terminal_event(drain_env, sim):
     # given a RefId eSMS does not know, asked once more at its maximum age
-    drainer, runtime, clock, events = drain_env(repoll_after_s=900, max_age_s=3600)
+    drainer, runtime, clock, events = drain_env(
+        repoll_after_s=900,
+        max_age_s=3600,
+        query_status="off",  # GetCallback alone
+    )
     sim.script("late", ["missing", "sent"])
     runtime.backlog.park("oa1", ["late"], clock.now_s() - 3600)
     settle = runtime.backlog.settle

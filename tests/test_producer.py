@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from esms_callbacks.errors import InvalidSubmission
 from esms_callbacks.tasks import fetch_callbacks
 from esms_callbacks.tasks.fetch import MAX_MESSAGE_REFID_BYTES, split_by_size
 
@@ -74,3 +75,28 @@ def test_producers_import_the_task_without_the_worker_s_dependencies():
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_sms_type_is_checked_at_the_producer_and_travels_by_name(fetch_queue):
+    # a bad SmsType is refused before anything is queued, naming the argument
+    with pytest.raises(InvalidSubmission, match=r"sms_type must be 24 .* or 25 .*, not '23'"):
+        fetch_callbacks.delay(["r1"], OA, sms_type=23)
+    assert fetch_queue() == []
+    # a good one (number or text) travels with the submission
+    fetch_callbacks.delay(["r1"], OA, sms_type="24")
+    (call,) = fetch_queue()
+    assert call["kwargs"]["sms_type"] == "24"
+
+
+def test_a_worker_notes_the_sms_type_of_what_it_parks(make_settings):
+    from esms_callbacks.tasks.context import worker_context
+
+    settings = make_settings(query_status="only")
+    worker_context.use_settings(settings)
+    try:
+        fetch_callbacks.run(["typed-1", "typed-2"], OA, sms_type=24)
+        runtime = worker_context.runtimes.default()
+        notes = runtime.notes.read(OA, ["typed-1", "typed-2"])
+    finally:
+        worker_context.use_settings(None)
+    assert {ref: note.sms_type for ref, note in notes.items()} == {"typed-1": 24, "typed-2": 24}

@@ -52,7 +52,7 @@ def test_defaults_follow_the_esms_page():
     assert str(settings.terms.window) == "01:00:00-02:00:00 Asia/Ho_Chi_Minh"
     assert settings.status_queue == "esms.status"
     assert settings.http_timeout_s == 30.0
-    assert settings.repoll_after_s == 900.0
+    assert settings.repoll_after_s == 5.0  # a floor between asks, not a wait (was 900)
     assert settings.max_age_s == 604800.0
     secrets = account_of({}).secrets
     assert (secrets.api_key, secrets.secret_key, secrets.has_credentials) == ("", "", False)
