@@ -234,7 +234,9 @@ class Terms:
                     read[name] = _window(variable.show(self.window), read)
                 continue
             given = table[variable.file_key]
-            if isinstance(given, bool) or not isinstance(given, str | int | float):
+            if isinstance(given, bool):  # TOML's true/false, as a flag's on/off
+                given = "on" if given else "off"
+            if not isinstance(given, str | int | float):
                 raise ConfigError(f"{where}: {by_file_key(variable)} must be a string or a number")
             try:
                 read[name] = parse_given(variable, str(given), read, by_file_key(variable))
@@ -268,7 +270,10 @@ class Terms:
 
     def window_capacity_refs(self, sendable_s: float) -> int:
         """RefIds that `sendable_s` seconds in which requests may go out (the window within its
-        guards: engine.capacity) can carry at these terms."""
+        guards: engine.capacity) can carry at these terms: GetCallback's full requests, or one
+        message a QueryZnsStatus request for an account that asks only it."""
+        if self.query_status == QUERY_ONLY:
+            return math.floor(max(0.0, sendable_s) / self.endpoint(QUERY).spacing_s)
         return math.floor(max(0.0, sendable_s) / self.spacing_s) * self.max_refs_per_request
 
     def problem(self, allow_plain_http: bool, window_guard_s: float, label: Label) -> str:

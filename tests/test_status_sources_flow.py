@@ -200,3 +200,42 @@ def test_a_failing_query_zns_status_does_not_stop_get_callback(drain_env, sim):
     assert runtime.breaker.failures_in_a_row() == 0
     stats = {k.decode(): v for k, v in runtime.redis.hgetall(runtime.keys.stats).items()}
     assert any(name.startswith("endpoint_errors:query:") for name in stats), stats
+
+
+def test_refids_held_back_by_an_open_breaker_wait_for_it_not_the_next_step(drain_env, sim):
+    # given QueryZnsStatus's breaker open for a minute (eSMS failed it), an account on `only`
+    drainer, runtime, clock, _ = drain_env(query_status="only")
+    runtime.breaker_of("query").record_failure(hold_s=60)
+    open_until_s = runtime.breaker_of("query").state()["open_until_s"]
+    runtime.backlog.park(OA, ["held"], clock.now_s())
+
+    # when drained
+    report = drainer.drain(budget_s=5)
+
+    # expect nothing sent, and the RefId due once the breaker lets a probe through, so the
+    # drain stops instead of leasing it again and again
+    assert sim.requests == []
+    assert report.stopped == "nothing due"
+    assert whereabouts(runtime.backlog, OA, "held").due_s >= open_until_s - 0.01
+    assert runtime.breaker.failures_in_a_row() == 0  # GetCallback's untouched
+
+
+def test_an_accounts_file_table_sets_each_endpoint_s_terms():
+    from esms_callbacks.settings import Settings
+
+    terms = Settings().terms.with_table(
+        {
+            "query_status": "only",
+            "query_rate_interval": 0.02,
+            "track_delivery": True,
+            "delivery_rate_interval": "0.05",
+            "rest_base_url": "https://rest.example",
+            "delivery_window": "01:00-05:00",
+        },
+        "accounts.toml [accounts.shop]",
+    )
+    assert (terms.query_status, terms.track_delivery) == ("only", True)
+    assert terms.endpoint("query").spacing_s == 0.02 + 0.001  # margin: 5% of the interval
+    assert terms.endpoint("delivery").rate_interval_s == 0.05
+    assert str(terms.delivery_window).startswith("01:00:00-05:00:00")
+    assert terms.drain_window.always  # `only`: QueryZnsStatus's window, always by default

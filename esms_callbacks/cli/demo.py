@@ -1,5 +1,9 @@
 """`esms-callbacks demo`: the whole stack against the simulator, a window that opens a few
-seconds after start, a few thousand RefIds in small groups, a live progress line, a summary."""
+seconds after start, a few thousand RefIds in small groups, a live progress line, a summary.
+
+Every status source shows: a third of the messages were sent without a CallbackUrl (GetCallback
+does not know them: QueryZnsStatus answers), delivery is tracked (GetZaloMessageStatus says
+when each reached the phone, a few seconds after it was sent; a few never do, and expire)."""
 
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ def run_demo(refs: int, opens_in_s: float, interval_s: float, timeout_s: float) 
             "ESMS_RELEASE_EVERY": "1",
             "ESMS_ACCOUNT": f"demo-{stamp}",
             "ESMS_STATUS_QUEUE": f"esms.demo.{stamp}",
+            "ESMS_TRACK_DELIVERY": "on",
+            "ESMS_MAX_AGE": str(int(opens_in_s + 120)),  # the few never delivered expire soon
         }
     )
     env, _ = stack_environment(Settings(), env)
@@ -65,6 +71,7 @@ def run_demo(refs: int, opens_in_s: float, interval_s: float, timeout_s: float) 
     with log_path.open("ab") as log, processes(stack_commands(True, env, False), env, log):
         wait_for_worker(app)
         ref_ids = [f"demo-{stamp}-{i:05d}" for i in range(refs)]
+        register_messages(settings, ref_ids)
         submit_in_groups(ref_ids)
         outcomes = watch(settings, ref_ids, opens_at, timeout_s)
         summarize(settings, ref_ids, outcomes, opens_at)
@@ -88,6 +95,25 @@ def simulator_pushes(ref_ids: list[str], oa_id: str = OA_ID, delay_s: float = 1.
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         answer.read()
+
+
+def register_messages(settings: Settings, ref_ids: list[str], oa_id: str = OA_ID) -> None:
+    """Tell the simulator these messages were just sent: every third without a CallbackUrl,
+    final 0-20 s later, on the phone 2-10 s after that (one in fifty never)."""
+    from esms_callbacks.simulator.remote import RemoteSimulator
+
+    simulator = RemoteSimulator(settings.terms.base_url)
+    rng = random.Random(11)
+    for start in range(0, len(ref_ids), 50):
+        group = ref_ids[start : start + 50]
+        simulator.register_messages(
+            group,
+            oa_id,
+            callback_url=(start // 50) % 3 != 0,
+            final_after_s=rng.uniform(0, 20),
+            final="failed_offline" if rng.random() < 0.1 else "sent",
+            delivered_after_s=None if rng.random() < 0.02 else rng.uniform(2, 10),
+        )
 
 
 def submit_in_groups(ref_ids: list[str], oa_id: str = OA_ID) -> None:
@@ -148,7 +174,9 @@ def summarize(
     from esms_callbacks.simulator.remote import RemoteSimulator
 
     terms = settings.terms
-    requests = RemoteSimulator(terms.base_url).requests()
+    every_request = RemoteSimulator(terms.base_url).requests()
+    requests = [r for r in every_request if r.get("endpoint", "callback") == "callback"]
+    by_endpoint = Counter(r.get("endpoint", "callback") for r in every_request)
     answered = [r for r in requests if r["code"] == 100]
     times = sorted(r["received_at_s"] for r in requests)
     span_s = times[-1] - times[0] if len(times) > 1 else 0.0
@@ -156,7 +184,9 @@ def summarize(
     print("\nSummary")
     print(f"  RefIds submitted          {len(ref_ids)}")
     print(f"  terminal                  {sum(outcomes.values())} {dict(outcomes)}")
-    print(f"  eSMS requests             {len(requests)} ({len(requests) - len(answered)} refused)")
+    print(f"  GetCallback requests      {len(requests)} ({len(requests) - len(answered)} refused)")
+    print(f"  QueryZnsStatus requests   {by_endpoint['query']} (messages without CallbackUrl)")
+    print(f"  GetZaloMessageStatus      {by_endpoint['delivery']} (delivered to the phone?)")
     if answered:
         mean = sum(r["ref_count_sent"] for r in answered) / len(answered)
         print(f"  RefIds per request        {mean:.1f} of {terms.max_refs_per_request}")

@@ -22,7 +22,7 @@ class Capacity:
 
 
 def coming_window(settings: Settings, terms: Terms, now_s: float) -> Capacity:
-    window = terms.window
+    window = terms.drain_window
     now = as_datetime(now_s)
     if window.always:
         day_s = 86400.0

@@ -179,9 +179,13 @@ class MessageAsks:
             [(item.ref_id, send_for(item.ref_id)) for item in items], window_s
         )
         sent = answered = 0
+        held_back_until_s: float | None = None
         for ref_id, answer in answers.items():
-            if isinstance(answer.error, NotSent):
-                out.back[ref_id] = self._now()
+            if isinstance(answer.error, NotSent):  # its slot never came: the breaker is open,
+                # the account paused or the window closing; not again at the very next step
+                if held_back_until_s is None:
+                    held_back_until_s = self._held_back_until_s(endpoint)
+                out.back[ref_id] = held_back_until_s
                 continue
             sent += 1
             if answer.error is None:
@@ -192,6 +196,13 @@ class MessageAsks:
         if answered:
             endpoint.breaker.record_success()
         return answers
+
+    def _held_back_until_s(self, endpoint: Endpoint) -> float:
+        """When RefIds whose request the endpoint's gate held back are due again: once its
+        breaker lets a probe through, at least ESMS_RETRY_BASE from now."""
+        now_s = self._now()
+        open_until_s = endpoint.breaker.state()["open_until_s"]
+        return max(now_s + self.settings.retry_base_s, open_until_s)
 
     def _failed(self, endpoint: Endpoint, exc: Exception, out: MessageAnswers) -> float:
         """When a RefId whose request failed is asked again (the endpoint's breaker, margin
