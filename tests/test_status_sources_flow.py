@@ -239,3 +239,31 @@ def test_an_accounts_file_table_sets_each_endpoint_s_terms():
     assert terms.endpoint("delivery").rate_interval_s == 0.05
     assert str(terms.delivery_window).startswith("01:00:00-05:00:00")
     assert terms.drain_window.always  # `only`: QueryZnsStatus's window, always by default
+
+
+def test_with_a_backlog_larger_than_the_budget_no_refid_is_asked_twice_before_another_once(
+    drain_env, sim
+):
+    # given 360 RefIds that stay pending, three OAs, the floor between asks shorter than a
+    # round of requests takes (so every RefId is due again before the round ends)
+    from esms_callbacks.engine.drainer import DrainReport
+
+    drainer, runtime, clock, _ = drain_env(repoll_after_s=0.5, query_status="off")
+    refs = {f"oa-{i}": [f"oa-{i}-slow-{n}" for n in range(110 + 10 * i)] for i in range(3)}
+    for oa, ref_ids in refs.items():
+        for ref_id in ref_ids:
+            sim.script(ref_id, ["pending7"])
+        runtime.backlog.park(oa, ref_ids, clock.now_s())
+    every = [ref for ref_ids in refs.values() for ref in ref_ids]
+
+    # when requests go out one by one, the clock moving a second between them
+    asks_seen = []
+    for _ in range(20):
+        assert drainer.step(DrainReport()) == ""
+        clock.advance(1.0)
+        asks = [sim.asked(ref) for ref in every]
+        asks_seen.append((min(asks), max(asks)))
+
+    # expect the asks of any two RefIds never more than one apart: the longest due first
+    assert all(most - least <= 1 for least, most in asks_seen), asks_seen
+    assert asks_seen[-1][0] >= 3  # every RefId asked again and again, none starved

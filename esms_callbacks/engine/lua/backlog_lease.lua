@@ -7,7 +7,10 @@
 -- number of OAs; its expired leases are due again now (their holder lost them). RefIds are
 -- taken oldest due first; a RefId that failed two requests or more (its strikes) rides
 -- in a batch of at most ARGV[4] / 2^(strikes - 1), so one RefId eSMS chokes on is split from
--- its neighbours within a few requests. The batch is one chunk, leased to the token. A
+-- its neighbours within a few requests. A request is filled with its OA's RefIds due now,
+-- except RefIds asked before that became due after another OA's oldest: none is asked again
+-- while another waits longer for its turn (RefIds never asked still fill it, so small
+-- submissions merge into full requests). The batch is one chunk, leased to the token. A
 -- backlog parked before the queue existed gets it first (ensure_layout, once).
 -- Returns {} when nothing is due, else: OA id, then RefId, submitted (ms), state, strikes
 -- per RefId.
@@ -18,15 +21,27 @@ local first = redis.call('ZRANGEBYSCORE', queue, '-inf', ARGV[2], 'LIMIT', 0, 1)
 if #first == 0 then return {} end
 local best = first[1]
 local p = base .. best .. ':'
+-- When the next OA's oldest RefId became due (or +inf): re-asks due later wait behind it.
+local second = redis.call('ZRANGE', queue, 1, 1, 'WITHSCORES')
+local others_due = second[2] and tonumber(second[2]) or math.huge
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'leased', '-inf', now)) do
   release(p, id, now)
 end
+-- Whether a chunk holds a RefId asked before (a re-ask, not a first ask).
+local function asked_before(flat)
+  for j = 2, #flat, 2 do
+    if (tonumber(fields(flat[j])[2]) or 0) > 0 then return true end
+  end
+  return false
+end
+
 local most, taken, lease, out = most_of_all, 0, nil, {best}
 while taken < most do
-  local head = redis.call('ZRANGEBYSCORE', p .. 'due', '-inf', now, 'LIMIT', 0, 1)
+  local head = redis.call('ZRANGEBYSCORE', p .. 'due', '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
   if #head == 0 then break end
   local id = head[1]
   local flat = redis.call('HGETALL', chunk(p, id))
+  if taken > 0 and tonumber(head[2]) > others_due and asked_before(flat) then break end
   local fit = 0
   for j = 1, #flat, 2 do
     local struck = tonumber(fields(flat[j + 1])[3]) or 0
