@@ -46,6 +46,9 @@ task_routes = {
     "esms.fetch_callbacks": {"queue": FETCH_QUEUE, "routing_key": FETCH_QUEUE},
     "esms.release": {"queue": FETCH_QUEUE, "routing_key": FETCH_QUEUE},
     "esms.drain": {"queue": DRAIN_QUEUE, "routing_key": DRAIN_QUEUE},
+    "esms.reconcile_pulse": {"queue": FETCH_QUEUE, "routing_key": FETCH_QUEUE},
+    # a sweep of eSMS's ledger is paced as a drain is: a long task
+    "esms.reconcile": {"queue": DRAIN_QUEUE, "routing_key": DRAIN_QUEUE},
 }
 
 beat_schedule = {
@@ -54,5 +57,10 @@ beat_schedule = {
         "schedule": _settings.release_every_s,
         # A release nobody took in time is useless: the next one is coming.
         "options": {"expires": max(10.0, _settings.release_every_s * 5)},
+    },
+    "esms-reconcile": {  # queues a sweep only for accounts with ESMS_RECONCILE on
+        "task": "esms.reconcile_pulse",
+        "schedule": _settings.reconcile_every_s,
+        "options": {"expires": _settings.reconcile_every_s},
     },
 }

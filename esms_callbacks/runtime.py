@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from esms_callbacks.engine.dispatch import DrainerDispatch
 from esms_callbacks.engine.drainer import Drainer
 from esms_callbacks.engine.health import AccountPause, Breaker
 from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.ledger_sweep import LedgerSweep
 from esms_callbacks.engine.limiter import RateLimiter
 from esms_callbacks.engine.message_asks import Endpoint, MessageAsks
 from esms_callbacks.engine.notes import Notes
@@ -36,8 +38,8 @@ from esms_callbacks.errors import NotDurable, PublishFailed
 from esms_callbacks.events.publish import EventPublisher
 from esms_callbacks.push.inbox import PushInbox
 from esms_callbacks.settings import Settings
-from esms_callbacks.terms import CALLBACK, DELIVERY, QUERY, QUERY_OFF, Terms
-from esms_callbacks.tuning import RETIRED_CLOSE_AFTER_S
+from esms_callbacks.terms import CALLBACK, DELIVERY, LEDGER, QUERY, QUERY_OFF, Terms
+from esms_callbacks.tuning import LEDGER_PAGE_SIZE, RETIRED_CLOSE_AFTER_S
 
 if TYPE_CHECKING:  # the eSMS client (aiohttp) is loaded by workers only, when first used
     from esms_callbacks.esms.client import CallbackAnswer, EsmsClient
@@ -170,6 +172,27 @@ class Runtime:
             self._query_request,
             self._delivery_request,
             self.clock,
+        )
+
+    def ledger_sweep(self) -> LedgerSweep:
+        """The sweep of the account's ledger at eSMS (GetSmsSentData_V2), at its own rate."""
+        limiter = self.limiter_of(LEDGER)
+        return LedgerSweep(
+            self.settings,
+            self.account,
+            self.backlog,
+            self.notes,
+            self.publish_durably,
+            self.clock,
+            PacedSender(limiter, self.terms.endpoint(LEDGER).spacing_s, self.clock),
+            self._ledger_request,
+        )
+
+    def _ledger_request(
+        self, sms_type: int, from_local: datetime, to_local: datetime, page: int
+    ) -> Send[Any]:
+        return lambda gate, on_sent: self.client.sent_data(
+            sms_type, from_local, to_local, page, LEDGER_PAGE_SIZE, gate, on_sent
         )
 
     def _query_request(self, sms_id: str, sms_type: int) -> Send[Any]:

@@ -221,6 +221,33 @@ class Settings:
         "after the window opens can be)",
         read_by=APP,
     )
+    reconcile_every_s: float = env(
+        "ESMS_RECONCILE_EVERY",
+        "300",
+        number(1.0),
+        "seconds between beat's sweeps of eSMS's ledger, for accounts with `ESMS_RECONCILE` on",
+        read_by=APP,
+    )
+    reconcile_lookback_s: float = env(
+        "ESMS_RECONCILE_LOOKBACK",
+        "86400",
+        number(60.0),
+        "how far back the first sweep of an account's ledger starts (seconds before it runs); "
+        "later sweeps go on from where the last one ended, however long ago",
+    )
+    reconcile_overlap_s: float = env(
+        "ESMS_RECONCILE_OVERLAP",
+        "900",
+        number(0.0),
+        "seconds of the ledger each sweep reads again before where the last one ended, so a "
+        "record eSMS creates late is not skipped",
+    )
+    reconcile_grace_s: float = env(
+        "ESMS_RECONCILE_GRACE",
+        "3600",
+        number(0.0),
+        "seconds after its submission before a RefId eSMS has no data for is reported",
+    )
     max_retries: int = env(
         "ESMS_MAX_RETRIES",
         "5",

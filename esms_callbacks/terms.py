@@ -45,9 +45,11 @@ DEFAULT_RATE_MARGIN_S = 0.002
 MARGIN_MOST_SHARE = 0.05
 
 # The eSMS endpoints an account asks (the sources of esms_callbacks.events.publish).
-CALLBACK, QUERY, DELIVERY = "callback", "query", "delivery"
+CALLBACK, QUERY, DELIVERY, LEDGER = "callback", "query", "delivery", "ledger"
 # ESMS_QUERY_STATUS: when QueryZnsStatus is asked.
 QUERY_FALLBACK, QUERY_ONLY, QUERY_OFF = "fallback", "only", "off"
+# ESMS_RECONCILE: what the sweep of eSMS's ledger (GetSmsSentData_V2) does.
+RECONCILE_OFF, RECONCILE_REPORT, RECONCILE_ADOPT = "off", "report", "adopt"
 
 # How a problem names a term: by its variable (the environment) or its key (a file's table).
 Label = Callable[[Variable], str]
@@ -201,11 +203,37 @@ class Terms:
         file_key="delivery_window",
     )
 
+    reconcile: str = env(
+        "ESMS_RECONCILE",
+        RECONCILE_OFF,
+        choice(RECONCILE_OFF, RECONCILE_REPORT, RECONCILE_ADOPT),
+        "what the sweep of eSMS's ledger (GetSmsSentData_V2) does: `off`; `report`: which sent "
+        "messages were never submitted, and which submitted ones eSMS has no data for, as "
+        "metrics, a log line a sweep and `esms-callbacks reconcile`; `adopt`: also track the "
+        "ones never submitted to a terminal event ([Reconcile](reconcile.md))",
+        file_key="reconcile",
+    )
+    ledger_rate_interval_s: float = env(
+        "ESMS_LEDGER_RATE_INTERVAL",
+        "1.0",
+        number(0.001),
+        "seconds between two GetSmsSentData_V2 requests of one account (eSMS documents no rate)",
+        file_key="ledger_rate_interval",
+    )
+    ledger_window: Window = env(  # noqa: RUF009 (a field with a default_factory)
+        "ESMS_LEDGER_WINDOW",
+        "always",
+        _window,
+        "when GetSmsSentData_V2 may be asked, as `ESMS_WINDOW`",
+        show=show_window,
+        file_key="ledger_window",
+    )
+
     def __post_init__(self) -> None:
         # One zone: the window's (the declaration of `timezone` is how it is read and shown).
         if self.window.zone is not self.timezone:
             object.__setattr__(self, "timezone", self.window.zone)
-        for name in ("query_window", "delivery_window"):  # in the same zone
+        for name in ("query_window", "delivery_window", "ledger_window"):  # in the same zone
             window = getattr(self, name)
             if window.zone is not self.timezone:
                 object.__setattr__(self, name, replace(window, zone=self.timezone))
@@ -256,6 +284,7 @@ class Terms:
             CALLBACK: (self.rate_interval_s, self.window),
             QUERY: (self.query_rate_interval_s, self.query_window),
             DELIVERY: (self.delivery_rate_interval_s, self.delivery_window),
+            LEDGER: (self.ledger_rate_interval_s, self.ledger_window),
         }[name]
         margin_s = self.rate_margin_s
         if name != CALLBACK:

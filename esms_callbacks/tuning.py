@@ -115,3 +115,9 @@ APPLIER_STOP_WITHIN_S = 2.0
 APPLIER_STALLED_AFTER_S = 120.0
 APPLIER_TIDY_EVERY_S = 600.0  # how often idle consumers are looked for
 APPLIER_CONSUMER_IDLE_S = 3600.0  # a consumer idle this long, with nothing pending, is removed
+
+# The sweep of eSMS's ledger (engine.ledger_sweep, GetSmsSentData_V2).
+LEDGER_PAGE_SIZE = 500  # eSMS's most rows a page: the fewest requests
+LEDGER_LAG_S = 60.0  # the last minute's records may still be being created: read next time
+LEDGER_RANGE_MOST_S = 86400.0  # a range of creation times spans a day at most
+LEDGER_LOCK_S = 60.0  # one sweep per account at a time; renewed at every page

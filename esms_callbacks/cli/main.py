@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -169,6 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--account", default="", help="the account (default: look in every one)")
     show.set_defaults(handler=cmd_show)
+
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="what the sweep of eSMS's ledger found: RefIds sent but never submitted, and "
+        "submitted ones eSMS has no data for (ESMS_RECONCILE)",
+    )
+    reconcile.add_argument("--account", default="", help="one account only (default: every one)")
+    reconcile.add_argument(
+        "--since",
+        default="",
+        help="from this moment (ISO 8601, e.g. 2026-12-07T01:00+07:00) or this many hours ago "
+        "(e.g. 6h); default: ESMS_RECONCILE_LOOKBACK",
+    )
+    reconcile.add_argument("--json", action="store_true", help="print JSON")
+    reconcile.set_defaults(handler=cmd_reconcile)
 
     tail = sub.add_parser(
         "tail",
@@ -338,6 +355,53 @@ def cmd_status(args: argparse.Namespace) -> int:
         states[0] = {**states[0], "processes": shown_state["processes"]}
     print("\n\n".join(render(state) for state in states))
     return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from esms_callbacks.ops.reconcile_report import reconcile_report
+
+    runtimes = operator_runtimes()
+    chosen = [runtimes.get(args.account)] if args.account else runtimes.all()
+    now_s = time.time()
+    try:
+        since_s = since_moment(args.since, now_s, runtimes.book.settings.reconcile_lookback_s)
+    except ValueError as exc:
+        print(f"esms-callbacks: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    reports = [reconcile_report(rt, since_s, now_s) for rt in chosen]
+    if args.json:
+        print(json.dumps([asdict(report) for report in reports], indent=2))
+        return EXIT_OK
+    for rt, report in zip(chosen, reports, strict=True):
+        off = " (ESMS_RECONCILE is off: nothing is swept)" if rt.terms.reconcile == "off" else ""
+        print(f"account {shown(report.account)}{off}")
+        print(f"  sent by eSMS, never submitted: {len(report.never_submitted)}")
+        for gap in report.never_submitted:
+            print(f"    {shown(gap.ref_id)}  sent {gap.at}")
+        print(f"  submitted, eSMS has no data for them: {len(report.no_data_at_esms)}")
+        for gap in report.no_data_at_esms:
+            print(f"    {shown(gap.ref_id)}  OA {shown(gap.oa_id)}  submitted {gap.at}")
+    return EXIT_OK
+
+
+def since_moment(text: str, now_s: float, default_back_s: float) -> float:
+    """`--since`: an ISO 8601 moment (with its offset) or `Nh` hours ago; ValueError naming
+    the problem."""
+    text = text.strip()
+    if not text:
+        return now_s - default_back_s
+    if text.endswith("h") and text[:-1].replace(".", "", 1).isdigit():
+        return now_s - float(text[:-1]) * 3600
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: give an ISO 8601 moment with its offset "
+            "(2026-12-07T01:00+07:00) or hours ago (6h)"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"--since {text!r} has no offset: add one (+07:00 for Vietnam time)")
+    return moment.timestamp()
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -111,6 +111,14 @@ WAITING, LEASED, DONE = "waiting", "leased", "done"
 
 
 @dataclass(frozen=True)
+class WaitingRecord:
+    ref_id: str
+    submitted_s: float
+    asks: int
+    state_key: str  # the last state recorded, '' if none
+
+
+@dataclass(frozen=True)
 class Claimed:
     """What a pushed RefId was when an applier claimed it (see backlog_claim.lua)."""
 
@@ -415,6 +423,52 @@ class Backlog:
 
     def oa_ids(self) -> list[str]:
         return sorted(as_text(x) for x in self._redis.smembers(self._keys.oas))
+
+    def locate(self, ref_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Under which OA each of `ref_ids` is known, and whether it is `waiting` (or in a
+        request) or `done`, for those known: each RefId looked up in every OA known (eSMS's
+        ledger names no OA), in one round trip."""
+        oas = self.known_oa_ids()
+        if not ref_ids or not oas:
+            return {}
+        with refreshing_cluster(self._redis):
+            pipe = self._shard().pipeline(transaction=False)
+            for ref_id in ref_ids:
+                for oa in oas:
+                    pipe.hget(f"{self._keys.oa(oa)}b:{bucket_of(ref_id)}", ref_id)
+            found = pipe.execute()
+        out: dict[str, tuple[str, str]] = {}
+        for i, ref_id in enumerate(ref_ids):
+            for j, oa in enumerate(oas):
+                at = found[i * len(oas) + j]
+                if at is not None:
+                    out[ref_id] = (oa, DONE if as_text(at).startswith("d|") else WAITING)
+                    break
+        return out
+
+    def waiting_records(self, oa_id: str) -> list[WaitingRecord]:
+        """Every RefId of the OA waiting or in a request, with its record (for reports: one
+        round trip per OA, a look at every chunk)."""
+        k = self._keys
+        chunk_ids = self._redis.zrange(k.due(oa_id), 0, -1) + self._redis.zrange(
+            k.leased(oa_id), 0, -1
+        )
+        if not chunk_ids:
+            return []
+        with refreshing_cluster(self._redis):
+            pipe = self._shard().pipeline(transaction=False)
+            for chunk_id in chunk_ids:
+                pipe.hgetall(f"{k.oa(oa_id)}c:{as_text(chunk_id)}")
+            chunks = pipe.execute()
+        out = []
+        for chunk in chunks:
+            for ref, raw in chunk.items():
+                record = as_text(raw)
+                if "|" not in record:  # never asked: its submission time alone
+                    record += "|0|0|||||"
+                submitted_ms, asks, _, state, *_ = record.split("|")
+                out.append(WaitingRecord(as_text(ref), int(submitted_ms) / 1000, _int(asks), state))
+        return out
 
     def known_oa_ids(self) -> list[str]:
         """OAs with RefIds waiting now or remembered as done (the sweep forgets the others)."""

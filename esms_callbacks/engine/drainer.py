@@ -167,7 +167,7 @@ class Drainer:
             return "nothing due"
         oa_id, leased = picked
         notes = self._notes_of(oa_id, leased)
-        routed = route(leased, notes, terms) if self.message_asks else Routed(list(leased))
+        routed = route(leased, notes, terms, oa_id) if self.message_asks else Routed(list(leased))
         if not routed.callback:
             if by_callback_first:
                 self.limiter.hand_back()

@@ -56,6 +56,25 @@ class AccountKeys:
         return self.health if endpoint == "callback" else f"{self.health}:{endpoint}"
 
     @property
+    def ledger_cursor(self) -> str:
+        """Hash: where the sweep of eSMS's ledger stands, per SmsType T: `from_ms:T`,
+        `to_ms:T` (the range of creation times being read, epoch ms) and `page:T` (the next
+        page of it); the range after it starts ESMS_RECONCILE_OVERLAP before `to_ms:T`
+        (engine.ledger_sweep)."""
+        return f"{self.prefix}:ledger"
+
+    @property
+    def unsubmitted(self) -> str:
+        """Sorted set: RefIds eSMS's ledger lists that were never submitted, scored by when
+        eSMS sent them (ms); kept ESMS_RECONCILE_LOOKBACK (`esms-callbacks reconcile`)."""
+        return f"{self.prefix}:unsubmitted"
+
+    @property
+    def ledger_lock(self) -> str:
+        """String with a TTL: a worker sweeps the account's ledger now."""
+        return f"{self.prefix}:ledger-lock"
+
+    @property
     def oas(self) -> str:
         """Set: OA ids that have RefIds waiting or leased."""
         return f"{self.prefix}:oas"

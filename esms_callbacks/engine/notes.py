@@ -19,6 +19,7 @@ from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.redis_values import as_text
 
 SMS_TYPES = (24, 25)  # Zalo priority, Zalo normal
+NO_OA = "-"  # the OA of RefIds adopted from eSMS's ledger, which names none
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from esms_callbacks.engine.backlog import Leased
-from esms_callbacks.engine.notes import Note
+from esms_callbacks.engine.notes import NO_OA, Note
 from esms_callbacks.esms.records import SENT
 from esms_callbacks.terms import CALLBACK, DELIVERY, QUERY, QUERY_OFF, QUERY_ONLY, Terms
 
@@ -38,8 +38,12 @@ def lead_endpoint(terms: Terms) -> str:
     return QUERY if terms.query_status == QUERY_ONLY else CALLBACK
 
 
-def endpoint_for(item: Leased, note: Note | None, terms: Terms) -> str:
-    """The endpoint that asks `item` now (the module's docstring)."""
+def endpoint_for(item: Leased, note: Note | None, terms: Terms, oa_id: str = "") -> str:
+    """The endpoint that asks `item` now (the module's docstring). A RefId adopted from
+    eSMS's ledger without an OA (NO_OA) is asked with QueryZnsStatus, the one endpoint that
+    needs none."""
+    if oa_id == NO_OA:
+        return QUERY
     note = note or Note()
     if terms.track_delivery and item.state_key.partition(":")[0] == SENT:
         if note.message_id:
@@ -52,8 +56,10 @@ def endpoint_for(item: Leased, note: Note | None, terms: Terms) -> str:
     return CALLBACK
 
 
-def route(batch: Sequence[Leased], notes: Mapping[str, Note], terms: Terms) -> Routed:
+def route(
+    batch: Sequence[Leased], notes: Mapping[str, Note], terms: Terms, oa_id: str = ""
+) -> Routed:
     routed = Routed()
     for item in batch:
-        routed.of(endpoint_for(item, notes.get(item.ref_id), terms)).append(item)
+        routed.of(endpoint_for(item, notes.get(item.ref_id), terms, oa_id)).append(item)
     return routed

@@ -26,6 +26,7 @@ from typing import Any
 from esms_callbacks.accounts import Account
 from esms_callbacks.engine.backlog import Backlog, Requeue, Tally
 from esms_callbacks.engine.clock import as_datetime
+from esms_callbacks.engine.notes import NO_OA
 from esms_callbacks.errors import PublishFailed
 from esms_callbacks.esms.records import EXPIRED_OUTCOME, Outcome, progressed
 from esms_callbacks.events.publish import build_event, event_summary
@@ -96,7 +97,7 @@ class SettleStep:
 
     def __call__(self, outcomes: Outcomes, now_s: float) -> Settled:
         """Record, build, publish and settle `outcomes` (see the module's docstring)."""
-        moved = [(item, self._outcome(item, now_s)) for item in outcomes.observed]
+        moved = [(item, self._outcome(outcomes, item, now_s)) for item in outcomes.observed]
         held = self.backlog.renew(
             outcomes.oa_id,
             outcomes.token,
@@ -115,10 +116,16 @@ class SettleStep:
         ]
         return self._publish_and_settle(outcomes, steps, now_s)
 
-    def _outcome(self, item: Observed, now_s: float) -> Outcome:
+    def _tracks_delivery(self, oa_id: str) -> bool:
+        """Whether `sent` awaits `delivered` for this OA's RefIds: with ESMS_TRACK_DELIVERY,
+        unless the OA is unknown (RefIds adopted from eSMS's ledger: GetZaloMessageStatus
+        needs the OA, so their `sent` is final, in events of version 1)."""
+        return self.account.terms.track_delivery and oa_id != NO_OA
+
+    def _outcome(self, outcomes: Outcomes, item: Observed, now_s: float) -> Outcome:
         """The RefId's state after what its source saw: forward only; a RefId past its age
         that its source asks for expires (its one last answer)."""
-        outcome = progressed(item.state_key, item.seen, self.account.terms.track_delivery)
+        outcome = progressed(item.state_key, item.seen, self._tracks_delivery(outcomes.oa_id))
         if outcome.terminal or item.keep_turn_s is not None or item.submitted_s is None:
             return outcome
         if now_s >= expires_at_s(self.settings, item.submitted_s):
@@ -137,7 +144,7 @@ class SettleStep:
                 source=item.source or outcomes.source,
                 phone_numbers=self.settings.phone_numbers,
                 account=self.account.name,
-                track_delivery=self.account.terms.track_delivery,
+                track_delivery=self._tracks_delivery(outcomes.oa_id),
             )
         if item.keep_turn_s is not None:
             return _Step(item, outcome, event, item.keep_turn_s, item.keep_turn_s)

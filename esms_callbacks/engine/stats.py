@@ -54,6 +54,24 @@ class RequestStats:
         except redis.RedisError as exc:
             log.warning("could not update request counters: %s", exc)
 
+    def count_sweep(self, pages: int, rows: int, adopted: int, settled: int) -> None:
+        """Count a sweep of eSMS's ledger (`reconcile:*`; its requests are counted by
+        endpoint, `endpoint_requests:ledger`). Best effort, as the other counters."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hincrby(self._stats, "reconcile:sweeps", 1)
+            for name, value in (
+                ("endpoint_requests:ledger", pages),
+                ("reconcile:rows", rows),
+                ("reconcile:adopted", adopted),
+                ("reconcile:settled", settled),
+            ):
+                if value:
+                    pipe.hincrby(self._stats, name, value)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not update the sweep's counters: %s", exc)
+
     def mark_beat_release(self, now_s: float) -> None:
         """Beat's pulse, as a worker received it: `status` tells whether beat and workers run."""
         self._redis.hset(self._stats, "beat_release_at_s", f"{now_s:.3f}")

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # Where an event's status came from: GetCallback, a push, QueryZnsStatus, GetZaloMessageStatus.
 SOURCE_POLL, SOURCE_PUSH, SOURCE_QUERY, SOURCE_DELIVERY = "poll", "push", "query", "delivery"
+SOURCE_RECONCILE = "reconcile"  # eSMS's ledger (GetSmsSentData_V2)
 REDACTED = "<redacted>"
 PERSISTENT = 2  # AMQP delivery_mode: the broker keeps the message across a restart
 # What the Redis batch path calls on kombu's Redis channel: private methods, checked against
@@ -99,7 +100,13 @@ def build_event(
 
 
 # An event's source, in a summary.
-SOURCE_LETTERS = {SOURCE_POLL: "p", SOURCE_PUSH: "h", SOURCE_QUERY: "q", SOURCE_DELIVERY: "d"}
+SOURCE_LETTERS = {
+    SOURCE_POLL: "p",
+    SOURCE_PUSH: "h",
+    SOURCE_QUERY: "q",
+    SOURCE_DELIVERY: "d",
+    SOURCE_RECONCILE: "r",
+}
 
 
 def event_summary(event: dict[str, Any]) -> str:
