@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 STATUS_QUEUE_SAMPLE = "status_queue_sample"  # `events@time_s`: the status queue's depth then
 
 
+# Gauges of the last sweep of eSMS's ledger, whole numbers in the stats hash.
+RECONCILE_NEVER_SUBMITTED = "reconcile_gauge:never_submitted"
+RECONCILE_NO_DATA = "reconcile_gauge:no_data_at_esms"
+RECONCILE_SWEPT_AT = "reconcile_gauge:swept_at_s"
+
+
 @dataclass(frozen=True)
 class StatsSnapshot:
     counters: dict[str, int]
@@ -71,6 +77,15 @@ class RequestStats:
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("could not update the sweep's counters: %s", exc)
+
+    def set_reconcile_gauges(self, never_submitted: int, no_data: int, now_s: float) -> None:
+        """What the last sweep of eSMS's ledger found (ops.reconcile_report), for metrics."""
+        mapping = {
+            RECONCILE_NEVER_SUBMITTED: never_submitted,
+            RECONCILE_NO_DATA: no_data,
+            RECONCILE_SWEPT_AT: int(now_s),
+        }
+        self._redis.hset(self._stats, mapping=mapping)  # type: ignore[arg-type]
 
     def mark_beat_release(self, now_s: float) -> None:
         """Beat's pulse, as a worker received it: `status` tells whether beat and workers run."""

@@ -41,6 +41,21 @@ GAUGES = [
     ("esms_requests_last_minute", "requests sent in the last 60 s", "requests_last_minute"),
     ("esms_rate_used", "requests in the last 60 s / the allowed number", "rate_used"),
     ("esms_push_inbox_waiting", "pushes recorded, not yet applied", "push_inbox_waiting"),
+    (
+        "esms_reconcile_never_submitted",
+        "RefIds eSMS's ledger lists that were never submitted (ESMS_RECONCILE_LOOKBACK)",
+        "reconcile_never_submitted",
+    ),
+    (
+        "esms_reconcile_no_data_at_esms",
+        "RefIds submitted over ESMS_RECONCILE_GRACE ago that eSMS has no data for",
+        "reconcile_no_data_at_esms",
+    ),
+    (
+        "esms_reconcile_swept_seconds_ago",
+        "seconds since the last sweep of eSMS's ledger ended",
+        "reconcile_swept_seconds_ago",
+    ),
 ]
 PER_OA = [
     ("waiting", "RefIds waiting, by OA"),
@@ -50,6 +65,9 @@ PER_OA = [
 COUNTERS = {  # counter name in Redis -> metric (exposed with _total)
     "requests": ("esms_requests", "GetCallback requests sent"),
     "refs_asked": ("esms_refs_asked", "RefIds asked in requests"),
+    "reconcile:rows": ("esms_reconcile_rows", "rows of eSMS's ledger read"),
+    "reconcile:adopted": ("esms_reconcile_adopted", "RefIds never submitted taken in (adopt)"),
+    "reconcile:settled": ("esms_reconcile_settled", "waiting RefIds the ledger settled"),
 }
 LABELLED_COUNTERS = [  # prefix in Redis, metric, label, help
     ("events:", "esms_events", "status", "status events published, by status"),

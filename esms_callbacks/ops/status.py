@@ -9,6 +9,11 @@ import redis
 
 from esms_callbacks.engine.capacity import coming_window
 from esms_callbacks.engine.clock import as_datetime
+from esms_callbacks.engine.stats import (
+    RECONCILE_NEVER_SUBMITTED,
+    RECONCILE_NO_DATA,
+    RECONCILE_SWEPT_AT,
+)
 from esms_callbacks.events.publish import queue_depth
 from esms_callbacks.runtime import Runtime, Runtimes
 
@@ -62,6 +67,13 @@ def account_state(runtime: Runtime, now_s: float, with_status_queue: bool = True
         if stats.beat_release_at_s is not None
         else None,
         "status_queue": status_queue_state(runtime, now_s) if with_status_queue else None,
+        "reconcile": terms.reconcile,
+        # what the last sweep of eSMS's ledger found (None before any)
+        "reconcile_never_submitted": counters.get(RECONCILE_NEVER_SUBMITTED),
+        "reconcile_no_data_at_esms": counters.get(RECONCILE_NO_DATA),
+        "reconcile_swept_seconds_ago": round(now_s - counters[RECONCILE_SWEPT_AT], 1)
+        if RECONCILE_SWEPT_AT in counters
+        else None,
         "counters": counters,
     }
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from esms_callbacks.engine.locks import Lock
 from esms_callbacks.ops.log_context import for_account
+from esms_callbacks.ops.reconcile_report import reconcile_report
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask
 from esms_callbacks.terms import RECONCILE_OFF
@@ -35,16 +36,23 @@ def reconcile(self: RuntimeTask, account: str) -> dict[str, Any]:
             budget_s = runtime.settings.reconcile_every_s * SWEEP_SHARE_OF_PERIOD
             report = runtime.ledger_sweep().sweep(budget_s, keep_going=lock.extend)
         runtime.stats.count_sweep(report.pages, report.rows, report.adopted, report.settled)
+        now_s = runtime.clock.now_s()
+        found = reconcile_report(runtime, now_s - runtime.settings.reconcile_lookback_s, now_s)
+        runtime.stats.set_reconcile_gauges(
+            len(found.never_submitted), len(found.no_data_at_esms), now_s
+        )
         log.info(
-            "ledger sweep: %d pages, %d rows, %d never submitted (%d adopted), %d settled, "
-            "%d events; %s",
+            "ledger sweep: %d pages, %d rows, %d adopted, %d settled, %d events; %s. Over "
+            "ESMS_RECONCILE_LOOKBACK: %d sent but never submitted, %d submitted that eSMS has "
+            "no data for (esms-callbacks reconcile lists them)",
             report.pages,
             report.rows,
-            report.unsubmitted,
             report.adopted,
             report.settled,
             report.events,
             "caught up" if report.caught_up else f"goes on next time ({report.stopped})",
+            len(found.never_submitted),
+            len(found.no_data_at_esms),
         )
         return {"account": runtime.name, **asdict(report)}
 
