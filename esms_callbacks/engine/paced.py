@@ -29,6 +29,7 @@ from esms_callbacks.errors import NotSent
 from esms_callbacks.tuning import WAKE_EARLY_SHARE
 
 log = logging.getLogger(__name__)
+GATE_WAIT_MOST_S = 30.0
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -83,8 +84,9 @@ class PacedSender:
             future.add_done_callback(gate.done)  # it failed before its gate, if not set yet
             in_flight.append((key, future))
             # The gate runs on the loop: wait for this one to leave (or not) before the next
-            # slot, so requests leave in order and a refusal stops the rest.
-            gate.left.wait()
+            # slot, so requests leave in order and a refusal stops the rest (bounded: a
+            # request that cannot even connect is the client's timeout's business).
+            gate.left.wait(timeout=GATE_WAIT_MOST_S)
             stopped = gate.refused
         for key, future in in_flight:
             try:
