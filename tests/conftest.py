@@ -124,7 +124,9 @@ def sim(running_sim: Any) -> Simulator:
     running_sim.sim.reset()
     running_sim.sim.set_policy("sent")
     running_sim.sim.rate_interval_s = 0.0
-    running_sim.sim.configure(query_rate_interval_s=0.0, delivery_rate_interval_s=0.0)
+    running_sim.sim.configure(
+        query_rate_interval_s=0.0, delivery_rate_interval_s=0.0, ledger_rate_interval_s=0.0
+    )
     running_sim.sim.max_refs = 100
     running_sim.sim.is_open = None
     return running_sim.sim  # type: ignore[no-any-return]

@@ -29,3 +29,40 @@ DELIVERY_SAMPLE = """{
     },
     "ErrorMessage": "success. "
 }"""
+# GetSmsSentData_V2's sample (esms-api/ham-truy-xuat-va-dang-ky/
+# ham-kiem-tra-trang-thai-tin-nhan-theo-khoang-thoi-gian.md) with its two typos mended: a comma
+# after CountTotal, and `"SendStatus:5` as `"SendStatus": 5`. Both rows have the same SmsId there.
+LEDGER_SAMPLE_TEXT = (
+    "Cam on quy khach da su dung dich vu cua chung toi. Chuc quy khach mot ngay tot lanh!"
+)
+LEDGER_SAMPLE_PHONE = "0901888484"
+LEDGER_SAMPLE = """{
+    "CodeResult": "100",
+    "CountTotal": 2,
+    "SentData": [
+        {
+            "Campaign": "Chiến dịch 02/10/2023",
+            "Content": "TEXT",
+            "Phone": "0901888484",
+            "ReferenceId": "35781d6c25524e40a035c26663189549",
+            "SellPrice": 345.0,
+            "SendResult": 0,
+            "SendStatus": 5,
+            "SentTime": "/Date(1705484048995+0700)/",
+            "SmsId": 29028845,
+            "SmsType": 2
+        },
+        {
+            "Campaign": "Chiến dịch 02/10/2023",
+            "Content": "TEXT",
+            "Phone": "0901888484",
+            "ReferenceId": "0aac72e0-ba9b-4348-8530-d18d105778db18",
+            "SellPrice": 790.0000,
+            "SendResult": 1,
+            "SendStatus": 5,
+            "SentTime": "/Date(1705484048995+0700)/",
+            "SmsId": 29028845,
+            "SmsType": 2
+        }
+    ]
+}""".replace('"TEXT"', f'"{LEDGER_SAMPLE_TEXT}"')

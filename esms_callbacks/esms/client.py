@@ -1,5 +1,6 @@
-"""The eSMS client (aiohttp): GetCallback, QueryZnsStatus and GetZaloMessageStatus, each one
-POST through the same rate gate, one parsed answer or one typed error."""
+"""The eSMS client (aiohttp): GetCallback, QueryZnsStatus, GetZaloMessageStatus and
+GetSmsSentData_V2 (the ledger), each one POST through the same rate gate, one parsed answer or
+one typed error."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -25,6 +27,12 @@ from esms_callbacks.esms.delivery import (
     DeliveryStatus,
     parse_delivery_answer,
 )
+from esms_callbacks.esms.ledger import (
+    SENT_DATA_PATH,
+    LedgerPage,
+    ledger_request,
+    parse_ledger_page,
+)
 from esms_callbacks.esms.query import (
     QUERY_ZNS_STATUS_PATH,
     ZNS_SMS_TYPES,
@@ -34,7 +42,7 @@ from esms_callbacks.esms.query import (
 from esms_callbacks.terms import redact_url
 
 GET_CALLBACK_PATH = "/ZaloCallback/GetCallback"
-# GetCallback is on its own host; QueryZnsStatus and GetZaloMessageStatus on the REST API's.
+# GetCallback is on its own host; the other endpoints on the REST API's.
 DEFAULT_REST_BASE_URL = "https://rest.esms.vn"
 # 200 records are ~150 KB; anything near this is not an eSMS answer.
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
@@ -68,6 +76,7 @@ class EsmsClient:
         rest_base_url = rest_base_url.rstrip("/")
         self._query_url = rest_base_url + QUERY_ZNS_STATUS_PATH
         self._delivery_url = rest_base_url + ZALO_MESSAGE_STATUS_PATH
+        self._sent_data_url = rest_base_url + SENT_DATA_PATH
         self._credentials = {"ApiKey": api_key, "SecretKey": secret_key}
         self._timeout = aiohttp.ClientTimeout(
             total=timeout_s, connect=min(timeout_s, 10.0), sock_read=timeout_s
@@ -126,11 +135,41 @@ class EsmsClient:
         text = await self._post(self._delivery_url, body, gate, on_sent)
         return parse_delivery_answer(text)
 
+    async def sent_data(
+        self,
+        sms_type: int,
+        from_local: datetime,
+        to_local: datetime,
+        page: int,
+        page_size: int,
+        gate: Gate | None = None,
+        on_sent: OnSent | None = None,
+    ) -> LedgerPage:
+        """POST GetSmsSentData_V2: page `page` (from 1) of `page_size` (1 to 500) of the
+        account's messages of `sms_type` created from `from_local` to `to_local` (aware: any
+        zone, sent in Vietnam time; naive: Vietnam time). Raise ValueError on a bad argument
+        before sending. Phone numbers and texts are dropped at parse (esms.ledger). `gate`
+        and `on_sent` as for get_callback."""
+        body = {
+            **self._credentials,
+            **ledger_request(sms_type, from_local, to_local, page, page_size),
+        }
+        text = await self._post(self._sent_data_url, body, gate, on_sent, quote_answer=False)
+        return parse_ledger_page(text)
+
     async def _post(
-        self, url: str, body: dict[str, Any], gate: Gate | None, on_sent: OnSent | None
+        self,
+        url: str,
+        body: dict[str, Any],
+        gate: Gate | None,
+        on_sent: OnSent | None,
+        *,
+        quote_answer: bool = True,
     ) -> str:
         """POST `body` as JSON through the gate; the answer's text if eSMS answered HTTP 200.
-        Every transport failure becomes a TransportError, and no error carries the body."""
+        Every transport failure becomes a TransportError, and no error carries the body.
+        `quote_answer` False keeps even a scrubbed snippet of a non-200 answer out of the
+        error (an answer that may carry personal data)."""
         session = await self._ensure_session()
         request_gate = _Gate(gate, on_sent)
         try:
@@ -153,7 +192,8 @@ class EsmsClient:
                 raise TransportError(f"eSMS did not answer within {self._timeout.total}s") from None
             raise TransportError(f"eSMS connection failed: {type(exc).__name__}: {exc}") from None
         if status != 200:
-            raise ServerError(f"eSMS answered HTTP {status}: {snippet(text)}")
+            quoted = snippet(text) if quote_answer else f"({len(text)} characters, not quoted)"
+            raise ServerError(f"eSMS answered HTTP {status}: {quoted}")
         return text
 
     async def close(self) -> None:

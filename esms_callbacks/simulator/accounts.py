@@ -3,7 +3,8 @@
 eSMS limits each account on its own: a request is that account's when both its ApiKey and
 SecretKey match, and is answered 160 when it comes closer than that account's interval to that
 account's previous request to the same endpoint. Each endpoint (GetCallback, QueryZnsStatus,
-GetZaloMessageStatus) has its own budget in eSMS's docs, so each has its own clock and interval.
+GetZaloMessageStatus, GetSmsSentData_V2) has its own budget in eSMS's docs (or none documented),
+so each has its own clock and interval.
 Accounts are found by ApiKey in a dict, so serving 1,000 costs what serving one does; the keys
 are then compared in constant time.
 """
@@ -24,10 +25,19 @@ DEFAULT_ACCOUNT = "default"  # the one account of a simulator built from api_key
 NO_ACCOUNT = ""  # the account logged for a request whose keys match none
 
 # The endpoints a request can hit, each with its own rate clock per account.
-Endpoint = Literal["callback", "query", "delivery"]
+Endpoint = Literal["callback", "query", "delivery", "ledger"]
 # eSMS's documented budgets: QueryZnsStatus 100 requests/s, GetZaloMessageStatus 30 requests/s.
 QUERY_RATE_INTERVAL_S = 0.01
 DELIVERY_RATE_INTERVAL_S = 0.034
+# GetSmsSentData_V2 has none documented; a page of 500 rows a second is the simulator's guess.
+LEDGER_RATE_INTERVAL_S = 1.0
+# Each endpoint's interval, by the name SimAccount, configure and /_sim/config give it.
+_INTERVAL_NAMES: dict[Endpoint, str] = {
+    "callback": "rate_interval_s",
+    "query": "query_rate_interval_s",
+    "delivery": "delivery_rate_interval_s",
+    "ledger": "ledger_rate_interval_s",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class SimAccount:
     max_refs: int = 100  # RefIds answered per request; eSMS silently ignores the rest
     query_rate_interval_s: float = QUERY_RATE_INTERVAL_S  # QueryZnsStatus's; 0 disables
     delivery_rate_interval_s: float = DELIVERY_RATE_INTERVAL_S  # GetZaloMessageStatus's
+    ledger_rate_interval_s: float = LEDGER_RATE_INTERVAL_S  # GetSmsSentData_V2's
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -51,16 +62,14 @@ class SimAccount:
         check_terms(self.rate_interval_s, self.max_refs)
         check_interval("query_rate_interval_s", self.query_rate_interval_s)
         check_interval("delivery_rate_interval_s", self.delivery_rate_interval_s)
-        for name in ("rate_interval_s", "query_rate_interval_s", "delivery_rate_interval_s"):
+        check_interval("ledger_rate_interval_s", self.ledger_rate_interval_s)
+        for name in _INTERVAL_NAMES.values():
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def interval_s(self, endpoint: Endpoint) -> float:
         """The least gap between two of this account's requests to `endpoint`."""
-        if endpoint == "query":
-            return self.query_rate_interval_s
-        if endpoint == "delivery":
-            return self.delivery_rate_interval_s
-        return self.rate_interval_s
+        interval_s: float = getattr(self, _INTERVAL_NAMES[endpoint])
+        return interval_s
 
     def terms(self) -> dict[str, object]:
         """The account's name and limits, never its keys."""
@@ -132,18 +141,21 @@ class AccountTable:
         max_refs: int | None = None,
         query_rate_interval_s: float | None = None,
         delivery_rate_interval_s: float | None = None,
+        ledger_rate_interval_s: float | None = None,
     ) -> None:
         """Change one account's limits (None: unchanged); raise ValueError, changing nothing,
         on a bad value."""
         check_terms(rate_interval_s, max_refs)
         check_interval("query_rate_interval_s", query_rate_interval_s)
         check_interval("delivery_rate_interval_s", delivery_rate_interval_s)
+        check_interval("ledger_rate_interval_s", ledger_rate_interval_s)
         account = self.get(name)
         given = {
             "rate_interval_s": rate_interval_s,
             "max_refs": max_refs,
             "query_rate_interval_s": query_rate_interval_s,
             "delivery_rate_interval_s": delivery_rate_interval_s,
+            "ledger_rate_interval_s": ledger_rate_interval_s,
         }
         changes: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
         self._by_name[account.name] = replace(account, **changes)
@@ -194,9 +206,9 @@ def account_stats(
 def endpoint_stats(
     log: Iterable[LoggedRequest], accounts: Sequence[SimAccount]
 ) -> dict[str, dict[str, dict[str, object]]]:
-    """Summarise the QueryZnsStatus ("query") and GetZaloMessageStatus ("delivery") requests of
-    the log per account, in the accounts' order: each endpoint's interval, requests, smallest
-    gap, 160s and codes."""
+    """Summarise the QueryZnsStatus ("query"), GetZaloMessageStatus ("delivery") and
+    GetSmsSentData_V2 ("ledger") requests of the log per account, in the accounts' order: each
+    endpoint's interval, requests, smallest gap, 160s and codes."""
     by_clock: defaultdict[tuple[str, str], list[LoggedRequest]] = defaultdict(list)
     for entry in log:
         by_clock[(entry.endpoint, entry.account)].append(entry)
@@ -205,13 +217,13 @@ def endpoint_stats(
             endpoint: endpoint_summary(
                 by_clock[(endpoint, account.name)], account.interval_s(endpoint)
             )
-            for endpoint in _STATUS_ENDPOINTS
+            for endpoint in STATUS_ENDPOINTS
         }
         for account in accounts
     }
 
 
-_STATUS_ENDPOINTS: tuple[Endpoint, ...] = ("query", "delivery")
+STATUS_ENDPOINTS: tuple[Endpoint, ...] = ("query", "delivery", "ledger")  # all but GetCallback
 
 
 def endpoint_summary(

@@ -13,12 +13,20 @@ eSMS endpoints (see docs/esms/getcallback.md, eSMS's own page, for GetCallback's
     {"ApiKey": "...", "SecretKey": "...", "OAID": "...", "MessageId": "<Partnerids>"}
     -> 200 {"CodeResult": "100", "Data": {"delivery_time", "message", "status"},
             "ErrorMessage": "success. "}
+    POST /MainService.svc/json/GetSmsSentData_V2   (also with a trailing slash)
+    {"ApiKey": "...", "SecretKey": "...", "SmsType": "25", "From": "2025-01-01 06:00:00",
+     "To": "2025-01-02 18:00:00", "Page": 1, "PageSize": 500}
+    -> 200 {"CodeResult": "100", "CountTotal": N, "SentData": [{"Campaign", "Content", "Phone",
+            "ReferenceId", "SellPrice", "SendResult", "SendStatus", "SentTime", "SmsId",
+            "SmsType"}, ...]}
 
 Answers follow simulator.state (GetCallback's codes 99, 101, 160, 100; window closed is 99, the
-simulator's choice since eSMS does not document it) and simulator.zns_status (the other two:
-"99", "101", "160", "851", "854", "100"), records follow simulator.outcomes, statuses follow
-simulator.message_book, and injected faults (GetCallback's only) follow simulator.faults. Each
-endpoint has its own rate clock and interval per account.
+simulator's choice since eSMS does not document it), simulator.zns_status (QueryZnsStatus and
+GetZaloMessageStatus: "99", "101", "160", "851", "854", "100") and simulator.ledger
+(GetSmsSentData_V2, the ledger of registered messages: "99", "101", "105" nothing in the range,
+"160", "100"), records follow simulator.outcomes, statuses follow simulator.message_book, and
+injected faults (GetCallback's only) follow simulator.faults. Each endpoint has its own rate
+clock and interval per account.
 
 Control API, so a simulator in another process can be scripted (errors answer 400 {"error"}):
 
@@ -33,8 +41,10 @@ Control API, so a simulator in another process can be scripted (errors answer 40
                         until final_after_s, then final; on the user's phone delivered_after_s
                         after a final "sent" (null: never). GetCallback leaves out those sent
                         without a CallbackUrl. They replace scripts and the policy for their
-                        RefIds (scripting a RefId again replaces its message). Answers {"ok",
-                        "registered": N}
+                        RefIds (scripting a RefId again replaces its message). Each is a row of
+                        GetSmsSentData_V2's ledger, created now, its status moving with it.
+                        {"ref_id_prefix": "bench-", "count": 100000, ...} instead of "ref_ids"
+                        registers "bench-0" to "bench-99999". Answers {"ok", "registered": N}
     POST /_sim/fault    {"kind": "http500|slow|badjson|html|code|reset", "count": 1, ...params}
                         (params: "delay_s" for slow; "code", "message" for code)
     POST /_sim/poison   {"ref_id": "...", "kind": "html", ...params}: every request that
@@ -48,33 +58,38 @@ Control API, so a simulator in another process can be scripted (errors answer 40
                         queued by /_sim/fault come first. Answers {"ok", "fault_rates": {kind:
                         rate}}. Failed requests move the rate clock and are logged with their
                         "fault", like one-shot ones.
-    POST /_sim/reset    forget the log, scripts, registered messages, faults (one-shot and
-                        random), ask counts and the rate clocks; drop queued pushes and zero the
-                        push counts (only this route: Simulator.reset() knows nothing of pushes)
+    POST /_sim/reset    forget the log, scripts, registered messages (the ledger's rows with
+                        them), faults (one-shot and random), ask counts and the rate clocks;
+                        drop queued pushes and zero the push counts (only this route:
+                        Simulator.reset() knows nothing of pushes)
     POST /_sim/config   {"rate_interval_s": 1.0, "max_refs": 100,
                          "query_rate_interval_s": 0.01, "delivery_rate_interval_s": 0.034,
+                         "ledger_rate_interval_s": 1.0,
                          "window": "always" | "closed" | "HH:MM-HH:MM", "timezone": "Asia/...",
                          "account": "shop-a"}
                         the limits are those of "account" (default: the first account):
-                        GetCallback's, QueryZnsStatus's, GetZaloMessageStatus's intervals (0
-                        disables); the window is every account's and GetCallback's only
+                        GetCallback's, QueryZnsStatus's, GetZaloMessageStatus's,
+                        GetSmsSentData_V2's intervals (0 disables); the window is every
+                        account's and GetCallback's only
     GET  /_sim/config   the limits of the default account (?account=NAME: of that one), its
                         name, how many accounts, the policy, pending faults and fault rates
                         (never the credentials)
     GET  /_sim/requests the request log as a JSON list, each entry naming its "account" (""
                         when its keys matched none) and its "endpoint" ("callback", "query",
-                        "delivery"; with "sms_id" or "message_id" asked); ?since=N skips the
-                        first N entries, ?account=NAME keeps that account's
+                        "delivery", "ledger"; with "sms_id" or "message_id" asked; a ledger
+                        request's rows returned in "record_count"); ?since=N skips the first
+                        N entries, ?account=NAME keeps that account's
     GET  /_sim/stats    GetCallback's {"requests", "min_gap_s", "refs_sent", "refs_answered",
                          "records_returned", "codes", "http_statuses", "faults"} and
                          "endpoints": {"query": {"requests", "min_gap_s", "code_160",
-                         "codes"}, "delivery": {...}}
+                         "codes"}, "delivery": {...}, "ledger": {...}}
     GET  /_sim/accounts {NAME: {"rate_interval_s", "max_refs", "requests", "refs_sent",
                          "refs_answered", "records_returned", "first_at_s", "last_at_s",
                          "min_gap_s", "code_160", "codes"}} for every account, in order
                         (those without requests too; times are time.time()): GetCallback's
     GET  /_sim/endpoints {NAME: {"query": {"rate_interval_s", "requests", "min_gap_s",
-                         "code_160", "codes"}, "delivery": {...}}} for every account, in order
+                         "code_160", "codes"}, "delivery": {...}, "ledger": {...}}} for every
+                        account, in order
     GET  /_sim/asked?ref_id=...   {"ref_id", "asked"}: GetCallback's lookups of it
 
 Pushes, as eSMS sends each status to the customer's CallbackUrl (simulator.push, .pusher):
@@ -112,6 +127,7 @@ from aiohttp.typedefs import Handler
 from esms_callbacks.simulator.arrival import take_arrival_s
 from esms_callbacks.simulator.control import control_routes
 from esms_callbacks.simulator.faults import Fault
+from esms_callbacks.simulator.ledger import LEDGER_PATH
 from esms_callbacks.simulator.pusher import PUSHER_KEY, Pusher, PushSettings
 from esms_callbacks.simulator.state import SIM_KEY, Answer, LoggedRequest, Simulator
 from esms_callbacks.simulator.zns_status import DELIVERY_PATH, QUERY_PATH
@@ -119,6 +135,7 @@ from esms_callbacks.simulator.zns_status import DELIVERY_PATH, QUERY_PATH
 __all__ = [
     "DELIVERY_PATH",
     "GET_CALLBACK_PATH",
+    "LEDGER_PATH",
     "QUERY_PATH",
     "LoggedRequest",
     "Simulator",
@@ -154,6 +171,8 @@ def make_app(sim: Simulator, push_settings: PushSettings | None = None) -> web.A
     app.router.add_post(QUERY_PATH.rstrip("/"), _query_zns_status)
     app.router.add_post(DELIVERY_PATH, _get_zalo_message_status)
     app.router.add_post(DELIVERY_PATH + "/", _get_zalo_message_status)
+    app.router.add_post(LEDGER_PATH, _get_sms_sent_data)
+    app.router.add_post(LEDGER_PATH + "/", _get_sms_sent_data)
     app.router.add_routes(control_routes())
     return app
 
@@ -185,6 +204,11 @@ async def _query_zns_status(request: web.Request) -> web.StreamResponse:
 
 async def _get_zalo_message_status(request: web.Request) -> web.StreamResponse:
     answer = await _received(request, request.app[SIM_KEY].receive_delivery)
+    return web.json_response(answer.payload)
+
+
+async def _get_sms_sent_data(request: web.Request) -> web.StreamResponse:
+    answer = await _received(request, request.app[SIM_KEY].receive_ledger)
     return web.json_response(answer.payload)
 
 

@@ -133,7 +133,12 @@ async def _reset(request: web.Request) -> web.StreamResponse:
     return _ok()
 
 
-_INTERVAL_KEYS = ("rate_interval_s", "query_rate_interval_s", "delivery_rate_interval_s")
+_INTERVAL_KEYS = (
+    "rate_interval_s",
+    "query_rate_interval_s",
+    "delivery_rate_interval_s",
+    "ledger_rate_interval_s",
+)
 _CONFIG_KEYS = frozenset({*_INTERVAL_KEYS, "max_refs", "window", "timezone", "account"})
 
 
@@ -182,6 +187,7 @@ def _config(sim: Simulator, account_name: str | None = None) -> dict[str, object
         "max_refs": account.max_refs,
         "query_rate_interval_s": account.query_rate_interval_s,
         "delivery_rate_interval_s": account.delivery_rate_interval_s,
+        "ledger_rate_interval_s": account.ledger_rate_interval_s,
         "policy": sim.policy,
         "window_checked": sim.is_open is not None,
         "window_open_now": sim.is_open is None or sim.is_open(),

@@ -14,12 +14,16 @@ a script, or follows the policy (simulator.outcomes).
   (pending1/2, rejected, missing) and a registered message asked under another OAID. A message
   at Zalo is 0 until it is on the phone, then 1: a registered one `delivered_after_s` after its
   final "sent", a scripted or policy one from the first GetZaloMessageStatus that finds it sent.
+- GetSmsSentData_V2 (simulator.ledger): a row per registered message, at its status now;
+  scripted and policy RefIds were never "sent" through the simulator and have none (scripting
+  a registered RefId removes its row with its message).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from esms_callbacks.simulator.ledger import LedgerAsk, SentLedger, ledger_answer
 from esms_callbacks.simulator.messages import Message
 from esms_callbacks.simulator.outcomes import (
     Outcome,
@@ -42,6 +46,7 @@ class MessageBook:
         self._messages: dict[str, Message] = {}
         self._ref_by_zalo_id: dict[str, str] = {}
         self._delivered_at_s: dict[str, float] = {}  # scripted or policy RefIds found delivered
+        self._ledger = SentLedger()
 
     def register(self, messages: Sequence[Message]) -> None:
         """Register messages; each replaces the script of its RefId."""
@@ -50,11 +55,13 @@ class MessageBook:
             self._delivered_at_s.pop(message.ref_id, None)
             self._messages[message.ref_id] = message
             self._ref_by_zalo_id[message.zalo_msg_id] = message.ref_id
+            self._ledger.add(message)
 
     def script(self, ref_id: str, outcomes: Sequence[str]) -> None:
         """Give `ref_id` a script (simulator.outcomes); it replaces its registered message."""
         self.scripts.script(ref_id, outcomes)
         self._messages.pop(ref_id, None)
+        self._ledger.remove(ref_id)
         self._ref_by_zalo_id[zalo_message_id(ref_id)] = ref_id
 
     def message(self, ref_id: str) -> Message | None:
@@ -117,6 +124,11 @@ class MessageBook:
             return AT_ZALO, None
         return DELIVERED, delivered_at_s
 
+    def ledger(self, ask: LedgerAsk, now_s: float) -> dict[str, object]:
+        """GetSmsSentData_V2's answer to `ask`, each row at its message's status now."""
+        count_total, entries = self._ledger.page(ask)
+        return ledger_answer(count_total, entries, now_s)
+
     def script_of(self, ref_id: str) -> tuple[Outcome, ...]:
         """The statuses `ref_id` goes through, for pushes, asking nothing."""
         message = self._messages.get(ref_id)
@@ -127,3 +139,4 @@ class MessageBook:
         self._messages.clear()
         self._ref_by_zalo_id.clear()
         self._delivered_at_s.clear()
+        self._ledger.clear()

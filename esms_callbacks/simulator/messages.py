@@ -10,7 +10,8 @@ never), which only GetZaloMessageStatus tells.
 eSMS's GetCallback knows only messages sent with a CallbackUrl ("Những SMSID khi request không
 truyền CallbackUrl, dùng hàm này sẽ không có thông tin"): a message registered with
 `callback_url` false is left out of its answers, while QueryZnsStatus and GetZaloMessageStatus
-answer it. Registered messages take the place of scripts and of the policy for their RefIds.
+answer it, and GetSmsSentData_V2's ledger lists every registered message (simulator.ledger).
+Registered messages take the place of scripts and of the policy for their RefIds.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ _KEYS = frozenset(
         "final_after_s",
         "final",
         "delivered_after_s",
+        "ref_id_prefix",
+        "count",
     }
 )
+MAX_COUNT = 1_000_000  # messages one "count" registers: enough for any benchmark
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,7 @@ def parse_messages(body: Mapping[str, object], sent_at_s: float) -> list[Message
     unknown = set(body) - _KEYS
     if unknown:
         raise ValueError(f"unknown message key(s) {sorted(unknown)}; use {sorted(_KEYS)}")
-    ref_ids, oa_id = body.get("ref_ids"), body.get("oa_id")
-    if not isinstance(ref_ids, list) or not ref_ids:
-        raise ValueError('give "ref_ids", a non-empty list of RefId strings')
-    if not all(isinstance(ref_id, str) and ref_id for ref_id in ref_ids):
-        raise ValueError('"ref_ids" must hold only non-empty strings')
+    ref_ids, oa_id = _ref_ids(body), body.get("oa_id")
     if not isinstance(oa_id, str) or not oa_id:
         raise ValueError('give "oa_id", the Zalo OA id as a non-empty string')
     callback_url = body.get("callback_url", True)
@@ -122,6 +122,26 @@ def parse_messages(body: Mapping[str, object], sent_at_s: float) -> list[Message
         )
         for ref_id in ref_ids
     ]
+
+
+def _ref_ids(body: Mapping[str, object]) -> list[str]:
+    """The RefIds: "ref_ids" as given, or "count" of them named "ref_id_prefix" and a number
+    from 0 (a benchmark's 100,000 in one small body)."""
+    if "count" in body or "ref_id_prefix" in body:
+        count, prefix = body.get("count"), body.get("ref_id_prefix", "")
+        if "ref_ids" in body:
+            raise ValueError('give "ref_ids", or "count" and "ref_id_prefix", not both')
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+            raise ValueError(f'"count" must be an integer from 1 to {MAX_COUNT}')
+        if not isinstance(prefix, str):
+            raise ValueError('"ref_id_prefix" must be a string')
+        return [f"{prefix}{number}" for number in range(count)]
+    ref_ids = body.get("ref_ids")
+    if not isinstance(ref_ids, list) or not ref_ids:
+        raise ValueError('give "ref_ids", a non-empty list of RefId strings')
+    if not all(isinstance(ref_id, str) and ref_id for ref_id in ref_ids):
+        raise ValueError('"ref_ids" must hold only non-empty strings')
+    return ref_ids
 
 
 def _seconds(value: object, name: str) -> float:

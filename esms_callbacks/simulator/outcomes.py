@@ -210,7 +210,7 @@ def build_record(
     if outcome == "missing":
         return None
     type_id = type_id_of(ref_id) if type_id is None else type_id
-    telco_id = _TELCO_WEIGHTS[_digest(ref_id, "telco") % len(_TELCO_WEIGHTS)]
+    telco_id = _telco_of(ref_id)
     return {
         "SMSID": ref_id,
         "SendFailed": 1 if outcome in ("failed", "failed_offline", "rejected") else 0,
@@ -254,6 +254,15 @@ def _error_info(ref_id: str, outcome: Outcome) -> str | None:
         return f"{error}____{stamp:%d/%m/%Y %H:%M:%S}"
     # eSMS gives both null and "" for "no error"; clients must accept either.
     return "" if outcome == "sent" and _digest(ref_id, "empty") % 2 else None
+
+
+def phone_number_of(ref_id: str) -> str:
+    """The made-up phone number `ref_id` was sent to: the same in every answer."""
+    return _phone_number(ref_id, _telco_of(ref_id))
+
+
+def _telco_of(ref_id: str) -> int:
+    return _TELCO_WEIGHTS[_digest(ref_id, "telco") % len(_TELCO_WEIGHTS)]
 
 
 def _phone_number(ref_id: str, telco_id: int) -> str:

@@ -17,10 +17,11 @@ Every request that carries an account's credentials moves that account's rate cl
 it is answered (160 and faults, one-shot or random, included): the simulator assumes eSMS counts
 what it receives, which is the strict reading, so a client that passes here passes there.
 
-QueryZnsStatus and GetZaloMessageStatus (simulator.zns_status) are checked alike, each against
-the account's own clock and interval for that endpoint: body not a JSON object -> 99; keys ->
-101; too soon -> 160; then the endpoint's own checks and answer (simulator.message_book). The
-window and the faults are GetCallback's only.
+QueryZnsStatus, GetZaloMessageStatus (simulator.zns_status) and GetSmsSentData_V2
+(simulator.ledger) are checked alike, each against the account's own clock and interval for
+that endpoint: body not a JSON object -> 99; keys -> 101; too soon -> 160; then the endpoint's
+own checks and answer (simulator.message_book). The window and the faults are GetCallback's
+only.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from aiohttp import web
 from esms_callbacks.simulator.accounts import (
     DEFAULT_ACCOUNT,
     NO_ACCOUNT,
+    STATUS_ENDPOINTS,
     AccountTable,
     Endpoint,
     SimAccount,
@@ -46,6 +48,7 @@ from esms_callbacks.simulator.accounts import (
     endpoint_summary,
 )
 from esms_callbacks.simulator.faults import Fault, RandomFaults, make_fault
+from esms_callbacks.simulator.ledger import read_ledger
 from esms_callbacks.simulator.message_book import MessageBook
 from esms_callbacks.simulator.messages import parse_messages
 from esms_callbacks.simulator.outcomes import (
@@ -80,13 +83,14 @@ class LoggedRequest:
     oa_id: str | None
     ref_count_sent: int  # len(ListRefid) as received
     ref_count_answered: int  # RefIds looked up: at most max_refs
-    record_count: int  # records in Data_callback
+    record_count: int  # records in Data_callback (GetSmsSentData_V2: rows in SentData)
     code: int | None  # eSMS Code answered; None when the fault sent no JSON
     http_status: int | None  # None when the connection was aborted
     fault: str | None  # the fault kind applied, if any
     handler_lag_s: float = 0.0  # from arrival (the kernel's receipt) to its handler starting
-    endpoint: Endpoint = "callback"  # GetCallback, QueryZnsStatus ("query"), or
-    # GetZaloMessageStatus ("delivery"); oa_id is its OAID, the counts are 0 for the last two
+    endpoint: Endpoint = "callback"  # GetCallback, QueryZnsStatus ("query"),
+    # GetZaloMessageStatus ("delivery", oa_id its OAID) or GetSmsSentData_V2 ("ledger"); the
+    # RefId counts are GetCallback's only
     sms_id: str | None = None  # QueryZnsStatus's SmsId as received
     message_id: str | None = None  # GetZaloMessageStatus's MessageId as received
 
@@ -250,6 +254,7 @@ class Simulator:
         account: str | None = None,
         query_rate_interval_s: float | None = None,
         delivery_rate_interval_s: float | None = None,
+        ledger_rate_interval_s: float | None = None,
     ) -> None:
         """Change the limits of `account` (None: the default one) while serving; raise
         ValueError, changing nothing, on a bad value or an unknown account."""
@@ -260,11 +265,12 @@ class Simulator:
                 max_refs=max_refs,
                 query_rate_interval_s=query_rate_interval_s,
                 delivery_rate_interval_s=delivery_rate_interval_s,
+                ledger_rate_interval_s=ledger_rate_interval_s,
             )
 
     def reset(self) -> None:
-        """Forget the log, scripts, registered messages, pending faults, random fault rates,
-        ask counts and the rate clocks."""
+        """Forget the log, scripts, registered messages (the ledger's rows with them), pending
+        faults, random fault rates, ask counts and the rate clocks."""
         with self._lock:
             self.requests.clear()
             self._messages.clear()
@@ -290,8 +296,9 @@ class Simulator:
 
     def stats(self) -> dict[str, object]:
         """Summarise the GetCallback requests of the log: counts, the smallest gap between
-        requests, codes seen; and under "endpoints" QueryZnsStatus's ("query") and
-        GetZaloMessageStatus's ("delivery") requests, smallest gap, 160s and codes."""
+        requests, codes seen; and under "endpoints" QueryZnsStatus's ("query"),
+        GetZaloMessageStatus's ("delivery") and GetSmsSentData_V2's ("ledger") requests,
+        smallest gap, 160s and codes."""
         with self._lock:
             everything = list(self.requests)
         log = sorted(
@@ -301,7 +308,7 @@ class Simulator:
         gaps = [b.received_monotonic_s - a.received_monotonic_s for a, b in pairwise(log)]
         endpoints = {
             endpoint: endpoint_summary([r for r in everything if r.endpoint == endpoint])
-            for endpoint in ("query", "delivery")
+            for endpoint in STATUS_ENDPOINTS
         }
         return {
             "requests": len(log),
@@ -322,8 +329,8 @@ class Simulator:
         return account_stats(log, accounts)
 
     def endpoint_stats(self) -> dict[str, dict[str, dict[str, object]]]:
-        """Per account, QueryZnsStatus's and GetZaloMessageStatus's figures (see
-        simulator.accounts.endpoint_stats)."""
+        """Per account, QueryZnsStatus's, GetZaloMessageStatus's and GetSmsSentData_V2's
+        figures (see simulator.accounts.endpoint_stats)."""
         with self._lock:
             log, accounts = list(self.requests), self._accounts.all()
         return endpoint_stats(log, accounts)
@@ -372,6 +379,17 @@ class Simulator:
         received = _Receipt(received_at_s, received_monotonic_s, handler_lag_s)
         return self._receive_status(raw, received, "delivery")
 
+    def receive_ledger(
+        self,
+        raw: bytes,
+        received_at_s: float,
+        received_monotonic_s: float,
+        handler_lag_s: float = 0.0,
+    ) -> Answer:
+        """Decide and log the answer to one GetSmsSentData_V2 body received then."""
+        received = _Receipt(received_at_s, received_monotonic_s, handler_lag_s)
+        return self._receive_status(raw, received, "ledger")
+
     def _receive_status(self, raw: bytes, received: _Receipt, endpoint: Endpoint) -> Answer:
         with self._lock:
             request = self._read(raw, received.monotonic_s, endpoint)
@@ -395,6 +413,8 @@ class Simulator:
             ask = read_query(body)
             outcome = self._messages.query_outcome(ask.sms_id, ask.sms_type, now_s)
             return query_answer(ask.sms_id, outcome, ask.sms_type)
+        if endpoint == "ledger":
+            return self._messages.ledger(read_ledger(body), now_s)
         delivery = read_delivery(body)
         status, delivered_at_s = self._messages.delivery(delivery.message_id, delivery.oa_id, now_s)
         return delivery_answer(status, delivered_at_s)
@@ -458,7 +478,7 @@ class Simulator:
         oa_id, ref_ids, records = (
             body.get("OAID" if endpoint == "delivery" else "OAId"),
             body.get("ListRefid") if endpoint == "callback" else None,
-            payload.get("Data_callback"),
+            payload.get("SentData" if endpoint == "ledger" else "Data_callback"),
         )
         sms_id = body.get("SmsId") if endpoint == "query" else None
         message_id = body.get("MessageId") if endpoint == "delivery" else None
