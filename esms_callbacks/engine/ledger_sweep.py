@@ -1,8 +1,9 @@
 """The sweep of an account's ledger at eSMS (GetSmsSentData_V2): no sent message left without
 a status (ESMS_RECONCILE).
 
-eSMS lists every message of the account by creation time, 500 a page, each with its SmsId
-(our RefId), SendStatus and SendResult, but no OA. The sweep reads it per SmsType (24, 25),
+eSMS lists every message of the account by creation time, 500 a page, each with its
+ReferenceId (the SmsId its send functions returned: our RefId), SendStatus and SendResult, but
+no OA. The sweep reads it per SmsType (24, 25),
 one range of creation times at a time, from a durable cursor (AccountKeys.ledger_cursor: the
 range and the next page), so nothing is missed across restarts, failovers or a night it could
 not run: a page is read again after a crash, never skipped, and each range starts
@@ -178,18 +179,19 @@ class LedgerSweep:
         """What one page's rows say, for the RefIds waiting and those never submitted."""
         from esms_callbacks.esms.ledger import outcome_of_ledger
 
-        rows = [row for row in rows if row.send_status != DRAFT]
-        located = self.backlog.locate([row.sms_id for row in rows])
+        # (a row without a ReferenceId names no RefId; a draft was never sent)
+        rows = [row for row in rows if row.reference_id and row.send_status != DRAFT]
+        located = self.backlog.locate([ref_of(row) for row in rows])
         finals = {
-            row.sms_id: replace(outcome, record=None)  # the ledger's row is no record to show
+            ref_of(row): replace(outcome, record=None)  # the ledger's row is no record to show
             for row in rows
             if (outcome := outcome_of_ledger(row)) is not None
         }
         by_oa: defaultdict[str, list[LedgerRow]] = defaultdict(list)
-        unsubmitted = [row for row in rows if row.sms_id not in located]
+        unsubmitted = [row for row in rows if ref_of(row) not in located]
         for row in rows:
-            where = located.get(row.sms_id)
-            if where is not None and where[1] != DONE and row.sms_id in finals:
+            where = located.get(ref_of(row))
+            if where is not None and where[1] != DONE and ref_of(row) in finals:
                 by_oa[where[0]].append(row)
         if unsubmitted:
             report.unsubmitted += len(unsubmitted)
@@ -198,7 +200,7 @@ class LedgerSweep:
         if adopt and unsubmitted:
             self.notes.write(
                 NO_OA,
-                {row.sms_id: Note(sms_type=row.sms_type, by_query=True) for row in unsubmitted},
+                {ref_of(row): Note(sms_type=row.sms_type, by_query=True) for row in unsubmitted},
             )
             by_oa[NO_OA] += unsubmitted
         for oa_id, oa_rows in by_oa.items():
@@ -216,7 +218,7 @@ class LedgerSweep:
         of those held to the settle step; they keep their turn to be asked."""
         token = uuid.uuid4().hex
         now_s = self.clock.now_s()
-        by_ref = {row.sms_id: row for row in rows}
+        by_ref = {ref_of(row): row for row in rows}
         claims = self.backlog.claim(
             oa_id, list(by_ref), now_s, self.settings.lease_s(self.account.terms), token, take_new
         )
@@ -259,7 +261,7 @@ class LedgerSweep:
     def _remember_unsubmitted(self, rows: Sequence[LedgerRow]) -> None:
         now_ms = int(self.clock.now_s() * 1000)
         scored: dict[Any, float] = {
-            row.sms_id: (int(row.sent_at.timestamp() * 1000) if row.sent_at else now_ms)
+            ref_of(row): (int(row.sent_at.timestamp() * 1000) if row.sent_at else now_ms)
             for row in rows
         }
         self._redis.zadd(self._keys.unsubmitted, scored)
@@ -268,6 +270,11 @@ class LedgerSweep:
         """Keep the report's RefIds of the last ESMS_RECONCILE_LOOKBACK only."""
         before_ms = int((now_s - self.settings.reconcile_lookback_s) * 1000)
         self._redis.zremrangebyscore(self._keys.unsubmitted, "-inf", before_ms)
+
+
+def ref_of(row: LedgerRow) -> str:
+    """A row's RefId: its ReferenceId (the rows without one are left out before)."""
+    return row.reference_id or ""
 
 
 def _vietnam_time(epoch_ms: int) -> datetime:
