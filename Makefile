@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory bench-replicas bench-accounts bench-lease bench-receiver clean
+.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory bench-replicas bench-accounts bench-lease bench-receiver bench-freshness clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,11 @@ bench-lease: setup
 # One receiver of 1,000 accounts: threads, connections, memory, start, stop (a redis-server of its own).
 bench-receiver: setup
 	$(BIN)/python -m bench.receiver_bench $(BENCH_ARGS)
+
+# Lag from "final at eSMS" to the event, and each endpoint's rate used, on eSMS's current
+# terms without pushes (a redis-server of its own).
+bench-freshness: setup
+	$(BIN)/python -m bench.freshness_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info .pytest_cache .mypy_cache .ruff_cache
