@@ -9,6 +9,7 @@ from __future__ import annotations
 # --- The limiter (engine/limiter.py; passed to its scripts as ARGV) ---
 MARGIN_HALF_LIFE_S = 300.0  # how fast the margin a Code 160 added fades again
 MARGIN_STEP_S = 0.002  # a 160 adds at least this to the margin (doubling what it adds)
+MARGIN_STEP_SHARE = 0.05  # ... and at most this share of the endpoint's interval
 STRICTEST_KEPT_S = 300.0  # a stricter interval another host used holds this long after it
 MAX_WAITERS = 100  # drainers that can queue for slots (ESMS_DRAINERS is at most 100)
 # A committed request normally reaches its socket within milliseconds; one that has not after

@@ -37,6 +37,7 @@ from esms_callbacks.tuning import (
     COMMIT_AHEAD_S,
     MARGIN_HALF_LIFE_S,
     MARGIN_STEP_S,
+    MARGIN_STEP_SHARE,
     MAX_WAITERS,
     STRICTEST_KEPT_S,
     WRITE_TIMEOUT_S,
@@ -116,6 +117,9 @@ class RateLimiter:
         self._keys = list(keys)
         self._interval_us = int(interval_s * 1e6)
         self._margin_us = int(margin_s * 1e6)
+        # What a 160 adds at least: MARGIN_STEP_S, at most MARGIN_STEP_SHARE of the interval
+        # (2 ms is a fifth of QueryZnsStatus's 10 ms: a fifth of its budget per 160).
+        self._margin_step_us = int(min(MARGIN_STEP_S, interval_s * MARGIN_STEP_SHARE) * 1e6)
         self._probe_timeout_us = int(probe_timeout_s * 1e6)
         self._max_backoff_us = int(max_backoff_s * 1e6)
         self._reserve = register_file(client, "limiter_spacing", "gcra", "limiter_reserve")
@@ -194,7 +198,7 @@ class RateLimiter:
         """eSMS answered 160: widen the margin; return the extra margin now (s)."""
         extra_us = self._widen(
             keys=self._keys[:1],
-            args=[*self._spacing_args, self._interval_us, int(MARGIN_STEP_S * 1e6)],
+            args=[*self._spacing_args, self._interval_us, self._margin_step_us],
         )
         return int(extra_us) / 1e6
 

@@ -69,25 +69,34 @@ class PacedSender:
         in_flight: list[tuple[K, Future[T]]] = []
         answers: dict[K, Answered[T]] = {}
         stopped = ""
+        previous: _Gate | None = None
         for key, send in requests:
             if stopped:
                 answers[key] = Answered(error=NotSent(stopped))
                 continue
+            # The next slot is reserved, and slept toward, while the request before leaves:
+            # its commit and its mark are off the path from one slot to the next.
             wait_s = self._limiter.reserve(not_after_s=window_s[1] if window_s else None)
             if wait_s is None:
                 stopped = "the window closes before the next slot"
                 answers[key] = Answered(error=NotSent(stopped))
                 continue
             self._clock.sleep(wait_s - min(wait_s, self._spacing_s * WAKE_EARLY_SHARE))
+            # The gates run on the loop: the one before must have left (or not) first, so
+            # requests leave in order and a refusal stops the rest (bounded: a request that
+            # cannot even connect is the client's timeout's business).
+            if previous is not None:
+                previous.left.wait(timeout=GATE_WAIT_MOST_S)
+                stopped = previous.refused
+                if stopped:
+                    self._limiter.hand_back()  # this slot goes unused
+                    answers[key] = Answered(error=NotSent(stopped))
+                    continue
             gate = _Gate(self._limiter, self._clock, window_s)
             future: Future[T] = self._submit(send(gate.open, gate.on_sent))
             future.add_done_callback(gate.done)  # it failed before its gate, if not set yet
             in_flight.append((key, future))
-            # The gate runs on the loop: wait for this one to leave (or not) before the next
-            # slot, so requests leave in order and a refusal stops the rest (bounded: a
-            # request that cannot even connect is the client's timeout's business).
-            gate.left.wait(timeout=GATE_WAIT_MOST_S)
-            stopped = gate.refused
+            previous = gate
         for key, future in in_flight:
             try:
                 answers[key] = Answered(value=future.result())
