@@ -108,13 +108,13 @@ class LedgerSweep:
         caught_up = 0
         for sms_type in SMS_TYPES:
             while True:
-                if self.clock.now_s() >= deadline_s or not keep_going():
-                    report.stopped = "budget used"
-                    return report
                 ledger_range = self._range(sms_type, self.clock.now_s())
                 if ledger_range is None:
                     caught_up += 1
                     break
+                if self.clock.now_s() >= deadline_s or not keep_going():  # before each page
+                    report.stopped = "budget used"
+                    return report
                 stopped = self._read_page(ledger_range, report)
                 if stopped:
                     report.stopped = stopped
