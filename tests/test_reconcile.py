@@ -79,7 +79,7 @@ def test_adopt_takes_in_what_was_sent_but_never_submitted(ledger, sim):
 
 
 def test_a_second_sweep_over_the_same_range_changes_nothing(ledger, sim):
-    _, runtime, clock, events, make_sweep = ledger(reconcile="adopt", reconcile_overlap_s=3600)
+    _, _runtime, _clock, events, make_sweep = ledger(reconcile="adopt", reconcile_overlap_s=3600)
     sim.register_messages({"ref_ids": [f"lost-{n}" for n in range(30)], "oa_id": OA})
     make_sweep().sweep(budget_s=30)
     first = list(events)
@@ -112,7 +112,7 @@ def test_report_names_the_gaps_and_adopts_nothing(ledger, sim):
 def test_the_cursor_goes_on_from_the_page_it_stopped_at(ledger, sim):
     # given 1,200 Zalo normal messages (three pages of SmsType 25; none of 24) and a sweep
     # that may read two pages only (24's, empty, and 25's first)
-    _, runtime, clock, events, make_sweep = ledger(reconcile="report")
+    _, runtime, _clock, _events, make_sweep = ledger(reconcile="report")
     sim.register_messages({"ref_id_prefix": "many-", "count": 1200, "oa_id": OA})
     pages = iter([True, True, False])
     first = make_sweep().sweep(budget_s=30, keep_going=lambda: next(pages, False))
@@ -132,7 +132,7 @@ def test_no_phone_number_or_text_leaves_the_ledger(ledger, sim, caplog):
     from esms_callbacks.simulator.outcomes import phone_number_of
 
     caplog.set_level(logging.DEBUG)
-    _, runtime, clock, events, make_sweep = ledger(reconcile="adopt")
+    _, runtime, _clock, events, make_sweep = ledger(reconcile="adopt")
     sim.register_messages({"ref_ids": ["private"], "oa_id": OA})
     make_sweep().sweep(budget_s=30)
     phone = phone_number_of("private")
