@@ -183,3 +183,26 @@ def test_since_takes_a_moment_with_its_offset_or_hours_ago():
         since_moment("2026-12-07T01:00", 0, 0)
     with pytest.raises(ValueError, match="ISO 8601"):
         since_moment("yesterday", 0, 0)
+
+
+def test_the_reconcile_command_prints_both_lists(ledger, sim, monkeypatch, capsys):
+    from esms_callbacks.cli.main import main
+
+    # given a sweep that found one message never submitted
+    _, runtime, _, _, make_sweep = ledger(reconcile="report")
+    sim.register_messages({"ref_ids": ["lost-in-a-crash"], "oa_id": OA})
+    make_sweep().sweep(budget_s=30)
+    for name, value in runtime.settings.to_env().items():
+        monkeypatch.setenv(name, value)
+
+    # when an operator asks, as text and as JSON
+    assert main(["reconcile", "--since", "2020-01-01T00:00Z"]) == 0
+    text = capsys.readouterr().out
+    assert main(["reconcile", "--since", "2020-01-01T00:00Z", "--json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+
+    # expect the RefId and when eSMS sent it, in both
+    assert "sent by eSMS, never submitted: 1" in text and "lost-in-a-crash" in text
+    assert [gap["ref_id"] for gap in report["never_submitted"]] == ["lost-in-a-crash"]
+    assert report["no_data_at_esms"] == []
+    assert main(["reconcile", "--since", "yesterday"]) == 2  # a clear error, not a crash

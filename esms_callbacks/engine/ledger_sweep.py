@@ -44,6 +44,7 @@ from esms_callbacks.engine.notes import NO_OA, Note, Notes
 from esms_callbacks.engine.paced import PacedSender, Send
 from esms_callbacks.engine.redis_values import as_text
 from esms_callbacks.engine.settle_step import Observed, Outcomes, Publish, SettleStep
+from esms_callbacks.errors import RateLimited
 from esms_callbacks.esms.records import PENDING, Outcome
 from esms_callbacks.events.publish import SOURCE_RECONCILE
 from esms_callbacks.settings import Settings
@@ -156,6 +157,11 @@ class LedgerSweep:
         as_local = _vietnam_time
         send = self.ask_page(at.sms_type, as_local(at.from_ms), as_local(at.to_ms), at.page)
         answer = self.sender.send_all([(at.page, send)], None)[at.page]
+        if isinstance(answer.error, RateLimited):  # eSMS saw us too close: back off
+            extra_s = self.sender.limiter.widen_margin()
+            log.warning(
+                "eSMS answered 160 to the ledger; margin widened to +%.0f ms", extra_s * 1e3
+            )
         if answer.error is not None:
             log.warning(
                 "could not read eSMS's ledger (SmsType %d, page %d): %s; the sweep goes on from "

@@ -58,6 +58,10 @@ class PacedSender:
         self._clock = clock
         self._submit = run_on_loop or _on_process_loop
 
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._limiter
+
     def send_all(
         self,
         requests: Sequence[tuple[K, Send[T]]],
