@@ -424,7 +424,7 @@ NOW_MS = 1_800_000_000_000
 
 def parked(client: redis.Redis, k: AccountKeys, *refs: str) -> list[Any]:
     keys = [k.oas, k.known_oas, k.oa_queue, k.backlog_meta]
-    return run(client, "backlog_park", keys, [k.oa(OA), NOW_MS, OA, 0, 100, *refs])  # type: ignore[no-any-return]
+    return run(client, "backlog_park", keys, [k.oa(OA), NOW_MS, OA, 0, 100, "", *refs])  # type: ignore[no-any-return]
 
 
 def leased(client: redis.Redis, k: AccountKeys, token: str = "tok") -> list[Any]:

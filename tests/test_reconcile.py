@@ -206,3 +206,19 @@ def test_the_reconcile_command_prints_both_lists(ledger, sim, monkeypatch, capsy
     assert [gap["ref_id"] for gap in report["never_submitted"]] == ["lost-in-a-crash"]
     assert report["no_data_at_esms"] == []
     assert main(["reconcile", "--since", "yesterday"]) == 2  # a clear error, not a crash
+
+
+def test_a_refid_adopted_then_submitted_late_gets_one_terminal_event(ledger, sim):
+    # given a pending message the sweep adopted (its producer's `.delay()` was late)
+    drainer, runtime, clock, events, make_sweep = ledger(reconcile="adopt")
+    sim.register_messages({"ref_ids": ["late"], "oa_id": OA, "final_after_s": 600})
+    make_sweep().sweep(budget_s=30)
+
+    # when the producer's submission comes at last, under its OA
+    parked = runtime.backlog.park(OA, ["late"], clock.now_s(), adopts=True)
+
+    # expect it left where it is (waiting, adopted), and one terminal event in the end
+    assert (parked.added, parked.already_waiting) == (0, 1)
+    clock.advance(700)
+    drainer.drain(budget_s=5)
+    assert [e["status"] for e in events if e["ref_id"] == "late" and e["terminal"]] == ["sent"]

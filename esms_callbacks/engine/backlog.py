@@ -28,6 +28,7 @@ from typing import Any
 import redis
 
 from esms_callbacks.engine.keys import AccountKeys
+from esms_callbacks.engine.notes import NO_OA
 from esms_callbacks.engine.redis_connect import node_for, refreshing_cluster
 from esms_callbacks.engine.redis_values import as_text, to_ms
 from esms_callbacks.engine.scripts import register_file
@@ -187,8 +188,11 @@ class Backlog:
     def done_ttl_s(self) -> float:
         return self._done_ttl_s
 
-    def park(self, oa_id: str, ref_ids: Sequence[str], now_s: float) -> Parked:
-        """Add RefIds to wait, due now."""
+    def park(
+        self, oa_id: str, ref_ids: Sequence[str], now_s: float, adopts: bool = False
+    ) -> Parked:
+        """Add RefIds to wait, due now. `adopts`: the account adopts RefIds from eSMS's
+        ledger (ESMS_RECONCILE=adopt), so one adopted already is left where it is."""
         k = self._keys
         added = finished = 0
         forget_before_ms = to_ms(now_s - self._done_ttl_s)
@@ -202,6 +206,7 @@ class Backlog:
                     oa_id,
                     forget_before_ms,
                     self._chunk_refs,
+                    k.oa(NO_OA) if adopts else "",
                     *chunk,
                 ],
             )

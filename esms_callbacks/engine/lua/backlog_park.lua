@@ -2,11 +2,13 @@
 -- KEYS[1] the account's OAs with work, KEYS[2] the account's OAs ever seen, KEYS[3] its
 -- queue of OAs, KEYS[4] its backlog hash (see backlog_prelude.lua).
 -- ARGV[1] the OA's prefix P, ARGV[2] now (ms), ARGV[3] OA id, ARGV[4] done entries older
--- than this (ms) are forgotten, ARGV[5] most RefIds a chunk holds, ARGV[6..] RefIds.
+-- than this (ms) are forgotten, ARGV[5] most RefIds a chunk holds, ARGV[6] the prefix of the
+-- OA of RefIds adopted from eSMS's ledger ('' when the account adopts none), ARGV[7..] RefIds.
 -- Small submissions fill the same chunk (the `open` one, while it is due and has room), so
--- they leave in full requests. Returns {added, already finished}.
+-- they leave in full requests. A RefId the ledger's sweep adopted first is left there (one
+-- RefId, one terminal event). Returns {added, already finished}.
 local p, now, oa = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local cutoff, size = tonumber(ARGV[4]), tonumber(ARGV[5])
+local cutoff, size, adopted = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local open = redis.call('HGET', p .. 'meta', 'open')
 local room = 0
 if open then
@@ -14,10 +16,13 @@ if open then
   if due and tonumber(due) <= now then room = size - redis.call('HLEN', chunk(p, open)) end
 end
 local added, finished = 0, 0
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local ref = ARGV[i]
   local b = bucket(p, ref)
   local at = redis.call('HGET', b, ref)
+  if not at and adopted ~= '' and adopted ~= p then
+    at = redis.call('HGET', bucket(adopted, ref), ref)  -- adopted: waiting, or done, there
+  end
   if at and is_done(at) and done_ms(at) >= cutoff then
     finished = finished + 1
   elseif not at or is_done(at) then  -- new, or done too long ago to remember
