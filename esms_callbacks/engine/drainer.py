@@ -425,7 +425,13 @@ class Drainer:
         RefIds whose request failed are handed back to wait."""
         assert self.message_asks is not None and self.notes is not None
         terms = self.account.terms
-        learnt = {ref_id: note for ref_id, record in records.items() if (note := note_of(record))}
+        # A GetCallback record teaches Zalo's message id, which only delivery tracking needs:
+        # noted then alone (a note is a write, and memory while the RefId waits).
+        learnt = {}
+        if terms.track_delivery:
+            learnt = {
+                ref_id: note for ref_id, record in records.items() if (note := note_of(record))
+            }
         by_query = list(routed.query)
         if terms.query_status == QUERY_FALLBACK:
             left_out = {item.ref_id for item in batch if item.ref_id not in records}
