@@ -5,6 +5,7 @@ own rate clock, and the personal data eSMS's rows carry (there, as eSMS's are)."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -380,3 +381,23 @@ def test_the_client_reads_the_simulator_ledger_without_its_personal_data(
     assert page.rows[0].sent_at == datetime.fromtimestamp(T0, UTC)
     shown = repr(page) + repr(outcomes)
     assert not any(value in shown for value in phones + texts)
+
+
+def test_a_clock_offset_registers_messages_as_sent_that_long_ago() -> None:
+    # given a simulator started with --clock-offset -120
+    from esms_callbacks.simulator.__main__ import build_simulator, parse_args
+
+    keys = ["--api-key", SIM_API_KEY, "--secret-key", SIM_SECRET_KEY, "--policy", "sent"]
+    sim = build_simulator(parse_args([*keys, "--clock-offset", "-120"]))
+    with serve_in_thread(sim) as running:
+        # when a message is registered now
+        before_s = time.time()
+        register(running, ["offset-1"])
+        after_s = time.time()
+
+        # expect its row created two minutes ago: in a range that ends a minute ago
+        answer = ledger(running, from_s=before_s - 180, to_s=before_s - 60)
+    assert [r["ReferenceId"] for r in answer["SentData"]] == ["offset-1"]
+    created_ms = int(answer["SentData"][0]["SentTime"][len("/Date(") :].split("+")[0])
+    assert (before_s - 120) * 1000 - 1 <= created_ms <= (after_s - 120) * 1000 + 1
+    assert parse_args(keys).clock_offset == 0.0  # the wall clock by default

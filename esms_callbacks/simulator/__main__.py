@@ -3,14 +3,18 @@
     python -m esms_callbacks.simulator --host 127.0.0.1 --port 8077 --api-key KEY \
         --secret-key SECRET --rate-interval 1.0 --max-refs 100 --policy mixed --window always \
         --timezone Asia/Ho_Chi_Minh [--fault-rate http500:0.1 ...] [--fault-seed 7] \
-        [--push-timeout 5 --push-retries 5 --push-retry-delay 2] [--accounts-file PATH]
+        [--push-timeout 5 --push-retries 5 --push-retry-delay 2] [--accounts-file PATH] \
+        [--clock-offset -120]
 
 `--fault-rate KIND:RATE[:NAME=VALUE,...]` makes a random share of requests fail as KIND (see
 simulator.faults; e.g. `code:0.05:code=160`, `slow:0.2:delay_s=3`); repeat it for several
 kinds. The --push-* options set how pushes queued by POST /_sim/push are delivered (see
 simulator.pusher). `--accounts-file` serves the accounts of a deployment's ESMS_ACCOUNTS_FILE
 (simulator.accounts_file) instead of the one of --api-key and --secret-key, with --rate-interval
-and --max-refs for those whose table names none. Prints one line saying where it listens, then
+and --max-refs for those whose table names none. `--clock-offset S` runs the clock registered
+messages move by S seconds from the wall clock: -120 registers them as sent two minutes ago,
+already in the past a sweep of the ledger reads (it leaves the last minute for later); rate
+clocks and the request log keep the wall clock. Prints one line saying where it listens, then
 serves until SIGINT or SIGTERM.
 """
 
@@ -20,6 +24,8 @@ import argparse
 import asyncio
 import signal
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -101,6 +107,14 @@ def parse_args(
         help="fail a random share of requests as KIND (repeatable), e.g. http500:0.1",
     )
     parser.add_argument("--fault-seed", type=int, help="seed of the random faults")
+    parser.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds added to the wall clock for registered messages (their sending, their "
+        "statuses, the ledger's creation times); -120: sent two minutes ago",
+    )
     defaults = PushSettings()
     parser.add_argument(
         "--push-timeout",
@@ -121,6 +135,13 @@ def parse_args(
         help="seconds between a failed push attempt and the next",
     )
     return parser.parse_args(argv)
+
+
+def _offset_clock(offset_s: float) -> Callable[[], float]:
+    def now_s() -> float:
+        return time.time() + offset_s
+
+    return now_s
 
 
 def build_push_settings(args: argparse.Namespace) -> PushSettings:
@@ -145,6 +166,7 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
         is_open=window_check(args.window, args.timezone),
         policy=args.policy,
         accounts=accounts,
+        clock=_offset_clock(args.clock_offset) if args.clock_offset else time.time,
     )
     seed = args.fault_seed
     for fault_rate in args.fault_rate:
