@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup redis run demo test test-fast lint types docs docs-config check bench bench-push bench-memory bench-replicas bench-accounts bench-lease bench-receiver bench-freshness bench-reconcile clean
+.PHONY: setup redis run demo test test-fast lint types docs docs-config rules check bench bench-push bench-memory bench-replicas bench-accounts bench-lease bench-receiver bench-freshness bench-reconcile clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,13 @@ docs: setup
 docs-config: setup
 	$(BIN)/python docs/settings_reference.py docs/configuration.md
 
-check: lint types docs test
+# The alert rules (monitoring/prometheus/): valid, and firing as their unit tests expect.
+rules:
+	scripts/ensure-promtool
+	promtool check rules monitoring/prometheus/esms-alerts.yml
+	cd monitoring/prometheus && promtool test rules esms-alerts.test.yml
+
+check: lint types docs rules test
 
 bench: setup redis
 	$(BIN)/python -m bench.perf_bench $(BENCH_ARGS)

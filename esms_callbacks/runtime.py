@@ -275,7 +275,11 @@ class Runtime:
         """Confirms this process's writes to the project's Redis with its replicas."""
         s = self.settings
         return ReplicaFence(
-            self.redis, self.keys.fence, s.redis_replicas, s.redis_replica_timeout_s
+            self.redis,
+            self.keys.fence,
+            s.redis_replicas,
+            s.redis_replica_timeout_s,
+            on_not_durable=self.stats.count_not_durable,
         )
 
     @cached_property
@@ -286,7 +290,13 @@ class Runtime:
         client = self.shared.broker_redis if s.redis_replicas else None
         if client is None:
             return ReplicaFence(self.redis, self.keys.fence, 0, s.redis_replica_timeout_s)
-        return ReplicaFence(client, self.keys.fence, s.redis_replicas, s.redis_replica_timeout_s)
+        return ReplicaFence(
+            client,
+            self.keys.fence,
+            s.redis_replicas,
+            s.redis_replica_timeout_s,
+            on_not_durable=self.stats.count_not_durable,  # in the project's Redis
+        )
 
     def publish_durably(self, events: list[dict[str, Any]]) -> None:
         """Publish `events` once the states recorded for them are on the replicas, and return

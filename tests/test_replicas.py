@@ -18,7 +18,9 @@ from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.limiter import RateLimiter
 from esms_callbacks.engine.redis_connect import connect
 from esms_callbacks.engine.replicas import ReplicaFence
+from esms_callbacks.engine.stats import RequestStats
 from esms_callbacks.errors import NotDurable
+from esms_callbacks.ops.metrics import AccountCollector
 from esms_callbacks.push.inbox import PushRecorder
 from esms_callbacks.push.parse import Push
 from esms_callbacks.retry_policy import FETCH_TASK_RETRY
@@ -75,6 +77,34 @@ def test_a_write_no_replica_confirms_in_time_is_not_durable(primary_and_replica)
             ReplicaFence(primary.client(), FENCE, replicas=1, timeout_s=0.2).confirm()
     finally:
         os.kill(replica.popen.pid, signal.SIGCONT)
+
+
+def test_writes_no_replica_confirms_are_counted_for_the_metrics(primary_and_replica):
+    # given a fence that counts into the account's stats, and the only replica stalled
+    primary, replica = primary_and_replica
+    keys = AccountKeys("replicas-count")
+    stats = RequestStats(primary.client(), keys)
+    fence = ReplicaFence(primary.client(), keys.fence, 1, 0.2, stats.count_not_durable)
+    fence.confirm()  # confirmed: nothing counted
+    assert replica.popen is not None
+    os.kill(replica.popen.pid, signal.SIGSTOP)
+    try:
+        # when two writes go unconfirmed
+        for _ in range(2):
+            with pytest.raises(NotDurable):
+                fence.confirm()
+    finally:
+        os.kill(replica.popen.pid, signal.SIGCONT)
+    # expect both counted, and exported as esms_not_durable_total
+    counters = stats.snapshot().counters
+    assert counters["not_durable"] == 2
+    snapshot = {"account": keys.account_id, "counters": counters, "per_oa": []}
+    exported = {
+        sample.name: sample.value
+        for metric in AccountCollector(lambda: [snapshot]).collect()
+        for sample in metric.samples
+    }
+    assert exported["esms_not_durable_total"] == 2
 
 
 def test_a_primary_lost_while_replicas_are_asked_is_not_durable(primary_and_replica):
@@ -163,3 +193,5 @@ def test_a_push_is_answered_only_once_a_replica_holds_it(primary_and_replica):
             asyncio.run(record())
     finally:
         os.kill(replica.popen.pid, signal.SIGCONT)
+    # counted in the account's stats (esms_not_durable_total)
+    assert primary.client().hget(keys.stats, "not_durable") == b"1"

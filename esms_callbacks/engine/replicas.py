@@ -10,6 +10,7 @@ account's, so the WAIT goes to the primary of the account's shard.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -18,22 +19,40 @@ from esms_callbacks.engine.redis_connect import node_for, refreshing_cluster
 from esms_callbacks.errors import NotDurable
 
 FENCE_TTL_MS = 60_000  # the fence's value is never read; it only needs to be a write
+NOT_DURABLE = "not_durable"  # the stats hash's counter of writes no replica confirmed in time
 
 
 class ReplicaFence:
-    """`confirm()` returns once `replicas` replicas hold this process's writes so far."""
+    """`confirm()` returns once `replicas` replicas hold this process's writes so far;
+    `on_not_durable` is called (best effort, for the metrics) each time they do not."""
 
-    def __init__(self, client: redis.Redis, key: str, replicas: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        replicas: int,
+        timeout_s: float,
+        on_not_durable: Callable[[], None] | None = None,
+    ) -> None:
         self._redis = client
         self._key = key
         self.replicas = replicas
         self._timeout_ms = max(1, int(timeout_s * 1000))
+        self._on_not_durable = on_not_durable
 
     def confirm(self) -> None:
         """Raise NotDurable when fewer replicas confirm within the timeout; nothing when
         no replica is asked for (ESMS_REDIS_REPLICAS=0)."""
         if self.replicas <= 0:
             return
+        try:
+            self._confirm()
+        except NotDurable:
+            if self._on_not_durable is not None:
+                self._on_not_durable()
+            raise
+
+    def _confirm(self) -> None:
         pipe = node_for(self._redis, self._key).pipeline(transaction=False)  # write, WAIT
         pipe.set(self._key, "1", px=FENCE_TTL_MS)
         pipe.execute_command("WAIT", self.replicas, self._timeout_ms)  # type: ignore[no-untyped-call]
@@ -49,16 +68,32 @@ class AsyncReplicaFence:
     """The same confirmation for the receiver's asyncio client: a push is answered 200 only
     once its inbox entry is on the replicas."""
 
-    def __init__(self, client: Any, key: str, replicas: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        client: Any,
+        key: str,
+        replicas: int,
+        timeout_s: float,
+        on_not_durable: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._redis = client
         self._key = key
         self.replicas = replicas
         self._timeout_ms = max(1, int(timeout_s * 1000))
+        self._on_not_durable = on_not_durable
 
     async def confirm(self) -> None:
         """Raise NotDurable when fewer replicas confirm within the timeout."""
         if self.replicas <= 0:
             return
+        try:
+            await self._confirm()
+        except NotDurable:
+            if self._on_not_durable is not None:
+                await self._on_not_durable()
+            raise
+
+    async def _confirm(self) -> None:
         from redis.asyncio.cluster import RedisCluster as AsyncCluster
 
         pipe = self._redis.pipeline(transaction=False)  # one connection per node: write, WAIT

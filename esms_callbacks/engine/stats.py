@@ -1,7 +1,8 @@
 """The account's request and event counters and its log of recent requests, in Redis.
 
 `stats` (hash): counters `requests`, `refs_asked`, `events:STATUS`, `errors:CODE`,
-`pushes:RESULT` (the receiver's answers), `pushes_applied:OUTCOME`; gauges `request_time_s`
+`pushes:RESULT` (the receiver's answers), `pushes_applied:OUTCOME`, `not_durable` (writes
+no replica confirmed in time, engine.replicas); gauges `request_time_s`
 (the drainers' running average, slot to settled), `beat_release_at_s` (beat's last pulse) and
 `status_queue_sample` (the status queue's depth a minute ago, `events@time_s`).
 `recent` (sorted set): one member `sent_at_s:RefIds` per request, scored by when it was
@@ -21,6 +22,7 @@ import redis
 
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.redis_values import as_text
+from esms_callbacks.engine.replicas import NOT_DURABLE
 from esms_callbacks.tuning import RECENT_KEEP_S, STATUS_QUEUE_SAMPLE_EVERY_S
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,14 @@ class RequestStats:
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("could not update request counters: %s", exc)
+
+    def count_not_durable(self) -> None:
+        """Count a write no replica confirmed in time (ESMS_REDIS_REPLICAS). Best effort: the
+        primary may be the one that was lost."""
+        try:
+            self._redis.hincrby(self._stats, NOT_DURABLE, 1)
+        except redis.RedisError as exc:
+            log.warning("could not count a write the replicas did not confirm: %s", exc)
 
     def count_sweep(self, pages: int, rows: int, adopted: int, settled: int) -> None:
         """Count a sweep of eSMS's ledger (`reconcile:*`; its requests are counted by

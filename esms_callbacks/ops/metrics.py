@@ -65,6 +65,10 @@ PER_OA = [
 COUNTERS = {  # counter name in Redis -> metric (exposed with _total)
     "requests": ("esms_requests", "GetCallback requests sent"),
     "refs_asked": ("esms_refs_asked", "RefIds asked in requests"),
+    "not_durable": (
+        "esms_not_durable",
+        "writes no replica confirmed in time (ESMS_REDIS_REPLICAS): retried, never acted on",
+    ),
     "reconcile:rows": ("esms_reconcile_rows", "rows of eSMS's ledger read"),
     "reconcile:adopted": ("esms_reconcile_adopted", "RefIds never submitted taken in (adopt)"),
     "reconcile:settled": ("esms_reconcile_settled", "waiting RefIds the ledger settled"),
@@ -84,6 +88,18 @@ LABELLED_COUNTERS = [  # prefix in Redis, metric, label, help
 # `endpoint_requests:ENDPOINT`, `endpoint_errors:ENDPOINT:CODE` in Redis (engine.message_asks).
 ENDPOINT_REQUESTS = ("esms_endpoint_requests", "requests sent, by endpoint (query, delivery)")
 ENDPOINT_ERRORS = ("esms_endpoint_errors", "failed requests, by endpoint and eSMS code or kind")
+STATUS_QUEUE = [  # name, help, key in the snapshot's status_queue
+    (
+        "esms_status_queue_events",
+        "events waiting in the default status queue (NaN when it is off)",
+        "events",
+    ),
+    (
+        "esms_status_queue_consumers",
+        "consumers of the default status queue (RabbitMQ; NaN where the broker cannot tell)",
+        "consumers",
+    ),
+]
 FLAGS = ("window_open", "backlog_fits", "paused")  # shown as 0 or 1
 
 
@@ -111,19 +127,7 @@ class AccountCollector(Collector):
                 for oa in state["per_oa"]:
                     gauge.add_metric([str(state["account"]), str(oa["oa_id"])], float(oa[key]))
             yield gauge
-        gauge = GaugeMetricFamily(
-            "esms_status_queue_events",
-            "events waiting in the default status queue (NaN when it is off)",
-            labels=["account", "queue"],
-        )
-        for state in states[:1]:  # the deployment's queue, shown with the first account
-            queue = state.get("status_queue") or {}
-            events = queue.get("events")
-            gauge.add_metric(
-                [str(state["account"]), str(queue.get("name", ""))],
-                float("nan") if events is None else events,
-            )
-        yield gauge
+        yield from _status_queue_gauges(states[:1])  # the deployment's, with the first account
         for key, (name, help_text) in COUNTERS.items():
             counter = CounterMetricFamily(name, help_text, labels=["account"])
             for state in states:
@@ -139,6 +143,19 @@ class AccountCollector(Collector):
                             [str(state["account"]), key[len(prefix) :]], float(value)
                         )
             yield counter
+
+
+def _status_queue_gauges(states: list[dict[str, Any]]) -> Iterator[Metric]:
+    for name, help_text, key in STATUS_QUEUE:
+        gauge = GaugeMetricFamily(name, help_text, labels=["account", "queue"])
+        for state in states:
+            queue = state.get("status_queue") or {}
+            value = queue.get(key)
+            gauge.add_metric(
+                [str(state["account"]), str(queue.get("name", ""))],
+                float("nan") if value is None else float(value),
+            )
+        yield gauge
 
 
 def _endpoint_counters(states: list[dict[str, Any]]) -> Iterator[Metric]:

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from esms_callbacks.engine.keys import PUSHES_READY, AccountKeys
 from esms_callbacks.engine.redis_values import as_text
-from esms_callbacks.engine.replicas import AsyncReplicaFence
+from esms_callbacks.engine.replicas import NOT_DURABLE, AsyncReplicaFence
 from esms_callbacks.engine.scripts import register_file
 from esms_callbacks.push.parse import Push
 
@@ -63,7 +63,10 @@ class PushRecorder:
     ) -> None:
         self._keys = keys
         # a push is answered 200 once its entry is on the replicas (ESMS_REDIS_REPLICAS)
-        self._fence = AsyncReplicaFence(client, keys.fence, replicas, replica_timeout_s)
+        self._client = client
+        self._fence = AsyncReplicaFence(
+            client, keys.fence, replicas, replica_timeout_s, on_not_durable=self._count_not_durable
+        )
         self._step_us = int(1e6 / per_source_rate) if per_source_rate > 0 else 0
         self._burst_us = 1_000_000  # a second's worth of pushes may arrive at once
         self._max_wait_us = int(max_wait_s * 1e6)
@@ -98,6 +101,12 @@ class PushRecorder:
         if status == 0:
             return Recorded(ok=False, retry_after_s=value / 1000)
         return Recorded(ok=False, full=True)
+
+    async def _count_not_durable(self) -> None:
+        try:  # best effort: the primary may be the one that was lost
+            await self._client.hincrby(self._keys.stats, NOT_DURABLE, 1)
+        except (redis.RedisError, OSError) as exc:
+            log.debug("could not count a push the replicas did not confirm: %s", exc)
 
     async def _name_ready(self) -> None:
         """Tell the appliers the account has new pushes. The push is recorded already: a
