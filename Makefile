@@ -37,12 +37,14 @@ TEST_REDIS := ESMS_TEST_REDIS_URL=$${ESMS_TEST_REDIS_URL:-redis://127.0.0.1:6379
 
 test: setup
 	$(TEST_REDIS) scripts/ensure-redis
+	scripts/ensure-postgres
 	$(TEST_REDIS) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal -m 'not serial'
 	$(TEST_REDIS) $(BIN)/pytest -q -m serial
 
 # Everything not marked slow (no worker subprocesses, no thousands of RefIds): for quick loops.
 test-fast: setup
 	$(TEST_REDIS) scripts/ensure-redis
+	scripts/ensure-postgres
 	$(TEST_REDIS) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal -m 'not slow and not serial'
 	$(TEST_REDIS) $(BIN)/pytest -q -m 'serial and not slow'
 

@@ -43,3 +43,19 @@ def send() -> ResponseReturnValue:
     finally:
         db.close()
     return jsonify(ref_id=ref_id, handed_to_broker=handed > 0), 202
+
+
+@app.cli.command("consume-statuses")
+def consume_statuses() -> None:
+    """flask --app examples.flask_app consume-statuses: each new status of a message, once.
+
+    consume_events (esms_callbacks.events.handler) drops duplicates and late steps back with
+    a Redis store, and acks each event after the function returned: a crash redelivers it.
+    """
+    from esms_callbacks.events.handler import consume_events
+    from esms_callbacks.events.model import StatusEvent
+
+    def on_status(event: StatusEvent) -> None:
+        app.logger.warning("ZNS %s: %s", event.ref_id, event.status)  # mark the order here
+
+    consume_events(on_status)

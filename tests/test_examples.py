@@ -34,7 +34,7 @@ def queued_ref_ids(calls: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
 
 
 def test_django_view_keeps_the_refid_through_a_broker_outage(fetch_queue, tmp_path):
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_settings")
     os.environ.setdefault("EXAMPLE_DB", str(tmp_path / "django.sqlite3"))
     import django
     from django.db import connection

@@ -100,7 +100,7 @@ class Outcome:
     @property
     def state_key(self) -> str:
         """Name the state; the same RefId in the same state gives the same event_id."""
-        return f"{self.status}:{'' if self.send_status is None else self.send_status}"
+        return state_key_of(self.status, self.send_status)
 
 
 NOT_FOUND_OUTCOME = Outcome(NOT_FOUND, None, None, None)
@@ -134,6 +134,11 @@ def decided_outcome(state_key: str, track_delivery: bool = False) -> Outcome | N
 # `sent`, whichever source saw either.
 NOT_FOUND_RANK, UNKNOWN_PENDING_RANK, TERMINAL_RANK, DELIVERED_RANK = 0, 3, 5, 6
 PENDING_RANKS = {1: 1, 2: 2, 5: 4, 7: 4}  # 5 not final yet (QueryZnsStatus) is as far as 7
+
+
+def state_key_of(status: str, send_status: int | None) -> str:
+    """The name of a state (`pending:7`, `sent:5`, `not_found:`), as state_rank reads it."""
+    return f"{status}:{'' if send_status is None else send_status}"
 
 
 def state_rank(state_key: str) -> int:

@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any, Literal, cast
 
 from esms_callbacks.errors import UnsupportedEvent
-from esms_callbacks.esms.records import STATUSES
+from esms_callbacks.esms.records import STATUSES, state_key_of, state_rank
 
 EVENT_VERSION = 1  # the version events are published with when delivery is not tracked
 DELIVERY_EVENT_VERSION = 2  # with ESMS_TRACK_DELIVERY=on: `sent` not terminal, `delivered`
@@ -55,6 +55,17 @@ class StatusEvent:
     source: Source
     account: str = "default"  # absent from events published before accounts
     delivered_at: datetime | None = None  # version 2, `delivered`: when it reached the phone
+
+    @property
+    def state_key(self) -> str:
+        """The event's state as the project names it (`pending:7`, `sent:5`)."""
+        return state_key_of(self.status, self.send_status)
+
+    @property
+    def rank(self) -> int:
+        """How far along the message is (esms.records.state_rank): a consumer keeps the
+        event of the highest rank and drops the others (`pending` after `sent`, duplicates)."""
+        return state_rank(self.state_key)
 
     @classmethod
     def from_payload(cls, payload: object) -> StatusEvent:

@@ -1,5 +1,6 @@
+from django.contrib import admin
 from django.urls import path
 
 from examples.django_app.views import send
 
-urlpatterns = [path("send", send)]
+urlpatterns = [path("send", send), path("admin/", admin.site.urls)]
