@@ -36,6 +36,7 @@ from esms_callbacks.engine.scripts import (
 )
 from esms_callbacks.engine.semaphore import LeaseSemaphore
 from esms_callbacks.engine.waiting import WaitingList
+from esms_callbacks.events.stores import RedisEventStore
 from esms_callbacks.push.inbox import PushRecorder
 from esms_callbacks.push.parse import Push
 from esms_callbacks.tuning import MARGIN_HALF_LIFE_S, MARGIN_STEP_S, MAX_WAITERS, STRICTEST_KEPT_S
@@ -58,6 +59,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "turns_head": (),
     "inbox_record": ("gcra",),
     "inbox_ready": (),
+    "consumer_remember": (),
     **{
         f"backlog_{name}": ("backlog_prelude",)
         for name in (
@@ -161,6 +163,7 @@ def test_the_table_above_is_what_the_classes_register():
     WaitingList(client)
     PushRecorder(client, keys, per_source_rate=1.0, inbox_max=10)
     Backlog(client, keys, done_ttl_s=3600)
+    RedisEventStore(client)
     expected = {
         script_text(*preludes, name, writes=name not in READ_ONLY_SCRIPTS)
         for name, preludes in SCRIPTS.items()
@@ -560,6 +563,15 @@ def smoke_backlog_next(client: redis.Redis, k: AccountKeys) -> None:
     run(client, "backlog_migrate", [k.oas, k.oa_queue, k.backlog_meta], [k.oa_prefix])
     assert run(client, "backlog_next", keys, [NOW_MS]) == [1, OA.encode(), 2]
     assert run(client, "backlog_next", keys, [NOW_MS - 1]) == [1, b"", 2]  # not due yet
+
+
+def smoke_consumer_remember(client: redis.Redis, k: AccountKeys) -> None:
+    key = f"{k.prefix}:consumer"
+    assert run(client, "consumer_remember", [key], [3, "e-pending", 60]) == 1
+    assert run(client, "consumer_remember", [key], [2, "e-older", 60]) == 0  # a step back
+    assert run(client, "consumer_remember", [key], [3, "e-again", 60]) == 0  # not further
+    assert run(client, "consumer_remember", [key], [5, "e-sent", 60]) == 1
+    assert client.hget(key, "event_id") == b"e-sent" and 0 < client.ttl(key) <= 60
 
 
 def smoke_backlog_migrate(client: redis.Redis, k: AccountKeys) -> None:
