@@ -41,7 +41,8 @@ DEFAULT_RATE_MARGIN_S = 0.002
 
 # Past this share of an endpoint's interval the margin would cost more budget than the
 # jitter it absorbs: 10 ms apart (QueryZnsStatus at 100/s), the 2 ms margin alone would leave
-# 0.83 of the rate; capped at 5% it leaves 0.95 (docs/benchmarks.md measures what arrives).
+# 0.83 of the rate; capped at 3% it leaves 0.97, and the closest arrivals stay 1.05
+# intervals apart (the write is dated as late as it can have been: docs/benchmarks.md).
 MARGIN_MOST_SHARE = 0.03
 
 # The eSMS endpoints an account asks (the sources of esms_callbacks.events.publish).

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from jsonschema import Draft202012Validator
 
 from esms_callbacks.engine.notes import Note
@@ -235,7 +236,7 @@ def test_an_accounts_file_table_sets_each_endpoint_s_terms():
         "accounts.toml [accounts.shop]",
     )
     assert (terms.query_status, terms.track_delivery) == ("only", True)
-    assert terms.endpoint("query").spacing_s == 0.02 + 0.001  # margin: 5% of the interval
+    assert terms.endpoint("query").spacing_s == pytest.approx(0.02 + 0.0006)  # margin: 3%
     assert terms.endpoint("delivery").rate_interval_s == 0.05
     assert str(terms.delivery_window).startswith("01:00:00-05:00:00")
     assert terms.drain_window.always  # `only`: QueryZnsStatus's window, always by default
