@@ -268,3 +268,22 @@ def test_with_a_backlog_larger_than_the_budget_no_refid_is_asked_twice_before_an
     # expect the asks of any two RefIds never more than one apart: the longest due first
     assert all(most - least <= 1 for least, most in asks_seen), asks_seen
     assert asks_seen[-1][0] >= 3  # every RefId asked again and again, none starved
+
+
+def test_show_says_what_each_source_said_and_when(drain_env, sim):
+    from esms_callbacks.ops.lookup import find_ref
+
+    # given a message without CallbackUrl, pending at eSMS, asked once
+    drainer, runtime, clock, _ = drain_env()
+    sim.register_messages(
+        {"ref_ids": ["asked"], "oa_id": OA, "callback_url": False, "final_after_s": 3600}
+    )
+    runtime.backlog.park(OA, ["asked"], clock.now_s())
+    drainer.drain(budget_s=5)
+
+    # expect `show` to name QueryZnsStatus's last word and its time, beside the last event
+    (state,) = find_ref(runtime, "asked", OA)
+    assert state.learnt is not None
+    said = state.learnt["heard"]["QueryZnsStatus"]
+    assert said["state"].startswith("pending:") and said["at"].startswith("2027-01-15")
+    assert state.last_event is not None and state.last_event["source"] == "query"

@@ -449,6 +449,8 @@ def learnt_text(learnt: dict[str, Any]) -> str:
         parts.append("GetCallback does not know it: asked with QueryZnsStatus")
     if learnt.get("zalo_message_id_known"):
         parts.append("Zalo's message id known")
+    for source, said in (learnt.get("heard") or {}).items():
+        parts.append(f"{source} said {said['state']} at {said['at']}")
     return shown(", ".join(parts) or "nothing yet")
 
 

@@ -126,9 +126,16 @@ class MessageAsks:
             if status is None:  # eSMS has no data for it under either type (yet): both are
                 # asked again, GetCallback first (a message may be young, not unknown to it)
                 out.observed.append(self._observed(item, NOT_FOUND_OUTCOME, now_s, SOURCE_QUERY))
+                out.notes[item.ref_id] = Note(heard=(_heard("q", NOT_FOUND_OUTCOME, now_s),))
                 continue
-            out.observed.append(self._observed(item, outcome_of_query(status), now_s, SOURCE_QUERY))
-            out.notes[item.ref_id] = Note(types[item.ref_id], True, status.zalo_msg_id or "")
+            outcome = outcome_of_query(status)
+            out.observed.append(self._observed(item, outcome, now_s, SOURCE_QUERY))
+            out.notes[item.ref_id] = Note(
+                types[item.ref_id],
+                True,
+                status.zalo_msg_id or "",
+                (_heard("q", outcome, now_s),),
+            )
 
     def _ask_deliveries(
         self,
@@ -153,6 +160,7 @@ class MessageAsks:
             moment = delivery_moment(answer.value)
             outcome = delivered(answer.value.record, moment) if moment else STILL_SENT
             out.observed.append(self._observed(item, outcome, now_s, SOURCE_DELIVERY))
+            out.notes[item.ref_id] = Note(heard=(_heard("d", outcome, now_s),))
 
     def _send(
         self,
@@ -243,6 +251,10 @@ def delivered(record: dict[str, Any] | None, moment: datetime) -> Outcome:
     from esms_callbacks.esms.records import DELIVERED
 
     return Outcome(DELIVERED, 5, None, record, delivered_at=moment)
+
+
+def _heard(letter: str, outcome: Outcome, now_s: float) -> tuple[str, str, int]:
+    return (letter, outcome.state_key, int(now_s))
 
 
 def _type_of(notes: Mapping[str, Note], ref_id: str) -> int | None:

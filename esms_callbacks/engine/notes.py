@@ -22,28 +22,49 @@ SMS_TYPES = (24, 25)  # Zalo priority, Zalo normal
 NO_OA = "-"  # the OA of RefIds adopted from eSMS's ledger, which names none
 
 
+# What one source said of a RefId last: (its letter, as events.publish.SOURCE_LETTERS has
+# it, the state key, when: epoch s).
+Heard = tuple[str, str, int]
+
+
 @dataclass(frozen=True)
 class Note:
     sms_type: int | None = None  # 24 or 25, when known
     by_query: bool = False  # GetCallback does not know it (sent without a CallbackUrl)
     message_id: str = ""  # Zalo's id of the message, once it was sent
+    # What QueryZnsStatus and GetZaloMessageStatus said last, and when (`show`); GetCallback's
+    # word is the RefId's last state and event, kept with it by the backlog.
+    heard: tuple[Heard, ...] = ()
 
     def text(self) -> str:
-        return f"{self.sms_type or ''}|{'q' if self.by_query else ''}|{self.message_id}"
+        said = ",".join(f"{letter}:{state}@{at_s}" for letter, state, at_s in self.heard)
+        by_query = "q" if self.by_query else ""
+        return f"{self.sms_type or ''}|{by_query}|{said}|{self.message_id}"
 
     @classmethod
     def parse(cls, text: str) -> Note:
-        sms_type, by_query, message_id = [*text.split("|", 2), "", "", ""][:3]
+        sms_type, by_query, said, message_id = [*text.split("|", 3), "", "", "", ""][:4]
         number = int(sms_type) if sms_type.isdigit() else None
-        return cls(number if number in SMS_TYPES else None, by_query == "q", message_id)
+        heard = []
+        for item in filter(None, said.split(",")):
+            letter, _, rest = item.partition(":")
+            state, _, at_s = rest.rpartition("@")
+            if at_s.isdigit():
+                heard.append((letter, state, int(at_s)))
+        return cls(
+            number if number in SMS_TYPES else None, by_query == "q", message_id, tuple(heard)
+        )
 
     def learnt(self, other: Note) -> Note:
         """This note with what `other` adds (its known values win)."""
+        said = {letter: (letter, state, at_s) for letter, state, at_s in self.heard}
+        said.update({letter: (letter, state, at_s) for letter, state, at_s in other.heard})
         return replace(
             self,
             sms_type=other.sms_type or self.sms_type,
             by_query=self.by_query or other.by_query,
             message_id=other.message_id or self.message_id,
+            heard=tuple(sorted(said.values())),
         )
 
 

@@ -82,10 +82,15 @@ def _learnt(runtime: Runtime, oa_id: str, ref_id: str) -> dict[str, Any] | None:
     note = runtime.notes.read(oa_id, [ref_id]).get(ref_id)
     if note is None:
         return None
+    names = {"q": "QueryZnsStatus", "d": "GetZaloMessageStatus"}
     return {
         "sms_type": note.sms_type,
         "asked_with_query_zns_status": note.by_query,
         "zalo_message_id_known": bool(note.message_id),
+        "heard": {
+            names.get(letter, letter): {"state": state, "at": _at(at_s)}
+            for letter, state, at_s in note.heard
+        },
     }
 
 
