@@ -222,3 +222,18 @@ def test_a_refid_adopted_then_submitted_late_gets_one_terminal_event(ledger, sim
     clock.advance(700)
     drainer.drain(budget_s=5)
     assert [e["status"] for e in events if e["ref_id"] == "late" and e["terminal"]] == ["sent"]
+
+
+def test_no_ledger_request_outside_its_window(ledger, sim):
+    from esms_callbacks.esms.window import Window
+
+    # given the ledger's window a minute after midnight, and a sweep in the evening
+    closed = Window.parse("00:00-00:01", "UTC")
+    *_, make_sweep = ledger(reconcile="adopt", ledger_window=closed)
+    sim.register_messages({"ref_ids": ["waits"], "oa_id": OA})
+    sweep = make_sweep(T0 + 3600 * 5)  # 20:00 in Vietnam (the terms' zone): closed
+
+    report = sweep.sweep(budget_s=30)
+
+    assert report.pages == 0 and "window" in report.stopped
+    assert not [r for r in sim.requests if r.endpoint == "ledger"]

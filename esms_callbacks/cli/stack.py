@@ -84,6 +84,8 @@ def stack_commands(simulated: bool, env: dict[str, str], with_flower: bool) -> d
             window=show_window(settings.terms.window),
             timezone=str(settings.terms.window.zone),
         )
+        if env.get("ESMS_SIM_CLOCK_OFFSET"):  # the demo: messages sent a while ago
+            options = [*options, "--clock-offset", env["ESMS_SIM_CLOCK_OFFSET"]]
         commands["simulator"] = simulator_command(options, env.get("ESMS_SIM_PORT", SIM_PORT))
     return commands
 

@@ -38,7 +38,7 @@ import redis
 
 from esms_callbacks.accounts import Account
 from esms_callbacks.engine.backlog import DONE, Backlog, Tally
-from esms_callbacks.engine.clock import Clock
+from esms_callbacks.engine.clock import Clock, as_datetime
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.notes import NO_OA, Note, Notes
 from esms_callbacks.engine.paced import PacedSender, Send
@@ -48,6 +48,7 @@ from esms_callbacks.errors import RateLimited
 from esms_callbacks.esms.records import PENDING, Outcome
 from esms_callbacks.events.publish import SOURCE_RECONCILE
 from esms_callbacks.settings import Settings
+from esms_callbacks.terms import LEDGER
 from esms_callbacks.tuning import LEDGER_LAG_S, LEDGER_PAGE_SIZE, LEDGER_RANGE_MOST_S
 
 if TYPE_CHECKING:
@@ -154,9 +155,14 @@ class LedgerSweep:
 
     def _read_page(self, at: LedgerRange, report: SweepReport) -> str:
         """Ask one page, take its rows, move the cursor past it; return why to stop, if so."""
+        window = self.account.terms.endpoint(LEDGER).window
+        bounds = None if window.always else window.bounds_at(as_datetime(self.clock.now_s()))
+        if not window.always and bounds is None:
+            return "the ledger's window is closed (ESMS_LEDGER_WINDOW)"
+        window_s = (bounds[0].timestamp(), bounds[1].timestamp()) if bounds else None
         as_local = _vietnam_time
         send = self.ask_page(at.sms_type, as_local(at.from_ms), as_local(at.to_ms), at.page)
-        answer = self.sender.send_all([(at.page, send)], None)[at.page]
+        answer = self.sender.send_all([(at.page, send)], window_s)[at.page]
         if isinstance(answer.error, RateLimited):  # eSMS saw us too close: back off
             extra_s = self.sender.limiter.widen_margin()
             log.warning(
