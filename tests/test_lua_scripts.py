@@ -548,7 +548,7 @@ def smoke_backlog_where(client: redis.Redis, k: AccountKeys) -> None:
 
 def smoke_backlog_claim(client: redis.Redis, k: AccountKeys) -> None:
     parked(client, k, "r1")
-    args = [k.oa(OA), NOW_MS, NOW_MS + 60_000, "push", OA, "1", 0, "r1", "r2"]
+    args = [k.oa(OA), NOW_MS, NOW_MS + 60_000, "push", OA, "1", 0, "", "r1", "r2"]
     answer = run(client, "backlog_claim", [k.oas, k.known_oas, k.oa_queue, k.backlog_meta], args)
     now = str(NOW_MS).encode()
     assert answer == [b"waiting", now, b"", now, b"new", now, b"", now]

@@ -237,3 +237,21 @@ def test_no_ledger_request_outside_its_window(ledger, sim):
 
     assert report.pages == 0 and "window" in report.stopped
     assert not [r for r in sim.requests if r.endpoint == "ledger"]
+
+
+def test_a_refid_submitted_between_the_lookup_and_the_claim_is_not_taken_twice(ledger, sim):
+    from esms_callbacks.engine.notes import NO_OA as ADOPTED
+
+    # given a RefId the sweep found nowhere, then submitted under its OA before the claim
+    _, runtime, clock, _, _ = ledger(reconcile="adopt")
+    runtime.backlog.park(OA, ["raced"], clock.now_s())
+
+    # when the sweep's claim of it comes (as if its lookup had found nothing)
+    claims = runtime.backlog.claim(
+        ADOPTED, ["raced"], clock.now_s(), 60, "sweep", True, unless_elsewhere=True
+    )
+
+    # expect it left under its OA: one RefId, one track, one terminal event
+    assert [claim.kind for claim in claims] == ["elsewhere"]
+    assert whereabouts(runtime.backlog, OA, "raced").where == "waiting"
+    assert runtime.backlog.where(ADOPTED, "raced") is None

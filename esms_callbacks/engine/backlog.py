@@ -312,10 +312,12 @@ class Backlog:
         lease_s: float,
         token: str,
         take_unsubmitted: bool,
+        unless_elsewhere: bool = False,
     ) -> list[Claimed]:
         """Lease pushed RefIds to `token` with the leases requests use, unless they are done
         or held by a request (backlog_claim.lua): a push and a poll of one RefId then give
-        one terminal event whichever comes first."""
+        one terminal event whichever comes first. `unless_elsewhere`: a RefId to take that
+        is known under another OA is left there (eSMS's ledger names no OA)."""
         k = self._keys
         flat = self._claim(
             keys=[k.oas, k.known_oas, k.oa_queue, k.backlog_meta],
@@ -327,6 +329,7 @@ class Backlog:
                 oa_id,
                 "1" if take_unsubmitted else "",
                 to_ms(now_s - self._done_ttl_s),
+                k.oa_prefix if unless_elsewhere else "",
                 *ref_ids,
             ],
         )

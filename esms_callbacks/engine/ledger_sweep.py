@@ -231,8 +231,15 @@ class LedgerSweep:
         token = uuid.uuid4().hex
         now_s = self.clock.now_s()
         by_ref = {ref_of(row): row for row in rows}
+        # (a RefId submitted under its OA since the lookup is left there: one terminal event)
         claims = self.backlog.claim(
-            oa_id, list(by_ref), now_s, self.settings.lease_s(self.account.terms), token, take_new
+            oa_id,
+            list(by_ref),
+            now_s,
+            self.settings.lease_s(self.account.terms),
+            token,
+            take_new,
+            unless_elsewhere=take_new,
         )
         observed = []
         for claimed in claims:
