@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
+import click
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
@@ -46,7 +47,8 @@ def send() -> ResponseReturnValue:
 
 
 @app.cli.command("consume-statuses")
-def consume_statuses() -> None:
+@click.option("--max-events", type=int, default=None, help="stop after this many (default: run)")
+def consume_statuses(max_events: int | None) -> None:
     """flask --app examples.flask_app consume-statuses: each new status of a message, once.
 
     consume_events (esms_callbacks.events.handler) drops duplicates and late steps back with
@@ -58,4 +60,4 @@ def consume_statuses() -> None:
     def on_status(event: StatusEvent) -> None:
         app.logger.warning("ZNS %s: %s", event.ref_id, event.status)  # mark the order here
 
-    consume_events(on_status)
+    consume_events(on_status, max_events=max_events)

@@ -128,3 +128,28 @@ def test_consumer_handles_each_event_once(make_settings):
 
     # expect each event handled once
     assert handled == ["c1:sent", "c2:pending"]
+
+
+def test_the_flask_command_handles_each_new_status_once(make_settings, monkeypatch, caplog):
+    from examples.flask_app import app
+
+    # given a sent event published twice (as after a crash), then a late pending of the same
+    settings = make_settings()
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ESMS_REDIS_URL", settings.redis_url)
+    now = datetime.now(UTC)
+    ref = f"flask-{now.timestamp():.6f}"  # the store outlives the test: a RefId of its own
+    sent = build_event(ref, OA, outcome_of({"SMSID": ref, "SendStatus": 5, "SendFailed": 0}), now)
+    late = build_event(ref, OA, outcome_of({"SMSID": ref, "SendStatus": 7}), now)
+    EventPublisher(Connection(settings.broker_url), settings.status_queue).publish(
+        [sent, sent, late]
+    )
+
+    # when `flask consume-statuses` takes them
+    result = app.test_cli_runner().invoke(args=["consume-statuses", "--max-events", "3"])
+
+    # expect the status handled once: no duplicate, no step back
+    assert result.exit_code == 0, result.output
+    handled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ZNS ")]
+    assert handled == [f"ZNS {ref}: sent"]
