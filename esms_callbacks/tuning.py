@@ -122,3 +122,4 @@ LEDGER_PAGE_SIZE = 500  # eSMS's most rows a page: the fewest requests
 LEDGER_LAG_S = 60.0  # the last minute's records may still be being created: read next time
 LEDGER_RANGE_MOST_S = 86400.0  # a range of creation times spans a day at most
 LEDGER_LOCK_S = 60.0  # one sweep per account at a time; renewed at every page
+LEDGER_DONE_MARGIN_S = 3600.0  # records read start this long inside the done memory

@@ -249,3 +249,21 @@ def test_an_oa_only_a_forged_push_named_is_forgotten_after_the_done_memory(make_
     assert runtime.backlog.known_oa_ids() == [OA]
     assert list(runtime.redis.scan_iter(match=f"{runtime.keys.oa('forged-oa')}*")) == []
     runtime.close()
+
+
+def test_a_push_for_a_refid_adopted_from_the_ledger_starts_no_second_track(env):
+    from esms_callbacks.engine.notes import NO_OA
+
+    # given a RefId never submitted that the ledger's sweep adopted (under OA `-`), waiting
+    settings, runtime, clock, broker, inbox, applier = env
+    runtime.backlog.claim(NO_OA, ["adopted"], clock.now_s(), 60, "sweep", True)
+    runtime.backlog.unlease(NO_OA, "sweep", ["adopted"], clock.now_s() + 600)
+
+    # when eSMS's push for it arrives, naming its OA
+    record(settings, runtime, pushed("adopted"))
+    report = applier.apply(inbox.read(CONSUMER, 10, 100))
+
+    # expect no event from the push and nothing under that OA: the adopted track goes on
+    assert broker.events == [] and report.published == 0
+    assert runtime.backlog.where(OA, "adopted") is None
+    assert runtime.backlog.where(NO_OA, "adopted") is not None

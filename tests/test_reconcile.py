@@ -215,7 +215,7 @@ def test_a_refid_adopted_then_submitted_late_gets_one_terminal_event(ledger, sim
     make_sweep().sweep(budget_s=30)
 
     # when the producer's submission comes at last, under its OA
-    parked = runtime.backlog.park(OA, ["late"], clock.now_s(), adopts=True)
+    parked = runtime.backlog.park(OA, ["late"], clock.now_s())
 
     # expect it left where it is (waiting, adopted), and one terminal event in the end
     assert (parked.added, parked.already_waiting) == (0, 1)
@@ -255,3 +255,43 @@ def test_a_refid_submitted_between_the_lookup_and_the_claim_is_not_taken_twice(l
     assert [claim.kind for claim in claims] == ["elsewhere"]
     assert whereabouts(runtime.backlog, OA, "raced").where == "waiting"
     assert runtime.backlog.where(ADOPTED, "raced") is None
+
+
+def test_a_page_ends_its_range_by_count_total_not_by_its_rows():
+    from esms_callbacks.engine.ledger_sweep import is_last_page
+
+    assert not is_last_page(1, 499, 1200)  # a full page with one unreadable row skipped
+    assert not is_last_page(2, 500, 1200)
+    assert is_last_page(3, 200, 1200)
+    assert is_last_page(1, 0, 0) and is_last_page(4, 0, 5000)  # nothing more to read
+
+
+def test_records_older_than_the_done_memory_are_not_read(ledger, sim):
+    # given a look-back longer than the done memory (a RefId done then is forgotten since)
+    _, runtime, _, _, make_sweep = ledger(
+        reconcile="adopt", reconcile_lookback_s=10 * 86400, done_ttl_s=2 * 86400
+    )
+    make_sweep().sweep(budget_s=30)
+    cursor = {
+        k.decode(): int(v) for k, v in runtime.redis.hgetall(runtime.keys.ledger_cursor).items()
+    }
+    # expect the first range to start inside the done memory, not ten days back
+    assert cursor["from_ms:25"] >= (T0 + 120 - 2 * 86400) * 1000
+
+
+def test_a_message_whose_query_keeps_failing_expires_at_its_age(drain_env, sim):
+    # given an account asking QueryZnsStatus only, whose host refuses every connection
+    drainer, runtime, clock, events = drain_env(
+        query_status="only", rest_base_url="http://127.0.0.1:9", max_age_s=600
+    )
+    runtime.backlog.park(OA, ["unlucky"], clock.now_s())
+    drainer.drain(budget_s=5)
+    assert events == []
+    # when its age is past and it is asked (and fails) once more
+    clock.advance(700)
+    runtime.breaker_of("query").record_success()  # the breaker lets it through
+    drainer.drain(budget_s=5)
+    # expect its one last answer: expired, terminal, once
+    assert [(e["ref_id"], e["status"], e["terminal"]) for e in events] == [
+        ("unlucky", "expired", True)
+    ]

@@ -188,11 +188,9 @@ class Backlog:
     def done_ttl_s(self) -> float:
         return self._done_ttl_s
 
-    def park(
-        self, oa_id: str, ref_ids: Sequence[str], now_s: float, adopts: bool = False
-    ) -> Parked:
-        """Add RefIds to wait, due now. `adopts`: the account adopts RefIds from eSMS's
-        ledger (ESMS_RECONCILE=adopt), so one adopted already is left where it is."""
+    def park(self, oa_id: str, ref_ids: Sequence[str], now_s: float) -> Parked:
+        """Add RefIds to wait, due now; one adopted from eSMS's ledger already (OA `-`, while
+        ESMS_RECONCILE is or was `adopt`) is left where it is."""
         k = self._keys
         added = finished = 0
         forget_before_ms = to_ms(now_s - self._done_ttl_s)
@@ -206,7 +204,7 @@ class Backlog:
                     oa_id,
                     forget_before_ms,
                     self._chunk_refs,
-                    k.oa(NO_OA) if adopts else "",
+                    k.oa(NO_OA),
                     *chunk,
                 ],
             )

@@ -44,6 +44,7 @@ from esms_callbacks.errors import (
     printable,
 )
 from esms_callbacks.esms.records import (
+    EXPIRED_OUTCOME,
     NOT_FOUND_OUTCOME,
     Outcome,
     given_up_outcome,
@@ -448,14 +449,24 @@ class Drainer:
                 if notes.get(ref_id, Note()).learnt(note) != notes.get(ref_id)
             },
         )
+        # A RefId past its age gets its one last answer now, whatever its request did: expired
+        # (as _failed does for GetCallback), never handed back for ever.
+        now_s = self.clock.now_s()
+        leased = {item.ref_id: item for item in [*by_query, *routed.delivery]}
+        expired = [
+            Observed(item.ref_id, EXPIRED_OUTCOME, now_s, item.state_key, item.submitted_s)
+            for ref_id in answers.back
+            if now_s >= self._expires_s(item := leased[ref_id])
+        ]
         back: dict[float, list[str]] = {}
         for ref_id, due_s in answers.back.items():
-            back.setdefault(due_s, []).append(ref_id)
+            if ref_id not in {gone.ref_id for gone in expired}:
+                back.setdefault(due_s, []).append(ref_id)
         for due_s, ref_ids in back.items():
             self.backlog.unlease(oa_id, token, ref_ids, due_s)
         for name, count in answers.counters.items():
             tally.counters[name] = tally.counters.get(name, 0) + count
-        return observed + answers.observed, answers.stopped
+        return observed + answers.observed + expired, answers.stopped
 
     def _guarded(self, bounds: tuple[datetime, datetime]) -> tuple[float, float] | None:
         """The open window, shrunk by ESMS_WINDOW_GUARD at both ends (epoch s), so that no

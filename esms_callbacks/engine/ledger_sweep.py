@@ -49,7 +49,12 @@ from esms_callbacks.esms.records import PENDING, Outcome
 from esms_callbacks.events.publish import SOURCE_RECONCILE
 from esms_callbacks.settings import Settings
 from esms_callbacks.terms import LEDGER
-from esms_callbacks.tuning import LEDGER_LAG_S, LEDGER_PAGE_SIZE, LEDGER_RANGE_MOST_S
+from esms_callbacks.tuning import (
+    LEDGER_DONE_MARGIN_S,
+    LEDGER_LAG_S,
+    LEDGER_PAGE_SIZE,
+    LEDGER_RANGE_MOST_S,
+)
 
 if TYPE_CHECKING:
     from esms_callbacks.esms.ledger import LedgerPage, LedgerRow
@@ -144,6 +149,16 @@ class LedgerSweep:
             if until_ms - last_to_ms < LEDGER_LAG_S * 1000:
                 return None  # read up to a minute ago: nothing new enough yet
             from_ms = last_to_ms - int(self.settings.reconcile_overlap_s * 1000)
+        # A RefId done before the done memory (ESMS_DONE_TTL) is forgotten: rows created
+        # before it cannot be told from ones never submitted, so they are not read.
+        remembered_ms = int((now_s - self.settings.done_ttl_s + LEDGER_DONE_MARGIN_S) * 1000)
+        if from_ms < remembered_ms:
+            log.warning(
+                "the ledger sweep skips records created over ESMS_DONE_TTL ago (%.0f h): "
+                "their RefIds' end is no longer remembered",
+                self.settings.done_ttl_s / 3600,
+            )
+            from_ms = remembered_ms
         to_ms = min(until_ms, from_ms + int(LEDGER_RANGE_MOST_S * 1000))
         if to_ms <= from_ms:
             return None
@@ -182,7 +197,7 @@ class LedgerSweep:
         report.pages += 1
         report.rows += len(page.rows)
         self._take(page.rows, report)
-        last = len(page.rows) < LEDGER_PAGE_SIZE or at.page * LEDGER_PAGE_SIZE >= page.count_total
+        last = is_last_page(at.page, len(page.rows) + len(page.skipped), page.count_total)
         next_page = 0 if last else at.page + 1
         self._redis.hset(self._keys.ledger_cursor, f"page:{at.sms_type}", next_page)
         return ""
@@ -289,6 +304,12 @@ class LedgerSweep:
         """Keep the report's RefIds of the last ESMS_RECONCILE_LOOKBACK only."""
         before_ms = int((now_s - self.settings.reconcile_lookback_s) * 1000)
         self._redis.zremrangebyscore(self._keys.unsubmitted, "-inf", before_ms)
+
+
+def is_last_page(page: int, rows_read: int, count_total: int) -> bool:
+    """Whether page `page` (from 1) of a range ends it: by CountTotal (a page with unreadable
+    rows skipped holds fewer than a page's worth, and is not the last), or an empty page."""
+    return page * LEDGER_PAGE_SIZE >= count_total or rows_read == 0
 
 
 def ref_of(row: LedgerRow) -> str:

@@ -85,6 +85,8 @@ class PushApplier:
             self.settings.lease_s(self.account.terms),
             token,
             take_unsubmitted=self.settings.push_unsubmitted == "publish",
+            # one never submitted but adopted from eSMS's ledger (OA `-`) stays there
+            unless_elsewhere=self.settings.push_unsubmitted == "publish",
         )
         observed: list[Observed] = []
         done_with: list[str] = []  # entries to acknowledge without an event

@@ -34,7 +34,7 @@ from esms_callbacks.runtime import Runtime
 from esms_callbacks.settings import Settings, read_setting
 from esms_callbacks.tasks.app import app
 from esms_callbacks.tasks.context import RuntimeTask
-from esms_callbacks.terms import QUERY_OFF, RECONCILE_ADOPT
+from esms_callbacks.terms import QUERY_OFF
 
 log = logging.getLogger(__name__)
 ARG_NAMES = ("ref_ids", "oa_id", "account")
@@ -215,8 +215,7 @@ def park_submission(runtime: Runtime, submission: Submission) -> dict[str, objec
         raise problem
     now_s = runtime.clock.now_s()
     try:
-        adopts = runtime.terms.reconcile == RECONCILE_ADOPT
-        parked = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s, adopts)
+        parked = runtime.backlog.park(submission.oa_id, submission.ref_ids, now_s)
     except redis.exceptions.OutOfMemoryError:
         log.error(
             "Redis is full (maxmemory reached, noeviction): could not park %d RefIds for OA "
