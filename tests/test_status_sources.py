@@ -284,3 +284,12 @@ def test_exceed_tps_is_rate_limited():
 )
 def test_no_moment_unless_delivered_at_a_known_time(status):
     assert delivery_moment(status) is None
+
+
+def test_query_zns_status_code_105_is_no_data_yet_not_a_failure():
+    import json
+
+    from esms_callbacks.esms.query import parse_query_answer
+
+    body = json.dumps({"CodeResult": "105", "ErrorMessage": "SMSID not found"})
+    assert parse_query_answer(body, "young") is None

@@ -15,6 +15,7 @@ from esms_callbacks.errors import (
 
 SUCCESS_CODE = 100
 NO_DATA_CODE = 854  # QueryZnsStatus: no data for that SmsId (yet); an answer, not a failure
+NOT_FOUND_YET_CODE = 105  # "SMSID not found yet": for one message, the same answer as 854
 ERROR_BY_CODE: dict[int, type[EsmsError]] = {
     101: AuthError,
     140: AuthError,

@@ -12,7 +12,12 @@ from typing import Any
 
 from esms_callbacks.errors import MalformedResponse, printable
 from esms_callbacks.esms.answers import load_object, result_code, text_field
-from esms_callbacks.esms.codes import NO_DATA_CODE, SUCCESS_CODE, error_for_code
+from esms_callbacks.esms.codes import (
+    NO_DATA_CODE,
+    NOT_FOUND_YET_CODE,
+    SUCCESS_CODE,
+    error_for_code,
+)
 from esms_callbacks.esms.records import (
     FAILED,
     PENDING,
@@ -47,10 +52,10 @@ class ZnsStatus:
 
 def parse_query_answer(text: str, sms_id: str) -> ZnsStatus | None:
     """Parse a QueryZnsStatus body asked for `sms_id`; None when eSMS has no data for it
-    (Code 854, or a success without Data). Other codes raise their error (esms.codes)."""
+    (Code 854 or 105, or a success without Data). Other codes raise their error (esms.codes)."""
     payload = load_object(text)
     code = result_code(payload, "CodeResult", text)
-    if code == NO_DATA_CODE:
+    if code in (NO_DATA_CODE, NOT_FOUND_YET_CODE):  # an answer: eSMS knows nothing of it yet
         return None
     if code != SUCCESS_CODE:
         raise error_for_code(code, text_field(payload, "ErrorMessage"))
