@@ -543,6 +543,9 @@ def test_status_and_metrics_are_per_account(tmp_path, make_settings):
     assert "ka" not in text.replace("kafka", "")
 
 
+# Serial: under the parallel pass its receiver's cleanup twice took over 20 s (a slow stop of
+# the app under load, not what this test proves: test_receiver_accounts times a real stop).
+@pytest.mark.serial
 def test_the_receiver_takes_an_account_added_to_the_file_without_a_restart(
     tmp_path, push_settings, monkeypatch
 ):
