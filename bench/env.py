@@ -16,6 +16,10 @@ API_KEY = "bench-api-key-7Yq2"
 SECRET_KEY = "bench-secret-key-Pw81"
 ZONE = "Asia/Ho_Chi_Minh"
 WINDOW_LENGTH = timedelta(hours=1)
+# eSMS's current terms (its newest docs): GetCallback 20 requests/s x 200 RefIds, no window;
+# QueryZnsStatus 100/s; GetZaloMessageStatus 30/s.
+CURRENT_CALLBACK_INTERVAL_S, CURRENT_MAX_REFS = 0.05, 200
+CURRENT_QUERY_INTERVAL_S, CURRENT_DELIVERY_INTERVAL_S = 0.01, 0.034
 STOP_GRACE_S = 10.0  # after SIGTERM (a warm shutdown), then SIGKILL for a process's group
 # Variables the processes read that must come from the benchmark, not the caller's shell.
 _OWN_PREFIXES = ("ESMS_", "CELERY_", "BENCH_")

@@ -43,10 +43,19 @@ from typing import Any
 import redis
 from kombu import Connection
 
-from bench.env import API_KEY, SECRET_KEY, STOP_GRACE_S, ZONE, prepare_producer, project_env
+from bench.env import (
+    CURRENT_CALLBACK_INTERVAL_S,
+    CURRENT_DELIVERY_INTERVAL_S,
+    CURRENT_MAX_REFS,
+    CURRENT_QUERY_INTERVAL_S,
+    STOP_GRACE_S,
+    prepare_producer,
+    project_env,
+)
 from bench.freshness_figures import EndpointUse, Lag, endpoint_use, lag_figures
 from bench.harness import (
     beat_command,
+    current_terms_simulator_options,
     env_overrides,
     simulator_process,
     stop_on_sigterm,
@@ -56,13 +65,13 @@ from bench.memory_bench import start_redis
 from bench.perf_bench import _commit
 from bench.runner import fresh_broker
 from bench.submit import oa_id
-from esms_callbacks.cli.processes import ROOT, Children, simulator_options
+from esms_callbacks.cli.processes import ROOT, Children
 from esms_callbacks.simulator.remote import RemoteSimulator
 from esms_callbacks.terms import CALLBACK, DELIVERY, QUERY
 
 # eSMS's current terms
-CALLBACK_INTERVAL_S, MAX_REFS = 0.05, 200
-QUERY_INTERVAL_S, DELIVERY_INTERVAL_S = 0.01, 0.034
+CALLBACK_INTERVAL_S, MAX_REFS = CURRENT_CALLBACK_INTERVAL_S, CURRENT_MAX_REFS
+QUERY_INTERVAL_S, DELIVERY_INTERVAL_S = CURRENT_QUERY_INTERVAL_S, CURRENT_DELIVERY_INTERVAL_S
 INTERVALS_S = {
     CALLBACK: CALLBACK_INTERVAL_S,
     QUERY: QUERY_INTERVAL_S,
@@ -428,15 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     server, url = start_redis(log_dir)
     try:
         prepare_producer(url, {})
-        options = simulator_options(
-            API_KEY,
-            SECRET_KEY,
-            rate_interval_s=CALLBACK_INTERVAL_S,
-            policy="sent",
-            max_refs=MAX_REFS,
-            window="always",
-            timezone=ZONE,
-        )
+        options = current_terms_simulator_options()
         with ExitStack() as stack:
             client = stack.enter_context(redis.Redis.from_url(url))
             sim = stack.enter_context(simulator_process(*options, log_dir=log_dir))

@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from esms_callbacks.cli.processes import Child, Children, Command, simulator_command
+from bench.env import API_KEY, CURRENT_CALLBACK_INTERVAL_S, CURRENT_MAX_REFS, SECRET_KEY, ZONE
+from esms_callbacks.cli.processes import (
+    Child,
+    Children,
+    Command,
+    simulator_command,
+    simulator_options,
+)
 from esms_callbacks.simulator.remote import RemoteSimulator
 
 _LISTENING = re.compile(r"listening on (http://[^/\s]+)")
@@ -58,6 +65,21 @@ class PrioritizedSimulator(RemoteSimulator):
 
     nice = 0  # the simulator process's scheduling priority
     autogroup_nice: int | None = None  # its autogroup's, where autogroups are on
+
+
+def current_terms_simulator_options(*extra: str) -> list[str]:
+    """The simulator's options for eSMS's current terms (bench.env), every RefId `sent`,
+    no window: what the status-source benches run against (`extra` appended)."""
+    options = simulator_options(
+        API_KEY,
+        SECRET_KEY,
+        rate_interval_s=CURRENT_CALLBACK_INTERVAL_S,
+        policy="sent",
+        max_refs=CURRENT_MAX_REFS,
+        window="always",
+        timezone=ZONE,
+    )
+    return [*options, *extra]
 
 
 @contextlib.contextmanager

@@ -51,9 +51,17 @@ from typing import Any
 import redis
 from kombu import Connection
 
-from bench.env import API_KEY, SECRET_KEY, STOP_GRACE_S, ZONE, prepare_producer, project_env
+from bench.env import (
+    CURRENT_CALLBACK_INTERVAL_S,
+    CURRENT_MAX_REFS,
+    CURRENT_QUERY_INTERVAL_S,
+    STOP_GRACE_S,
+    prepare_producer,
+    project_env,
+)
 from bench.harness import (
     beat_command,
+    current_terms_simulator_options,
     env_overrides,
     simulator_process,
     stop_on_sigterm,
@@ -63,13 +71,14 @@ from bench.memory_bench import start_redis
 from bench.perf_bench import _commit
 from bench.runner import fresh_broker
 from bench.submit import oa_id
-from esms_callbacks.cli.processes import ROOT, Children, simulator_options
+from esms_callbacks.cli.processes import ROOT, Children
 from esms_callbacks.engine.keys import AccountKeys
 from esms_callbacks.engine.notes import NO_OA
 from esms_callbacks.engine.redis_values import as_text
 from esms_callbacks.simulator.remote import RemoteSimulator
 
-CALLBACK_INTERVAL_S, MAX_REFS, QUERY_INTERVAL_S = 0.05, 200, 0.01  # eSMS's current terms
+CALLBACK_INTERVAL_S, MAX_REFS = CURRENT_CALLBACK_INTERVAL_S, CURRENT_MAX_REFS
+QUERY_INTERVAL_S = CURRENT_QUERY_INTERVAL_S
 LEDGER_INTERVAL_S = 1.0  # the project's and the simulator's default (eSMS documents none)
 WORKERS, CONCURRENCY = 2, 4
 SWEEP_EVERY_S, LOOKBACK_S = 30, 3600
@@ -419,16 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     server, url = start_redis(log_dir)
     try:
         prepare_producer(url, {})
-        options = simulator_options(
-            API_KEY,
-            SECRET_KEY,
-            rate_interval_s=CALLBACK_INTERVAL_S,
-            policy="sent",
-            max_refs=MAX_REFS,
-            window="always",
-            timezone=ZONE,
-        )
-        options += ["--clock-offset", f"{CLOCK_OFFSET_S:g}"]
+        options = current_terms_simulator_options("--clock-offset", f"{CLOCK_OFFSET_S:g}")
         with ExitStack() as stack:
             sim = stack.enter_context(simulator_process(*options, log_dir=log_dir))
             sim.configure(
